@@ -1,0 +1,8 @@
+"""The Keras side of regaudit: callbacks that audit a model on a probe while it trains."""
+
+from regaudit.callbacks.activation_stats import ActivationStats
+from regaudit.callbacks.audit import Audit
+from regaudit.callbacks.regaudit_callback import RegAudit
+from regaudit.callbacks.schedule import Every
+
+__all__ = ["ActivationStats", "Audit", "Every", "RegAudit"]

@@ -1,0 +1,74 @@
+"""`ActivationStats`: per-layer activation statistics on the probe (MEASURES.md section 1)."""
+
+import numpy as np
+
+from regaudit.activations import ACTIVATION_MEASURES, histogram, model_summary
+from regaudit.schema import (
+    HEADLINE_ACTIVATION, HEADLINE_MODEL, HISTOGRAM_COLUMNS, MODEL, TABLE_ACTIVATIONS,
+    TABLE_HISTOGRAMS,
+)
+
+from regaudit.callbacks.audit import Audit
+
+
+class ActivationFamily:
+    """Every measure of `regaudit.activations.ACTIVATION_MEASURES` for every tap, a
+    64-bin histogram per tap, and the headline metrics of `schema.HEADLINE_ACTIVATION`."""
+
+    name = "activations"
+
+    def measure(self, context):
+        callback = context.callback
+        rows, histograms, values = [], [], {}
+        for tap in context.taps:
+            summary = context.summaries[tap.name]
+            for measure, function in ACTIVATION_MEASURES.items():
+                value = context.measure(tap.name, measure, function, summary)
+                if value is None:
+                    continue
+                values[(tap.name, measure)] = value
+                rows.append(callback.row(context, tap.name, tap.layer_class, measure, value))
+            counted = context.measure(tap.name, "histogram", histogram, summary)
+            if counted is not None:
+                histograms.extend(self._histogram_rows(callback, context, tap, *counted))
+        summary_values = model_summary(values)
+        rows.extend(callback.row(context, MODEL, "Model", m, v) for m, v in summary_values.items())
+        metrics = {key: value for key, value in values.items() if key[1] in HEADLINE_ACTIVATION}
+        metrics.update({(MODEL, m): v for m, v in summary_values.items() if m in HEADLINE_MODEL})
+        return {TABLE_ACTIVATIONS: rows, TABLE_HISTOGRAMS: histograms}, metrics
+
+    @staticmethod
+    def _histogram_rows(callback, context, tap, counts, edges):
+        base = callback.row(context, tap.name, tap.layer_class, None, None)
+        return [
+            dict(zip(HISTOGRAM_COLUMNS, (
+                base["run"], base["epoch"], base["step"], base["probe"], tap.name,
+                tap.layer_class, index, float(edges[index]), float(edges[index + 1]),
+                int(count),
+            )))
+            for index, count in enumerate(np.asarray(counts))
+        ]
+
+
+class ActivationStats(Audit):
+    """Records per-layer activation statistics on a fixed probe batch and logs them to
+    MLflow (metrics `regaudit/<layer>/<measure>`, everything in Parquet under `regaudit/`).
+
+    Args:
+        probe: `(x, y)` or `x` to audit on. Default: 512 samples of the validation data
+            of `fit`, else of its training data. None.
+        probe_size: samples drawn (seeded) when the probe comes from `fit`'s data. 512.
+        schedule: `"epoch"`, `Every(epochs=N)`, `Every(steps=N)` or a callable epoch ->
+            bool. An audit also runs before the first training step. "epoch".
+        seed: seeds the probe choice and the reservoir positions. 0.
+        strict: re-raise a failing measure instead of warning and switching it off. False.
+        probe_batch_size: probe samples per mini-batch of the pass. 128.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=5, callbacks=[regaudit.callbacks.ActivationStats()])
+    ```
+    """
+
+    family_types = (ActivationFamily,)

@@ -1,0 +1,261 @@
+"""The base of every regaudit callback: probe, schedule, one shared pass, MLflow, guards.
+
+A subclass names its measure families; each family turns the probe pass's summaries into
+rows of tidy tables and a few headline metrics. The base does everything else: chooses
+the probe at `on_train_begin`, compiles one probe pass shared by all families, audits on
+the schedule, writes each audit to MLflow before the hook returns (so a run killed at
+epoch k keeps every audit up to k), and keeps the two invariants that matter most to a
+user: the audit never changes the model, and a failing measure never stops training.
+"""
+
+import time
+import warnings
+
+import keras
+import pandas as pd
+
+from regaudit import __version__
+from regaudit.errors import RegauditError, RegauditWarning, UsageError
+from regaudit.schema import COLUMNS, SCHEMA_VERSION, TAG_PREFIX, metric_key
+from regaudit.setup import regularization_tags
+from regaudit.storage import RunWriter, end_run, join_or_start_run
+
+from regaudit.callbacks.probe import ProbePass, choose_probe
+from regaudit.callbacks.schedule import as_schedule
+
+
+class AuditContext:
+    """What a family sees of one audit: the summaries and a guard for each measure."""
+
+    def __init__(self, callback, summaries, epoch, step):
+        self.callback = callback
+        self.summaries = summaries
+        self.taps = callback.probe_pass.taps
+        self.epoch = epoch
+        self.step = step
+
+    def measure(self, layer, measure, function, *args):
+        """`function(*args)`, or None when it failed now or before on this layer."""
+        return self.callback._guarded(layer, measure, function, *args)
+
+
+class Audit(keras.callbacks.Callback):
+    """Base of the regaudit callbacks; see `RegAudit` for the arguments."""
+
+    #: the measure families this callback computes; one instance each per fit
+    family_types = ()
+
+    def __init__(
+        self,
+        probe=None,
+        probe_size=512,
+        schedule="epoch",
+        seed=0,
+        strict=False,
+        probe_batch_size=128,
+    ):
+        super().__init__()
+        for name, value in (("probe_size", probe_size), ("probe_batch_size", probe_batch_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(
+                    f"regaudit: {name} expects a positive int; received {name}={value!r}."
+                )
+        self.probe = probe
+        self.probe_size = probe_size
+        self.schedule = as_schedule(schedule)
+        self.seed = seed
+        self.strict = strict
+        self.probe_batch_size = probe_batch_size
+        self.run_id = None
+        self.probe_pass = None
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        self._safely("setup", self._setup)
+        if self._active and self.schedule.at_start:
+            self._audit(epoch=0, step=0)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # begin, not end: overriding *_batch_end would stop Keras' async dispatch
+        if not self._active or self.schedule.unit != "step":
+            return
+        step = self._epoch_base_step + batch
+        # a bucket crossed, not step % N == 0: with steps_per_execution > 1 Keras calls
+        # this hook only every few steps
+        if step // self.schedule.steps > self._last_step_bucket:
+            self._last_step_bucket = step // self.schedule.steps
+            self._audit(epoch=self._epoch, step=step)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._active:
+            return
+        self._epoch_base_step = self._global_step()
+        if self.schedule.unit == "epoch" and self.schedule(epoch + 1):
+            self._audit(epoch=epoch + 1, step=self._epoch_base_step)
+
+    def on_train_end(self, logs=None):
+        if self._started_run:
+            self._safely("end of run", end_run, self.run_id)
+            self._started_run = False
+
+    # -- the audit -------------------------------------------------------------------
+
+    def _reset(self):
+        self._active = False
+        self._off = set()
+        self._started_run = False
+        self._audit_index = 0
+        self._epoch = 0
+        self._epoch_base_step = 0
+        self._last_step_bucket = 0
+        self.families = [family_type() for family_type in self.family_types]
+        self.audits = []
+
+    def _setup(self):
+        self._epoch_base_step = self._global_step()
+        self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
+        probe = choose_probe(self.model, self.probe, self.probe_size, self.seed)
+        self.probe_pass = ProbePass(self.model, probe, self.probe_batch_size, self.seed)
+        self.run_id, self._started_run = join_or_start_run()
+        self.writer = RunWriter(self.run_id)
+        self._audit_index = self.writer.next_part_index()
+        layers = self.layer_table()
+        tags = {TAG_PREFIX + k: v for k, v in regularization_tags(layers).items()}
+        tags.update({
+            TAG_PREFIX + "version": __version__,
+            TAG_PREFIX + "schema_version": SCHEMA_VERSION,
+            TAG_PREFIX + "probe_source": probe.source,
+            TAG_PREFIX + "probe_size": probe.size,
+            TAG_PREFIX + "step_unit": self.schedule.unit,
+        })
+        self.writer.set_tags(tags)
+        self.writer.log_json("model.json", {"model": self.model.name, "layers": layers})
+        self.writer.log_json("meta.json", self.meta())
+        self._active = True
+
+    def _global_step(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        return int(optimizer.iterations.numpy()) if optimizer is not None else 0
+
+    def _audit(self, epoch, step):
+        started = time.perf_counter()
+        summaries = self._safely("probe pass", self.probe_pass.run)
+        if summaries is None:
+            return
+        context = AuditContext(self, summaries, epoch, step)
+        tables, metrics = {}, {}
+        for family in self.families:
+            family_tables, family_metrics = family.measure(context)
+            for table, rows in family_tables.items():
+                tables.setdefault(table, []).extend(rows)
+            metrics.update(family_metrics)
+        seconds = time.perf_counter() - started
+        tables.setdefault("activations", []).append(
+            self.row(context, "model", "Model", "audit_seconds", seconds)
+        )
+        self._safely("MLflow write", self._write, tables, metrics, epoch, step)
+        self.audits.append({"epoch": epoch, "step": step, "seconds": seconds})
+
+    def _write(self, tables, metrics, epoch, step):
+        index = self._audit_index
+        self._audit_index += 1
+        for table, rows in tables.items():
+            self.writer.log_table(table, index, pd.DataFrame(rows))
+        mlflow_step = epoch if self.schedule.unit == "epoch" else step
+        self.writer.log_metrics(
+            {metric_key(layer, measure): value for (layer, measure), value in metrics.items()},
+            mlflow_step,
+        )
+
+    def row(self, context, layer, layer_class, measure, value):
+        """One row of the tidy long form (schema.COLUMNS)."""
+        values = (self.run_id, context.epoch, context.step, self.probe_pass.probe.source,
+                  layer, layer_class, measure, value)
+        return dict(zip(COLUMNS, values))
+
+    # -- guards ----------------------------------------------------------------------
+
+    def _guarded(self, layer, measure, function, *args):
+        if (layer, measure) in self._off:
+            return None
+        try:
+            return function(*args)
+        except Exception as error:
+            if self.strict:
+                raise
+            self._off.add((layer, measure))
+            warnings.warn(
+                f"regaudit: measure '{measure}' failed on layer '{layer}' "
+                f"({type(error).__name__}: {error}); it is switched off for this layer "
+                "and training goes on.",
+                RegauditWarning,
+                stacklevel=2,
+            )
+            return None
+
+    def _safely(self, what, function, *args):
+        """Run a whole step of the audit; on failure warn once and switch the audit off."""
+        try:
+            return function(*args)
+        except Exception as error:
+            if self.strict:
+                raise
+            self._active = False
+            detail = str(error) if isinstance(error, RegauditError) else f"{type(error).__name__}: {error}"
+            warnings.warn(
+                f"regaudit: {what} failed ({detail}); the audit is switched off for this "
+                "fit and training goes on.",
+                RegauditWarning,
+                stacklevel=2,
+            )
+            return None
+
+    # -- descriptions ----------------------------------------------------------------
+
+    def layer_table(self):
+        """One row per tapped layer call: what model.json stores and the tags read."""
+        rows = []
+        for tap in self.probe_pass.taps:
+            layer = tap.layer
+            rows.append({
+                "name": tap.name,
+                "layer_class": tap.layer_class,
+                "parent": tap.parent,
+                "shape": list(tap.shape),
+                "activation": tap.activation,
+                "rate": getattr(layer, "rate", None),
+                "params": int(layer.count_params()) if getattr(layer, "built", False) else 0,
+                "sources": list(tap.sources),
+            })
+        return rows
+
+    def meta(self):
+        import tensorflow as tf
+
+        schedule = self.schedule
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "regaudit_version": __version__,
+            "keras_version": keras.__version__,
+            "tensorflow_version": tf.__version__,
+            "families": [family.name for family in self.families],
+            "probe": {
+                "source": self.probe_pass.probe.source,
+                "size": self.probe_pass.probe.size,
+                "seed": self.seed,
+                "batch_size": self.probe_batch_size,
+                "reservoir_size": self.probe_pass.reservoir_size,
+            },
+            "schedule": {
+                "unit": schedule.unit,
+                "every": getattr(schedule, "epochs", None) or getattr(schedule, "steps", None),
+                "at_start": schedule.at_start,
+            },
+            "taps": len(self.probe_pass.taps),
+            "model_class": type(self.model).__name__,
+        }

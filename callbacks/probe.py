@@ -1,0 +1,315 @@
+"""The probe: a fixed set of samples, and one compiled pass that summarizes every tap.
+
+`choose_probe` picks the samples once (from `probe=`, else the validation data, else the
+training data; seeded). `ProbePass` compiles one `tf.function` that runs the model in
+inference mode over the probe in mini-batches through `graph.run_graph` and returns, per
+tapped tensor, only summaries (`regaudit.activations.TapSummary`): exact streaming moments,
+min/max, zero and non-finite counts, per-unit sums, and a fixed reservoir of at most
+65,536 values whose positions are drawn once, so every audit compares the same samples
+and units.
+"""
+
+import inspect
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from regaudit.activations import BOUNDED_ACTIVATIONS, RESERVOIR_SIZE, SAT_MARGIN, TapSummary
+from regaudit.errors import UsageError
+
+from regaudit.callbacks.graph import run_graph
+
+
+@dataclass
+class ProbeData:
+    """The probe samples: `inputs` (as the model takes them), `targets` (or None),
+    `source` ("user", "val" or "train") and the indices taken from that source."""
+
+    inputs: object
+    targets: object
+    source: str
+    indices: np.ndarray
+
+    @property
+    def size(self):
+        return int(len(keras.tree.flatten(self.inputs)[0]))
+
+
+def find_fit_data(model):
+    """The `x`, `y` and `validation_data` of the `model.fit` call running now, read from
+    its frame: Keras 3 hands callbacks no data. After `validation_split`, `fit` has
+    already replaced `x`, `y` and `validation_data` with the split parts."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            local = frame.f_locals
+            if frame.f_code.co_name == "fit" and local.get("self") is model:
+                return {key: local.get(key) for key in ("x", "y", "validation_data")}
+            frame = frame.f_back
+    finally:
+        del frame
+    return None
+
+
+def _unpack(data):
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        return data[0], data[1]
+    if isinstance(data, tuple) and len(data) == 1:
+        return data[0], None
+    return data, None
+
+
+def _to_numpy(structure):
+    return keras.tree.map_structure(lambda a: np.asarray(a), structure)
+
+
+def _collect_batches(batches, size):
+    """Take batches (x, y[, w]) or x from an iterable until `size` samples are in."""
+    xs, ys, count = [], [], 0
+    for element in batches:
+        x, y = _unpack(tuple(element) if isinstance(element, list) else element)
+        xs.append(_to_numpy(x))
+        ys.append(None if y is None else _to_numpy(y))
+        count += len(keras.tree.flatten(xs[-1])[0])
+        if count >= size:
+            break
+    if not xs:
+        return None, None
+    x = keras.tree.map_structure(lambda *parts: np.concatenate(parts), *xs)
+    y = None if ys[0] is None else keras.tree.map_structure(lambda *p: np.concatenate(p), *ys)
+    return x, y
+
+
+def _materialize(x, y, size):
+    """(inputs, targets) as numpy structures, reading at most about `size` samples of a
+    dataset. Python generators are refused: reading them would steal training batches."""
+    if isinstance(x, tf.data.Dataset):
+        return _collect_batches(x.as_numpy_iterator(), size)
+    if isinstance(x, keras.utils.PyDataset):
+        return _collect_batches((x[i] for i in range(len(x))), size)
+    if inspect.isgenerator(x) or (hasattr(x, "__next__") and not hasattr(x, "__len__")):
+        raise UsageError(
+            f"regaudit: cannot take a probe from a {type(x).__name__} without consuming "
+            "training batches; pass probe=(x, y) with a few hundred samples."
+        )
+    return _to_numpy(x), (None if y is None else _to_numpy(y))
+
+
+def choose_probe(model, probe, probe_size, seed):
+    """Choose the probe set once: from `probe` if given, else the validation data of the
+    running `fit`, else its training data; `probe_size` samples drawn without replacement
+    with `seed` (all of them when fewer exist)."""
+    if probe is not None:
+        x, y = _unpack(probe)
+        source = "user"
+    else:
+        found = find_fit_data(model) or {}
+        if found.get("validation_data") is not None:
+            x, y = _unpack(found["validation_data"])
+            source = "val"
+        elif found.get("x") is not None:
+            x, y, source = found["x"], found.get("y"), "train"
+        else:
+            raise UsageError(
+                "regaudit: found no data for the probe (received no probe= and no x in "
+                "model.fit); pass probe=(x, y) to the callback."
+            )
+    x, y = _materialize(x, y, probe_size)
+    if x is None or len(keras.tree.flatten(x)[0]) == 0:
+        raise UsageError(
+            f"regaudit: the {source} data for the probe is empty; expected at least one "
+            "sample. Pass probe=(x, y) with data."
+        )
+    available = len(keras.tree.flatten(x)[0])
+    rng = np.random.default_rng(seed)
+    if available > probe_size:
+        indices = np.sort(rng.choice(available, size=probe_size, replace=False))
+    else:
+        indices = np.arange(available)
+    take = lambda a: a[indices]  # noqa: E731
+    targets = None if y is None else keras.tree.map_structure(take, y)
+    return ProbeData(keras.tree.map_structure(take, x), targets, source, indices)
+
+
+def _activation_name(layer):
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None)
+
+
+@dataclass
+class TapInfo:
+    """What the probe pass knows of one tap, for tables and `model.json`."""
+
+    name: str
+    layer_class: str
+    parent: str
+    shape: tuple
+    activation: str | None
+    bounds: tuple | None
+    sources: tuple = ()
+    layer: object = None
+
+
+def _summaries(x, reservoir_rows, bounds):
+    """Per-batch summaries of one tapped tensor, in float64 on the graph."""
+    x = tf.cast(x, tf.float64)
+    flat = tf.reshape(x, [-1])
+    finite = tf.math.is_finite(flat)
+    finite_f = tf.cast(finite, tf.float64)
+    n = tf.reduce_sum(finite_f)
+    clean = tf.where(finite, flat, tf.zeros_like(flat))
+    mean = tf.reduce_sum(clean) / tf.maximum(n, 1.0)
+    dev = tf.where(finite, flat - mean, tf.zeros_like(flat))
+    dev2 = dev * dev
+    units = x.shape[-1] if x.shape.rank and x.shape.rank > 1 else 1
+    per_unit = tf.reshape(x, [-1, units])
+    unit_finite = tf.math.is_finite(per_unit)
+    zeros, inf = tf.zeros_like(per_unit), tf.fill(tf.shape(per_unit), tf.constant(np.inf, tf.float64))
+    out = {
+        "count": tf.cast(tf.size(flat), tf.float64),
+        "finite": n,
+        "mean": mean,
+        "m2": tf.reduce_sum(dev2),
+        "m3": tf.reduce_sum(dev2 * dev),
+        "m4": tf.reduce_sum(dev2 * dev2),
+        "abs_sum": tf.reduce_sum(tf.abs(clean)),
+        "min": tf.reduce_min(tf.where(finite, flat, tf.reshape(inf, [-1]))),
+        "max": tf.reduce_max(tf.where(finite, flat, -tf.reshape(inf, [-1]))),
+        "zeros": tf.reduce_sum(tf.cast(tf.equal(flat, 0.0), tf.float64)),
+        "unit_finite": tf.reduce_sum(tf.cast(unit_finite, tf.float64), axis=0),
+        "unit_sum": tf.reduce_sum(tf.where(unit_finite, per_unit, zeros), axis=0),
+        # a non-finite value keeps its unit alive (it is counted as non-finite instead)
+        "unit_maxabs": tf.reduce_max(tf.where(unit_finite, tf.abs(per_unit), inf), axis=0),
+    }
+    if reservoir_rows is not None:
+        per_sample = tf.reshape(x, [tf.shape(x)[0], -1])
+        out["reservoir"] = tf.reshape(tf.gather(per_sample, reservoir_rows, batch_dims=1), [-1])
+    if bounds is not None:
+        low, high = bounds
+        near = (flat <= low + SAT_MARGIN) | (flat >= high - SAT_MARGIN)
+        out["saturated"] = tf.reduce_sum(tf.cast(finite & near, tf.float64))
+    return out
+
+
+class ProbePass:
+    """One compiled function over the probe that returns summaries for every tap.
+
+    Args:
+        model: a built Keras model.
+        probe: the `ProbeData`.
+        batch_size: probe samples per mini-batch; bounds the memory of one audit. 128.
+        seed: draws the reservoir positions once. 0.
+        reservoir_size: at most this many values kept per tap. 65,536.
+    """
+
+    def __init__(self, model, probe, batch_size=128, seed=0, reservoir_size=RESERVOIR_SIZE):
+        self.model = model
+        self.probe = probe
+        self.batch_size = int(batch_size)
+        self.seed = seed
+        self.reservoir_size = int(reservoir_size)
+        self.taps = []
+        self.reservoir_index = {}
+        self._tables = {}
+        self._function = self._compile()
+        self._concrete = self._function.get_concrete_function()
+
+    def _signature(self):
+        def spec(array):
+            dtype = tf.as_dtype(array.dtype)
+            return tf.TensorSpec((None,) + array.shape[1:], dtype)
+
+        return keras.tree.map_structure(spec, self.probe.inputs)
+
+    def _reservoir_rows(self, tap_index, x, start):
+        """Positions drawn once per tap: k of each sample's values, k = R // probe size."""
+        per_sample = int(np.prod(x.shape[1:])) if x.shape[1:].is_fully_defined() else None
+        if per_sample is None or per_sample == 0:
+            return None
+        name = self.taps[tap_index].name
+        if name not in self._tables:
+            size = self.probe.size
+            k = min(per_sample, max(1, self.reservoir_size // size))
+            rng = np.random.default_rng([self.seed, tap_index])
+            if k == per_sample:
+                rows = np.tile(np.arange(per_sample), (size, 1))
+            else:
+                rows = np.stack([np.sort(rng.choice(per_sample, k, replace=False)) for _ in range(size)])
+            self.reservoir_index[name] = rows
+            self._tables[name] = tf.constant(rows, dtype=tf.int64)
+        table = self._tables[name]
+        return table[start : start + tf.shape(x)[0]]
+
+    def _compile(self):
+        @tf.function(
+            input_signature=[self._signature(), tf.TensorSpec([], tf.int32)], autograph=False
+        )
+        def summarize(inputs, start):
+            results = {}
+            self.taps.clear()
+
+            def on_output(tap, outputs):
+                flat = keras.tree.flatten(outputs)
+                for position, tensor in enumerate(flat):
+                    if not tensor.dtype.is_floating:
+                        continue
+                    name = tap.name if len(flat) == 1 else f"{tap.name}.{position}"
+                    activation = _activation_name(tap.layer)
+                    self.taps.append(TapInfo(
+                        name=name,
+                        layer_class=tap.layer_class,
+                        parent=tap.parent,
+                        shape=tuple(tensor.shape[1:]),
+                        activation=activation,
+                        bounds=BOUNDED_ACTIVATIONS.get(activation),
+                        sources=tap.sources,
+                        layer=tap.layer,
+                    ))
+                    rows = self._reservoir_rows(len(self.taps) - 1, tensor, start)
+                    results[name] = _summaries(tensor, rows, self.taps[-1].bounds)
+
+            run_graph(self.model, inputs, on_output)
+            return results
+
+        return summarize
+
+    def batches(self):
+        size = self.probe.size
+        for start in range(0, size, self.batch_size):
+            chunk = keras.tree.map_structure(
+                lambda a: a[start : start + self.batch_size], self.probe.inputs
+            )
+            yield chunk, start
+
+    def run(self):
+        """Run the pass over the whole probe: {tap name: TapSummary}."""
+        merged = {}
+        for chunk, start in self.batches():
+            out = self._concrete(chunk, tf.constant(start, tf.int32))
+            for name, values in out.items():
+                part = _to_summary({key: value.numpy() for key, value in values.items()})
+                merged[name] = part if name not in merged else merged[name].merge(part)
+        return merged
+
+
+def _to_summary(values):
+    scalar = lambda key: float(values[key])  # noqa: E731
+    return TapSummary(
+        count=scalar("count"),
+        finite=scalar("finite"),
+        mean=scalar("mean"),
+        m2=scalar("m2"),
+        m3=scalar("m3"),
+        m4=scalar("m4"),
+        abs_sum=scalar("abs_sum"),
+        min=scalar("min"),
+        max=scalar("max"),
+        zeros=scalar("zeros"),
+        unit_finite=values["unit_finite"],
+        unit_sum=values["unit_sum"],
+        unit_maxabs=values["unit_maxabs"],
+        reservoir=values.get("reservoir", np.zeros(0)),
+        saturated=float(values["saturated"]) if "saturated" in values else None,
+    )

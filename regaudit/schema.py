@@ -1,0 +1,61 @@
+"""Names shared by the writer, the reader and the reports: metric keys, tables, tags."""
+
+import re
+
+SCHEMA_VERSION = 1
+
+ARTIFACT_DIR = "regaudit"
+#: One Parquet part per audit: regaudit/<table>/audit-000003.parquet. Parts, not one
+#: rewritten file, so an audit stored at epoch k can never be damaged by a later one.
+TABLE_ACTIVATIONS = "activations"
+TABLE_HISTOGRAMS = "histograms"
+
+#: The tidy long form that flows from storage to findings to plots unchanged.
+COLUMNS = ("run", "epoch", "step", "probe", "layer", "layer_class", "measure", "value")
+HISTOGRAM_COLUMNS = (
+    "run", "epoch", "step", "probe", "layer", "layer_class", "bin", "left", "right", "count",
+)
+
+#: The pseudo-layer of model-level measures (`regaudit/model/<measure>`).
+MODEL = "model"
+
+#: Activation measures logged as MLflow metrics, per layer. `mean` and `std` show each
+#: layer's scale and its drift at a glance; `dead_frac` is the one failure users most
+#: want flagged (ReLU units that never fire); `sat_frac` exists only on sigmoid/tanh
+#: outputs. Everything else (skew, kurtosis, percentiles, histograms, ...) is in Parquet.
+HEADLINE_ACTIVATION = ("mean", "std", "dead_frac", "sat_frac")
+
+#: Model-level summaries of the activation family, logged as `regaudit/model/<name>`.
+HEADLINE_MODEL = ("dead_frac_mean", "nonfinite_frac_max")
+
+TAG_PREFIX = "regaudit."
+
+#: MLflow allows letters, digits and `_ - . / :` and space in metric keys.
+_DISALLOWED = re.compile(r"[^A-Za-z0-9_\-./: ]")
+MAX_KEY_LENGTH = 250
+
+
+def key_part(name):
+    """Return `name` with every character MLflow rejects in a metric key replaced by `_`."""
+    cleaned = _DISALLOWED.sub("_", str(name)).strip("/") or "_"
+    return "model_" if cleaned == MODEL else cleaned
+
+
+def metric_key(layer, measure):
+    """The MLflow metric key `regaudit/<layer>/<measure>`; layer `model` is kept for
+    model-level measures, and a user layer literally named `model` becomes `model_`."""
+    layer_part = MODEL if layer == MODEL else key_part(layer)
+    key = f"{ARTIFACT_DIR}/{layer_part}/{key_part(measure)}"
+    if len(key) > MAX_KEY_LENGTH:
+        # keep the measure readable; the full layer name stays in the Parquet table
+        key = key[: MAX_KEY_LENGTH - len(measure) - 2] + "~/" + measure
+    return key
+
+
+def table_part_path(table):
+    """The artifact folder holding one table's per-audit Parquet parts."""
+    return f"{ARTIFACT_DIR}/{table}"
+
+
+def part_file_name(audit_index):
+    return f"audit-{audit_index:06d}.parquet"

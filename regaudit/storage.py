@@ -1,0 +1,92 @@
+"""The MLflow side of an audit: join or start a run, write metrics, tags and tables."""
+
+import json
+import os
+import tempfile
+import time
+
+from regaudit.schema import ARTIFACT_DIR, part_file_name, table_part_path
+
+#: MLflow accepts at most 1,000 metrics in one log_batch call.
+MAX_BATCH = 1000
+
+
+def join_or_start_run(run_name=None):
+    """Return (run_id, started): the active MLflow run (also the one
+    `mlflow.keras.autolog()` opens inside `fit`), else a new one this process starts."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None:
+        return active.info.run_id, False
+    run = mlflow.start_run(run_name=run_name)
+    return run.info.run_id, True
+
+
+def end_run(run_id, status="FINISHED"):
+    """End the run this process started, if it is still the active one."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status=status)
+
+
+class RunWriter:
+    """Writes one run's audit data with an explicit run id: metrics in `log_batch`
+    calls of at most 1,000, tables as one Parquet part per audit, JSON artifacts."""
+
+    def __init__(self, run_id, client=None):
+        from mlflow.tracking import MlflowClient
+
+        self.run_id = run_id
+        self.client = client or MlflowClient()
+
+    def log_metrics(self, metrics, step):
+        """Log {key: value} at `step` (the epoch, or the global batch for step schedules)."""
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        entries = [
+            Metric(key, float(value), timestamp, int(step))
+            for key, value in metrics.items()
+            if value is not None
+        ]
+        for start in range(0, len(entries), MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=entries[start : start + MAX_BATCH])
+        return len(entries)
+
+    def set_tags(self, tags):
+        from mlflow.entities import RunTag
+
+        entries = [RunTag(key, str(value)) for key, value in tags.items()]
+        for start in range(0, len(entries), MAX_BATCH):
+            self.client.log_batch(self.run_id, tags=entries[start : start + MAX_BATCH])
+
+    def next_part_index(self):
+        """The next free audit number in this run, so a second `fit` joining the same run
+        adds parts instead of overwriting the first fit's."""
+        from regaudit.schema import TABLE_ACTIVATIONS
+
+        listed = self.client.list_artifacts(self.run_id, table_part_path(TABLE_ACTIVATIONS))
+        numbers = [
+            int(item.path.rsplit("audit-", 1)[1].split(".")[0])
+            for item in listed
+            if "audit-" in item.path
+        ]
+        return max(numbers, default=-1) + 1
+
+    def log_table(self, table, audit_index, frame):
+        """Store one audit's rows of `table` as regaudit/<table>/audit-NNNNNN.parquet."""
+        with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
+            path = os.path.join(folder, part_file_name(audit_index))
+            frame.to_parquet(path, index=False)
+            self.client.log_artifact(self.run_id, path, artifact_path=table_part_path(table))
+
+    def log_json(self, name, obj):
+        """Store `obj` as regaudit/<name> (for example meta.json, model.json)."""
+        with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
+            path = os.path.join(folder, name)
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(obj, handle, indent=2, sort_keys=True, default=str)
+            self.client.log_artifact(self.run_id, path, artifact_path=ARTIFACT_DIR)

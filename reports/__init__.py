@@ -1,0 +1,1 @@
+"""The reporting side of regaudit (no TensorFlow): tables, seaborn plots, HTML/Markdown."""
