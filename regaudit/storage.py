@@ -90,3 +90,25 @@ class RunWriter:
             with open(path, "w", encoding="utf-8") as handle:
                 json.dump(obj, handle, indent=2, sort_keys=True, default=str)
             self.client.log_artifact(self.run_id, path, artifact_path=ARTIFACT_DIR)
+
+
+def download_tables(run_id, client=None):
+    """{table name: DataFrame} of every Parquet table of a run, plus `meta` and `model`
+    (the JSON artifacts as dicts), from one download of the run's `regaudit/` folder."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    client = client or MlflowClient()
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
+        root = client.download_artifacts(run_id, ARTIFACT_DIR, folder)
+        for entry in sorted(os.listdir(root)):
+            path = os.path.join(root, entry)
+            if os.path.isdir(path):
+                parts = sorted(p for p in os.listdir(path) if p.endswith(".parquet"))
+                frames = [pd.read_parquet(os.path.join(path, p)) for p in parts]
+                out[entry] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            elif entry.endswith(".json"):
+                with open(path, encoding="utf-8") as handle:
+                    out[entry[: -len(".json")]] = json.load(handle)
+    return out

@@ -1,0 +1,5 @@
+"""`python -m regaudit` is the `regaudit` command."""
+
+from regaudit.cli import main
+
+main()

@@ -1,0 +1,122 @@
+"""RegAudit's activation statistics, read back from MLflow, against numpy/scipy on the
+same probe tensors taken through Keras sub-models."""
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from regaudit import RegAudit
+from regaudit.activations import ACTIVATION_MEASURES
+from regaudit.schema import HEADLINE_ACTIVATION, metric_key
+from regaudit.storage import download_tables
+
+from model_zoo import MODEL_FACTORIES, data_for, reference_measures, tap_outputs
+
+EXPECTED_TAPS = {
+    "dropout_mlp": ["dense", "dropout", "dense_1"],
+    "batchnorm_cnn": ["conv2d", "batch_normalization", "max_pooling2d", "flatten", "dense"],
+    "dropout_batchnorm_cnn": [
+        "conv2d", "batch_normalization", "max_pooling2d", "dropout", "conv2d_1",
+        "batch_normalization_1", "flatten", "dropout_1", "dense",
+    ],
+    "two_input_nested": [
+        "da", "concat", "block/block_dense", "block/block_drop", "block/block_bn", "head",
+    ],
+    "shared_layer": ["shared", "mid", "shared:1", "out"],
+}
+
+
+@pytest.mark.parametrize("name", list(MODEL_FACTORIES))
+def test_every_measure_matches_numpy_on_the_same_probe_tensors(name, tiny_model, rng):
+    model = tiny_model(name)
+    x, y = data_for(model, 150, rng)
+    callback = RegAudit(probe_size=100, strict=True)
+    model.fit(x, y, epochs=2, batch_size=32, validation_split=0.2, callbacks=[callback], verbose=0)
+
+    taps = [tap.name for tap in callback.probe_pass.taps]
+    assert sorted(taps) == sorted(EXPECTED_TAPS[name])
+    assert callback.probe_pass.probe.source == "val" and callback.probe_pass.probe.size == 30
+
+    tables = download_tables(callback.run_id)
+    final = tables["activations"].query("epoch == 2")
+    histograms = tables["histograms"].query("epoch == 2")
+    tensors = tap_outputs(model, callback.probe_pass.probe.inputs)
+    for tap in callback.probe_pass.taps:
+        want = reference_measures(
+            tensors[tap.name], callback.probe_pass.reservoir_index[tap.name], tap.bounds)
+        got = final[final.layer == tap.name].set_index("measure")["value"]
+        assert set(got.index) == {m for m in ACTIVATION_MEASURES if m != "sat_frac" or tap.bounds}
+        scale = max(want["std"], 1e-6)
+        for measure in got.index:
+            expected = want[measure]
+            if measure in ("skew", "kurtosis") and np.isnan(expected):
+                assert np.isnan(got[measure]), (tap.name, measure)
+                continue
+            # 1e-5 relative; location measures relative to the tensor's spread
+            atol = 1e-5 * scale if measure in ("mean", "min", "max", "p01", "p15", "p50",
+                                               "p85", "p99", "unit_mean_spread") else 1e-7
+            assert got[measure] == pytest.approx(expected, rel=1e-5, abs=atol), (tap.name, measure)
+        counts, edges = want["histogram"]
+        hist = histograms[histograms.layer == tap.name].sort_values("bin")
+        np.testing.assert_array_equal(hist["count"].to_numpy(), counts)
+        np.testing.assert_allclose(hist["left"].to_numpy(), edges[:-1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(MODEL_FACTORIES))
+def test_headline_metrics_for_every_tapped_layer(name, tiny_model, rng):
+    model = tiny_model(name)
+    x, y = data_for(model, 64, rng)
+    callback = RegAudit(probe_size=32)
+    model.fit(x, y, epochs=1, batch_size=32, callbacks=[callback], verbose=0)
+    client = MlflowClient()
+    metrics = client.get_run(callback.run_id).data.metrics
+    for tap in callback.probe_pass.taps:
+        for measure in HEADLINE_ACTIVATION:
+            key = metric_key(tap.name, measure)
+            if measure == "sat_frac" and tap.bounds is None:
+                assert key not in metrics
+                continue
+            assert key in metrics, key
+            steps = [m.step for m in client.get_metric_history(callback.run_id, key)]
+            assert steps == [0, 1]
+    assert "regaudit/model/dead_frac_mean" in metrics
+
+
+def test_tags_meta_and_layer_table(tiny_model, rng):
+    model = tiny_model("dropout_batchnorm_cnn")
+    x, y = data_for(model, 64, rng)
+    callback = RegAudit(probe_size=40, seed=3)
+    model.fit(x, y, epochs=1, batch_size=32, callbacks=[callback], verbose=0)
+    run = MlflowClient().get_run(callback.run_id)
+    tags = run.data.tags
+    assert tags["regaudit.setup"] == "dropout+batchnorm"
+    assert tags["regaudit.dropout_rates"] == "0.25,0.5"
+    assert tags["regaudit.batchnorm_layers"] == "2"
+    assert tags["regaudit.batchnorm_placement"] == "after_activation"
+    assert tags["regaudit.probe_source"] == "train" and tags["regaudit.probe_size"] == "40"
+    tables = download_tables(callback.run_id)
+    assert tables["meta"]["probe"] == {"source": "train", "size": 40, "seed": 3,
+                                       "batch_size": 128, "reservoir_size": 65536}
+    layers = {row["name"]: row for row in tables["model"]["layers"]}
+    assert layers["conv2d"]["params"] == 3 * 3 * 32 + 32
+    assert layers["batch_normalization"]["sources"] == ["conv2d"]
+    assert layers["dropout_1"]["rate"] == 0.5
+    assert mlflow.active_run() is None  # the run the callback started is ended
+
+
+def test_probe_is_seeded_and_comes_from_the_user_when_given(tiny_model, rng):
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 300, rng)
+    first = RegAudit(probe_size=50, seed=5)
+    model.fit(x, y, epochs=1, callbacks=[first], verbose=0)
+    second = RegAudit(probe_size=50, seed=5)
+    model.fit(x, y, epochs=1, callbacks=[second], verbose=0)
+    np.testing.assert_array_equal(first.probe_pass.probe.indices, second.probe_pass.probe.indices)
+    np.testing.assert_array_equal(first.probe_pass.probe.inputs, x[first.probe_pass.probe.indices])
+    assert len(set(first.probe_pass.probe.indices)) == 50
+
+    user = RegAudit(probe=(x[:7], y[:7]))
+    model.fit(x, y, epochs=1, callbacks=[user], verbose=0)
+    assert user.probe_pass.probe.source == "user"
+    np.testing.assert_array_equal(user.probe_pass.probe.inputs, x[:7])
