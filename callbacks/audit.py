@@ -20,6 +20,7 @@ from regaudit.schema import COLUMNS, SCHEMA_VERSION, TAG_PREFIX, metric_key
 from regaudit.setup import regularization_tags
 from regaudit.storage import RunWriter, end_run, join_or_start_run
 
+from regaudit.callbacks.graph import is_graph_model
 from regaudit.callbacks.probe import ProbePass, choose_probe
 from regaudit.callbacks.schedule import as_schedule
 
@@ -121,6 +122,15 @@ class Audit(keras.callbacks.Callback):
         self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
         probe = choose_probe(self.model, self.probe, self.probe_size, self.seed)
         self.probe_pass = ProbePass(self.model, probe, self.probe_batch_size, self.seed)
+        if not is_graph_model(self.model):
+            warnings.warn(
+                f"regaudit: {type(self.model).__name__} is a subclassed model, so its layers "
+                "form no graph regaudit can tap: only its output is measured, and per-layer "
+                "activation statistics are unavailable. Build it with the Functional API or "
+                "Sequential to get them.",
+                RegauditWarning,
+                stacklevel=2,
+            )
         self.run_id, self._started_run = join_or_start_run()
         self.writer = RunWriter(self.run_id)
         self._audit_index = self.writer.next_part_index()

@@ -212,7 +212,6 @@ class ProbePass:
         self.reservoir_size = int(reservoir_size)
         self.taps = []
         self.reservoir_index = {}
-        self._tables = {}
         self._function = self._compile()
         self._concrete = self._function.get_concrete_function()
 
@@ -229,7 +228,7 @@ class ProbePass:
         if per_sample is None or per_sample == 0:
             return None
         name = self.taps[tap_index].name
-        if name not in self._tables:
+        if name not in self.reservoir_index:
             size = self.probe.size
             k = min(per_sample, max(1, self.reservoir_size // size))
             rng = np.random.default_rng([self.seed, tap_index])
@@ -238,8 +237,8 @@ class ProbePass:
             else:
                 rows = np.stack([np.sort(rng.choice(per_sample, k, replace=False)) for _ in range(size)])
             self.reservoir_index[name] = rows
-            self._tables[name] = tf.constant(rows, dtype=tf.int64)
-        table = self._tables[name]
+        # a constant of this trace's graph: a retrace must not reuse another graph's tensor
+        table = tf.constant(self.reservoir_index[name], dtype=tf.int64)
         return table[start : start + tf.shape(x)[0]]
 
     def _compile(self):

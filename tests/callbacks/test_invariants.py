@@ -1,0 +1,165 @@
+"""Invariants 1 and 2 of DESIGN.md: the audit never changes the model, and a failing
+measure never stops training."""
+
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from regaudit import RegAudit, RegauditWarning
+from regaudit import activations
+from regaudit.storage import download_tables
+
+from model_zoo import data_for
+
+
+def model_state(model):
+    """Every variable that training or an audit could touch, copied to numpy."""
+    state = {f"model/{i}/{v.path}": v.numpy() for i, v in enumerate(model.variables)}
+    state.update({f"opt/{i}/{v.path}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
+    for layer in model._flatten_layers():
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            state[f"seed/{layer.name}"] = generator.state.numpy()
+    return state
+
+
+def test_an_audit_leaves_every_variable_bit_identical(tiny_model, rng):
+    model = tiny_model("dropout_batchnorm_cnn")
+    x, y = data_for(model, 96, rng)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)  # optimizer slots and BN stats move
+    before = model_state(model)
+    assert any(key.startswith("seed/") for key in before)
+    assert any("moving_variance" in key for key in before)
+
+    callback = RegAudit(probe=(x, y), strict=True)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    callback.on_epoch_end(0)
+    callback.on_train_end()
+    assert len(callback.audits) == 2
+
+    after = model_state(model)
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+
+
+def test_fit_with_the_callback_ends_with_the_same_weights(tmp_path):
+    """With fixed seeds and deterministic ops (a fresh process: op determinism is global)."""
+    script = textwrap.dedent(f"""
+        import os, numpy as np, keras, tensorflow as tf
+        os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///{tmp_path}/m.db"
+        tf.config.experimental.enable_op_determinism()
+        from regaudit import RegAudit
+        from regaudit.callbacks.seed_models import dropout_batchnorm_cnn
+
+        def train(callbacks):
+            keras.utils.set_random_seed(11)
+            x = np.random.default_rng(0).normal(size=(160, 28, 28, 1)).astype("float32")
+            y = np.random.default_rng(1).integers(0, 10, 160)
+            model = dropout_batchnorm_cnn()
+            model.compile("adam", "sparse_categorical_crossentropy")
+            model.fit(x, y, epochs=2, batch_size=32, validation_split=0.2,
+                      callbacks=callbacks, verbose=0)
+            return [np.array(v) for v in model.variables]
+
+        plain = train([])
+        audited = train([RegAudit(strict=True)])
+        assert len(plain) == len(audited)
+        same = all(np.array_equal(a, b) for a, b in zip(plain, audited))
+        print("SAME" if same else "DIFFERENT")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("SAME")
+
+
+def test_a_failing_measure_warns_once_and_training_goes_on(tiny_model, rng, monkeypatch):
+    model = tiny_model("dropout_mlp")  # dense, dropout: 128 units; dense_1: 10 units
+    x, y = data_for(model, 64, rng)
+    real_kurtosis = activations.ACTIVATION_MEASURES["kurtosis"]
+
+    def fragile_kurtosis(summary):
+        if summary.unit_sum.shape[0] == 10:
+            raise FloatingPointError("injected")
+        return real_kurtosis(summary)
+
+    monkeypatch.setitem(activations.ACTIVATION_MEASURES, "kurtosis", fragile_kurtosis)
+    callback = RegAudit(probe_size=32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=3, batch_size=32, callbacks=[callback], verbose=0)
+    ours = [w for w in caught if issubclass(w.category, RegauditWarning)]
+    assert len(ours) == 1
+    assert "'kurtosis'" in str(ours[0].message) and "'dense_1'" in str(ours[0].message)
+    assert len(history.history["loss"]) == 3 and len(callback.audits) == 4
+
+    table = download_tables(callback.run_id)["activations"]
+    kurt = table[table.measure == "kurtosis"]
+    assert "dense_1" not in set(kurt.layer)
+    assert sorted(kurt[kurt.layer == "dense"].epoch) == [0, 1, 2, 3]
+    assert len(table[(table.layer == "dense_1") & (table.measure == "mean")]) == 4
+
+
+def test_strict_re_raises_the_failing_measure(tiny_model, rng, monkeypatch):
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 32, rng)
+
+    def broken(summary):
+        raise FloatingPointError("injected")
+
+    monkeypatch.setitem(activations.ACTIVATION_MEASURES, "skew", broken)
+    with pytest.raises(FloatingPointError, match="injected"):
+        model.fit(x, y, epochs=1, callbacks=[RegAudit(strict=True)], verbose=0)
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="relu")
+        self.drop = keras.layers.Dropout(0.3)
+        self.out = keras.layers.Dense(3, activation="softmax")
+
+    def call(self, x, training=False):
+        return self.out(self.drop(self.hidden(x), training=training))
+
+
+def test_a_subclassed_model_trains_with_one_warning_and_model_level_measures(rng):
+    model = Subclassed()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = rng.normal(size=(64, 5)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    callback = RegAudit(probe_size=32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=2, callbacks=[callback], verbose=0)
+    ours = [str(w.message) for w in caught if issubclass(w.category, RegauditWarning)]
+    assert len(ours) == 1 and "subclassed" in ours[0] and "per-layer" in ours[0]
+    assert len(history.history["loss"]) == 2
+    table = download_tables(callback.run_id)["activations"]
+    probs = model.predict(callback.probe_pass.probe.inputs, verbose=0)
+    final = table[(table.epoch == 2) & (table.layer == model.name)].set_index("measure")["value"]
+    assert final["mean"] == pytest.approx(probs.mean(), rel=1e-5)
+    assert final["std"] == pytest.approx(probs.std(), rel=1e-5)
+
+
+def test_no_data_for_the_probe_warns_and_training_goes_on(tiny_model, rng):
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 64, rng)
+
+    def batches():
+        while True:
+            yield x[:32], y[:32]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(batches(), steps_per_epoch=2, epochs=2, callbacks=[RegAudit()], verbose=0)
+    ours = [str(w.message) for w in caught if issubclass(w.category, RegauditWarning)]
+    assert len(ours) == 1 and "probe=(x, y)" in ours[0] and "generator" in ours[0]
+    assert len(history.history["loss"]) == 2

@@ -1,0 +1,107 @@
+"""How the callback meets MLflow: which run it writes to, when, and at which steps."""
+
+import keras
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from regaudit import Every, RegAudit
+from regaudit.errors import UsageError
+from regaudit.storage import download_tables
+
+from model_zoo import data_for
+
+
+def test_joins_the_run_that_keras_autolog_opens(tiny_model, rng):
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 64, rng)
+    mlflow.keras.autolog(log_models=False)
+    try:
+        callback = RegAudit(probe_size=32)
+        model.fit(x, y, epochs=2, batch_size=32, callbacks=[callback], verbose=0)
+    finally:
+        mlflow.keras.autolog(disable=True)
+    run = MlflowClient().get_run(callback.run_id)
+    assert "regaudit/dense/mean" in run.data.metrics
+    assert any(key.endswith("loss") for key in run.data.metrics)  # autolog's own metrics
+    assert run.info.status == "FINISHED"
+    assert mlflow.active_run() is None
+
+
+def test_joins_an_active_run_and_leaves_it_open(tiny_model, rng):
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 64, rng)
+    with mlflow.start_run() as run:
+        callback = RegAudit(probe_size=32)
+        model.fit(x, y, epochs=1, callbacks=[callback], verbose=0)
+        assert callback.run_id == run.info.run_id
+        assert mlflow.active_run().info.run_id == run.info.run_id
+        mlflow.log_metric("after_fit", 1.0)
+    assert MlflowClient().get_run(run.info.run_id).data.metrics["after_fit"] == 1.0
+
+
+def test_every_audit_up_to_epoch_k_is_stored_by_the_end_of_epoch_k(tiny_model, rng):
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 64, rng)
+    audit = RegAudit(probe_size=32)
+    seen = {}
+
+    class ReadBack(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            table = download_tables(audit.run_id)["activations"]
+            seen[epoch + 1] = sorted(set(table.epoch))
+
+    model.fit(x, y, epochs=3, batch_size=32, callbacks=[audit, ReadBack()], verbose=0)
+    assert seen == {1: [0, 1], 2: [0, 1, 2], 3: [0, 1, 2, 3]}
+
+
+def test_step_schedule_audits_every_n_steps_at_those_steps(tiny_model, rng):
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 80, rng)  # 10 steps per epoch
+    callback = RegAudit(probe_size=16, schedule=Every(steps=4))
+    model.fit(x, y, epochs=2, batch_size=8, callbacks=[callback], verbose=0)
+    assert [a["step"] for a in callback.audits] == [0, 4, 8, 12, 16]
+    assert [a["epoch"] for a in callback.audits] == [0, 0, 0, 1, 1]
+    history = MlflowClient().get_metric_history(callback.run_id, "regaudit/dense/std")
+    assert [m.step for m in history] == [0, 4, 8, 12, 16]
+    assert MlflowClient().get_run(callback.run_id).data.tags["regaudit.step_unit"] == "step"
+
+
+def test_every_n_epochs(tiny_model, rng):
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 32, rng)
+    callback = RegAudit(probe_size=16, schedule=Every(epochs=2))
+    model.fit(x, y, epochs=5, callbacks=[callback], verbose=0)
+    assert [a["epoch"] for a in callback.audits] == [0, 2, 4]
+
+
+def test_one_instance_reused_across_fits_in_one_run_keeps_both(tiny_model, rng):
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 32, rng)
+    callback = RegAudit(probe_size=16)
+    with mlflow.start_run():
+        model.fit(x, y, epochs=1, callbacks=[callback], verbose=0)
+        model.fit(x, y, epochs=2, callbacks=[callback], verbose=0)
+    table = download_tables(callback.run_id)["activations"]
+    dense_means = table[(table.layer == "dense") & (table.measure == "mean")]
+    assert len(dense_means) == 2 + 3  # nothing of the first fit overwritten
+
+
+@pytest.mark.parametrize("arguments, fragment", [
+    ({"probe_size": 0}, "probe_size=0"),
+    ({"probe_batch_size": 2.5}, "probe_batch_size=2.5"),
+    ({"schedule": "weekly"}, "schedule='weekly'"),
+])
+def test_bad_arguments_fail_in_the_constructor_with_what_was_received(arguments, fragment):
+    with pytest.raises(UsageError) as error:
+        RegAudit(**arguments)
+    assert fragment in str(error.value) and "expects" in str(error.value)
+
+
+def test_every_takes_exactly_one_positive_count():
+    with pytest.raises(UsageError, match="exactly one of epochs= or steps="):
+        Every()
+    with pytest.raises(UsageError, match="exactly one of epochs= or steps="):
+        Every(epochs=1, steps=10)
+    with pytest.raises(UsageError, match="received steps=0"):
+        Every(steps=0)
