@@ -152,44 +152,66 @@ class TapInfo:
     layer: object = None
 
 
-def _summaries(x, reservoir_rows, bounds):
-    """Per-batch summaries of one tapped tensor, in float64 on the graph."""
-    x = tf.cast(x, tf.float64)
-    flat = tf.reshape(x, [-1])
-    finite = tf.math.is_finite(flat)
-    finite_f = tf.cast(finite, tf.float64)
-    n = tf.reduce_sum(finite_f)
-    clean = tf.where(finite, flat, tf.zeros_like(flat))
-    mean = tf.reduce_sum(clean) / tf.maximum(n, 1.0)
-    dev = tf.where(finite, flat - mean, tf.zeros_like(flat))
-    dev2 = dev * dev
+def _moments(x, finite=None):
+    """Per-batch summaries in float64. `finite` is None when every value is finite (the
+    fast path: no masking); else the mask, and non-finite values are left out."""
+    flat = tf.reshape(tf.cast(x, tf.float64), [-1])
     units = x.shape[-1] if x.shape.rank and x.shape.rank > 1 else 1
     per_unit = tf.reshape(x, [-1, units])
-    unit_finite = tf.math.is_finite(per_unit)
-    zeros, inf = tf.zeros_like(per_unit), tf.fill(tf.shape(per_unit), tf.constant(np.inf, tf.float64))
-    out = {
-        "count": tf.cast(tf.size(flat), tf.float64),
+    abs_unit = tf.abs(per_unit)
+    if finite is None:
+        n = tf.cast(tf.size(flat), tf.float64)
+        clean, clean_unit = flat, per_unit
+        low, high = tf.reduce_min(x), tf.reduce_max(x)
+        unit_finite = tf.fill([units], tf.cast(tf.shape(per_unit)[0], tf.float64))
+        unit_maxabs = tf.reduce_max(abs_unit, axis=0)
+        dev = flat - tf.reduce_sum(flat) / n
+    else:
+        mask = tf.reshape(finite, [-1])
+        unit_mask = tf.reshape(finite, [-1, units])
+        n = tf.reduce_sum(tf.cast(mask, tf.float64))
+        clean = tf.where(mask, flat, tf.zeros_like(flat))
+        clean_unit = tf.where(unit_mask, per_unit, tf.zeros_like(per_unit))
+        inf = tf.fill(tf.shape(x), tf.constant(np.inf, x.dtype))
+        low = tf.reduce_min(tf.where(finite, x, inf))
+        high = tf.reduce_max(tf.where(finite, x, -inf))
+        unit_finite = tf.reduce_sum(tf.cast(unit_mask, tf.float64), axis=0)
+        # a non-finite value keeps its unit alive (it is counted as non-finite instead)
+        unit_maxabs = tf.reduce_max(tf.where(unit_mask, abs_unit, tf.reshape(inf, [-1, units])), axis=0)
+        dev = tf.where(mask, flat - tf.reduce_sum(clean) / tf.maximum(n, 1.0), tf.zeros_like(flat))
+    dev2 = dev * dev
+    return {
         "finite": n,
-        "mean": mean,
+        "mean": tf.reduce_sum(clean) / tf.maximum(n, 1.0),
         "m2": tf.reduce_sum(dev2),
         "m3": tf.reduce_sum(dev2 * dev),
         "m4": tf.reduce_sum(dev2 * dev2),
         "abs_sum": tf.reduce_sum(tf.abs(clean)),
-        "min": tf.reduce_min(tf.where(finite, flat, tf.reshape(inf, [-1]))),
-        "max": tf.reduce_max(tf.where(finite, flat, -tf.reshape(inf, [-1]))),
-        "zeros": tf.reduce_sum(tf.cast(tf.equal(flat, 0.0), tf.float64)),
-        "unit_finite": tf.reduce_sum(tf.cast(unit_finite, tf.float64), axis=0),
-        "unit_sum": tf.reduce_sum(tf.where(unit_finite, per_unit, zeros), axis=0),
-        # a non-finite value keeps its unit alive (it is counted as non-finite instead)
-        "unit_maxabs": tf.reduce_max(tf.where(unit_finite, tf.abs(per_unit), inf), axis=0),
+        "min": tf.cast(low, tf.float64),
+        "max": tf.cast(high, tf.float64),
+        "unit_finite": unit_finite,
+        "unit_sum": tf.reduce_sum(tf.cast(clean_unit, tf.float64), axis=0),
+        "unit_maxabs": tf.cast(unit_maxabs, tf.float64),
     }
+
+
+def _summaries(x, reservoir_rows, bounds):
+    """Per-batch summaries of one tapped tensor (float64 sums on the graph)."""
+    if x.dtype not in (tf.float32, tf.float64):
+        x = tf.cast(x, tf.float32)  # float16/bfloat16 (mixed precision): measure in float32
+    finite = tf.math.is_finite(x)
+    out = tf.cond(
+        tf.reduce_all(finite), lambda: _moments(x), lambda: _moments(x, finite)
+    )
+    out["count"] = tf.cast(tf.size(x), tf.float64)
+    out["zeros"] = tf.cast(tf.math.count_nonzero(tf.equal(x, 0.0)), tf.float64)
     if reservoir_rows is not None:
         per_sample = tf.reshape(x, [tf.shape(x)[0], -1])
         out["reservoir"] = tf.reshape(tf.gather(per_sample, reservoir_rows, batch_dims=1), [-1])
     if bounds is not None:
         low, high = bounds
-        near = (flat <= low + SAT_MARGIN) | (flat >= high - SAT_MARGIN)
-        out["saturated"] = tf.reduce_sum(tf.cast(finite & near, tf.float64))
+        near = (x <= low + SAT_MARGIN) | (x >= high - SAT_MARGIN)
+        out["saturated"] = tf.cast(tf.math.count_nonzero(finite & near), tf.float64)
     return out
 
 
@@ -246,7 +268,7 @@ class ProbePass:
             input_signature=[self._signature(), tf.TensorSpec([], tf.int32)], autograph=False
         )
         def summarize(inputs, start):
-            results = {}
+            results, seen = {}, {}
             self.taps.clear()
 
             def on_output(tap, outputs):
@@ -266,8 +288,17 @@ class ProbePass:
                         sources=tap.sources,
                         layer=tap.layer,
                     ))
+                    bounds = self.taps[-1].bounds
+                    same = seen.get((id(tensor), bounds))
+                    if same is not None:
+                        # Dropout (and other identities) in inference mode return their
+                        # input tensor itself: same values, same reservoir positions
+                        self.reservoir_index.setdefault(name, self.reservoir_index.get(same))
+                        results[name] = dict(results[same])
+                        continue
+                    seen[(id(tensor), bounds)] = name
                     rows = self._reservoir_rows(len(self.taps) - 1, tensor, start)
-                    results[name] = _summaries(tensor, rows, self.taps[-1].bounds)
+                    results[name] = _summaries(tensor, rows, bounds)
 
             run_graph(self.model, inputs, on_output)
             return results
