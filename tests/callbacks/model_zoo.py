@@ -96,6 +96,7 @@ def reference_measures(x, reservoir_rows, bounds=None):
     units = x64.reshape(-1, x64.shape[-1] if x64.ndim > 1 else 1)
     per_sample = x64.reshape(len(x64), -1)
     reservoir = per_sample[np.arange(len(x64))[:, None], reservoir_rows].ravel()
+    reservoir = reservoir[np.isfinite(reservoir)]
     out = {
         "mean": finite.mean(), "std": finite.std(), "min": finite.min(), "max": finite.max(),
         "abs_mean": np.abs(finite).mean(), "rms": np.sqrt(np.mean(finite**2)),
