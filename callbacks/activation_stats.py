@@ -8,7 +8,7 @@ from regaudit.schema import (
     TABLE_HISTOGRAMS,
 )
 
-from regaudit.callbacks.audit import Audit
+from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
 
 
 class ActivationFamily:
@@ -54,15 +54,7 @@ class ActivationStats(Audit):
     """Records per-layer activation statistics on a fixed probe batch and logs them to
     MLflow (metrics `regaudit/<layer>/<measure>`, everything in Parquet under `regaudit/`).
 
-    Args:
-        probe: `(x, y)` or `x` to audit on. Default: 512 samples of the validation data
-            of `fit`, else of its training data. None.
-        probe_size: samples drawn (seeded) when the probe comes from `fit`'s data. 512.
-        schedule: `"epoch"`, `Every(epochs=N)`, `Every(steps=N)` or a callable epoch ->
-            bool. An audit also runs before the first training step. "epoch".
-        seed: seeds the probe choice and the reservoir positions. 0.
-        strict: re-raise a failing measure instead of warning and switching it off. False.
-        probe_batch_size: probe samples per mini-batch of the pass. 128.
+    Arguments: see `regaudit.callbacks.audit.ARGUMENTS_DOC` (appended below).
 
     Example:
 
@@ -72,3 +64,6 @@ class ActivationStats(Audit):
     """
 
     family_types = (ActivationFamily,)
+
+
+ActivationStats.__doc__ += ARGUMENTS_DOC

@@ -40,8 +40,22 @@ class AuditContext:
         return self.callback._guarded(layer, measure, function, *args)
 
 
+ARGUMENTS_DOC = """
+    Args:
+        probe: `(x, y)` or `x` to audit on. Default: 512 samples of the validation data
+            of `fit`, else of its training data. None.
+        probe_size: samples drawn (seeded) when the probe comes from `fit`'s data. 512.
+        schedule: `"epoch"`, `Every(epochs=N)`, `Every(steps=N)` or a callable epoch ->
+            bool. An audit also runs before the first training step. "epoch".
+        seed: seeds the probe choice and the reservoir positions. 0.
+        strict: re-raise a failing measure instead of warning and switching it off. False.
+        probe_batch_size: probe samples per mini-batch of the pass. 128.
+"""
+
+
 class Audit(keras.callbacks.Callback):
-    """Base of the regaudit callbacks; see `RegAudit` for the arguments."""
+    """Base of the regaudit callbacks.
+    """ + ARGUMENTS_DOC
 
     #: the measure families this callback computes; one instance each per fit
     family_types = ()
@@ -165,9 +179,11 @@ class Audit(keras.callbacks.Callback):
                 tables.setdefault(table, []).extend(rows)
             metrics.update(family_metrics)
         seconds = time.perf_counter() - started
+        # the audit's own cost, in the table and as regaudit/model/audit_seconds
         tables.setdefault("activations", []).append(
             self.row(context, "model", "Model", "audit_seconds", seconds)
         )
+        metrics[("model", "audit_seconds")] = seconds
         self._safely("MLflow write", self._write, tables, metrics, epoch, step)
         self.audits.append({"epoch": epoch, "step": step, "seconds": seconds})
 

@@ -1,7 +1,7 @@
 """`RegAudit`: every regaudit measure family in one callback, sharing one probe pass."""
 
 from regaudit.callbacks.activation_stats import ActivationFamily
-from regaudit.callbacks.audit import Audit
+from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
 
 
 class RegAudit(Audit):
@@ -9,15 +9,7 @@ class RegAudit(Audit):
     activation statistics on a fixed probe batch, logged to MLflow. One probe pass serves
     every measure family.
 
-    Args:
-        probe: `(x, y)` or `x` to audit on. Default: 512 samples of the validation data
-            of `fit`, else of its training data. None.
-        probe_size: samples drawn (seeded) when the probe comes from `fit`'s data. 512.
-        schedule: `"epoch"`, `Every(epochs=N)`, `Every(steps=N)` or a callable epoch ->
-            bool. An audit also runs before the first training step. "epoch".
-        seed: seeds the probe choice and the reservoir positions. 0.
-        strict: re-raise a failing measure instead of warning and switching it off. False.
-        probe_batch_size: probe samples per mini-batch of the pass. 128.
+    Arguments: see `regaudit.callbacks.audit.ARGUMENTS_DOC` (appended below).
 
     The callback joins the active MLflow run (also the one `mlflow.keras.autolog()` opens)
     or starts one, and ends only a run it started.
@@ -31,3 +23,6 @@ class RegAudit(Audit):
     """
 
     family_types = (ActivationFamily,)
+
+
+RegAudit.__doc__ += ARGUMENTS_DOC
