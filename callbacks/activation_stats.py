@@ -16,6 +16,7 @@ class ActivationFamily:
     64-bin histogram per tap, and the headline metrics of `schema.HEADLINE_ACTIVATION`."""
 
     name = "activations"
+    needs = frozenset()
 
     def measure(self, context):
         callback = context.callback

@@ -21,16 +21,23 @@ from regaudit.setup import regularization_tags
 from regaudit.storage import RunWriter, end_run, join_or_start_run
 
 from regaudit.callbacks.graph import is_graph_model
-from regaudit.callbacks.probe import ProbePass, choose_probe
+from regaudit.callbacks.probe import ProbePass, choose_probe, choose_train_probe
 from regaudit.callbacks.schedule import as_schedule
 
 
 class AuditContext:
-    """What a family sees of one audit: the summaries and a guard for each measure."""
+    """What a family sees of one audit: the passes' results and a guard per measure.
 
-    def __init__(self, callback, summaries, epoch, step):
+    `summaries` / `batchnorm`: the main probe's tap summaries and BN-input moments;
+    `train_summaries`: the training probe's (when a family needs it and the main probe is
+    the validation data, else None); `twin_batchnorm`: BN-input moments with Dropout on.
+    """
+
+    def __init__(self, callback, passes, epoch, step):
         self.callback = callback
-        self.summaries = summaries
+        self.summaries, self.batchnorm = passes["main"]
+        self.train_summaries = passes.get("train", (None, None))[0]
+        self.twin_batchnorm = passes.get("twin")
         self.taps = callback.probe_pass.taps
         self.epoch = epoch
         self.step = step
@@ -50,6 +57,9 @@ ARGUMENTS_DOC = """
         seed: seeds the probe choice and the reservoir positions. 0.
         strict: re-raise a failing measure instead of warning and switching it off. False.
         probe_batch_size: probe samples per mini-batch of the pass. 128.
+        gradient_ics: the gradient-based internal covariate shift of Santurkar et al.
+            (one extra forward and backward pass per layer with weights): False, True
+            (at every audit) or its own schedule (`Every(epochs=5)`). False.
 """
 
 
@@ -68,6 +78,7 @@ class Audit(keras.callbacks.Callback):
         seed=0,
         strict=False,
         probe_batch_size=128,
+        gradient_ics=False,
     ):
         super().__init__()
         for name, value in (("probe_size", probe_size), ("probe_batch_size", probe_batch_size)):
@@ -81,6 +92,8 @@ class Audit(keras.callbacks.Callback):
         self.seed = seed
         self.strict = strict
         self.probe_batch_size = probe_batch_size
+        self.gradient_ics = gradient_ics
+        self._ics_schedule = None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics)
         self.run_id = None
         self.probe_pass = None
 
@@ -136,6 +149,10 @@ class Audit(keras.callbacks.Callback):
         self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
         probe = choose_probe(self.model, self.probe, self.probe_size, self.seed)
         self.probe_pass = ProbePass(self.model, probe, self.probe_batch_size, self.seed)
+        needs = set().union(*(family.needs for family in self.families))
+        self.train_probe = None
+        if "train_probe" in needs and probe.source == "val":
+            self.train_probe = choose_train_probe(self.model, probe.size, self.seed + 1)
         if not is_graph_model(self.model):
             warnings.warn(
                 f"regaudit: {type(self.model).__name__} is a subclassed model, so its layers "
@@ -168,10 +185,10 @@ class Audit(keras.callbacks.Callback):
 
     def _audit(self, epoch, step):
         started = time.perf_counter()
-        summaries = self._safely("probe pass", self.probe_pass.run)
-        if summaries is None:
+        passes = self._safely("probe pass", self._run_passes)
+        if passes is None:
             return
-        context = AuditContext(self, summaries, epoch, step)
+        context = AuditContext(self, passes, epoch, step)
         tables, metrics = {}, {}
         for family in self.families:
             family_tables, family_metrics = family.measure(context)
@@ -187,6 +204,24 @@ class Audit(keras.callbacks.Callback):
         self._safely("MLflow write", self._write, tables, metrics, epoch, step)
         self.audits.append({"epoch": epoch, "step": step, "seconds": seconds})
 
+    def gradient_ics_due(self, context):
+        """Whether the gradient ICS runs at this audit (`gradient_ics=` argument)."""
+        schedule = self._ics_schedule
+        if schedule is None:
+            return self.gradient_ics is True
+        count = context.epoch if schedule.unit == "epoch" else context.step
+        return schedule(count) or (count == 0 and schedule.at_start)
+
+    def _run_passes(self):
+        """The main pass, plus the training-probe and twin passes the families need."""
+        needs = set().union(*(family.needs for family in self.families))
+        passes = {"main": self.probe_pass.run()}
+        if self.train_probe is not None:
+            passes["train"] = self.probe_pass.run(self.train_probe)
+        if "twin" in needs and self.probe_pass.has_dropout:
+            passes["twin"] = self.probe_pass.run_twin()
+        return passes
+
     def _write(self, tables, metrics, epoch, step):
         index = self._audit_index
         self._audit_index += 1
@@ -198,9 +233,9 @@ class Audit(keras.callbacks.Callback):
             mlflow_step,
         )
 
-    def row(self, context, layer, layer_class, measure, value):
+    def row(self, context, layer, layer_class, measure, value, probe=None):
         """One row of the tidy long form (schema.COLUMNS)."""
-        values = (self.run_id, context.epoch, context.step, self.probe_pass.probe.source,
+        values = (self.run_id, context.epoch, context.step, probe or self.probe_pass.probe.source,
                   layer, layer_class, measure, value)
         return dict(zip(COLUMNS, values))
 

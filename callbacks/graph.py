@@ -1,8 +1,8 @@
 """Run a Keras model layer by layer through its own layer objects, seeing every output.
 
 `run_graph(model, inputs, on_output)` does what `Functional.call` does (walks the nodes
-by depth, calls each layer with `training=False`), but calls `on_output(tap, outputs)`
-after every layer call, with nested Functional and Sequential models flattened into
+by depth, calls each layer with `training=False`), but calls `on_output(tap, outputs,
+args)` after every layer call (`args`: the positional inputs of that call), with nested Functional and Sequential models flattened into
 `outer/inner` names. It runs on real tensors inside a `tf.function`, so it creates no
 new Keras nodes and no new Model, and it changes nothing in the model. A layer called
 more than once (a shared layer) is named `name`, `name:1`, `name:2`, ...
@@ -91,17 +91,17 @@ class _Walk:
         override = self.call_override(layer) if self.call_override else None
         outputs = (override or layer)(*args, **kwargs)
         tap = Tap(name=name, layer=layer, parent=prefix.rstrip("/"), sources=tuple(sources or ()))
-        self.on_output(tap, outputs)
+        self.on_output(tap, outputs, args)
         return outputs, [name] * len(keras.tree.flatten(outputs))
 
 
 def run_graph(model, inputs, on_output, call_override=None):
-    """Run `model` on `inputs` in inference mode, calling `on_output(tap, outputs)` after
-    every layer call. Subclassed models run whole and report one tap named after the model.
+    """Run `model` on `inputs` in inference mode, calling `on_output(tap, outputs, args)`
+    after every layer call. Subclassed models run whole and report one tap named after the model.
     """
     walk = _Walk(on_output, call_override)
     if is_graph_model(model):
         return walk.model(model, inputs, "", None)[0]
     outputs = model(inputs, training=False)
-    on_output(Tap(name=model.name, layer=model, parent="", sources=("input",)), outputs)
+    on_output(Tap(name=model.name, layer=model, parent="", sources=("input",)), outputs, (inputs,))
     return outputs

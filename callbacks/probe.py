@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from regaudit.activations import BOUNDED_ACTIVATIONS, RESERVOIR_SIZE, SAT_MARGIN, TapSummary
 from regaudit.errors import UsageError
+from regaudit.shift import ChannelMoments
 
 from regaudit.callbacks.graph import run_graph
 
@@ -133,6 +134,25 @@ def choose_probe(model, probe, probe_size, seed):
     return ProbeData(keras.tree.map_structure(take, x), targets, source, indices)
 
 
+def choose_train_probe(model, size, seed):
+    """A probe of at most `size` training samples of the running `fit` (for the
+    train-vs-validation measures), or None when the training data cannot be read without
+    consuming it."""
+    found = find_fit_data(model) or {}
+    if found.get("x") is None:
+        return None
+    try:
+        x, y = _materialize(found["x"], found.get("y"), size)
+    except UsageError:
+        return None
+    available = len(keras.tree.flatten(x)[0])
+    rng = np.random.default_rng(seed)
+    indices = np.sort(rng.choice(available, size=min(size, available), replace=False))
+    take = lambda a: a[indices]  # noqa: E731
+    targets = None if y is None else keras.tree.map_structure(take, y)
+    return ProbeData(keras.tree.map_structure(take, x), targets, "train", indices)
+
+
 def _activation_name(layer):
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", None)
@@ -166,6 +186,8 @@ def _moments(x, finite=None):
         unit_finite = tf.fill([units], tf.cast(tf.shape(per_unit)[0], tf.float64))
         unit_maxabs = tf.reduce_max(abs_unit, axis=0)
         dev = flat - tf.reduce_sum(flat) / n
+        unit_dev = tf.cast(per_unit, tf.float64) - tf.reduce_sum(
+            tf.cast(per_unit, tf.float64), axis=0) / unit_finite
     else:
         mask = tf.reshape(finite, [-1])
         unit_mask = tf.reshape(finite, [-1, units])
@@ -179,6 +201,9 @@ def _moments(x, finite=None):
         # a non-finite value keeps its unit alive (it is counted as non-finite instead)
         unit_maxabs = tf.reduce_max(tf.where(unit_mask, abs_unit, tf.reshape(inf, [-1, units])), axis=0)
         dev = tf.where(mask, flat - tf.reduce_sum(clean) / tf.maximum(n, 1.0), tf.zeros_like(flat))
+        clean64 = tf.cast(clean_unit, tf.float64)
+        unit_mean = tf.reduce_sum(clean64, axis=0) / tf.maximum(unit_finite, 1.0)
+        unit_dev = tf.where(unit_mask, clean64 - unit_mean, tf.zeros_like(clean64))
     dev2 = dev * dev
     return {
         "finite": n,
@@ -192,6 +217,7 @@ def _moments(x, finite=None):
         "unit_finite": unit_finite,
         "unit_sum": tf.reduce_sum(tf.cast(clean_unit, tf.float64), axis=0),
         "unit_maxabs": tf.cast(unit_maxabs, tf.float64),
+        "unit_m2": tf.reduce_sum(unit_dev * unit_dev, axis=0),
     }
 
 
@@ -234,8 +260,14 @@ class ProbePass:
         self.reservoir_size = int(reservoir_size)
         self.taps = []
         self.reservoir_index = {}
+        self._twin = None
+        self._twin_start = None
         self._function = self._compile()
         self._concrete = self._function.get_concrete_function()
+
+    @property
+    def has_dropout(self):
+        return any(_is_dropout(tap.layer) for tap in self.taps)
 
     def _signature(self):
         def spec(array):
@@ -268,10 +300,12 @@ class ProbePass:
             input_signature=[self._signature(), tf.TensorSpec([], tf.int32)], autograph=False
         )
         def summarize(inputs, start):
-            results, seen = {}, {}
+            taps, batchnorm, seen = {}, {}, {}
             self.taps.clear()
 
-            def on_output(tap, outputs):
+            def on_output(tap, outputs, args):
+                if _is_batchnorm(tap.layer):
+                    batchnorm[tap.name] = _channel_moments(args[0], tap.layer.axis)
                 flat = keras.tree.flatten(outputs)
                 for position, tensor in enumerate(flat):
                     if not tensor.dtype.is_floating:
@@ -294,34 +328,134 @@ class ProbePass:
                         # Dropout (and other identities) in inference mode return their
                         # input tensor itself: same values, same reservoir positions
                         self.reservoir_index.setdefault(name, self.reservoir_index.get(same))
-                        results[name] = dict(results[same])
+                        taps[name] = dict(taps[same])
                         continue
                     seen[(id(tensor), bounds)] = name
                     rows = self._reservoir_rows(len(self.taps) - 1, tensor, start)
-                    results[name] = _summaries(tensor, rows, bounds)
+                    taps[name] = _summaries(tensor, rows, bounds)
 
             run_graph(self.model, inputs, on_output)
-            return results
+            return {"taps": taps, "batchnorm": batchnorm}
 
         return summarize
 
-    def batches(self):
-        size = self.probe.size
-        for start in range(0, size, self.batch_size):
-            chunk = keras.tree.map_structure(
-                lambda a: a[start : start + self.batch_size], self.probe.inputs
-            )
-            yield chunk, start
+    def _compile_twin(self):
+        """The twin: the same layer objects, every Dropout always on (stateless masks
+        seeded by the probe position, so each audit draws the same masks and no seed
+        state of the model moves), everything else in inference mode."""
+        dropouts = {}
 
-    def run(self):
-        """Run the pass over the whole probe: {tap name: TapSummary}."""
-        merged = {}
-        for chunk, start in self.batches():
-            out = self._concrete(chunk, tf.constant(start, tf.int32))
-            for name, values in out.items():
+        def override(layer):
+            if not _is_dropout(layer):
+                return None
+            index = dropouts.setdefault(id(layer), len(dropouts))
+            return _always_on(layer, self.seed, index, self._twin_start)
+
+        @tf.function(
+            input_signature=[self._signature(), tf.TensorSpec([], tf.int32)], autograph=False
+        )
+        def twin(inputs, start):
+            self._twin_start = start
+            batchnorm = {}
+
+            def on_output(tap, outputs, args):
+                if _is_batchnorm(tap.layer):
+                    batchnorm[tap.name] = _channel_moments(args[0], tap.layer.axis)
+
+            run_graph(self.model, inputs, on_output, call_override=override)
+            return {"batchnorm": batchnorm}
+
+        return twin
+
+    def batches(self, probe=None):
+        probe = probe or self.probe
+        for start in range(0, probe.size, self.batch_size):
+            chunk = keras.tree.map_structure(
+                lambda a: a[start : start + self.batch_size], probe.inputs
+            )
+            yield chunk, tf.constant(start, tf.int32)
+
+    def run(self, probe=None):
+        """The pass over the whole probe (or another probe no larger than it):
+        ({tap name: TapSummary}, {BatchNormalization layer: ChannelMoments of its input})."""
+        summaries, batchnorm = {}, {}
+        for chunk, start in self.batches(probe):
+            out = self._concrete(chunk, start)
+            for name, values in out["taps"].items():
                 part = _to_summary({key: value.numpy() for key, value in values.items()})
-                merged[name] = part if name not in merged else merged[name].merge(part)
-        return merged
+                summaries[name] = part if name not in summaries else summaries[name].merge(part)
+            _merge_channels(batchnorm, out["batchnorm"])
+        return summaries, batchnorm
+
+    def run_twin(self, probe=None):
+        """{BatchNormalization layer: ChannelMoments of its input} with Dropout on."""
+        if self._twin is None:
+            self._twin = self._compile_twin().get_concrete_function()
+        batchnorm = {}
+        for chunk, start in self.batches(probe):
+            _merge_channels(batchnorm, self._twin(chunk, start)["batchnorm"])
+        return batchnorm
+
+
+def _merge_channels(merged, out):
+    for name, values in out.items():
+        part = ChannelMoments(*(values[key].numpy() for key in ("count", "sum", "m2")))
+        merged[name] = part if name not in merged else merged[name].merge(part)
+
+
+def _is_batchnorm(layer):
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _is_dropout(layer):
+    return isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout))
+
+
+def _channel_moments(x, axis):
+    """Per-channel count, sum and centred sum of squares of a BN input (finite values)."""
+    x = tf.cast(x, tf.float64)
+    rank = x.shape.rank
+    axis = axis % rank
+    if axis != rank - 1:
+        x = tf.transpose(x, [d for d in range(rank) if d != axis] + [axis])
+    per_channel = tf.reshape(x, [-1, x.shape[-1]])
+    finite = tf.math.is_finite(per_channel)
+    clean = tf.where(finite, per_channel, tf.zeros_like(per_channel))
+    count = tf.reduce_sum(tf.cast(finite, tf.float64), axis=0)
+    total = tf.reduce_sum(clean, axis=0)
+    dev = tf.where(finite, per_channel - total / tf.maximum(count, 1.0), tf.zeros_like(clean))
+    return {"count": count, "sum": total, "m2": tf.reduce_sum(dev * dev, axis=0)}
+
+
+def _noise_shape(layer, x):
+    if hasattr(layer, "_get_noise_shape"):  # SpatialDropout1D/2D/3D: whole channels
+        shape = layer._get_noise_shape(x)
+    else:
+        shape = getattr(layer, "noise_shape", None)
+    if shape is None:
+        return tf.shape(x)
+    dynamic = tf.shape(x)
+    return tf.stack([dynamic[i] if d is None else tf.cast(d, tf.int32) for i, d in enumerate(shape)])
+
+
+def _always_on(layer, seed, index, start):
+    """Inverted dropout with a stateless mask (Dropout, SpatialDropout), or Gaussian
+    multiplicative noise N(1, rate / (1 - rate)) (GaussianDropout)."""
+    rate = float(layer.rate)
+
+    def call(x, training=None, **kwargs):
+        stream = tf.stack([tf.cast(seed, tf.int64), tf.cast(start, tf.int64) * 1000 + index])
+        if isinstance(layer, keras.layers.GaussianDropout):
+            noise = tf.random.stateless_normal(
+                tf.shape(x), stream, mean=1.0, stddev=np.sqrt(rate / (1.0 - rate)), dtype=x.dtype)
+            return x * noise
+        if rate <= 0.0:
+            return x
+        keep = tf.random.stateless_uniform(_noise_shape(layer, x), stream, dtype=tf.float32) >= rate
+        scaled = x / tf.cast(1.0 - rate, x.dtype)
+        return tf.where(keep, scaled, tf.zeros_like(scaled))
+
+    return call
 
 
 def _to_summary(values):
@@ -342,4 +476,5 @@ def _to_summary(values):
         unit_maxabs=values["unit_maxabs"],
         reservoir=values.get("reservoir", np.zeros(0)),
         saturated=float(values["saturated"]) if "saturated" in values else None,
+        unit_m2=values["unit_m2"],
     )

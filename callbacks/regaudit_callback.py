@@ -2,12 +2,14 @@
 
 from regaudit.callbacks.activation_stats import ActivationFamily
 from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
+from regaudit.callbacks.covariate_shift import ShiftFamily
 
 
 class RegAudit(Audit):
-    """Audits how Dropout and BatchNormalization shape the model while it trains: per-layer
-    activation statistics on a fixed probe batch, logged to MLflow. One probe pass serves
-    every measure family.
+    """Audits how Dropout and BatchNormalization shape the model while it trains, on a fixed
+    probe batch: per-layer activation statistics (`ActivationStats`) and covariate shift
+    (`CovariateShift`: drift, train vs validation, BatchNormalization variance shift),
+    logged to MLflow. One probe pass serves every measure family.
 
     Arguments: see `regaudit.callbacks.audit.ARGUMENTS_DOC` (appended below).
 
@@ -22,7 +24,7 @@ class RegAudit(Audit):
     ```
     """
 
-    family_types = (ActivationFamily,)
+    family_types = (ActivationFamily, ShiftFamily)
 
 
 RegAudit.__doc__ += ARGUMENTS_DOC

@@ -8,7 +8,7 @@ Tests compare every one with numpy/scipy on the full tensor.
 """
 
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -46,6 +46,8 @@ class TapSummary:
     unit_maxabs: np.ndarray
     reservoir: np.ndarray
     saturated: float | None = None
+    #: per-unit sum of squared deviations from the unit's own mean (finite values)
+    unit_m2: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
 
     @property
@@ -77,6 +79,9 @@ class TapSummary:
         saturated = None
         if self.saturated is not None and other.saturated is not None:
             saturated = self.saturated + other.saturated
+        unit_m2 = None
+        if self.unit_m2 is not None and other.unit_m2 is not None:
+            unit_m2 = _merge_unit_m2(self, other)
         return replace(
             self,
             count=self.count + other.count,
@@ -91,12 +96,28 @@ class TapSummary:
             unit_maxabs=np.maximum(self.unit_maxabs, other.unit_maxabs),
             reservoir=np.concatenate([self.reservoir, other.reservoir]),
             saturated=saturated,
+            unit_m2=unit_m2,
         )
 
-    @property
+    @cached_property
     def finite_reservoir(self):
         values = np.asarray(self.reservoir, dtype=np.float64)
         return values[np.isfinite(values)]
+
+    @cached_property
+    def sorted_reservoir(self):
+        """The finite reservoir values, sorted once for every comparison of this audit."""
+        return np.sort(self.finite_reservoir)
+
+
+def _merge_unit_m2(a, b):
+    """Chan et al.'s update, unit by unit: M2 = M2a + M2b + delta^2 na nb / n."""
+    na, nb = np.asarray(a.unit_finite, np.float64), np.asarray(b.unit_finite, np.float64)
+    n = na + nb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.asarray(b.unit_sum) / nb - np.asarray(a.unit_sum) / na
+        cross = np.where((na > 0) & (nb > 0), delta**2 * na * nb / n, 0.0)
+    return np.asarray(a.unit_m2) + np.asarray(b.unit_m2) + cross
 
 
 def _ratio(numerator, denominator):

@@ -9,6 +9,7 @@ ARTIFACT_DIR = "regaudit"
 #: rewritten file, so an audit stored at epoch k can never be damaged by a later one.
 TABLE_ACTIVATIONS = "activations"
 TABLE_HISTOGRAMS = "histograms"
+TABLE_SHIFT = "shift"
 
 #: The tidy long form that flows from storage to findings to plots unchanged.
 COLUMNS = ("run", "epoch", "step", "probe", "layer", "layer_class", "measure", "value")

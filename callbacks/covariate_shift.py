@@ -1,0 +1,121 @@
+"""`CovariateShift`: drift over training, train vs validation, BatchNormalization variance
+shift, and (optional) gradient-based internal covariate shift (MEASURES.md section 2)."""
+
+import numpy as np
+
+from regaudit import shift
+from regaudit.schema import MODEL, TABLE_SHIFT
+
+from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
+from regaudit.callbacks.gradient_ics import gradient_ics
+from regaudit.callbacks.probe import _is_batchnorm, _is_dropout
+
+#: Shift measures logged as MLflow metrics; the rest is in the Parquet table.
+HEADLINE = ("drift_w1", "tv_w1", "bn_var_ratio", "bn_dropout_var_ratio", "ics_cos")
+
+
+class ShiftFamily:
+    """Covariate-shift measures for every tap; BN measures for every BatchNormalization."""
+
+    name = "shift"
+    needs = frozenset({"train_probe", "twin"})
+
+    def __init__(self):
+        self.first = None
+        self.previous = None
+
+    def measure(self, context):
+        rows, values = [], {}
+
+        def add(tap_name, layer_class, measure, function, *args, probe=None):
+            value = context.measure(tap_name, measure, function, *args)
+            if value is not None:
+                values[(tap_name, measure)] = value
+                rows.append(context.callback.row(
+                    context, tap_name, layer_class, measure, value, probe=probe))
+
+        for tap in context.taps:
+            current = context.summaries[tap.name]
+            for suffix, reference in (("", self.previous), ("_from_start", self.first)):
+                if reference is not None and tap.name in reference:
+                    for measure, function in shift.DRIFT_MEASURES.items():
+                        add(tap.name, tap.layer_class, measure + suffix, function,
+                            reference[tap.name], current)
+            if context.train_summaries is not None:
+                self._train_vs_val(context, tap, add)
+            if _is_batchnorm(tap.layer):
+                self._batchnorm(context, tap, add)
+        if context.callback.gradient_ics_due(context):
+            for layer_name, (l2, cos, layer_class) in gradient_ics(context.callback).items():
+                add(layer_name, layer_class, "ics_l2", float, l2)
+                add(layer_name, layer_class, "ics_cos", float, cos)
+
+        drifts = [v for (_, m), v in values.items() if m == "drift_w1" and np.isfinite(v)]
+        if drifts:
+            add(MODEL, "Model", "drift_w1_mean", float, np.mean(drifts))
+        self.previous = context.summaries
+        self.first = self.first or context.summaries
+        metrics = {key: value for key, value in values.items() if key[1] in HEADLINE}
+        metrics.update({key: value for key, value in values.items() if key[0] == MODEL})
+        return {TABLE_SHIFT: rows}, metrics
+
+    @staticmethod
+    def _train_vs_val(context, tap, add):
+        train = context.train_summaries[tap.name]
+        val = context.summaries[tap.name]
+        probe = "train|val"
+        add(tap.name, tap.layer_class, "tv_w1", shift.w1_scaled, train, val, probe=probe)
+        add(tap.name, tap.layer_class, "tv_ks", shift.ks_statistic, train, val, probe=probe)
+        rows = context.callback.probe_pass.reservoir_index.get(tap.name)
+        if rows is None:
+            return
+        units = tap.shape[-1] if tap.shape else 1
+        train_size = context.callback.train_probe.size
+        val_size = context.callback.probe_pass.probe.size
+        pvalues = context.measure(
+            tap.name, "tv_p", shift.unit_pvalues, train, val,
+            (rows[:train_size] % units).ravel(), (rows[:val_size] % units).ravel())
+        if pvalues is not None:
+            add(tap.name, tap.layer_class, "tv_p", shift.tv_p, pvalues, probe=probe)
+            add(tap.name, tap.layer_class, "tv_units_shifted", shift.tv_units_shifted,
+                pvalues, probe=probe)
+
+    @staticmethod
+    def _batchnorm(context, tap, add):
+        layer = tap.layer
+        observed = context.batchnorm[tap.name]
+        moving_mean = layer.moving_mean.numpy()
+        moving_variance = layer.moving_variance.numpy()
+        add(tap.name, tap.layer_class, "bn_var_ratio", shift.bn_var_ratio,
+            observed.var, moving_variance)
+        add(tap.name, tap.layer_class, "bn_mean_offset", shift.bn_mean_offset,
+            observed.mean, moving_mean, moving_variance, layer.epsilon)
+        if context.twin_batchnorm is not None:
+            add(tap.name, tap.layer_class, "bn_dropout_var_ratio", shift.bn_dropout_var_ratio,
+                context.twin_batchnorm[tap.name].var, observed.var)
+        elif not any(_is_dropout(t.layer) for t in context.taps):
+            # no Dropout anywhere: the twin is the model itself, the ratio exactly 1
+            add(tap.name, tap.layer_class, "bn_dropout_var_ratio", float, 1.0)
+
+
+class CovariateShift(Audit):
+    """Measures covariate shift at every layer while the model trains: how each layer's
+    distribution drifts between audits and from the first audit (Ioffe & Szegedy 2015),
+    how the training and validation probes differ at each layer, the variance shift that
+    BatchNormalization meets at inference, and the share of it that Dropout placed
+    before BN causes (Li et al. 2019); optionally the gradient-based internal covariate
+    shift of Santurkar et al. (2018). Logged to MLflow as `regaudit/<layer>/drift_w1`,
+    `tv_w1`, `bn_var_ratio`, `bn_dropout_var_ratio` (and `ics_cos`), everything in
+    `regaudit/shift/*.parquet`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, validation_data=(xv, yv), callbacks=[CovariateShift()])
+    ```
+    """
+
+    family_types = (ShiftFamily,)
+
+
+CovariateShift.__doc__ += ARGUMENTS_DOC

@@ -1,0 +1,227 @@
+"""Covariate-shift measures (MEASURES.md section 2) from the probe pass's summaries.
+
+Drift compares one tap at two audits (Ioffe & Szegedy 2015), train-vs-validation compares
+the training and the validation probe at one audit, and the BatchNormalization measures
+compare what a BN layer sees on the probe with the moving statistics it uses at inference
+(Li, Chen, Hu & Yang 2019). Every function takes `regaudit.activations.TapSummary` objects
+(or per-channel moments) and is tested against numpy/scipy on the full tensors.
+"""
+
+import numpy as np
+from scipy import stats
+
+#: Units whose reference standard deviation is at most this are left out of the per-unit
+#: drift averages (a dead unit has no scale to measure a shift against).
+MIN_STD = 1e-12
+#: False-discovery rate for `tv_units_shifted`.
+FDR = 0.05
+
+
+def _std(summary):
+    return float(np.sqrt(summary.m2 / summary.finite)) if summary.finite else float("nan")
+
+
+def wasserstein_sorted(a, b):
+    """W1 between the empirical distributions of two sorted samples; for equal sizes the
+    mean absolute difference of the order statistics (exact), else scipy's."""
+    if a.size == b.size:
+        return float(np.mean(np.abs(a - b)))
+    return float(stats.wasserstein_distance(a, b))
+
+
+def ks_sorted(a, b):
+    """The two-sample KS statistic sup |F_a - F_b| of two sorted samples (as scipy's
+    ks_2samp computes it: both ECDFs at every observed value)."""
+    both = np.concatenate([a, b])
+    gap = np.searchsorted(a, both, side="right") / a.size - np.searchsorted(b, both, side="right") / b.size
+    return float(np.max(np.abs(gap)))
+
+
+def w1_scaled(reference, current):
+    """W1(reference, current) / std(reference): the Wasserstein-1 distance between the two
+    tensors' value distributions (their reservoir values), in units of the reference's
+    standard deviation (scale-free). NaN when the reference is constant or empty."""
+    a, b = reference.sorted_reservoir, current.sorted_reservoir
+    scale = _std(reference)
+    if not a.size or not b.size or not scale > MIN_STD:
+        return float("nan")
+    return wasserstein_sorted(a, b) / scale
+
+
+def ks_statistic(reference, current):
+    """The two-sample Kolmogorov-Smirnov statistic between the reservoir values."""
+    a, b = reference.sorted_reservoir, current.sorted_reservoir
+    if not a.size or not b.size:
+        return float("nan")
+    return ks_sorted(a, b)
+
+
+def unit_moments(summary):
+    """(per-unit mean, per-unit population std) over finite values; NaN for empty units."""
+    count = np.asarray(summary.unit_finite, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.asarray(summary.unit_sum) / count
+        stds = np.sqrt(np.asarray(summary.unit_m2) / count)
+    return means, stds
+
+
+def mean_shift(reference, current):
+    """drift_mean = mean over units of |mu_t - mu_ref| / sigma_ref, over the units whose
+    reference std exceeds 1e-12 (NaN when there are none)."""
+    mu_ref, sigma_ref = unit_moments(reference)
+    mu_now, _ = unit_moments(current)
+    keep = sigma_ref > MIN_STD
+    if not keep.any():
+        return float("nan")
+    return float(np.mean(np.abs(mu_now[keep] - mu_ref[keep]) / sigma_ref[keep]))
+
+
+def logvar_shift(reference, current):
+    """drift_logvar = mean over units of |log(sigma_t^2 / sigma_ref^2)|, over the units
+    whose std exceeds 1e-12 at both audits (NaN when there are none)."""
+    _, sigma_ref = unit_moments(reference)
+    _, sigma_now = unit_moments(current)
+    keep = (sigma_ref > MIN_STD) & (sigma_now > MIN_STD)
+    if not keep.any():
+        return float("nan")
+    return float(np.mean(np.abs(2.0 * np.log(sigma_now[keep] / sigma_ref[keep]))))
+
+
+#: drift measure name -> function(reference, current); `*_from_start` use the first audit.
+DRIFT_MEASURES = {
+    "drift_w1": w1_scaled,
+    "drift_ks": ks_statistic,
+    "drift_mean": mean_shift,
+    "drift_logvar": logvar_shift,
+}
+
+
+def unit_ks(a, b, a_units, b_units):
+    """Per-unit two-sample KS statistics and asymptotic p-values between values `a` and
+    `b` whose units are `a_units` and `b_units`, all units at once. The statistic equals
+    `scipy.stats.ks_2samp(a[a_units == u], b[b_units == u]).statistic` for every unit u
+    with at least two finite values on each side; the p-value is the limiting Kolmogorov
+    distribution's, `scipy.stats.kstwobign.sf(D * sqrt(m n / (m + n)))` (vectorized;
+    scipy's finite-n `kstwo` runs a Python loop per unit). Returns (units, D, p)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    a_units, b_units = np.asarray(a_units), np.asarray(b_units)
+    keep_a, keep_b = np.isfinite(a), np.isfinite(b)
+    a, a_units, b, b_units = a[keep_a], a_units[keep_a], b[keep_b], b_units[keep_b]
+    na = np.bincount(a_units, minlength=max(a_units.max(initial=0), b_units.max(initial=0)) + 1)
+    nb = np.bincount(b_units, minlength=na.size)
+    valid = (na >= 2) & (nb >= 2)
+    a, a_units = a[valid[a_units]], a_units[valid[a_units]]
+    b, b_units = b[valid[b_units]], b_units[valid[b_units]]
+    if not a.size:
+        return np.zeros(0, int), np.zeros(0), np.zeros(0)
+    values = np.concatenate([a, b])
+    units = np.concatenate([a_units, b_units])
+    from_a = np.concatenate([np.ones(a.size), np.zeros(b.size)])
+    order = np.lexsort((values, units))
+    values, units, from_a = values[order], units[order], from_a[order]
+    starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
+    cum_a, cum_b = np.cumsum(from_a), np.cumsum(1.0 - from_a)
+    base_a = np.repeat(np.r_[0.0, cum_a][starts], np.diff(np.r_[starts, units.size]))
+    base_b = np.repeat(np.r_[0.0, cum_b][starts], np.diff(np.r_[starts, units.size]))
+    ecdf_gap = np.abs((cum_a - base_a) / na[units] - (cum_b - base_b) / nb[units])
+    # the ECDFs are compared only after the last of equal values (ties)
+    last_of_tie = np.r_[(values[1:] != values[:-1]) | (units[1:] != units[:-1]), True]
+    statistic = np.maximum.reduceat(np.where(last_of_tie, ecdf_gap, 0.0), starts)
+    unit_ids = units[starts]
+    m, n = na[unit_ids].astype(np.float64), nb[unit_ids].astype(np.float64)
+    pvalues = np.clip(stats.kstwobign.sf(statistic * np.sqrt(m * n / (m + n))), 0.0, 1.0)
+    return unit_ids, statistic, pvalues
+
+
+def unit_pvalues(train, val, train_units, val_units):
+    """Per-unit two-sample KS p-values (asymptotic) between the training and the validation
+    probe's reservoir values (`*_units`: the unit of each reservoir value); units with
+    fewer than two finite values on either side are left out."""
+    return unit_ks(train.reservoir, val.reservoir, train_units, val_units)[2]
+
+
+def tv_p(pvalues):
+    """tv_p = min(1, m * min_u p_u): the Bonferroni-corrected p-value of the hypothesis
+    that no unit's distribution differs between training and validation probe (m units).
+    Reservoir values of one conv channel share samples, so this is optimistic for conv
+    layers; for Dense layers each sample gives one value per unit."""
+    pvalues = np.asarray(pvalues)
+    if not pvalues.size:
+        return float("nan")
+    return float(min(1.0, pvalues.size * pvalues.min()))
+
+
+def tv_units_shifted(pvalues, rate=FDR):
+    """Fraction of units whose train-vs-validation KS test rejects at a false-discovery
+    rate of 5% (Benjamini-Hochberg, `scipy.stats.false_discovery_control`)."""
+    pvalues = np.asarray(pvalues)
+    if not pvalues.size:
+        return float("nan")
+    return float(np.mean(stats.false_discovery_control(pvalues, method="bh") < rate))
+
+
+def bn_var_ratio(var_observed, moving_variance):
+    """bn_var_ratio = mean over channels c of Var_obs(x_c) / moving_variance_c, where x is
+    the BN layer's input on the probe in inference mode (Li et al. 2019). 1 means the
+    statistics BN uses at inference match what it sees."""
+    return float(np.mean(np.asarray(var_observed) / np.asarray(moving_variance)))
+
+
+def bn_mean_offset(mean_observed, moving_mean, moving_variance, epsilon):
+    """bn_mean_offset = mean over channels of |mean_obs(x_c) - moving_mean_c| /
+    sqrt(moving_variance_c + eps)."""
+    offset = np.abs(np.asarray(mean_observed) - np.asarray(moving_mean))
+    return float(np.mean(offset / np.sqrt(np.asarray(moving_variance) + epsilon)))
+
+
+def bn_dropout_var_ratio(var_dropout_on, var_inference):
+    """bn_dropout_var_ratio = mean over channels of Var(x_c | upstream Dropout on) /
+    Var(x_c | inference): the variance shift Dropout before BN causes between training
+    and inference (Li et al. 2019); exactly 1/(1-rate) for a Dropout right before BN with
+    zero-mean inputs. Channels with zero inference variance are left out."""
+    on, off = np.asarray(var_dropout_on), np.asarray(var_inference)
+    keep = off > MIN_STD**2
+    if not keep.any():
+        return float("nan")
+    return float(np.mean(on[keep] / off[keep]))
+
+
+class ChannelMoments:
+    """Per-channel count, sum and centred sum of squares of a BN layer's input, merged
+    exactly across probe mini-batches (Chan et al. 1979)."""
+
+    def __init__(self, count, total, m2):
+        self.count = np.asarray(count, np.float64)
+        self.total = np.asarray(total, np.float64)
+        self.m2 = np.asarray(m2, np.float64)
+
+    def merge(self, other):
+        n = self.count + other.count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = other.total / other.count - self.total / self.count
+            cross = np.where((self.count > 0) & (other.count > 0),
+                             delta**2 * self.count * other.count / n, 0.0)
+        return ChannelMoments(n, self.total + other.total, self.m2 + other.m2 + cross)
+
+    @property
+    def mean(self):
+        return self.total / self.count
+
+    @property
+    def var(self):
+        """Population variance (ddof=0) per channel."""
+        return self.m2 / self.count
+
+
+def ics_l2(gradient, moved_gradient):
+    """ics_l2 = ||G - G'||_2 (Santurkar et al. 2018): how much layer i's gradient changes
+    when the layers before it take one gradient step."""
+    return float(np.linalg.norm(np.asarray(gradient, np.float64) - np.asarray(moved_gradient, np.float64)))
+
+
+def ics_cos(gradient, moved_gradient):
+    """ics_cos = <G, G'> / (||G|| ||G'||); 1 means the earlier layers' step leaves the
+    direction of layer i's gradient unchanged. NaN when either gradient is zero."""
+    g, h = np.asarray(gradient, np.float64), np.asarray(moved_gradient, np.float64)
+    norms = np.linalg.norm(g) * np.linalg.norm(h)
+    return float(np.dot(g, h) / norms) if norms > 0 else float("nan")
