@@ -49,8 +49,8 @@ class AuditContext:
 
 ARGUMENTS_DOC = """
     Args:
-        probe: `(x, y)` or `x` to audit on. Default: 512 samples of the validation data
-            of `fit`, else of its training data. None.
+        probe: `(x, y)` or `x` to audit on, used whole. Default: `probe_size` samples of
+            the validation data of `fit`, else of its training data. None.
         probe_size: samples drawn (seeded) when the probe comes from `fit`'s data. 512.
         schedule: `"epoch"`, `Every(epochs=N)`, `Every(steps=N)` or a callable epoch ->
             bool. An audit also runs before the first training step. "epoch".

@@ -19,7 +19,9 @@ from regaudit.shift import ics_cos, ics_l2
 
 
 def _learning_rate(optimizer):
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    """The current learning rate (a variable, or a schedule's value at this step)."""
+    rate = optimizer.learning_rate
+    return float(rate.numpy() if hasattr(rate, "numpy") else rate)
 
 
 def _weighted_layers(taps):

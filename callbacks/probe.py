@@ -99,9 +99,9 @@ def _materialize(x, y, size):
 
 
 def choose_probe(model, probe, probe_size, seed):
-    """Choose the probe set once: from `probe` if given, else the validation data of the
-    running `fit`, else its training data; `probe_size` samples drawn without replacement
-    with `seed` (all of them when fewer exist)."""
+    """Choose the probe set once: `probe` whole if given, else `probe_size` samples of the
+    validation data of the running `fit`, else of its training data, drawn without
+    replacement with `seed` (all of them when fewer exist)."""
     if probe is not None:
         x, y = _unpack(probe)
         source = "user"
@@ -125,10 +125,10 @@ def choose_probe(model, probe, probe_size, seed):
         )
     available = len(keras.tree.flatten(x)[0])
     rng = np.random.default_rng(seed)
-    if available > probe_size:
+    if available > probe_size and source != "user":
         indices = np.sort(rng.choice(available, size=probe_size, replace=False))
     else:
-        indices = np.arange(available)
+        indices = np.arange(available)  # a probe the user passed is used whole
     take = lambda a: a[indices]  # noqa: E731
     targets = None if y is None else keras.tree.map_structure(take, y)
     return ProbeData(keras.tree.map_structure(take, x), targets, source, indices)
