@@ -1,0 +1,162 @@
+"""Effective dropout-ensemble measures (MEASURES.md section 3) from Monte-Carlo samples.
+
+Dropout trains an implicit ensemble of subnetworks (Srivastava et al. 2014); at inference
+Keras uses the single weight-scaled network. With T Monte-Carlo samples of the class
+probabilities, only the Dropout layers on (Gal & Ghahramani 2016), these functions
+measure how large and diverse that ensemble is and how well the deterministic network
+stands in for it. Arrays: `members` [T, n, classes], `deterministic` [n, classes],
+`labels` [n] integer classes (or None: only the label-free measures apply).
+"""
+
+import numpy as np
+
+#: Probabilities are clipped here before logarithms.
+EPS = 1e-12
+ECE_BINS = 15
+
+
+def _entropy(p):
+    p = np.clip(p, EPS, 1.0)
+    return -np.sum(p * np.log(p), axis=-1)
+
+
+def accuracy(probabilities, labels):
+    """Fraction of inputs whose argmax class equals the label."""
+    return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
+
+
+def nll(probabilities, labels):
+    """Mean negative log-likelihood -log p[label] (probabilities clipped at 1e-12)."""
+    picked = np.take_along_axis(probabilities, np.asarray(labels)[:, None], axis=-1)[:, 0]
+    return float(-np.mean(np.log(np.clip(picked, EPS, 1.0))))
+
+
+def det_mc_kl(members, deterministic):
+    """det_mc_kl = mean over inputs of KL(mean_t p_t || p_det)."""
+    mean = np.clip(members.mean(axis=0), EPS, 1.0)
+    det = np.clip(deterministic, EPS, 1.0)
+    return float(np.mean(np.sum(mean * (np.log(mean) - np.log(det)), axis=-1)))
+
+
+def acc_at_k(members, labels, ks=None, orders=16, seed=0):
+    """{k: accuracy of the mean of k members}, k = 1, 2, 4, ..., T, each averaged over
+    `orders` random orders of the T members (Srivastava et al. 2014, Sec. 7.5, Fig. 11)."""
+    total = members.shape[0]
+    if ks is None:
+        ks = sorted({2**i for i in range(int(np.log2(total)) + 1)} | {total})
+    rng = np.random.default_rng(seed)
+    out = {k: 0.0 for k in ks}
+    for _ in range(orders):
+        running = np.cumsum(members[rng.permutation(total)], axis=0)
+        for k in ks:
+            out[k] += accuracy(running[k - 1], labels) / orders
+    return out
+
+
+def member_acc(members, labels):
+    """member_acc = mean over members t of the accuracy of p_t alone."""
+    return float(np.mean([accuracy(member, labels) for member in members]))
+
+
+def disagreement(members):
+    """Mean over pairs of members of the fraction of inputs whose argmax differs:
+    1 - sum_c n_c (n_c - 1) / (T (T - 1)) per input, n_c = members predicting c."""
+    total, _, classes = members.shape
+    if total < 2:
+        return 0.0
+    votes = np.argmax(members, axis=-1)  # [T, n]
+    counts = np.stack([(votes == c).sum(axis=0) for c in range(classes)], axis=-1)
+    agree = np.sum(counts * (counts - 1), axis=-1) / (total * (total - 1))
+    return float(np.mean(1.0 - agree))
+
+
+def pred_entropy(members):
+    """pred_entropy = mean over inputs of H[mean_t p_t] (nats)."""
+    return float(np.mean(_entropy(members.mean(axis=0))))
+
+
+def expected_entropy(members):
+    """expected_entropy = mean over inputs of mean_t H[p_t] (nats)."""
+    return float(np.mean(_entropy(members)))
+
+
+def mutual_info(members):
+    """mutual_info = pred_entropy - expected_entropy: the epistemic part ("BALD",
+    Houlsby et al. 2011; Gal & Ghahramani 2016). 0 for identical members."""
+    return max(0.0, pred_entropy(members) - expected_entropy(members))
+
+
+def ece(probabilities, labels, bins=ECE_BINS):
+    """Expected calibration error, 15 equal-width confidence bins:
+    sum_b (n_b / n) |accuracy_b - mean confidence_b|, confidence = max probability."""
+    confidence = np.max(probabilities, axis=-1)
+    correct = np.argmax(probabilities, axis=-1) == labels
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total)
+
+
+def n_eff(members, labels=None):
+    """Effective ensemble size T / (1 + (T - 1) rho), rho = mean pairwise Pearson
+    correlation over the probe of the members' true-class probabilities (without labels:
+    of the probability of the ensemble's predicted class). 1 = all members alike,
+    T = independent members. Two members with no variance correlate 1 if equal, else 0."""
+    total = members.shape[0]
+    if total < 2:
+        return 1.0
+    classes = labels if labels is not None else np.argmax(members.mean(axis=0), axis=-1)
+    picked = np.take_along_axis(members, np.broadcast_to(np.asarray(classes)[None, :, None],
+                                                         members.shape[:2] + (1,)), axis=-1)[..., 0]
+    centred = picked - picked.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.sum(centred**2, axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (centred @ centred.T) / np.outer(norms, norms)
+    flat = np.isclose(norms, 0.0)
+    same = np.all(np.isclose(picked[:, None, :], picked[None, :, :]), axis=-1)
+    rho = np.where(flat[:, None] | flat[None, :], same.astype(float), rho)
+    off_diagonal = rho[~np.eye(total, dtype=bool)]
+    mean_rho = float(np.mean(off_diagonal))
+    return float(total / (1.0 + (total - 1) * mean_rho))
+
+
+def predictive_variance(members):
+    """Regression outputs: mean over inputs and output units of Var_t(y_t) (ddof=0)."""
+    return float(np.mean(np.var(members, axis=0)))
+
+
+def drop_frac(zeroed, nonzero_inputs):
+    """drop_frac_measured = (inputs the Dropout zeroed) / (its non-zero inputs)."""
+    return float(zeroed / nonzero_inputs) if nonzero_inputs else float("nan")
+
+
+def classification_measures(members, deterministic, labels=None, seed=0):
+    """Every classification measure of the section, {name: value}; `acc_at_k` as
+    `acc_at_k:<k>` entries. Label-free measures only when `labels` is None."""
+    out = {
+        "det_mc_kl": det_mc_kl(members, deterministic),
+        "disagreement": disagreement(members),
+        "pred_entropy": pred_entropy(members),
+        "expected_entropy": expected_entropy(members),
+        "mutual_info": mutual_info(members),
+        "n_eff": n_eff(members, labels),
+    }
+    if labels is None:
+        return out
+    mean = members.mean(axis=0)
+    out.update({
+        "det_acc": accuracy(deterministic, labels),
+        "mc_acc": accuracy(mean, labels),
+        "det_nll": nll(deterministic, labels),
+        "mc_nll": nll(mean, labels),
+        "member_acc": member_acc(members, labels),
+        "det_ece": ece(deterministic, labels),
+        "mc_ece": ece(mean, labels),
+    })
+    out["ens_gap"] = out["mc_acc"] - out["det_acc"]
+    for k, value in acc_at_k(members, labels, seed=seed).items():
+        out[f"acc_at_k:{k}"] = value
+    return out
