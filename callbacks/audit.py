@@ -35,9 +35,8 @@ class AuditContext:
 
     def __init__(self, callback, passes, epoch, step):
         self.callback = callback
-        self.summaries, self.batchnorm = passes["main"]
-        self.train_summaries = passes.get("train", (None, None))[0]
-        self.twin_batchnorm = passes.get("twin")
+        self.summaries, self.batchnorm, self.twin_batchnorm = passes["main"]
+        self.train_summaries = passes.get("train", (None,))[0]
         self.taps = callback.probe_pass.taps
         self.epoch = epoch
         self.step = step
@@ -215,11 +214,9 @@ class Audit(keras.callbacks.Callback):
     def _run_passes(self):
         """The main pass, plus the training-probe and twin passes the families need."""
         needs = set().union(*(family.needs for family in self.families))
-        passes = {"main": self.probe_pass.run()}
+        passes = {"main": self.probe_pass.run(twin="twin" in needs)}
         if self.train_probe is not None:
             passes["train"] = self.probe_pass.run(self.train_probe)
-        if "twin" in needs and self.probe_pass.has_dropout:
-            passes["twin"] = self.probe_pass.run_twin()
         return passes
 
     def _write(self, tables, metrics, epoch, step):

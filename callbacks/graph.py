@@ -8,7 +8,10 @@ new Keras nodes and no new Model, and it changes nothing in the model. A layer c
 more than once (a shared layer) is named `name`, `name:1`, `name:2`, ...
 
 `call_override(layer)` may return a replacement callable for a layer (the twin models
-of later measure families swap in always-on Dropout this way); None keeps the layer.
+swap in always-on Dropout this way); None keeps the layer. With a shared `cache` dict,
+a second walk in the same trace (the twin) reuses the first walk's output of every layer
+whose inputs are the very same tensors: everything before the first Dropout is computed
+once.
 """
 
 from dataclasses import dataclass
@@ -38,9 +41,10 @@ def is_graph_model(model):
 
 
 class _Walk:
-    def __init__(self, on_output, call_override):
+    def __init__(self, on_output, call_override, cache):
         self.on_output = on_output
         self.call_override = call_override
+        self.cache = cache
         self.calls = {}
 
     def unique(self, name):
@@ -89,17 +93,23 @@ class _Walk:
         if getattr(layer, "_call_has_training_arg", False):
             kwargs["training"] = False
         override = self.call_override(layer) if self.call_override else None
-        outputs = (override or layer)(*args, **kwargs)
+        key = (id(layer),) + tuple(id(t) for t in keras.tree.flatten((args, kwargs)))
+        if override is None and self.cache is not None and key in self.cache:
+            outputs = self.cache[key]
+        else:
+            outputs = (override or layer)(*args, **kwargs)
+            if override is None and self.cache is not None:
+                self.cache[key] = outputs
         tap = Tap(name=name, layer=layer, parent=prefix.rstrip("/"), sources=tuple(sources or ()))
         self.on_output(tap, outputs, args)
         return outputs, [name] * len(keras.tree.flatten(outputs))
 
 
-def run_graph(model, inputs, on_output, call_override=None):
+def run_graph(model, inputs, on_output, call_override=None, cache=None):
     """Run `model` on `inputs` in inference mode, calling `on_output(tap, outputs, args)`
     after every layer call. Subclassed models run whole and report one tap named after the model.
     """
-    walk = _Walk(on_output, call_override)
+    walk = _Walk(on_output, call_override, cache)
     if is_graph_model(model):
         return walk.model(model, inputs, "", None)[0]
     outputs = model(inputs, training=False)

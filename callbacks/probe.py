@@ -174,50 +174,52 @@ class TapInfo:
 
 def _moments(x, finite=None):
     """Per-batch summaries in float64. `finite` is None when every value is finite (the
-    fast path: no masking); else the mask, and non-finite values are left out."""
-    flat = tf.reshape(tf.cast(x, tf.float64), [-1])
+    fast path: no masking); else the mask, and non-finite values are left out. Per-unit
+    second moments use deviations from a per-unit shift (a value of that unit), so a
+    near-constant or dead unit keeps an exact, not a cancelled, variance."""
     units = x.shape[-1] if x.shape.rank and x.shape.rank > 1 else 1
-    per_unit = tf.reshape(x, [-1, units])
-    abs_unit = tf.abs(per_unit)
+    wide = tf.cast(tf.reshape(x, [-1, units]), tf.float64)
     if finite is None:
-        n = tf.cast(tf.size(flat), tf.float64)
-        clean, clean_unit = flat, per_unit
+        n = tf.cast(tf.size(wide), tf.float64)
+        unit_count = tf.fill([units], tf.cast(tf.shape(wide)[0], tf.float64))
         low, high = tf.reduce_min(x), tf.reduce_max(x)
-        unit_finite = tf.fill([units], tf.cast(tf.shape(per_unit)[0], tf.float64))
-        unit_maxabs = tf.reduce_max(abs_unit, axis=0)
-        dev = flat - tf.reduce_sum(flat) / n
-        unit_dev = tf.cast(per_unit, tf.float64) - tf.reduce_sum(
-            tf.cast(per_unit, tf.float64), axis=0) / unit_finite
+        unit_maxabs = tf.reduce_max(tf.abs(tf.reshape(x, [-1, units])), axis=0)
+        mean = tf.reduce_sum(wide) / n
+        dev = wide - mean
+        unit_shift = wide[0]
+        unit_dev = wide - unit_shift
     else:
-        mask = tf.reshape(finite, [-1])
-        unit_mask = tf.reshape(finite, [-1, units])
+        mask = tf.reshape(finite, [-1, units])
+        wide = tf.where(mask, wide, tf.zeros_like(wide))
         n = tf.reduce_sum(tf.cast(mask, tf.float64))
-        clean = tf.where(mask, flat, tf.zeros_like(flat))
-        clean_unit = tf.where(unit_mask, per_unit, tf.zeros_like(per_unit))
+        unit_count = tf.reduce_sum(tf.cast(mask, tf.float64), axis=0)
         inf = tf.fill(tf.shape(x), tf.constant(np.inf, x.dtype))
         low = tf.reduce_min(tf.where(finite, x, inf))
         high = tf.reduce_max(tf.where(finite, x, -inf))
-        unit_finite = tf.reduce_sum(tf.cast(unit_mask, tf.float64), axis=0)
         # a non-finite value keeps its unit alive (it is counted as non-finite instead)
-        unit_maxabs = tf.reduce_max(tf.where(unit_mask, abs_unit, tf.reshape(inf, [-1, units])), axis=0)
-        dev = tf.where(mask, flat - tf.reduce_sum(clean) / tf.maximum(n, 1.0), tf.zeros_like(flat))
-        clean64 = tf.cast(clean_unit, tf.float64)
-        unit_mean = tf.reduce_sum(clean64, axis=0) / tf.maximum(unit_finite, 1.0)
-        unit_dev = tf.where(unit_mask, clean64 - unit_mean, tf.zeros_like(clean64))
+        unit_maxabs = tf.reduce_max(
+            tf.where(mask, tf.abs(tf.reshape(x, [-1, units])), tf.reshape(inf, [-1, units])), axis=0)
+        mean = tf.reduce_sum(wide) / tf.maximum(n, 1.0)
+        dev = tf.where(mask, wide - mean, tf.zeros_like(wide))
+        unit_shift = tf.reduce_sum(wide, axis=0) / tf.maximum(unit_count, 1.0)
+        unit_dev = tf.where(mask, wide - unit_shift, tf.zeros_like(wide))
     dev2 = dev * dev
+    unit_dev_sum = tf.reduce_sum(unit_dev, axis=0)
     return {
         "finite": n,
-        "mean": tf.reduce_sum(clean) / tf.maximum(n, 1.0),
+        "mean": mean,
         "m2": tf.reduce_sum(dev2),
         "m3": tf.reduce_sum(dev2 * dev),
         "m4": tf.reduce_sum(dev2 * dev2),
-        "abs_sum": tf.reduce_sum(tf.abs(clean)),
+        "abs_sum": tf.reduce_sum(tf.abs(wide)),
         "min": tf.cast(low, tf.float64),
         "max": tf.cast(high, tf.float64),
-        "unit_finite": unit_finite,
-        "unit_sum": tf.reduce_sum(tf.cast(clean_unit, tf.float64), axis=0),
+        "unit_finite": unit_count,
+        "unit_sum": unit_dev_sum + unit_count * unit_shift,
         "unit_maxabs": tf.cast(unit_maxabs, tf.float64),
-        "unit_m2": tf.reduce_sum(unit_dev * unit_dev, axis=0),
+        "unit_m2": tf.maximum(
+            tf.reduce_sum(unit_dev * unit_dev, axis=0)
+            - unit_dev_sum * unit_dev_sum / tf.maximum(unit_count, 1.0), 0.0),
     }
 
 
@@ -260,8 +262,10 @@ class ProbePass:
         self.reservoir_size = int(reservoir_size)
         self.taps = []
         self.reservoir_index = {}
-        self._twin = None
-        self._twin_start = None
+        self._ensemble = None
+        self.batchnorm_alias = {}
+        self._bn_inputs = {}
+        self._bn_channels = {}
         self._function = self._compile()
         self._concrete = self._function.get_concrete_function()
 
@@ -296,16 +300,25 @@ class ProbePass:
         return table[start : start + tf.shape(x)[0]]
 
     def _compile(self):
+        """The pass: the model in inference mode with a summary of every tap and the
+        moments of every BatchNormalization input; with `with_twin`, in the same call,
+        the twin (`_Twin`: every Dropout always on, the other layers shared, everything
+        before the first Dropout reused from the inference walk) and its BN inputs."""
+        control = _Twin(self.seed)
+
         @tf.function(
-            input_signature=[self._signature(), tf.TensorSpec([], tf.int32)], autograph=False
+            input_signature=[self._signature(), tf.TensorSpec([], tf.int32),
+                             tf.TensorSpec([], tf.bool)],
+            autograph=False,
         )
-        def summarize(inputs, start):
-            taps, batchnorm, seen = {}, {}, {}
+        def summarize(inputs, start, with_twin):
+            taps, batchnorm, seen, cache = {}, {}, {}, {}
             self.taps.clear()
+            self.batchnorm_alias.clear()
 
             def on_output(tap, outputs, args):
                 if _is_batchnorm(tap.layer):
-                    batchnorm[tap.name] = _channel_moments(args[0], tap.layer.axis)
+                    self._batchnorm_input(tap, args[0], seen, batchnorm)
                 flat = keras.tree.flatten(outputs)
                 for position, tensor in enumerate(flat):
                     if not tensor.dtype.is_floating:
@@ -331,41 +344,76 @@ class ProbePass:
                         taps[name] = dict(taps[same])
                         continue
                     seen[(id(tensor), bounds)] = name
+                    seen[id(tensor)] = name
                     rows = self._reservoir_rows(len(self.taps) - 1, tensor, start)
                     taps[name] = _summaries(tensor, rows, bounds)
 
-            run_graph(self.model, inputs, on_output)
-            return {"taps": taps, "batchnorm": batchnorm}
+            run_graph(self.model, inputs, on_output, cache=cache)
+            inference_inputs = {name: id(x) for name, x in self._bn_inputs.items()}
+            self._bn_inputs.clear()
+
+            def twin():
+                control.start = start
+                moments = {}
+
+                def on_twin_output(tap, outputs, args):
+                    if not _is_batchnorm(tap.layer):
+                        return
+                    if id(args[0]) == inference_inputs.get(tap.name):
+                        moments[tap.name] = _channel_moments(args[0], tap.layer.axis, _UNCHANGED)
+                    else:
+                        moments[tap.name] = _channel_moments(args[0], tap.layer.axis)
+
+                run_graph(self.model, inputs, on_twin_output, call_override=control.override,
+                          cache=cache)
+                return moments
+
+            twin_moments = {}
+            if self.has_dropout and self._bn_channels:
+                twin_moments = tf.cond(with_twin, twin, lambda: _zero_moments(self._bn_channels))
+            return {"taps": taps, "batchnorm": batchnorm, "twin_batchnorm": twin_moments}
 
         return summarize
 
-    def _compile_twin(self):
-        """The twin: the same layer objects, every Dropout always on (stateless masks
-        seeded by the probe position, so each audit draws the same masks and no seed
-        state of the model moves), everything else in inference mode."""
-        dropouts = {}
+    def _batchnorm_input(self, tap, x, seen, batchnorm):
+        """A BN input's per-channel moments: the producing tap's per-unit sums when the BN
+        normalizes the last axis of a tensor already summarized, else computed."""
+        self._bn_inputs[tap.name] = x
+        self._bn_channels[tap.name] = x.shape[tap.layer.axis]
+        producer = seen.get(id(x))
+        if producer is not None and tap.layer.axis % x.shape.rank == x.shape.rank - 1:
+            self.batchnorm_alias[tap.name] = producer
+        else:
+            batchnorm[tap.name] = _channel_moments(x, tap.layer.axis)
 
-        def override(layer):
-            if not _is_dropout(layer):
-                return None
-            index = dropouts.setdefault(id(layer), len(dropouts))
-            return _always_on(layer, self.seed, index, self._twin_start)
+    def _compile_ensemble(self):
+        """Monte-Carlo dropout, batched: the probe chunk tiled `replicas + 1` times, the
+        first copy with Dropout off (the deterministic prediction, from the same batched
+        computation), the others with the Dropout layers that `active` selects on.
+        Returns the flattened model outputs [replicas + 1, batch, ...] and, per Dropout
+        layer, [zeroed inputs, non-zero inputs]."""
+        control = _Twin(self.seed)
+        specs = [self._signature(), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
+                 tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)]
 
-        @tf.function(
-            input_signature=[self._signature(), tf.TensorSpec([], tf.int32)], autograph=False
-        )
-        def twin(inputs, start):
-            self._twin_start = start
-            batchnorm = {}
+        @tf.function(input_signature=specs, autograph=False)
+        def ensemble(inputs, start, offset, active, replicas):
+            batch = tf.shape(keras.tree.flatten(inputs)[0])[0]
+            control.start, control.offset, control.active = start, offset, active
+            control.det_rows = batch
+            control.counts.clear()
+            tiled = keras.tree.map_structure(
+                lambda a: tf.tile(a, tf.concat([[replicas + 1], tf.ones([tf.rank(a) - 1], tf.int32)], 0)),
+                inputs)
+            outputs = run_graph(self.model, tiled, lambda *a: None, call_override=control.override)
+            flat = [
+                tf.reshape(o, tf.concat([[replicas + 1, batch], tf.shape(o)[1:]], 0))
+                for o in keras.tree.flatten(outputs)
+            ]
+            counts = [control.counts[i] for i in sorted(control.counts)]
+            return {"outputs": flat, "counts": tf.stack(counts) if counts else tf.zeros([0, 2], tf.float64)}
 
-            def on_output(tap, outputs, args):
-                if _is_batchnorm(tap.layer):
-                    batchnorm[tap.name] = _channel_moments(args[0], tap.layer.axis)
-
-            run_graph(self.model, inputs, on_output, call_override=override)
-            return {"batchnorm": batchnorm}
-
-        return twin
+        return ensemble
 
     def batches(self, probe=None):
         probe = probe or self.probe
@@ -375,26 +423,68 @@ class ProbePass:
             )
             yield chunk, tf.constant(start, tf.int32)
 
-    def run(self, probe=None):
+    def run(self, probe=None, twin=False):
         """The pass over the whole probe (or another probe no larger than it):
-        ({tap name: TapSummary}, {BatchNormalization layer: ChannelMoments of its input})."""
-        summaries, batchnorm = {}, {}
+        ({tap name: TapSummary}, {BN layer: ChannelMoments of its input},
+        {BN layer: ChannelMoments of its input with Dropout on} or None)."""
+        summaries, batchnorm, twin_batchnorm, unchanged = {}, {}, {}, set()
+        twin = bool(twin and self.has_dropout)
         for chunk, start in self.batches(probe):
-            out = self._concrete(chunk, start)
+            out = self._concrete(chunk, start, tf.constant(twin))
             for name, values in out["taps"].items():
                 part = _to_summary({key: value.numpy() for key, value in values.items()})
                 summaries[name] = part if name not in summaries else summaries[name].merge(part)
             _merge_channels(batchnorm, out["batchnorm"])
-        return summaries, batchnorm
+            if twin:
+                for name, values in out["twin_batchnorm"].items():
+                    if np.all(values["count"].numpy() == _UNCHANGED_MARK):
+                        unchanged.add(name)  # no Dropout reaches this BN input
+                    else:
+                        _merge_channels(twin_batchnorm, {name: values})
+        for name, producer in self.batchnorm_alias.items():
+            source = summaries[producer]
+            batchnorm[name] = ChannelMoments(source.unit_finite, source.unit_sum, source.unit_m2)
+        for name in unchanged:
+            twin_batchnorm[name] = batchnorm[name]
+        return summaries, batchnorm, (twin_batchnorm if twin else None)
 
-    def run_twin(self, probe=None):
-        """{BatchNormalization layer: ChannelMoments of its input} with Dropout on."""
-        if self._twin is None:
-            self._twin = self._compile_twin().get_concrete_function()
-        batchnorm = {}
-        for chunk, start in self.batches(probe):
-            _merge_channels(batchnorm, self._twin(chunk, start)["batchnorm"])
-        return batchnorm
+    @property
+    def dropout_taps(self):
+        """The Dropout layers' tap names in graph order (the order of `active`)."""
+        names, seen = [], set()
+        for tap in self.taps:
+            if _is_dropout(tap.layer) and id(tap.layer) not in seen:
+                seen.add(id(tap.layer))
+                names.append(tap.name)
+        return names
+
+    def run_ensemble(self, samples, active=None, max_rows=4096):
+        """(deterministic outputs, members, drop counts): per flattened model output the
+        deterministic prediction [n, ...] and `samples` Monte-Carlo members [T, n, ...]
+        over the whole probe; per Dropout layer [zeroed inputs, non-zero inputs]. The
+        samples run batched, at most `max_rows` rows per call."""
+        if self._ensemble is None:
+            self._ensemble = self._compile_ensemble().get_concrete_function()
+        layers = len(self.dropout_taps)
+        active = np.ones(layers, np.float32) if active is None else np.asarray(active, np.float32)
+        det, members, counts = [], [], np.zeros((layers, 2))
+        for chunk, start in self.batches():
+            rows = len(keras.tree.flatten(chunk)[0])
+            block = max(1, min(samples, max_rows // rows - 1))
+            parts = []
+            for offset in range(0, samples, block):
+                replicas = min(block, samples - offset)
+                out = self._ensemble(chunk, start, tf.constant(offset, tf.int32),
+                                     tf.constant(active), tf.constant(replicas, tf.int32))
+                values = [o.numpy() for o in out["outputs"]]
+                if offset == 0:
+                    det.append([v[0] for v in values])
+                parts.append([v[1:] for v in values])
+                counts += out["counts"].numpy()
+            members.append([np.concatenate(p, axis=0) for p in zip(*parts)])
+        det = [np.concatenate(d, axis=0) for d in zip(*det)]
+        members = [np.concatenate(m, axis=1) for m in zip(*members)]
+        return det, members, counts
 
 
 def _merge_channels(merged, out):
@@ -411,8 +501,23 @@ def _is_dropout(layer):
     return isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout))
 
 
-def _channel_moments(x, axis):
-    """Per-channel count, sum and centred sum of squares of a BN input (finite values)."""
+_UNCHANGED = "unchanged"
+#: a count no real moment can have: marks "same as the inference pass" in the twin's output
+_UNCHANGED_MARK = -1.0
+
+
+def _zero_moments(channels):
+    return {name: {key: tf.zeros([c], tf.float64) for key in ("count", "sum", "m2")}
+            for name, c in channels.items()}
+
+
+def _channel_moments(x, axis, mode=None):
+    """Per-channel count, sum and centred sum of squares of a BN input (finite values).
+    `mode=_UNCHANGED`: the input is the inference pass's own tensor; only a marker."""
+    if mode == _UNCHANGED:
+        channels = x.shape[axis]
+        return {"count": tf.fill([channels], tf.constant(_UNCHANGED_MARK, tf.float64)),
+                "sum": tf.zeros([channels], tf.float64), "m2": tf.zeros([channels], tf.float64)}
     x = tf.cast(x, tf.float64)
     rank = x.shape.rank
     axis = axis % rank
@@ -438,24 +543,60 @@ def _noise_shape(layer, x):
     return tf.stack([dynamic[i] if d is None else tf.cast(d, tf.int32) for i, d in enumerate(shape)])
 
 
-def _always_on(layer, seed, index, start):
-    """Inverted dropout with a stateless mask (Dropout, SpatialDropout), or Gaussian
-    multiplicative noise N(1, rate / (1 - rate)) (GaussianDropout)."""
-    rate = float(layer.rate)
+class _Twin:
+    """The Dropout replacements of one traced twin call: always-on inverted dropout with
+    stateless masks (Dropout, SpatialDropout), or Gaussian multiplicative noise
+    N(1, rate / (1 - rate)) (GaussianDropout). The masks are seeded by `seed`, the probe
+    position and the replica block, so each audit draws the same masks and no seed state
+    of the user's model moves.
 
-    def call(x, training=None, **kwargs):
-        stream = tf.stack([tf.cast(seed, tf.int64), tf.cast(start, tf.int64) * 1000 + index])
+    Set per call: `start` (probe position), `offset` (replica block), `active` (float
+    per Dropout layer, in graph order: > 0 on; None: all on), `det_rows` (leading rows kept
+    deterministic). `counts` collects, per Dropout layer, the inputs it zeroed and its
+    non-zero inputs over the random rows.
+    """
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.index = {}
+        self.start = self.offset = self.active = self.det_rows = None
+        self.counts = {}
+
+    def override(self, layer):
+        if not _is_dropout(layer):
+            return None
+        index = self.index.setdefault(id(layer), len(self.index))
+        return lambda x, training=None, **kwargs: self._call(layer, index, x)
+
+    def _call(self, layer, index, x):
+        rate = float(layer.rate)
+        offset = 0 if self.offset is None else tf.cast(self.offset, tf.int64)
+        stream = tf.stack([
+            tf.cast(self.seed, tf.int64),
+            (tf.cast(self.start, tf.int64) + offset * 1_000_003) * 1000 + index,
+        ])
         if isinstance(layer, keras.layers.GaussianDropout):
-            noise = tf.random.stateless_normal(
+            out = x * tf.random.stateless_normal(
                 tf.shape(x), stream, mean=1.0, stddev=np.sqrt(rate / (1.0 - rate)), dtype=x.dtype)
-            return x * noise
-        if rate <= 0.0:
-            return x
-        keep = tf.random.stateless_uniform(_noise_shape(layer, x), stream, dtype=tf.float32) >= rate
-        scaled = x / tf.cast(1.0 - rate, x.dtype)
-        return tf.where(keep, scaled, tf.zeros_like(scaled))
-
-    return call
+        elif rate <= 0.0:
+            out = x
+        else:
+            keep = tf.random.stateless_uniform(_noise_shape(layer, x), stream, dtype=tf.float32) >= rate
+            scaled = x / tf.cast(1.0 - rate, x.dtype)
+            out = tf.where(keep, scaled, tf.zeros_like(scaled))
+        if self.active is not None:
+            out = tf.where(self.active[index] > 0, out, x)
+        random_rows = tf.range(tf.shape(x)[0]) >= (0 if self.det_rows is None else self.det_rows)
+        if self.det_rows is not None:
+            row_shape = tf.concat([[-1], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
+            out = tf.where(tf.reshape(random_rows, row_shape), out, x)
+        counted = tf.boolean_mask(x, random_rows), tf.boolean_mask(out, random_rows)
+        nonzero = tf.not_equal(counted[0], 0)
+        self.counts[index] = tf.stack([
+            tf.reduce_sum(tf.cast(nonzero & tf.equal(counted[1], 0), tf.float64)),
+            tf.reduce_sum(tf.cast(nonzero, tf.float64)),
+        ])
+        return out
 
 
 def _to_summary(values):
