@@ -3,7 +3,8 @@
 from regaudit.callbacks.activation_stats import ActivationStats
 from regaudit.callbacks.audit import Audit
 from regaudit.callbacks.covariate_shift import CovariateShift
+from regaudit.callbacks.dropout_ensemble import DropoutEnsemble
 from regaudit.callbacks.regaudit_callback import RegAudit
 from regaudit.callbacks.schedule import Every
 
-__all__ = ["ActivationStats", "Audit", "CovariateShift", "Every", "RegAudit"]
+__all__ = ["ActivationStats", "Audit", "CovariateShift", "DropoutEnsemble", "Every", "RegAudit"]

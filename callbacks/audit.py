@@ -59,6 +59,9 @@ ARGUMENTS_DOC = """
         gradient_ics: the gradient-based internal covariate shift of Santurkar et al.
             (one extra forward and backward pass per layer with weights): False, True
             (at every audit) or its own schedule (`Every(epochs=5)`). False.
+        mc_samples: Monte-Carlo dropout samples T per audit (dropout ensembles). 16.
+        ensemble_probe_size: the first this many probe samples carry the dropout
+            ensemble (its cost is T forward passes over them). 128.
 """
 
 
@@ -78,9 +81,12 @@ class Audit(keras.callbacks.Callback):
         strict=False,
         probe_batch_size=128,
         gradient_ics=False,
+        mc_samples=16,
+        ensemble_probe_size=128,
     ):
         super().__init__()
-        for name, value in (("probe_size", probe_size), ("probe_batch_size", probe_batch_size)):
+        for name, value in (("probe_size", probe_size), ("probe_batch_size", probe_batch_size),
+                            ("mc_samples", mc_samples), ("ensemble_probe_size", ensemble_probe_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(
                     f"regaudit: {name} expects a positive int; received {name}={value!r}."
@@ -92,6 +98,8 @@ class Audit(keras.callbacks.Callback):
         self.strict = strict
         self.probe_batch_size = probe_batch_size
         self.gradient_ics = gradient_ics
+        self.mc_samples = mc_samples
+        self.ensemble_probe_size = ensemble_probe_size
         self._ics_schedule = None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics)
         self.run_id = None
         self.probe_pass = None
@@ -126,6 +134,10 @@ class Audit(keras.callbacks.Callback):
             self._audit(epoch=epoch + 1, step=self._epoch_base_step)
 
     def on_train_end(self, logs=None):
+        if self._active:
+            for family in self.families:
+                if hasattr(family, "finish"):
+                    self._safely(f"{family.name} at train end", family.finish, self)
         if self._started_run:
             self._safely("end of run", end_run, self.run_id)
             self._started_run = False
@@ -224,11 +236,32 @@ class Audit(keras.callbacks.Callback):
         self._audit_index += 1
         for table, rows in tables.items():
             self.writer.log_table(table, index, pd.DataFrame(rows))
+        self.write_metrics(metrics, epoch=epoch, step=step)
+
+    def write_metrics(self, metrics, context=None, epoch=None, step=None):
+        """Log {(layer, measure): value} as regaudit/<layer>/<measure> at the audit's step."""
+        if context is not None:
+            epoch, step = context.epoch, context.step
         mlflow_step = epoch if self.schedule.unit == "epoch" else step
         self.writer.log_metrics(
             {metric_key(layer, measure): value for (layer, measure), value in metrics.items()},
             mlflow_step,
         )
+
+    def write_rows(self, table, rows):
+        """Store extra rows of `table` (as the next audit part) outside a scheduled audit."""
+        index = self._audit_index
+        self._audit_index += 1
+        self.writer.log_table(table, index, pd.DataFrame(rows))
+
+    def log_figure(self, figure, name):
+        """Store a matplotlib figure as regaudit/plots/<name>, which the MLflow UI shows."""
+        import matplotlib.pyplot as plt
+
+        try:
+            self.writer.log_figure(figure, name)
+        finally:
+            plt.close(figure)
 
     def row(self, context, layer, layer_class, measure, value, probe=None):
         """One row of the tidy long form (schema.COLUMNS)."""

@@ -458,17 +458,17 @@ class ProbePass:
                 names.append(tap.name)
         return names
 
-    def run_ensemble(self, samples, active=None, max_rows=4096):
+    def run_ensemble(self, samples, active=None, probe=None, max_rows=4096):
         """(deterministic outputs, members, drop counts): per flattened model output the
         deterministic prediction [n, ...] and `samples` Monte-Carlo members [T, n, ...]
-        over the whole probe; per Dropout layer [zeroed inputs, non-zero inputs]. The
-        samples run batched, at most `max_rows` rows per call."""
+        over the probe (or `probe`, no larger); per Dropout layer [zeroed inputs, non-zero
+        inputs]. The samples run batched, at most `max_rows` rows per call."""
         if self._ensemble is None:
             self._ensemble = self._compile_ensemble().get_concrete_function()
         layers = len(self.dropout_taps)
         active = np.ones(layers, np.float32) if active is None else np.asarray(active, np.float32)
         det, members, counts = [], [], np.zeros((layers, 2))
-        for chunk, start in self.batches():
+        for chunk, start in self.batches(probe):
             rows = len(keras.tree.flatten(chunk)[0])
             block = max(1, min(samples, max_rows // rows - 1))
             parts = []

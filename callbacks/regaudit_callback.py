@@ -3,13 +3,15 @@
 from regaudit.callbacks.activation_stats import ActivationFamily
 from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
 from regaudit.callbacks.covariate_shift import ShiftFamily
+from regaudit.callbacks.dropout_ensemble import EnsembleFamily
 
 
 class RegAudit(Audit):
     """Audits how Dropout and BatchNormalization shape the model while it trains, on a fixed
-    probe batch: per-layer activation statistics (`ActivationStats`) and covariate shift
-    (`CovariateShift`: drift, train vs validation, BatchNormalization variance shift),
-    logged to MLflow. One probe pass serves every measure family.
+    probe batch: per-layer activation statistics (`ActivationStats`), covariate shift
+    (`CovariateShift`: drift, train vs validation, BatchNormalization variance shift) and
+    the effective dropout ensemble (`DropoutEnsemble`: Monte-Carlo dropout against the
+    weight-scaled network), logged to MLflow. One probe pass serves every measure family.
 
     Arguments: see `regaudit.callbacks.audit.ARGUMENTS_DOC` (appended below).
 
@@ -24,7 +26,7 @@ class RegAudit(Audit):
     ```
     """
 
-    family_types = (ActivationFamily, ShiftFamily)
+    family_types = (ActivationFamily, ShiftFamily, EnsembleFamily)
 
 
 RegAudit.__doc__ += ARGUMENTS_DOC

@@ -7,7 +7,7 @@ load the Keras side on first use.
 from regaudit._version import __version__
 from regaudit.errors import RegauditError, RegauditWarning, UsageError
 
-_KERAS_SIDE = ("RegAudit", "ActivationStats", "CovariateShift", "Every")
+_KERAS_SIDE = ("RegAudit", "ActivationStats", "CovariateShift", "DropoutEnsemble", "Every")
 
 __all__ = ["RegauditError", "RegauditWarning", "UsageError", "__version__", *_KERAS_SIDE]
 

@@ -10,6 +10,8 @@ ARTIFACT_DIR = "regaudit"
 TABLE_ACTIVATIONS = "activations"
 TABLE_HISTOGRAMS = "histograms"
 TABLE_SHIFT = "shift"
+TABLE_ENSEMBLE = "ensemble"
+PLOTS_DIR = "regaudit/plots"
 
 #: The tidy long form that flows from storage to findings to plots unchanged.
 COLUMNS = ("run", "epoch", "step", "probe", "layer", "layer_class", "measure", "value")

@@ -30,11 +30,16 @@ def wasserstein_sorted(a, b):
 
 
 def ks_sorted(a, b):
-    """The two-sample KS statistic sup |F_a - F_b| of two sorted samples (as scipy's
-    ks_2samp computes it: both ECDFs at every observed value)."""
+    """The two-sample KS statistic sup |F_a - F_b| of two sorted samples, as scipy's
+    ks_2samp computes it; the stable argsort of the two sorted runs is a linear merge,
+    and the ECDFs are compared after the last of equal values."""
     both = np.concatenate([a, b])
-    gap = np.searchsorted(a, both, side="right") / a.size - np.searchsorted(b, both, side="right") / b.size
-    return float(np.max(np.abs(gap)))
+    order = np.argsort(both, kind="stable")
+    from_a = order < a.size
+    gap = np.cumsum(from_a) / a.size - np.cumsum(~from_a) / b.size
+    values = both[order]
+    last_of_tie = np.r_[values[1:] != values[:-1], True]
+    return float(np.max(np.abs(gap[last_of_tie])))
 
 
 def w1_scaled(reference, current):

@@ -83,6 +83,15 @@ class RunWriter:
             frame.to_parquet(path, index=False)
             self.client.log_artifact(self.run_id, path, artifact_path=table_part_path(table))
 
+    def log_figure(self, figure, name):
+        """Store a matplotlib figure as regaudit/plots/<name> (PNG)."""
+        from regaudit.schema import PLOTS_DIR
+
+        with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
+            path = os.path.join(folder, name)
+            figure.savefig(path, dpi=110, bbox_inches="tight")
+            self.client.log_artifact(self.run_id, path, artifact_path=PLOTS_DIR)
+
     def log_json(self, name, obj):
         """Store `obj` as regaudit/<name> (for example meta.json, model.json)."""
         with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
