@@ -167,9 +167,10 @@ class Audit(keras.callbacks.Callback):
         if not is_graph_model(self.model):
             warnings.warn(
                 f"regaudit: {type(self.model).__name__} is a subclassed model, so its layers "
-                "form no graph regaudit can tap: only its output is measured, and per-layer "
-                "activation statistics are unavailable. Build it with the Functional API or "
-                "Sequential to get them.",
+                "form no graph regaudit can tap: only its output is measured; per-layer "
+                "activation statistics and covariate shift, the BatchNormalization measures "
+                "and the dropout ensembles are unavailable. Build it with the Functional API "
+                "or Sequential to get them.",
                 RegauditWarning,
                 stacklevel=2,
             )

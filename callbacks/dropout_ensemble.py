@@ -12,6 +12,7 @@ from regaudit.errors import RegauditWarning
 from regaudit.schema import MODEL, TABLE_ENSEMBLE
 
 from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
+from regaudit.callbacks.graph import is_graph_model
 from regaudit.callbacks.probe import ProbeData
 
 #: Ensemble measures logged as MLflow metrics (model level and per Dropout layer).
@@ -71,11 +72,13 @@ class EnsembleFamily:
     def _present(self, callback):
         if callback.probe_pass.dropout_taps:
             return True
+        if not is_graph_model(callback.model):
+            return False  # the subclassed-model warning already said why
         if not self.announced:
             self.announced = True
             warnings.warn(
                 f"regaudit: model '{callback.model.name}' has no Dropout layer, so there is "
-                "no dropout ensemble to measure; DropoutEnsemble records nothing.",
+                "no dropout ensemble to measure; the dropout-ensemble measures are skipped.",
                 RegauditWarning, stacklevel=2)
         return False
 

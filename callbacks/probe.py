@@ -576,26 +576,32 @@ class _Twin:
             (tf.cast(self.start, tf.int64) + offset * 1_000_003) * 1000 + index,
         ])
         if isinstance(layer, keras.layers.GaussianDropout):
-            out = x * tf.random.stateless_normal(
-                tf.shape(x), stream, mean=1.0, stddev=np.sqrt(rate / (1.0 - rate)), dtype=x.dtype)
+            shape = tf.shape(x)
+            factor = tf.random.stateless_normal(
+                shape, stream, mean=1.0, stddev=np.sqrt(rate / (1.0 - rate)), dtype=x.dtype)
         elif rate <= 0.0:
-            out = x
+            shape = _noise_shape(layer, x)
+            factor = tf.ones(shape, x.dtype)
         else:
-            keep = tf.random.stateless_uniform(_noise_shape(layer, x), stream, dtype=tf.float32) >= rate
-            scaled = x / tf.cast(1.0 - rate, x.dtype)
-            out = tf.where(keep, scaled, tf.zeros_like(scaled))
-        if self.active is not None:
-            out = tf.where(self.active[index] > 0, out, x)
-        random_rows = tf.range(tf.shape(x)[0]) >= (0 if self.det_rows is None else self.det_rows)
-        if self.det_rows is not None:
-            row_shape = tf.concat([[-1], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
-            out = tf.where(tf.reshape(random_rows, row_shape), out, x)
-        counted = tf.boolean_mask(x, random_rows), tf.boolean_mask(out, random_rows)
-        nonzero = tf.not_equal(counted[0], 0)
-        self.counts[index] = tf.stack([
-            tf.reduce_sum(tf.cast(nonzero & tf.equal(counted[1], 0), tf.float64)),
-            tf.reduce_sum(tf.cast(nonzero, tf.float64)),
-        ])
+            shape = _noise_shape(layer, x)
+            keep = tf.random.stateless_uniform(shape, stream, dtype=tf.float32) >= rate
+            factor = tf.cast(keep, x.dtype) / tf.cast(1.0 - rate, x.dtype)
+        # one multiplicative factor (noise shape) carries the deterministic rows (factor 1)
+        # and the on/off switch of this layer, so the full tensor is touched once
+        row_shape = tf.concat([[-1], tf.ones([tf.size(shape) - 1], tf.int32)], axis=0)
+        rows = tf.reshape(tf.range(shape[0]), row_shape)
+        random_rows = rows >= (0 if self.det_rows is None else self.det_rows)
+        on = random_rows if self.active is None else random_rows & (self.active[index] > 0)
+        factor = tf.where(on, factor, tf.ones_like(factor))
+        out = x * factor
+        if self.det_rows is not None:  # the ensemble pass counts what each layer drops
+            # on the mask (noise shape), each entry standing for size(x) / size(mask) inputs
+            per_entry = tf.cast(tf.size(x), tf.float64) / tf.cast(tf.size(factor), tf.float64)
+            on_entries = tf.cast(tf.math.count_nonzero(tf.broadcast_to(on, tf.shape(factor))), tf.float64)
+            self.counts[index] = tf.stack([
+                tf.cast(tf.math.count_nonzero(tf.equal(factor, 0)), tf.float64) * per_entry,
+                on_entries * per_entry,
+            ])
         return out
 
 

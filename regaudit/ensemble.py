@@ -128,9 +128,10 @@ def predictive_variance(members):
     return float(np.mean(np.var(members, axis=0)))
 
 
-def drop_frac(zeroed, nonzero_inputs):
-    """drop_frac_measured = (inputs the Dropout zeroed) / (its non-zero inputs)."""
-    return float(zeroed / nonzero_inputs) if nonzero_inputs else float("nan")
+def drop_frac(zeroed, inputs):
+    """drop_frac_measured = (inputs the Dropout's mask zeroed) / (inputs it saw), over the
+    Monte-Carlo samples; its expectation is the nominal `rate`."""
+    return float(zeroed / inputs) if inputs else float("nan")
 
 
 def classification_measures(members, deterministic, labels=None, seed=0):
