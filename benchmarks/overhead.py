@@ -1,7 +1,7 @@
 """Overhead of `RegAudit()` on the seed article's third model: fit time with the callback
-over fit time without it, in the same process, alternating, median over pairs. RegAudit
-runs every family it has (activation statistics, covariate shift); a third variant adds
-the optional gradient ICS, to report its own cost.
+over fit time without it, in the same process, alternating, median over rounds. Variants:
+activation statistics + covariate shift (one shared pass), `RegAudit()` (all three
+families: + dropout ensembles), and `RegAudit(gradient_ics=True)` for that option's cost.
 
     python benchmarks/overhead.py                # 60,000 MNIST-shaped samples, 2 epochs, 3 rounds
     python benchmarks/overhead.py --mnist mnist.npz --pairs 5
@@ -85,23 +85,34 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--mnist", help="an mnist.npz (x_train, y_train) if you have one")
-    parser.add_argument("--no-ics", action="store_true", help="skip the gradient ICS variant")
+    parser.add_argument("--only", help="comma-separated variants to run besides plain "
+                        "(ActivationStats, acts+shift, RegAudit(), +gradient_ics); default all")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "overhead.json"))
     args = parser.parse_args()
 
     store = tempfile.mkdtemp(prefix="regaudit-bench-")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-    from regaudit import RegAudit
+    from regaudit import ActivationStats, RegAudit
 
     x, y = mnist_shaped(args.samples, args.mnist)
+    from regaudit.callbacks.activation_stats import ActivationFamily
+    from regaudit.callbacks.audit import Audit
+    from regaudit.callbacks.covariate_shift import ShiftFamily
+
+    class ActivationsAndShift(Audit):
+        family_types = (ActivationFamily, ShiftFamily)
+
     variants = {
         "plain": lambda: [],
+        "ActivationStats": lambda: [with_hook_timer(ActivationStats())],
+        "acts+shift": lambda: [with_hook_timer(ActivationsAndShift())],
         "RegAudit()": lambda: [with_hook_timer(RegAudit())],
         "+gradient_ics": lambda: [with_hook_timer(RegAudit(gradient_ics=True))],
     }
-    if args.no_ics:
-        del variants["+gradient_ics"]
-    timed_fit(x[:512], y[:512], 1, variants["RegAudit()"], 0)  # warm up TF and MLflow
+    if args.only:
+        keep = {"plain", *args.only.split(",")}
+        variants = {name: make for name, make in variants.items() if name in keep}
+    timed_fit(x[:512], y[:512], 1, lambda: [RegAudit()], 0)  # warm up TF and MLflow
     times = {name: [] for name in variants}
     in_run = {name: [] for name in variants if name != "plain"}
     for pair in range(args.pairs):

@@ -24,7 +24,7 @@ def load_digits_28(seed=0, validation_fraction=0.2):
     return (x[train], y[train]), (x[val], y[val])
 
 
-def run_demo(epochs=5, seed=0, echo=print):
+def run_demo(epochs=10, seed=0, echo=print):
     """Train the seed article's Conv2D+BN+pool+Dropout model with `RegAudit`, logging to
     the current MLflow tracking URI; return the run id."""
     import keras
@@ -41,7 +41,7 @@ def run_demo(epochs=5, seed=0, echo=print):
     with mlflow.start_run(run_name=f"{model.name}-seed{seed}") as run:
         echo(f"training {model.name} on {len(x_train)} digits for {epochs} epochs ...")
         history = model.fit(
-            x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=32,
+            x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=16,
             callbacks=[RegAudit(seed=seed)], verbose=0,
         )
         mlflow.log_params({"epochs": epochs, "seed": seed, "model": model.name})

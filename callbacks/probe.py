@@ -391,7 +391,7 @@ class ProbePass:
         first copy with Dropout off (the deterministic prediction, from the same batched
         computation), the others with the Dropout layers that `active` selects on.
         Returns the flattened model outputs [replicas + 1, batch, ...] and, per Dropout
-        layer, [zeroed inputs, non-zero inputs]."""
+        layer, [inputs zeroed, inputs seen]."""
         control = _Twin(self.seed)
         specs = [self._signature(), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
                  tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)]
@@ -461,8 +461,8 @@ class ProbePass:
     def run_ensemble(self, samples, active=None, probe=None, max_rows=4096):
         """(deterministic outputs, members, drop counts): per flattened model output the
         deterministic prediction [n, ...] and `samples` Monte-Carlo members [T, n, ...]
-        over the probe (or `probe`, no larger); per Dropout layer [zeroed inputs, non-zero
-        inputs]. The samples run batched, at most `max_rows` rows per call."""
+        over the probe (or `probe`, no larger); per Dropout layer [inputs zeroed, inputs
+        seen]. The samples run batched, at most `max_rows` rows per call."""
         if self._ensemble is None:
             self._ensemble = self._compile_ensemble().get_concrete_function()
         layers = len(self.dropout_taps)
@@ -552,8 +552,8 @@ class _Twin:
 
     Set per call: `start` (probe position), `offset` (replica block), `active` (float
     per Dropout layer, in graph order: > 0 on; None: all on), `det_rows` (leading rows kept
-    deterministic). `counts` collects, per Dropout layer, the inputs it zeroed and its
-    non-zero inputs over the random rows.
+    deterministic; None: none, and no counting). `counts` collects, per Dropout layer,
+    the inputs its mask zeroed and the inputs it saw with the layer on.
     """
 
     def __init__(self, seed):

@@ -33,7 +33,7 @@ def cli(context, tracking_uri, verbose):
 
 
 @cli.command()
-@click.option("--epochs", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seed", default=0, show_default=True, type=int)
 def demo(epochs, seed):
     """Train the seed article's CNN (Conv2D+BN+pool+Dropout) with RegAudit on
