@@ -123,15 +123,8 @@ def choose_probe(model, probe, probe_size, seed):
             f"regaudit: the {source} data for the probe is empty; expected at least one "
             "sample. Pass probe=(x, y) with data."
         )
-    available = len(keras.tree.flatten(x)[0])
-    rng = np.random.default_rng(seed)
-    if available > probe_size and source != "user":
-        indices = np.sort(rng.choice(available, size=probe_size, replace=False))
-    else:
-        indices = np.arange(available)  # a probe the user passed is used whole
-    take = lambda a: a[indices]  # noqa: E731
-    targets = None if y is None else keras.tree.map_structure(take, y)
-    return ProbeData(keras.tree.map_structure(take, x), targets, source, indices)
+    # a probe the user passed is used whole
+    return _draw(x, y, source, None if source == "user" else probe_size, seed)
 
 
 def choose_train_probe(model, size, seed):
@@ -145,12 +138,20 @@ def choose_train_probe(model, size, seed):
         x, y = _materialize(found["x"], found.get("y"), size)
     except UsageError:
         return None
+    return _draw(x, y, "train", size, seed)
+
+
+def _draw(x, y, source, size, seed):
+    """ProbeData of `size` samples of (x, y) drawn without replacement with `seed`, in
+    their original order (all samples when `size` is None or fewer exist)."""
     available = len(keras.tree.flatten(x)[0])
-    rng = np.random.default_rng(seed)
-    indices = np.sort(rng.choice(available, size=min(size, available), replace=False))
+    if size is None or available <= size:
+        indices = np.arange(available)
+    else:
+        indices = np.sort(np.random.default_rng(seed).choice(available, size=size, replace=False))
     take = lambda a: a[indices]  # noqa: E731
     targets = None if y is None else keras.tree.map_structure(take, y)
-    return ProbeData(keras.tree.map_structure(take, x), targets, "train", indices)
+    return ProbeData(keras.tree.map_structure(take, x), targets, source, indices)
 
 
 def _activation_name(layer):

@@ -7,7 +7,7 @@ measure below is a small function of the merged summary whose docstring gives it
 Tests compare every one with numpy/scipy on the full tensor.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property, partial
 
 import numpy as np
@@ -48,7 +48,6 @@ class TapSummary:
     saturated: float | None = None
     #: per-unit sum of squared deviations from the unit's own mean (finite values)
     unit_m2: np.ndarray | None = None
-    meta: dict = field(default_factory=dict)
 
     @property
     def nonfinite(self):
