@@ -93,14 +93,15 @@ class Audit(keras.callbacks.Callback):
                 )
         self.probe = probe
         self.probe_size = probe_size
-        self.schedule = as_schedule(schedule)
+        self.schedule = as_schedule(schedule, "schedule")
         self.seed = seed
         self.strict = strict
         self.probe_batch_size = probe_batch_size
         self.gradient_ics = gradient_ics
         self.mc_samples = mc_samples
         self.ensemble_probe_size = ensemble_probe_size
-        self._ics_schedule = None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics)
+        self._ics_schedule = (
+            None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics, "gradient_ics"))
         self.run_id = None
         self.probe_pass = None
 
@@ -160,9 +161,9 @@ class Audit(keras.callbacks.Callback):
         self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
         probe = choose_probe(self.model, self.probe, self.probe_size, self.seed)
         self.probe_pass = ProbePass(self.model, probe, self.probe_batch_size, self.seed)
-        needs = set().union(*(family.needs for family in self.families))
+        self._needs = set().union(*(family.needs for family in self.families))
         self.train_probe = None
-        if "train_probe" in needs and probe.source == "val":
+        if "train_probe" in self._needs and probe.source == "val":
             self.train_probe = choose_train_probe(self.model, probe.size, self.seed + 1)
         if not is_graph_model(self.model):
             warnings.warn(
@@ -226,17 +227,13 @@ class Audit(keras.callbacks.Callback):
 
     def _run_passes(self):
         """The main pass, plus the training-probe and twin passes the families need."""
-        needs = set().union(*(family.needs for family in self.families))
-        passes = {"main": self.probe_pass.run(twin="twin" in needs)}
+        passes = {"main": self.probe_pass.run(twin="twin" in self._needs)}
         if self.train_probe is not None:
             passes["train"] = self.probe_pass.run(self.train_probe)
         return passes
 
     def _write(self, tables, metrics, epoch, step):
-        index = self._audit_index
-        self._audit_index += 1
-        for table, rows in tables.items():
-            self.writer.log_table(table, index, pd.DataFrame(rows))
+        self.write_tables(tables)
         self.write_metrics(metrics, epoch=epoch, step=step)
 
     def write_metrics(self, metrics, context=None, epoch=None, step=None):
@@ -249,11 +246,13 @@ class Audit(keras.callbacks.Callback):
             mlflow_step,
         )
 
-    def write_rows(self, table, rows):
-        """Store extra rows of `table` (as the next audit part) outside a scheduled audit."""
+    def write_tables(self, tables):
+        """Store {table: rows} as the next audit part of each table (also outside a
+        scheduled audit, as at train end)."""
         index = self._audit_index
         self._audit_index += 1
-        self.writer.log_table(table, index, pd.DataFrame(rows))
+        for table, rows in tables.items():
+            self.writer.log_table(table, index, pd.DataFrame(rows))
 
     def log_figure(self, figure, name):
         """Store a matplotlib figure as regaudit/plots/<name>, which the MLflow UI shows."""

@@ -152,7 +152,7 @@ class EnsembleFamily:
                     if f"{measure}_only" in HEADLINE_FINAL:
                         metrics[(name, f"{measure}_only")] = value
         if rows:
-            callback.write_rows(TABLE_ENSEMBLE, rows)
+            callback.write_tables({TABLE_ENSEMBLE: rows})
             callback.write_metrics(metrics, context)
         curve = {int(m.split(":")[1]): v for (layer, m), v in values.items()
                  if layer == MODEL and m.startswith("acc_at_k:")}

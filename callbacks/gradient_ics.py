@@ -60,7 +60,7 @@ def gradient_ics(callback):
     every = [v for _, layer in layers for v in layer.trainable_weights]
     saved = [v.numpy() for v in every]
     try:
-        first = [g for g in _gradients(model, x, y, every)]
+        first = list(_gradients(model, x, y, every))
         out, offset = {}, 0
         for name, layer in layers:
             own = list(layer.trainable_weights)

@@ -272,7 +272,7 @@ class ProbePass:
 
     @property
     def has_dropout(self):
-        return any(_is_dropout(tap.layer) for tap in self.taps)
+        return bool(self.dropout_taps)
 
     def _signature(self):
         def spec(array):

@@ -38,8 +38,9 @@ class Every:
         return count > 0 and count % every == 0
 
 
-def as_schedule(schedule):
-    """`"epoch"` (every epoch), an `Every`, or a callable epoch -> bool."""
+def as_schedule(schedule, name="schedule"):
+    """`"epoch"` (every epoch), an `Every`, or a callable epoch -> bool; `name` is the
+    argument the value came in, for the error."""
     if schedule == "epoch":
         return Every(epochs=1)
     if isinstance(schedule, Every):
@@ -47,8 +48,8 @@ def as_schedule(schedule):
     if callable(schedule):
         return _EpochCallable(schedule)
     raise UsageError(
-        f"regaudit: schedule expects 'epoch', Every(epochs=N), Every(steps=N) or a callable "
-        f"epoch -> bool; received schedule={schedule!r}."
+        f"regaudit: {name} expects 'epoch', Every(epochs=N), Every(steps=N) or a callable "
+        f"epoch -> bool; received {name}={schedule!r}."
     )
 
 

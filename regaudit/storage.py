@@ -76,29 +76,33 @@ class RunWriter:
         ]
         return max(numbers, default=-1) + 1
 
+    def _log_file(self, name, artifact_path, write):
+        """Write a file with `write(path)` in a temporary folder and log it."""
+        with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
+            path = os.path.join(folder, name)
+            write(path)
+            self.client.log_artifact(self.run_id, path, artifact_path=artifact_path)
+
     def log_table(self, table, audit_index, frame):
         """Store one audit's rows of `table` as regaudit/<table>/audit-NNNNNN.parquet."""
-        with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
-            path = os.path.join(folder, part_file_name(audit_index))
-            frame.to_parquet(path, index=False)
-            self.client.log_artifact(self.run_id, path, artifact_path=table_part_path(table))
+        self._log_file(part_file_name(audit_index), table_part_path(table),
+                       lambda path: frame.to_parquet(path, index=False))
 
     def log_figure(self, figure, name):
         """Store a matplotlib figure as regaudit/plots/<name> (PNG)."""
         from regaudit.schema import PLOTS_DIR
 
-        with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
-            path = os.path.join(folder, name)
-            figure.savefig(path, dpi=110, bbox_inches="tight")
-            self.client.log_artifact(self.run_id, path, artifact_path=PLOTS_DIR)
+        self._log_file(name, PLOTS_DIR,
+                       lambda path: figure.savefig(path, dpi=110, bbox_inches="tight"))
 
     def log_json(self, name, obj):
         """Store `obj` as regaudit/<name> (for example meta.json, model.json)."""
-        with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
-            path = os.path.join(folder, name)
+
+        def write(path):
             with open(path, "w", encoding="utf-8") as handle:
                 json.dump(obj, handle, indent=2, sort_keys=True, default=str)
-            self.client.log_artifact(self.run_id, path, artifact_path=ARTIFACT_DIR)
+
+        self._log_file(name, ARTIFACT_DIR, write)
 
 
 def download_tables(run_id, client=None):

@@ -91,6 +91,8 @@ def test_one_instance_reused_across_fits_in_one_run_keeps_both(tiny_model, rng):
     ({"probe_size": 0}, "probe_size=0"),
     ({"probe_batch_size": 2.5}, "probe_batch_size=2.5"),
     ({"schedule": "weekly"}, "schedule='weekly'"),
+    ({"gradient_ics": "weekly"}, "gradient_ics='weekly'"),
+    ({"mc_samples": 0}, "mc_samples=0"),
 ])
 def test_bad_arguments_fail_in_the_constructor_with_what_was_received(arguments, fragment):
     with pytest.raises(UsageError) as error:
