@@ -1,0 +1,104 @@
+"""The probe pass's per-batch summaries: the float32 fast path against numpy float64 on
+data built to break it, and the float64 fallback for batches it cannot take."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from regaudit import RegAudit
+from regaudit.storage import download_tables
+
+from regaudit.callbacks.probe import FAST_LIMIT, _fast_moments, _moments
+from model_zoo import reference_measures, tap_outputs
+
+
+def numpy_moments(x):
+    values = np.asarray(x, np.float64)
+    flat = values.ravel()
+    units = values.reshape(-1, values.shape[-1] if values.ndim > 1 else 1)
+    dev = flat - flat.mean()
+    unit_dev = units - units.mean(axis=0)
+    return {
+        "finite": flat.size, "mean": flat.mean(), "m2": np.sum(dev**2),
+        "m3": np.sum(dev**3), "m4": np.sum(dev**4), "abs_sum": np.abs(flat).sum(),
+        "min": flat.min(), "max": flat.max(), "unit_sum": units.sum(axis=0),
+        "unit_maxabs": np.abs(units).max(axis=0), "unit_m2": np.sum(unit_dev**2, axis=0),
+    }
+
+
+def scale_of(key, x):
+    """What a summary's error is relative to: odd central moments can be ~0."""
+    dev = np.asarray(x, np.float64).ravel() - np.mean(x, dtype=np.float64)
+    if key == "m3":
+        return np.sum(np.abs(dev) ** 3)
+    if key == "mean":
+        return np.abs(x).max()
+    if key == "unit_sum":
+        units = np.asarray(x, np.float64).reshape(-1, x.shape[-1] if x.ndim > 1 else 1)
+        return np.abs(units).sum(axis=0)
+    return None
+
+
+DATA = {
+    "normal": lambda rng, s: rng.normal(1.0, 2.0, s),
+    "offset": lambda rng, s: rng.normal(1000.0, 0.01, s),
+    "relu": lambda rng, s: np.maximum(rng.normal(0.0, 1.0, s), 0.0),
+    "heavy_tailed": lambda rng, s: rng.standard_t(3, s) * 5.0 + 3.0,
+    "unit_scales": lambda rng, s: rng.normal(rng.normal(0, 50, s[-1]), rng.uniform(0.01, 3, s[-1]), s),
+    "dead_units": lambda rng, s: np.where(np.arange(s[-1]) % 3 == 0, 0.0, rng.normal(0, 1, s)),
+}
+
+
+@pytest.mark.parametrize("shape", [(64, 26, 26, 8), (64, 30, 5), (64, 300), (64,)])
+@pytest.mark.parametrize("kind", list(DATA))
+def test_float32_fast_path_matches_numpy_float64(kind, shape, rng):
+    x = DATA[kind](rng, shape).astype(np.float32)
+    got = {key: value.numpy() for key, value in tf.function(_fast_moments)(tf.constant(x)).items()}
+    want = numpy_moments(x)
+    for key, expected in want.items():
+        scale = scale_of(key, x)
+        if scale is None:
+            np.testing.assert_allclose(got[key], expected, rtol=1e-6, atol=1e-12, err_msg=key)
+        else:
+            np.testing.assert_array_less(np.abs(got[key] - expected), 1e-6 * scale + 1e-12, err_msg=key)
+    # a dead unit keeps an exact zero variance, not a cancelled one
+    if kind == "dead_units" and len(shape) > 1:
+        assert np.all(got["unit_m2"][::3] == 0.0)
+
+
+def test_exact_path_leaves_out_non_finite_values(rng):
+    x = rng.normal(size=(50, 6)).astype(np.float32)
+    x[3, 2], x[9, 0] = np.nan, -np.inf
+    got = {key: value.numpy() for key, value in tf.function(_moments)(tf.constant(x)).items()}
+    finite = x.astype(np.float64)[np.isfinite(x)]
+    assert got["finite"] == finite.size
+    assert got["mean"] == pytest.approx(finite.mean(), rel=1e-12)
+    assert got["m2"] == pytest.approx(np.sum((finite - finite.mean()) ** 2), rel=1e-12)
+    assert got["unit_finite"].tolist() == [49, 50, 49, 50, 50, 50]
+
+
+def test_a_batch_with_huge_values_is_measured_exactly_by_the_float64_fallback(rng):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((5,)),
+        keras.layers.Dense(4, name="dense"),
+        keras.layers.Dense(3, activation="tanh", name="out"),
+    ])
+    model.compile("adam", "mse")
+    x = rng.normal(size=(40, 5)).astype("float32")
+    probe = x.copy()
+    probe[:8] *= 1e8  # the first mini-batch of 8 only: beyond FAST_LIMIT at `dense`
+    callback = RegAudit(probe=(probe,), probe_batch_size=8, strict=True)
+    model.fit(x, rng.normal(size=(40, 3)), epochs=1, callbacks=[callback], verbose=0)
+
+    assert callback.probe_pass._exact is not None  # the fallback ran
+    tensors = tap_outputs(model, probe)
+    assert np.abs(tensors["dense"]).max() > FAST_LIMIT
+    final = download_tables(callback.run_id)["activations"].query("epoch == 1")
+    for tap in callback.probe_pass.taps:
+        want = reference_measures(tensors[tap.name], callback.probe_pass.reservoir_index[tap.name], tap.bounds)
+        got = final[final.layer == tap.name].set_index("measure")["value"]
+        for measure in ("mean", "std", "skew", "kurtosis", "min", "max", "rms", "abs_mean"):
+            assert got[measure] == pytest.approx(want[measure], rel=1e-6), (tap.name, measure)
