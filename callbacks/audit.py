@@ -15,6 +15,7 @@ import keras
 import pandas as pd
 
 from regaudit import __version__
+from regaudit.activations import TapSummary
 from regaudit.errors import RegauditError, RegauditWarning, UsageError
 from regaudit.schema import COLUMNS, SCHEMA_VERSION, TAG_PREFIX, metric_key
 from regaudit.setup import regularization_tags
@@ -40,9 +41,19 @@ class AuditContext:
         self.taps = callback.probe_pass.taps
         self.epoch = epoch
         self.step = step
+        #: results by the identity of the summaries they came from, for this audit only
+        #: (the summaries live as long as the context, so no id is reused meanwhile)
+        self.memo = {}
 
     def measure(self, layer, measure, function, *args):
-        """`function(*args)`, or None when it failed now or before on this layer."""
+        """`function(*args)`, or None when it failed now or before on this layer. A
+        measure of summaries already computed at this audit is not computed again (an
+        inference-mode Dropout shares its input's summary object)."""
+        if args and all(isinstance(a, TapSummary) for a in args):
+            key = (measure, function, *map(id, args))
+            if key not in self.memo:
+                self.memo[key] = self.callback._guarded(layer, measure, function, *args)
+            return self.memo[key] if (layer, measure) not in self.callback._off else None
         return self.callback._guarded(layer, measure, function, *args)
 
 

@@ -72,9 +72,12 @@ class ShiftFamily:
         units = tap.shape[-1] if tap.shape else 1
         train_size = context.callback.train_probe.size
         val_size = context.callback.probe_pass.probe.size
-        pvalues = context.measure(
-            tap.name, "tv_p", shift.unit_pvalues, train, val,
-            (rows[:train_size] % units).ravel(), (rows[:val_size] % units).ravel())
+        key = ("tv_pvalues", id(train), id(val))  # an aliased tap shares both summaries
+        if key not in context.memo:
+            context.memo[key] = context.measure(
+                tap.name, "tv_p", shift.unit_pvalues, train, val,
+                (rows[:train_size] % units).ravel(), (rows[:val_size] % units).ravel())
+        pvalues = context.memo[key]
         if pvalues is not None:
             add(tap.name, tap.layer_class, "tv_p", shift.tv_p, pvalues, probe=probe)
             add(tap.name, tap.layer_class, "tv_units_shifted", shift.tv_units_shifted,
