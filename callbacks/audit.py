@@ -17,7 +17,7 @@ import pandas as pd
 from regaudit import __version__
 from regaudit.activations import TapSummary
 from regaudit.errors import RegauditError, RegauditWarning, UsageError
-from regaudit.schema import COLUMNS, SCHEMA_VERSION, TAG_PREFIX, metric_key
+from regaudit.schema import COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, metric_key
 from regaudit.setup import regularization_tags
 from regaudit.storage import RunWriter, end_run, join_or_start_run
 
@@ -137,16 +137,21 @@ class Audit(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._active:
             return
         self._epoch_base_step = self._global_step()
+        self._record_history(epoch, logs)
         if self.schedule.unit == "epoch" and self.schedule(epoch + 1):
             self._audit(epoch=epoch + 1, step=self._epoch_base_step)
 
     def on_train_end(self, logs=None):
         if self._active:
+            if self._history:
+                self._safely("MLflow write", self.write_tables, {TABLE_HISTORY: self._history})
+                self._history = []
             for family in self.families:
                 if hasattr(family, "finish"):
                     self._safely(f"{family.name} at train end", family.finish, self)
@@ -166,6 +171,8 @@ class Audit(keras.callbacks.Callback):
         self._last_step_bucket = 0
         self.families = [family_type() for family_type in self.family_types]
         self.audits = []
+        self._history = []  # Keras' epoch logs not yet written
+        self._epoch_started = time.perf_counter()
 
     def _setup(self):
         self._epoch_base_step = self._global_step()
@@ -225,8 +232,25 @@ class Audit(keras.callbacks.Callback):
             self.row(context, "model", "Model", "audit_seconds", seconds)
         )
         metrics[("model", "audit_seconds")] = seconds
+        if self._history:
+            tables[TABLE_HISTORY], self._history = self._history, []
         self._safely("MLflow write", self._write, tables, metrics, epoch, step)
         self.audits.append({"epoch": epoch, "step": step, "seconds": seconds})
+
+    def _record_history(self, epoch, logs):
+        """Keras' epoch logs (loss, accuracy, val_*, ...) and the epoch's wall time as
+        rows of the history table, written with the next audit or at train end."""
+        seconds = time.perf_counter() - self._epoch_started
+        values = {"epoch_seconds": seconds, **{k: v for k, v in (logs or {}).items()}}
+        for measure, value in values.items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue  # a non-scalar log entry
+            probe = "val" if measure.startswith("val_") else "train"
+            self._history.append(dict(zip(COLUMNS, (
+                self.run_id, epoch + 1, self._epoch_base_step, probe, MODEL, "Model",
+                measure, value))))
 
     def gradient_ics_due(self, context):
         """Whether the gradient ICS runs at this audit (`gradient_ics=` argument)."""

@@ -469,11 +469,12 @@ class ProbePass:
             batchnorm[tap.name] = _channel_moments(x, tap.layer.axis)
 
     def _compile_ensemble(self):
-        """Monte-Carlo dropout, batched: the probe chunk tiled `replicas + 1` times, the
-        first copy with Dropout off (the deterministic prediction, from the same batched
+        """Monte-Carlo dropout, batched: `replicas + 1` copies of the probe chunk, the
+        first with Dropout off (the deterministic prediction, from the same batched
         computation), the others with the Dropout layers that `active` selects on.
-        Returns the flattened model outputs [replicas + 1, batch, ...] and, per Dropout
-        layer, [inputs zeroed, inputs seen]."""
+        Copies are made lazily (`_LazyTile`): everything upstream of the first Dropout
+        runs once on the chunk. Returns the flattened model outputs
+        [replicas + 1, batch, ...] and, per Dropout layer, [inputs zeroed, inputs seen]."""
         control = _Twin(self.seed)
         specs = [self._signature(), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
                  tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)]
@@ -484,12 +485,10 @@ class ProbePass:
             control.start, control.offset, control.active = start, offset, active
             control.det_rows = batch
             control.counts.clear()
-            tiled = keras.tree.map_structure(
-                lambda a: tf.tile(a, tf.concat([[replicas + 1], tf.ones([tf.rank(a) - 1], tf.int32)], 0)),
-                inputs)
-            outputs = run_graph(self.model, tiled, lambda *a: None, call_override=control.override)
+            tiler = _LazyTile(control, replicas + 1)
+            outputs = run_graph(self.model, inputs, lambda *a: None, call_override=tiler.override)
             flat = [
-                tf.reshape(o, tf.concat([[replicas + 1, batch], tf.shape(o)[1:]], 0))
+                tf.reshape(tiler.tiled(o), tf.concat([[replicas + 1, batch], tf.shape(o)[1:]], 0))
                 for o in keras.tree.flatten(outputs)
             ]
             counts = [control.counts[i] for i in sorted(control.counts)]
@@ -696,6 +695,45 @@ class _Twin:
                 on_entries * per_entry,
             ])
         return out
+
+
+class _LazyTile:
+    """Copies a batch `copies` times only where the copies differ: a Dropout layer's
+    input is tiled before its mask (`_Twin`) is applied, a layer meeting tiled and
+    untiled inputs gets the untiled ones tiled, and the rest runs once on the batch.
+    Tensors are tracked by identity at trace time."""
+
+    def __init__(self, control, copies):
+        self.control = control
+        self.copies = copies
+        self._tiled = set()
+
+    def _tile(self, t):
+        if not tf.is_tensor(t) or id(t) in self._tiled:
+            return t
+        multiples = tf.concat([[self.copies], tf.ones([tf.rank(t) - 1], tf.int32)], 0)
+        out = tf.tile(t, multiples)
+        self._tiled.add(id(out))
+        return out
+
+    def tiled(self, t):
+        return self._tile(t)
+
+    def override(self, layer):
+        dropout = self.control.override(layer)
+
+        def call(*args, **kwargs):
+            tensors = [t for t in keras.tree.flatten((args, kwargs)) if tf.is_tensor(t)]
+            if dropout is None and not any(id(t) in self._tiled for t in tensors):
+                return layer(*args, **kwargs)  # upstream of every Dropout: once
+            args, kwargs = keras.tree.map_structure(self._tile, (args, kwargs))
+            outputs = (dropout or layer)(*args, **kwargs)
+            for t in keras.tree.flatten(outputs):
+                if tf.is_tensor(t):
+                    self._tiled.add(id(t))
+            return outputs
+
+        return call
 
 
 def _to_summary(values):

@@ -11,6 +11,8 @@ TABLE_ACTIVATIONS = "activations"
 TABLE_HISTOGRAMS = "histograms"
 TABLE_SHIFT = "shift"
 TABLE_ENSEMBLE = "ensemble"
+#: Keras' epoch logs (loss, accuracy, val_*, ...) and epoch_seconds, layer "model"
+TABLE_HISTORY = "history"
 PLOTS_DIR = "regaudit/plots"
 
 #: The tidy long form that flows from storage to findings to plots unchanged.

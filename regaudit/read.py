@@ -1,0 +1,268 @@
+"""The read API: audited MLflow runs as tidy long-form pandas tables.
+
+    runs = regaudit.load_runs(["3f2a...", "9c1b..."])      # or experiment="regaudit-demo"
+    runs.activations    # run, epoch, step, probe, layer, layer_class, measure, value
+    runs.shift, runs.ensemble, runs.history, runs.histograms
+    runs.layers         # run, name, layer_class, parent, shape, activation, rate, params
+    runs.tags           # run, key, value
+    runs.runs           # one row per run: name, group tags, final metrics, times
+
+Each run costs one artifact download (its whole `regaudit/` folder) and one `get_run`,
+never one metric-history request per key.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from regaudit.errors import RegauditError
+from regaudit.schema import (
+    COLUMNS, HISTOGRAM_COLUMNS, TABLE_ACTIVATIONS, TABLE_ENSEMBLE, TABLE_HISTOGRAMS,
+    TABLE_HISTORY, TABLE_SHIFT, TAG_PREFIX,
+)
+
+TABLES = (TABLE_ACTIVATIONS, TABLE_HISTOGRAMS, TABLE_SHIFT, TABLE_ENSEMBLE, TABLE_HISTORY)
+LAYER_COLUMNS = ("run", "name", "layer_class", "parent", "shape", "activation", "rate",
+                 "params", "sources")
+#: The tag that marks a report run (not an audited training run).
+REPORT_TAG = TAG_PREFIX + "report_of"
+#: Default grouping: the regularization setup that `RegAudit` tags every run with.
+DEFAULT_GROUP = TAG_PREFIX + "setup"
+
+
+def _empty(columns):
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
+
+
+def tracking_uri():
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def _client(client=None):
+    from mlflow.tracking import MlflowClient
+
+    return client or MlflowClient()
+
+
+def _mlflow_error(error, what):
+    """A one-line RegauditError for an MLflow failure while reading `what`."""
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri()
+    if isinstance(error, MlflowException) and getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+        return RegauditError(
+            f"regaudit: {what} was not found in the tracking store {uri}; "
+            "list the audited runs with `regaudit runs`."
+        )
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, MlflowException) and "does not exist" in message.lower():
+        return RegauditError(
+            f"regaudit: {what} was not found in the tracking store {uri}; "
+            "list the audited runs with `regaudit runs`."
+        )
+    return RegauditError(
+        f"regaudit: could not read {what} from the tracking store {uri} ({message[:200]}); "
+        "check --tracking-uri or MLFLOW_TRACKING_URI and that the server is up."
+    )
+
+
+@dataclass
+class RunSet:
+    """Audited runs as tidy tables (see the module docstring); `groups` maps each run id
+    to its group label once `group` was called."""
+
+    runs: pd.DataFrame
+    activations: pd.DataFrame
+    histograms: pd.DataFrame
+    shift: pd.DataFrame
+    ensemble: pd.DataFrame
+    history: pd.DataFrame
+    layers: pd.DataFrame
+    tags: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def run_ids(self):
+        return list(self.runs["run"])
+
+    def table(self, name):
+        return getattr(self, name)
+
+    def group(self, by=DEFAULT_GROUP):
+        """{run id: group label} by a tag (`regaudit.setup`, or any tag or param name;
+        `setup` is short for `regaudit.setup`). Runs without it are "(none)"."""
+        by = by or DEFAULT_GROUP
+        tags = self.tags
+        candidates = [by, TAG_PREFIX + by]
+        labels = {}
+        for run in self.run_ids:
+            own = tags[tags.run == run].set_index("key")["value"]
+            params = self.runs.set_index("run").loc[run, "params"]
+            value = next((own[c] for c in candidates if c in own.index), None)
+            if value is None:
+                value = next((params[c] for c in candidates if c in params), None)
+            labels[run] = "(none)" if value is None else str(value)
+        return labels
+
+
+def _run_frame(tables, name, columns, run_id):
+    frame = tables.get(name)
+    if frame is None or not len(frame):
+        return _empty(columns)
+    frame = frame.copy()
+    frame["run"] = run_id
+    return frame
+
+
+def _final_history(history):
+    if not len(history):
+        return {}
+    last = history.sort_values("epoch").groupby("measure")["value"].last()
+    return {k: float(v) for k, v in last.items()}
+
+
+def _load_one(run_id, client):
+    from regaudit.storage import download_tables
+
+    try:
+        run = client.get_run(run_id)
+    except Exception as error:  # MlflowException, connection errors
+        raise _mlflow_error(error, f"run {run_id!r}") from None
+    tags = dict(run.data.tags)
+    if REPORT_TAG in tags:
+        raise RegauditError(
+            f"regaudit: run {run_id!r} is a regaudit report, not an audited training run; "
+            f"pass the runs it compares ({tags[REPORT_TAG]})."
+        )
+    try:
+        tables = download_tables(run_id, client)
+    except Exception as error:
+        if TAG_PREFIX + "version" not in tags:
+            tables = {}
+        else:
+            raise _mlflow_error(error, f"the regaudit artifacts of run {run_id!r}") from None
+    if not any(name in tables for name in TABLES):
+        raise RegauditError(
+            f"regaudit: run {run_id!r} has no regaudit data (no regaudit/ tables among its "
+            "artifacts); train with model.fit(..., callbacks=[RegAudit()]) and pass that run."
+        )
+    layers = pd.DataFrame(tables.get("model", {}).get("layers", []))
+    layers = layers.reindex(columns=[c for c in LAYER_COLUMNS if c != "run"])
+    layers.insert(0, "run", run_id)
+    history = _run_frame(tables, TABLE_HISTORY, COLUMNS, run_id)
+    info = run.info
+    row = {
+        "run": run_id,
+        "name": info.run_name or run_id[:8],
+        "experiment_id": info.experiment_id,
+        "status": info.status,
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+        "seconds": (info.end_time - info.start_time) / 1000.0 if info.end_time else float("nan"),
+        "model": tables.get("model", {}).get("model"),
+        "params_count": int(layers["params"].fillna(0).sum()) if len(layers) else 0,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "final": _final_history(history),
+    }
+    return {
+        "row": row,
+        "tables": {name: _run_frame(tables, name, HISTOGRAM_COLUMNS if name == TABLE_HISTOGRAMS else COLUMNS, run_id)
+                   for name in TABLES},
+        "layers": layers,
+        "tags": pd.DataFrame({"run": run_id, "key": list(tags), "value": list(tags.values())}),
+        "meta": tables.get("meta", {}),
+    }
+
+
+def _concat(frames, columns):
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _empty(columns)
+    return pd.concat(frames, ignore_index=True)
+
+
+def experiment_run_ids(experiment, client=None):
+    """The audited training runs of an experiment (by name or id), oldest first."""
+    client = _client(client)
+    try:
+        found = client.get_experiment_by_name(experiment)
+        if found is None and str(experiment).isdigit():
+            found = client.get_experiment(str(experiment))
+    except Exception as error:
+        raise _mlflow_error(error, f"experiment {experiment!r}") from None
+    if found is None:
+        raise RegauditError(
+            f"regaudit: no experiment named {experiment!r} in the tracking store {tracking_uri()}; "
+            "list the audited runs with `regaudit runs`."
+        )
+    runs = audited_runs(client, experiment_ids=[found.experiment_id])
+    if not runs:
+        raise RegauditError(
+            f"regaudit: experiment {experiment!r} has no audited runs; train with "
+            "model.fit(..., callbacks=[RegAudit()]) inside it first."
+        )
+    return [run.info.run_id for run in sorted(runs, key=lambda r: r.info.start_time or 0)]
+
+
+def audited_runs(client=None, experiment_ids=None, max_results=1000):
+    """MLflow Run objects carrying regaudit tags (report runs left out), newest first."""
+    client = _client(client)
+    try:
+        if experiment_ids is None:
+            experiment_ids = [e.experiment_id for e in client.search_experiments()]
+        if not experiment_ids:
+            return []
+        runs = client.search_runs(
+            experiment_ids, filter_string=f"tags.`{TAG_PREFIX}version` LIKE '%'",
+            max_results=max_results, order_by=["attributes.start_time DESC"],
+        )
+    except RegauditError:
+        raise
+    except Exception as error:
+        raise _mlflow_error(error, "the list of runs") from None
+    return [run for run in runs if REPORT_TAG not in run.data.tags]
+
+
+def load_runs(run_ids=(), experiment=None, client=None, progress=None):
+    """A `RunSet` of the given runs and/or every audited run of `experiment`.
+    `progress(run_id)` is called after each run loads (for a progress bar)."""
+    client = _client(client)
+    ids = list(dict.fromkeys(run_ids))
+    if experiment is not None:
+        ids += [i for i in experiment_run_ids(experiment, client) if i not in ids]
+    if not ids:
+        raise RegauditError(
+            "regaudit: no runs given; pass run ids or --experiment NAME "
+            "(list the audited runs with `regaudit runs`)."
+        )
+    loaded = []
+    for run_id in ids:
+        loaded.append(_load_one(run_id, client))
+        if progress is not None:
+            progress(run_id)
+    tables = {
+        name: _concat([item["tables"][name] for item in loaded],
+                      HISTOGRAM_COLUMNS if name == TABLE_HISTOGRAMS else COLUMNS)
+        for name in TABLES
+    }
+    return RunSet(
+        runs=pd.DataFrame([item["row"] for item in loaded]),
+        layers=_concat([item["layers"] for item in loaded], LAYER_COLUMNS),
+        tags=_concat([item["tags"] for item in loaded], ("run", "key", "value")),
+        meta={item["row"]["run"]: item["meta"] for item in loaded},
+        **tables,
+    )
+
+
+def load_run(run_id, client=None):
+    """A `RunSet` of one run."""
+    return load_runs([run_id], client=client)
+
+
+def default_output(run_ids, fmt):
+    stem = "regaudit-report-" + (run_ids[0][:8] if len(run_ids) == 1 else f"{len(run_ids)}-runs")
+    return os.path.abspath(stem + (".html" if fmt == "html" else ".md"))
