@@ -8,6 +8,8 @@ epoch k keeps every audit up to k), and keeps the two invariants that matter mos
 user: the audit never changes the model, and a failing measure never stops training.
 """
 
+import os
+import tempfile
 import time
 import warnings
 
@@ -73,7 +75,44 @@ ARGUMENTS_DOC = """
         mc_samples: Monte-Carlo dropout samples T per audit (dropout ensembles). 16.
         ensemble_probe_size: the first this many probe samples carry the dropout
             ensemble (its cost is T forward passes over them). 128.
+        report: at train end, write this run's report (`regaudit report RUN_ID`) and log
+            it with its PNGs to the run (`regaudit/report/report.html`,
+            `regaudit/plots/*.png`). It renders in a background thread after `fit`
+            returns (`callback.report_thread.join()` waits for it). Default: on, unless
+            the environment sets REGAUDIT_REPORT=0.
 """
+
+
+def start_report(run_id):
+    """Render the run's report and log it (HTML into regaudit/report/, each figure as
+    regaudit/plots/<name>.png) in a background thread; a failure is one warning."""
+    import threading
+
+    def work():
+        try:
+            from mlflow.tracking import MlflowClient
+
+            from regaudit.read import load_run
+            from regaudit.reports.report import build_report, log_report
+            from regaudit.storage import RunWriter
+
+            client = MlflowClient()
+            with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
+                runs = load_run(run_id, client)
+                made = build_report(runs, os.path.join(folder, "report.html"))
+                log_report(made, runs, client=client)
+                writer = RunWriter(run_id, client)
+                for stem, png in made.images:
+                    writer.log_png(png, f"{stem}.png")
+        except Exception as error:  # noqa: BLE001 - training is over; say it, do not raise
+            warnings.warn(
+                f"regaudit: the train-end report of run {run_id} failed "
+                f"({type(error).__name__}: {error}); write it with `regaudit report {run_id}`.",
+                RegauditWarning, stacklevel=1)
+
+    thread = threading.Thread(target=work, name=f"regaudit-report-{run_id[:8]}", daemon=False)
+    thread.start()
+    return thread
 
 
 class Audit(keras.callbacks.Callback):
@@ -94,6 +133,7 @@ class Audit(keras.callbacks.Callback):
         gradient_ics=False,
         mc_samples=16,
         ensemble_probe_size=128,
+        report=None,
     ):
         super().__init__()
         for name, value in (("probe_size", probe_size), ("probe_batch_size", probe_batch_size),
@@ -111,6 +151,8 @@ class Audit(keras.callbacks.Callback):
         self.gradient_ics = gradient_ics
         self.mc_samples = mc_samples
         self.ensemble_probe_size = ensemble_probe_size
+        self.report = (os.environ.get("REGAUDIT_REPORT", "1") != "0") if report is None else bool(report)
+        self.report_thread = None
         self._ics_schedule = (
             None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics, "gradient_ics"))
         self.run_id = None
@@ -158,6 +200,8 @@ class Audit(keras.callbacks.Callback):
         if self._started_run:
             self._safely("end of run", end_run, self.run_id)
             self._started_run = False
+        if self.report and self.run_id is not None and self.audits:
+            self.report_thread = start_report(self.run_id)
 
     # -- the audit -------------------------------------------------------------------
 
@@ -288,15 +332,6 @@ class Audit(keras.callbacks.Callback):
         self._audit_index += 1
         for table, rows in tables.items():
             self.writer.log_table(table, index, pd.DataFrame(rows))
-
-    def log_figure(self, figure, name):
-        """Store a matplotlib figure as regaudit/plots/<name>, which the MLflow UI shows."""
-        import matplotlib.pyplot as plt
-
-        try:
-            self.writer.log_figure(figure, name)
-        finally:
-            plt.close(figure)
 
     def row(self, context, layer, layer_class, measure, value, probe=None):
         """One row of the tidy long form (schema.COLUMNS)."""

@@ -133,7 +133,8 @@ class EnsembleFamily:
     def finish(self, callback):
         """At train end: for each Dropout layer, the ensemble with only that layer on
         (its `disagreement` and `mutual_info`: which layer creates the diversity), stored
-        with the last audit; and the accuracy-against-k plot as regaudit/plots/."""
+        with the last audit. (The accuracy-against-k plot, regaudit/plots/acc_at_k.png,
+        comes with the train-end report.)"""
         if self.last is None:
             return
         context, values = self.last
@@ -154,13 +155,6 @@ class EnsembleFamily:
         if rows:
             callback.write_tables({TABLE_ENSEMBLE: rows})
             callback.write_metrics(metrics, context)
-        curve = {int(m.split(":")[1]): v for (layer, m), v in values.items()
-                 if layer == MODEL and m.startswith("acc_at_k:")}
-        if curve:
-            from regaudit.reports.plots import acc_at_k_figure
-
-            callback.log_figure(acc_at_k_figure(curve, values[(MODEL, "det_acc")],
-                                                values.get((MODEL, "member_acc"))), "acc_at_k.png")
 
 
 class DropoutEnsemble(Audit):

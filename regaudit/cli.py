@@ -1,7 +1,8 @@
 """The `regaudit` command line: a thin click face over the library.
 
 Nothing heavy is imported at module level: `regaudit --help` starts without TensorFlow
-and without MLflow.
+and without MLflow. regaudit's own errors (`RegauditError`) become one line on stderr
+and a non-zero exit, with the traceback only under `-v`.
 """
 
 import os
@@ -13,8 +14,27 @@ import click
 from regaudit._version import __version__
 from regaudit.errors import RegauditError
 
+#: A tracking server that does not answer fails a command in seconds, not after
+#: MLflow's default of several minutes of retries (the user's own settings win).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0"}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class Group(click.Group):
+    """Maps RegauditError to one line on stderr and its exit code (also under
+    click's CliRunner, which bypasses `main`)."""
+
+    def invoke(self, context):
+        try:
+            return super().invoke(context)
+        except RegauditError as error:
+            if (context.obj or {}).get("verbose"):
+                raise
+            click.echo(str(error), err=True)
+            context.exit(error.exit_code)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="regaudit")
 @click.option(
     "--tracking-uri",
@@ -30,31 +50,152 @@ def cli(context, tracking_uri, verbose):
     if tracking_uri:
         # the environment, not mlflow.set_tracking_uri: MLflow stays unimported here
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def _uri():
+    return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+
+
+def _load(run_ids, experiment):
+    """Load runs with a progress bar on stderr."""
+    from regaudit.read import experiment_run_ids, load_runs
+
+    ids = list(run_ids)
+    if experiment is not None:
+        ids += [i for i in experiment_run_ids(experiment) if i not in ids]
+    if not ids:
+        raise RegauditError(
+            "regaudit: no runs given; pass RUN_ID ... or --experiment NAME "
+            "(list the audited runs with `regaudit runs`)."
+        )
+    with click.progressbar(length=len(ids), label="loading runs", file=sys.stderr) as bar:
+        return load_runs(ids, progress=lambda _: bar.update(1))
 
 
 @cli.command()
-@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--seed", default=0, show_default=True, type=int)
-def demo(epochs, seed):
-    """Train the seed article's CNN (Conv2D+BN+pool+Dropout) with RegAudit on
-    scikit-learn's bundled digits and log the audit to MLflow."""
-    from regaudit.callbacks.demo import run_demo
+@click.argument("run_ids", nargs=-1)
+@click.option("--experiment", help="Report every audited run of this experiment (name or id).")
+@click.option("--group-by", default=None, metavar="TAG",
+              help="Group runs by this tag or param (default: regaudit.setup).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Report file (default: ./regaudit-report-<run or N-runs>.html|.md).")
+@click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html",
+              show_default=True)
+@click.option("--no-log", is_flag=True, help="Do not log the report back to MLflow.")
+def report(run_ids, experiment, group_by, output, fmt, no_log):
+    """Write a comparative report of audited runs: findings, overview, figures and layer
+    tables; log it back to MLflow (into the run, or into a new comparison run)."""
+    from regaudit.read import default_output
+    from regaudit.reports.report import build_report, figure_count, log_report
+
+    runs = _load(run_ids, experiment)
+    output = output or default_output(runs.run_ids, fmt)
+    with click.progressbar(length=figure_count(), label="rendering figures", file=sys.stderr) as bar:
+        made = build_report(runs, output, fmt=fmt, group_by=group_by,
+                            progress=lambda _: bar.update(1))
+    click.echo(f"report: {made.path}")
+    if not no_log:
+        try:
+            target = log_report(made, runs, fmt)
+        except Exception as error:  # noqa: BLE001 - the file is written; say what failed
+            raise RegauditError(
+                f"regaudit: the report is written to {made.path} but logging it to MLflow "
+                f"failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                "rerun with --no-log to skip logging.") from None
+        click.echo(f"logged to MLflow run {target} (artifacts: regaudit/report/)")
+
+
+@cli.command()
+@click.option("--experiment", help="Only runs of this experiment (name or id).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def runs(experiment, limit):
+    """List audited runs: id, experiment, name, setup, start time, status."""
+    from mlflow.tracking import MlflowClient
+
+    from regaudit.read import _mlflow_error, audited_runs
+
+    client = MlflowClient()
+    experiment_ids = None
+    if experiment is not None:
+        try:
+            found = client.get_experiment_by_name(experiment) or (
+                client.get_experiment(experiment) if experiment.isdigit() else None)
+        except Exception as error:
+            raise _mlflow_error(error, f"experiment {experiment!r}") from None
+        if found is None:
+            raise RegauditError(f"regaudit: no experiment named {experiment!r} in {_uri()}; "
+                                "run `regaudit runs` without --experiment to see all.")
+        experiment_ids = [found.experiment_id]
+    found_runs = audited_runs(client, experiment_ids, max_results=limit)
+    if not found_runs:
+        click.echo(f"no audited runs in {_uri()}; train with callbacks=[RegAudit()] first.")
+        return
+    click.echo(f"{'run id':32}  {'experiment':>10}  {'setup':18}  {'started':16}  {'status':9}  name")
+    for run in found_runs:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime((run.info.start_time or 0) / 1000))
+        setup = run.data.tags.get("regaudit.setup", "")
+        click.echo(f"{run.info.run_id:32}  {run.info.experiment_id:>10}  {setup:18}  {started:16}  "
+                   f"{run.info.status:9}  {run.info.run_name or ''}")
+
+
+@cli.command()
+@click.argument("run_id")
+def show(run_id):
+    """Print the findings of one audited run in the terminal."""
+    from regaudit.findings import findings
+    from regaudit.read import load_run
+
+    runs = load_run(run_id)
+    name = runs.runs["name"].iloc[0]
+    click.echo(f"{name} ({run_id})")
+    for finding in findings(runs, runs.group()):
+        marker = "!" if finding.level == "notice" else "-"
+        click.echo(f" {marker} {finding.text}")
+
+
+@cli.command()
+@click.option("--epochs", default=6, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--seeds", default=2, show_default=True, type=click.IntRange(1, 20),
+              help="Seeds per setup.")
+@click.option("--seed", default=0, show_default=True, type=int, help="The first seed.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              default="regaudit-demo-report.html", show_default=True)
+def demo(epochs, seeds, seed, output):
+    """The seed article's study on real data: its CNN with no regularization, Dropout
+    only, BatchNormalization only and both, trained with RegAudit on scikit-learn's
+    bundled digits with several seeds each, then the comparative report."""
+    from regaudit.callbacks.demo import SETUPS, run_study
+    from regaudit.read import load_runs
+    from regaudit.reports.report import build_report, log_report
 
     started = time.perf_counter()
-    run_id = run_demo(epochs=epochs, seed=seed, echo=click.echo)
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    click.echo(f"done in {time.perf_counter() - started:.0f} s; run id {run_id}")
-    click.echo(f"browse it: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)")
+    total = len(SETUPS) * seeds
+    with click.progressbar(length=total * epochs, label="training", file=sys.stderr,
+                           show_pos=True) as bar:
+        run_ids = run_study(epochs=epochs, seeds=range(seed, seed + seeds),
+                            progress=lambda: bar.update(1))
+    runs = load_runs(run_ids)
+    made = build_report(runs, os.path.abspath(output))
+    target = log_report(made, runs)
+    click.echo(f"trained {total} runs in {time.perf_counter() - started:.0f} s")
+    for finding in made.findings:
+        click.echo(f" {'!' if finding.level == 'notice' else '-'} {finding.text}")
+    click.echo(f"report: {made.path} (also in MLflow run {target}, artifacts regaudit/report/)")
+    click.echo(f"browse it: mlflow ui --backend-store-uri {_uri()}  (then open http://127.0.0.1:5000)")
 
 
 def main(argv=None):
     """Entry point: one line on stderr and a non-zero exit for regaudit's own errors."""
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="regaudit", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="regaudit", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("regaudit: aborted", err=True)
         sys.exit(130)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
@@ -63,4 +204,4 @@ def main(argv=None):
             raise
         click.echo(str(error), err=True)
         sys.exit(error.exit_code)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

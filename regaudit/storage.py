@@ -88,12 +88,15 @@ class RunWriter:
         self._log_file(part_file_name(audit_index), table_part_path(table),
                        lambda path: frame.to_parquet(path, index=False))
 
-    def log_figure(self, figure, name):
-        """Store a matplotlib figure as regaudit/plots/<name> (PNG)."""
+    def log_png(self, data, name):
+        """Store PNG bytes as regaudit/plots/<name>, which the MLflow UI shows."""
         from regaudit.schema import PLOTS_DIR
 
-        self._log_file(name, PLOTS_DIR,
-                       lambda path: figure.savefig(path, dpi=110, bbox_inches="tight"))
+        def write(path):
+            with open(path, "wb") as handle:
+                handle.write(data)
+
+        self._log_file(name, PLOTS_DIR, write)
 
     def log_json(self, name, obj):
         """Store `obj` as regaudit/<name> (for example meta.json, model.json)."""

@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# the train-end report renders in a thread after every fit; tests that check it ask for it
+os.environ["REGAUDIT_REPORT"] = "0"
 
 import numpy as np
 import pytest
@@ -32,6 +34,11 @@ def rng():
 def _clean_keras_and_plots():
     yield
     import sys
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name.startswith("regaudit-report"):
+            thread.join(timeout=120)
 
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session()

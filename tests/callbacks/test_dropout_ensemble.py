@@ -87,9 +87,10 @@ def test_on_real_digits_the_ensemble_approaches_the_weight_scaled_network():
         layers.Dense(10, activation="softmax"),
     ])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    callback = RegAudit(mc_samples=32, ensemble_probe_size=397, strict=True)
+    callback = RegAudit(mc_samples=32, ensemble_probe_size=397, strict=True, report=True)
     model.fit(x[train], y[train], validation_data=(x[val], y[val]), epochs=8, batch_size=32,
               callbacks=[callback], verbose=0)
+    callback.report_thread.join(timeout=120)  # the train-end report logs the plots
     table = download_tables(callback.run_id)["ensemble"]
     final = table[(table.epoch == 8) & (table.layer == "model")].set_index("measure")["value"]
     gaps = [abs(final[f"acc_at_k:{k}"] - final["det_acc"]) for k in (1, 2, 4, 8, 16, 32)]
@@ -109,7 +110,9 @@ def test_on_real_digits_the_ensemble_approaches_the_weight_scaled_network():
                 "regaudit/drop/drop_frac_measured", "regaudit/drop_1/mutual_info_only"):
         assert key in metrics, key
     artifacts = [a.path for a in client.list_artifacts(callback.run_id, "regaudit/plots")]
-    assert artifacts == ["regaudit/plots/acc_at_k.png"]
+    assert "regaudit/plots/acc_at_k.png" in artifacts
+    report = [a.path for a in client.list_artifacts(callback.run_id, "regaudit/report")]
+    assert report == ["regaudit/report/report.html"]
 
 
 def test_without_labels_only_label_free_measures(rng):
