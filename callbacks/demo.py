@@ -59,9 +59,11 @@ def train_one(dropout, batchnorm, seed, epochs, data, callbacks=(), batch_size=1
     return run.info.run_id
 
 
-def run_study(epochs=6, seeds=(0, 1), progress=None):
-    """Every setup of SETUPS with every seed; `progress()` after each epoch. Returns
-    the run ids in training order."""
+def run_study(epochs=6, seeds=(0, 1), progress=None, on_run=None):
+    """Every setup of SETUPS with every seed; `progress()` after each epoch,
+    `on_run(setup, seed, seconds)` after each run. Returns the run ids in training order."""
+    import time
+
     import keras
 
     class Progress(keras.callbacks.Callback):
@@ -72,8 +74,11 @@ def run_study(epochs=6, seeds=(0, 1), progress=None):
     data = load_digits_28(0)
     run_ids = []
     for seed in seeds:
-        for _, dropout, batchnorm in SETUPS:
+        for setup, dropout, batchnorm in SETUPS:
+            started = time.perf_counter()
             run_ids.append(train_one(dropout, batchnorm, seed, epochs, data, [Progress()]))
+            if on_run is not None:
+                on_run(setup, seed, time.perf_counter() - started)
     return run_ids
 
 

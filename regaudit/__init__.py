@@ -1,15 +1,17 @@
 """regaudit: measure how Dropout and BatchNormalization shape a Keras model as it trains.
 
 Importing regaudit does not import TensorFlow; `regaudit.RegAudit` and `regaudit.Every`
-load the Keras side on first use.
+load the Keras side on first use, `regaudit.load_run(s)` the read API (MLflow, pandas).
 """
 
 from regaudit._version import __version__
 from regaudit.errors import RegauditError, RegauditWarning, UsageError
 
 _KERAS_SIDE = ("RegAudit", "ActivationStats", "CovariateShift", "DropoutEnsemble", "Every")
+_READ_SIDE = ("load_run", "load_runs")
 
-__all__ = ["RegauditError", "RegauditWarning", "UsageError", "__version__", *_KERAS_SIDE]
+__all__ = ["RegauditError", "RegauditWarning", "UsageError", "__version__", *_KERAS_SIDE,
+           *_READ_SIDE]
 
 
 def __getattr__(name):
@@ -17,4 +19,8 @@ def __getattr__(name):
         from regaudit import callbacks
 
         return getattr(callbacks, name)
+    if name in _READ_SIDE:
+        from regaudit import read
+
+        return getattr(read, name)
     raise AttributeError(f"module 'regaudit' has no attribute {name!r}")

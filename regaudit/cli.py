@@ -54,6 +54,13 @@ def cli(context, tracking_uri, verbose):
         os.environ.setdefault(key, value)
 
 
+def _bar(length, label, **options):
+    """A progress bar on stderr when it is a terminal (none in pipes and logs, so an
+    error stays one line)."""
+    return click.progressbar(length=length, label=label, file=sys.stderr,
+                             hidden=not sys.stderr.isatty(), **options)
+
+
 def _uri():
     return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
 
@@ -70,7 +77,7 @@ def _load(run_ids, experiment):
             "regaudit: no runs given; pass RUN_ID ... or --experiment NAME "
             "(list the audited runs with `regaudit runs`)."
         )
-    with click.progressbar(length=len(ids), label="loading runs", file=sys.stderr) as bar:
+    with _bar(len(ids), "loading runs") as bar:
         return load_runs(ids, progress=lambda _: bar.update(1))
 
 
@@ -92,7 +99,7 @@ def report(run_ids, experiment, group_by, output, fmt, no_log):
 
     runs = _load(run_ids, experiment)
     output = output or default_output(runs.run_ids, fmt)
-    with click.progressbar(length=figure_count(), label="rendering figures", file=sys.stderr) as bar:
+    with _bar(figure_count(), "rendering figures") as bar:
         made = build_report(runs, output, fmt=fmt, group_by=group_by,
                             progress=lambda _: bar.update(1))
     click.echo(f"report: {made.path}")
@@ -172,10 +179,17 @@ def demo(epochs, seeds, seed, output):
 
     started = time.perf_counter()
     total = len(SETUPS) * seeds
-    with click.progressbar(length=total * epochs, label="training", file=sys.stderr,
-                           show_pos=True) as bar:
+    click.echo(f"training {total} runs ({len(SETUPS)} setups x {seeds} seeds, {epochs} epochs each)")
+    done = []
+
+    def on_run(setup, run_seed, seconds):
+        done.append(setup)
+        if not sys.stderr.isatty():  # no bar: a line per run
+            click.echo(f"[{len(done)}/{total}] {setup}, seed {run_seed}: {seconds:.0f} s", err=True)
+
+    with _bar(total * epochs, "training", show_pos=True) as bar:
         run_ids = run_study(epochs=epochs, seeds=range(seed, seed + seeds),
-                            progress=lambda: bar.update(1))
+                            progress=lambda: bar.update(1), on_run=on_run)
     runs = load_runs(run_ids)
     made = build_report(runs, os.path.abspath(output))
     target = log_report(made, runs)

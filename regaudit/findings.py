@@ -234,21 +234,44 @@ def _run_names(runs):
     return dict(zip(runs.runs["run"], runs.runs["name"]))
 
 
+def _per_layer(final, flagged, names):
+    """[(layer, {run name: value}, runs with that layer)] of the flagged rows, layers in
+    first-seen order: one finding per layer, not one per run."""
+    out = []
+    for layer in dict.fromkeys(flagged.layer):
+        rows = flagged[flagged.layer == layer]
+        values = {names.get(r, r): float(v) for r, v in zip(rows.run, rows.value)}
+        out.append((layer, values, int(final[final.layer == layer].run.nunique())))
+    return out
+
+
+def _values_text(values, total, unit=""):
+    """"0.25 in run a" or "0.13 to 0.17 in 2 of 4 runs (a, b)"."""
+    low, high = min(values.values()), max(values.values())
+    fmt = (lambda v: f"{v:.0%}") if unit == "%" else (lambda v: f"{v:.2f}")
+    amount = fmt(low) if len(values) == 1 or low == high else f"{fmt(low)} to {fmt(high)}"
+    runs = ", ".join(values)
+    where = f"run {runs}" if len(values) == 1 and total == 1 else f"{len(values)} of {total} runs ({runs})"
+    return amount, where
+
+
 def dead_and_saturated(runs, groups):
     """Layers with more than 10% dead units (`dead_frac`: units that output exactly
     zero on every probe sample) or more than 20% saturated sigmoid/tanh values
-    (`sat_frac`) at the last audit, per run."""
+    (`sat_frac`) at the last audit; one finding per layer, naming the runs."""
     out = []
     names = _run_names(runs)
     for measure, limit, what in (("dead_frac", DEAD_LIMIT, "dead units"),
                                  ("sat_frac", SATURATED_LIMIT, "saturated values")):
         final = _final_layers(runs.activations, measure)
-        flagged = final[(final.layer != MODEL) & (final.value > limit)]
-        for _, row in flagged.iterrows():
+        final = final[final.layer != MODEL]
+        flagged = final[final.value > limit]
+        for layer, values, total in _per_layer(final, flagged, names):
+            amount, where = _values_text(values, total, "%")
             out.append(Finding(
-                measure, f"Layer {row.layer} of run {names.get(row.run, row.run)} has "
-                f"{row.value:.0%} {what} at the last audit (more than {limit:.0%}).",
-                {"run": row.run, "layer": row.layer, "value": float(row.value)}, "notice"))
+                measure, f"Layer {layer} has {amount} {what} at the last audit (more than "
+                f"{limit:.0%}) in {where}.",
+                {"layer": layer, "values": values}, "notice"))
     return out
 
 
@@ -257,26 +280,28 @@ def batchnorm_variance_shift(runs, groups):
     whose observed input variance over its moving variance (`bn_var_ratio`) lies outside
     [0.8, 1.25], and a BN layer whose input variance with upstream Dropout on is more than
     1.10 times the inference variance (`bn_dropout_var_ratio`): Dropout placed before BN
-    shifts the statistics BN learns in training away from those it meets at inference."""
+    shifts the statistics BN learns in training away from those it meets at inference.
+    One finding per layer, naming the runs."""
     out = []
     names = _run_names(runs)
     final = _final_layers(runs.shift, "bn_var_ratio")
-    for _, row in final.iterrows():
-        if not (1 / BN_RATIO_LIMIT <= row.value <= BN_RATIO_LIMIT):
-            out.append(Finding(
-                "bn_var_ratio", f"BatchNormalization layer {row.layer} of run "
-                f"{names.get(row.run, row.run)} sees {row.value:.2f} times the variance its "
-                "moving statistics assume at inference.",
-                {"run": row.run, "layer": row.layer, "value": float(row.value)}, "notice"))
+    flagged = final[(final.value < 1 / BN_RATIO_LIMIT) | (final.value > BN_RATIO_LIMIT)]
+    for layer, values, total in _per_layer(final, flagged, names):
+        amount, where = _values_text(values, total)
+        out.append(Finding(
+            "bn_var_ratio", f"BatchNormalization layer {layer} sees {amount} times the "
+            f"variance its moving statistics assume at inference, in {where}.",
+            {"layer": layer, "values": values}, "notice"))
     final = _final_layers(runs.shift, "bn_dropout_var_ratio")
-    for _, row in final.iterrows():
-        if row.value > DROPOUT_VAR_LIMIT:
-            out.append(Finding(
-                "bn_dropout_var_ratio", f"Dropout upstream of BatchNormalization layer "
-                f"{row.layer} (run {names.get(row.run, row.run)}) makes the variance it sees in "
-                f"training {row.value:.2f} times the variance at inference: the variance "
-                "shift of Li et al. (2019). Moving that Dropout after the last BN avoids it.",
-                {"run": row.run, "layer": row.layer, "value": float(row.value)}, "notice"))
+    flagged = final[final.value > DROPOUT_VAR_LIMIT]
+    for layer, values, total in _per_layer(final, flagged, names):
+        amount, where = _values_text(values, total)
+        out.append(Finding(
+            "bn_dropout_var_ratio", f"Dropout upstream of BatchNormalization layer {layer} "
+            f"makes the variance it sees in training {amount} times the variance at "
+            f"inference, in {where}: the variance shift of Li et al. (2019). Moving that "
+            "Dropout after the last BN avoids it.",
+            {"layer": layer, "values": values}, "notice"))
     return out
 
 

@@ -31,7 +31,7 @@ class Section:
     title: str
     table: str
     intro: str
-    #: (file stem, figure function(runs, labels), caption)
+    #: (file stem, figure function(runs, labels, groups), caption)
     figures: tuple
 
 
@@ -44,7 +44,8 @@ SECTIONS = (
     Section("Activation statistics", "activations",
             "Every tapped layer's output on the fixed probe, in inference mode.",
             (("activation_heatmaps", plots.activation_heatmaps,
-              "Layer x epoch: mean, standard deviation and fraction of dead units."),
+              "Layer x epoch: mean, standard deviation and fraction of dead units (the "
+              "first run of each group)."),
              ("percentile_bands", plots.percentile_bands,
               "Median (line) and 15th-85th percentile band of each layer's values over "
               "training, as in Ioffe & Szegedy (2015), Figure 1."),
@@ -102,7 +103,7 @@ def overview(runs, groups):
     for _, info in runs.runs.iterrows():
         run = info["run"]
         own = dict(zip(tags[tags.run == run].key, tags[tags.run == run].value))
-        row = {"run": info["name"], "run id": run[:12], "group": groups.get(run, ""),
+        row = {"run": info["name"], "group": groups.get(run, ""),
                "setup": own.get(TAG_PREFIX + "setup", ""), "model": info.get("model") or "",
                "parameters": info.get("params_count", 0)}
         final = info["final"] or {}
@@ -159,7 +160,7 @@ def _format(value):
     return str(value)
 
 
-def render_figures(runs, labels, progress=None):
+def render_figures(runs, labels, groups, progress=None):
     """[(section, [(stem, caption, png bytes)])] for the sections with data."""
     out = []
     for section in SECTIONS:
@@ -170,7 +171,7 @@ def render_figures(runs, labels, progress=None):
             import matplotlib
 
             with matplotlib.rc_context(plots.RC):
-                figure = function(runs, labels)
+                figure = function(runs, labels, groups)
                 png = None if figure is None else _png(figure)
             if progress is not None:
                 progress(stem)
@@ -191,7 +192,7 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
     groups = runs.group(group_by or DEFAULT_GROUP)
     labels = run_labels(runs, groups)
     found = find(runs, groups)
-    rendered = render_figures(runs, labels, progress)
+    rendered = render_figures(runs, labels, groups, progress)
     context = {
         "title": _title(runs),
         "runs": runs,
@@ -241,7 +242,7 @@ th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: ta
 .finding { padding: .4em .8em; margin: .4em 0; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .85em; color: #555; } .meta { color: #666; font-size: .85em; }
-code { background: #f4f4f4; padding: 0 .2em; }
+code { background: #f4f4f4; padding: 0 .2em; } .wide { overflow-x: auto; }
 </style>
 </head>
 <body>
@@ -254,10 +255,10 @@ code { background: #f4f4f4; padding: 0 .2em; }
 {% else %}<p>No finding: the runs hold too little data for any rule.</p>{% endfor %}
 
 <h2 id="overview">Overview</h2>
-<table>
+<div class="wide"><table>
 <tr>{% for c in overview.columns %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for row in overview.itertuples(index=False) %}<tr>{% for v in row %}<td{% if v is number %} class="num"{% endif %}>{{ fmt(v) }}</td>{% endfor %}</tr>
-{% endfor %}</table>
+{% endfor %}</table></div>
 
 {% for section, figures in sections %}
 <h2>{{ section.title }}</h2>
@@ -293,7 +294,7 @@ def _html(context):
     )
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
 
 
 def md_escape(value):

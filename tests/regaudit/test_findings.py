@@ -88,7 +88,14 @@ def test_dead_and_saturated_units_are_flagged_above_their_thresholds_at_the_last
             rows("r", 2, "t", "sat_frac", 0.21), rows("r", 2, "t2", "sat_frac", 0.2)]
     found = F.dead_and_saturated(runset(activations=acts, names={"r": "my run"}), {"r": "g"})
     assert [(f.rule, f.numbers["layer"]) for f in found] == [("dead_frac", "d2"), ("sat_frac", "t")]
-    assert found[0].text == "Layer d2 of run my run has 25% dead units at the last audit (more than 10%)."
+    assert found[0].text == "Layer d2 has 25% dead units at the last audit (more than 10%) in run my run."
+
+
+def test_a_layer_flagged_in_several_runs_is_one_finding_with_the_range():
+    acts = [rows(run, 2, "d", "dead_frac", value) for run, value in (("a", 0.2), ("b", 0.4), ("c", 0.0))]
+    (finding,) = F.dead_and_saturated(runset(activations=acts), {})
+    assert finding.numbers["values"] == {"a": 0.2, "b": 0.4}
+    assert "20% to 40% dead units" in finding.text and "in 2 of 3 runs (a, b)" in finding.text
 
 
 def test_batchnorm_variance_shift_and_the_dropout_that_causes_it():

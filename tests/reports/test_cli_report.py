@@ -1,0 +1,99 @@
+"""`regaudit report`, `runs` and `show` through click's CliRunner on real runs."""
+
+import os
+
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from regaudit.cli import cli
+from regaudit.read import REPORT_TAG
+
+
+def invoke(study, *args):
+    # env: restores MLFLOW_TRACKING_URI after a command that sets it (--tracking-uri)
+    return CliRunner().invoke(cli, list(args), env={"MLFLOW_TRACKING_URI": study["uri"]})
+
+
+def report_runs(ids):
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [r for r in client.search_runs(experiments) if r.data.tags.get(REPORT_TAG) == ",".join(ids)]
+
+
+def test_report_on_one_run_writes_html_and_logs_it_into_that_run(study, tmp_path):
+    run_id = study["runs"][("dropout+batchnorm", 0)]
+    output = tmp_path / "one.html"
+    result = invoke(study, "report", run_id, "-o", str(output))
+    assert result.exit_code == 0, result.output
+    text = output.read_text()
+    for heading in ("Findings", "Overview", "Activation statistics", "Covariate shift",
+                    "Dropout ensembles", "Layers"):
+        assert f">{heading}</h2>" in text, heading
+    import re
+    assert re.findall(r"<figure id=\"(\w+)\"", text) == [
+        "learning_curves", "activation_heatmaps", "percentile_bands", "dead_and_saturated",
+        "drift_per_layer", "batchnorm_shift", "acc_at_k"]
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+    logged = [a.path for a in MlflowClient().list_artifacts(run_id, "regaudit/report")]
+    assert logged == ["regaudit/report/one.html"]
+
+
+def test_report_on_two_runs_logs_a_comparison_run_tagged_with_both(study, tmp_path):
+    ids = [study["runs"][("none", 0)], study["runs"][("dropout+batchnorm", 0)]]
+    result = invoke(study, "report", *ids, "-o", str(tmp_path / "two.html"))
+    assert result.exit_code == 0, result.output
+    (comparison,) = report_runs(ids)
+    assert comparison.info.experiment_id == MlflowClient().get_run(ids[0]).info.experiment_id
+    assert [a.path for a in MlflowClient().list_artifacts(comparison.info.run_id, "regaudit/report")] == [
+        "regaudit/report/two.html"]
+    text = (tmp_path / "two.html").read_text()
+    assert "no test between groups is possible" in text  # one run per setup
+
+
+def test_report_on_an_experiment_grouped_by_setup_tests_between_groups_in_markdown(study, tmp_path):
+    output = tmp_path / "study.md"
+    result = invoke(study, "report", "--experiment", study["experiment"], "--group-by", "setup",
+                    "--format", "md", "-o", str(output), "--no-log")
+    assert result.exit_code == 0, result.output
+    text = output.read_text()
+    assert "Welch t-test" in text and "Hedges' g" in text
+    assert "'none'" in text and "'dropout+batchnorm'" in text
+    pngs = sorted(os.listdir(tmp_path / "study_files"))
+    assert "acc_at_k.png" in pngs and "learning_curves.png" in pngs and len(pngs) == 7
+    for name in pngs:
+        assert f"(study_files/{name})" in text
+    # the XSS-named run is text, escaped for Markdown and HTML
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert report_runs(sorted(study["runs"].values())) == []  # --no-log
+
+
+def test_runs_lists_audited_runs_and_show_prints_findings(study):
+    listed = invoke(study, "runs", "--experiment", study["experiment"])
+    assert listed.exit_code == 0, listed.output
+    for run_id in study["runs"].values():
+        assert run_id in listed.output
+    assert study["plain"] not in listed.output
+    run_id = study["runs"][("dropout+batchnorm", 1)]
+    shown = invoke(study, "show", run_id)
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith(f"dropout+batchnorm-seed1 ({run_id})")
+    assert "generalization gap" in shown.output
+
+
+@pytest.mark.parametrize("case", ["unknown run", "not audited", "unreachable server", "no runs"])
+def test_errors_are_one_line_on_stderr_with_a_non_zero_exit(study, case):
+    args = {
+        "unknown run": ["report", "f" * 32],
+        "not audited": ["report", study["plain"]],
+        "unreachable server": ["--tracking-uri", "http://127.0.0.1:9", "report", "abc"],
+        "no runs": ["report"],
+    }[case]
+    result = invoke(study, *args)
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regaudit: "), result.stderr
+    expected = {"unknown run": "was not found", "not audited": "has no regaudit data",
+                "unreachable server": "could not read", "no runs": "no runs given"}[case]
+    assert expected in lines[0]
