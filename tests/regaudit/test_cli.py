@@ -41,25 +41,21 @@ def test_a_bad_option_is_one_line_on_stderr_and_exit_2():
     assert "Invalid value for '--epochs'" in result.stderr
 
 
-def test_demo_trains_and_logs_an_audited_run(mlflow_store):
-    result = CliRunner().invoke(cli, ["--tracking-uri", mlflow_store, "demo", "--epochs", "1"])
+def test_demo_trains_the_four_setups_and_writes_the_comparative_report(mlflow_store, tmp_path):
+    output = tmp_path / "demo.html"
+    result = CliRunner().invoke(cli, ["--tracking-uri", mlflow_store, "demo", "--epochs", "1",
+                                      "--seeds", "1", "-o", str(output)],
+                                env={"MLFLOW_TRACKING_URI": mlflow_store})
     assert result.exit_code == 0, result.output
-    run_id = result.output.split("run id ")[1].split(";")[0].split()[0]
-    run = MlflowClient(mlflow_store).get_run(run_id)
-    assert run.data.tags["regaudit.setup"] == "dropout+batchnorm"
-    assert "regaudit/conv2d/mean" in run.data.metrics
-    assert run.data.metrics["val_accuracy"] > 0.2  # real digits, one epoch: well above chance
-    assert "mlflow ui --backend-store-uri" in result.output
-
-
-def test_the_core_imports_and_reads_without_tensorflow():
-    script = (
-        "import sys\n"
-        "sys.modules['tensorflow'] = None\n"  # any import of TensorFlow now fails
-        "sys.modules['keras'] = None\n"
-        "import regaudit, regaudit.storage, regaudit.activations, regaudit.setup\n"
-        "import regaudit.reports, regaudit.cli\n"
-        "print('OK')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "OK", result.stderr
+    assert "trained 4 runs" in result.output
+    assert f"report: {output}" in result.output and output.exists()
+    report_run = result.output.split("also in MLflow run ")[1].split(",")[0]
+    client = MlflowClient(mlflow_store)
+    compared = client.get_run(report_run).data.tags["regaudit.report_of"].split(",")
+    setups = sorted(client.get_run(run_id).data.tags["regaudit.setup"] for run_id in compared)
+    assert setups == ["batchnorm", "dropout", "dropout+batchnorm", "none"]
+    both = next(r for r in compared if client.get_run(r).data.tags["regaudit.setup"] == "dropout+batchnorm")
+    assert "regaudit/conv2d/mean" in client.get_run(both).data.metrics
+    text = output.read_text()
+    for setup in setups:
+        assert f"&#39;{setup}&#39;" in text or setup in text
