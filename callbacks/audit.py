@@ -222,11 +222,12 @@ class Audit(keras.callbacks.Callback):
         self._epoch_base_step = self._global_step()
         self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
         probe = choose_probe(self.model, self.probe, self.probe_size, self.seed)
-        self.probe_pass = ProbePass(self.model, probe, self.probe_batch_size, self.seed)
         self._needs = set().union(*(family.needs for family in self.families))
         self.train_probe = None
         if "train_probe" in self._needs and probe.source == "val":
             self.train_probe = choose_train_probe(self.model, probe.size, self.seed + 1)
+        self.probe_pass = ProbePass(self.model, probe, self.probe_batch_size, self.seed,
+                                    train_probe=self.train_probe)
         if not is_graph_model(self.model):
             warnings.warn(
                 f"regaudit: {type(self.model).__name__} is a subclassed model, so its layers "
@@ -305,11 +306,10 @@ class Audit(keras.callbacks.Callback):
         return schedule(count) or (count == 0 and schedule.at_start)
 
     def _run_passes(self):
-        """The main pass, plus the training-probe and twin passes the families need."""
-        passes = {"main": self.probe_pass.run(twin="twin" in self._needs)}
-        if self.train_probe is not None:
-            passes["train"] = self.probe_pass.run(self.train_probe)
-        return passes
+        """The probe pass: the probe, the training probe and the twin, as the families
+        need them, in the same calls."""
+        summaries, batchnorm, twin, train = self.probe_pass.run(twin="twin" in self._needs)
+        return {"main": (summaries, batchnorm, twin), "train": (train,)}
 
     def _write(self, tables, metrics, epoch, step):
         self.write_tables(tables)

@@ -220,31 +220,37 @@ def _moments(x):
 FAST_LIMIT = 1e6
 
 
-def _fast_moments(x):
+def _fast_moments(x, light=False):
     """The raw material of `_moments` for a float32 tensor whose values are all finite
     and below FAST_LIMIT, at float32 speed: deviations from a per-unit shift (the
     unit's float32 mean) and their powers in float32, summed in float32 along one short
     axis only (the second-to-last: image width, sequence length; the batch for a rank-2
     tensor), then in float64. `central_moments` turns the per-unit shifted sums into
-    the summaries on the host (few ops in the graph, so tracing stays quick)."""
+    the summaries on the host (few ops in the graph, so tracing stays quick). `light`:
+    only what the training probe needs (count, mean, variance), no higher moments."""
     units = x.shape[-1] if x.shape.rank and x.shape.rank > 1 else 1
     if x.shape.rank and x.shape.rank >= 3:
         w = tf.reshape(x, [-1, tf.shape(x)[-2], units])
     else:
         w = tf.reshape(x, [1, -1, units])
+    # the unit's own mean as the shift keeps the shifted sums free of cancellation
     shift = tf.reduce_mean(w, axis=[0, 1])
     d = w - shift
     d2 = d * d
-    absolute = tf.abs(w)
 
     def total(t):
         return tf.reduce_sum(tf.cast(tf.reduce_sum(t, axis=1), tf.float64), axis=0)
 
+    unit_n = tf.cast(tf.shape(w)[0] * tf.shape(w)[1], tf.float64)
+    if light:
+        return {"shift": shift, "s1": total(d), "s2": total(d2), "unit_n": unit_n}
+    absolute = tf.abs(w)
     return {
         "shift": shift,
         "s1": total(d), "s2": total(d2), "s3": total(d2 * d), "s4": total(d2 * d2),
         "unit_abs_sum": total(absolute),
-        "unit_n": tf.cast(tf.shape(w)[0] * tf.shape(w)[1], tf.float64),
+        "unit_zeros": total(tf.cast(tf.equal(w, 0.0), tf.float32)),
+        "unit_n": unit_n,
         "min": tf.reduce_min(x),
         "max": tf.reduce_max(x),
         "unit_maxabs": tf.reduce_max(absolute, axis=[0, 1]),
@@ -256,8 +262,8 @@ def fast_path_held(values):
     tensor makes its sums NaN, and a value at or beyond FAST_LIMIT shows in the maxima."""
     if "s1" not in values:
         return True
-    sums = [values[k].numpy() for k in ("s1", "s2", "s3", "s4")]
-    maxabs = values["unit_maxabs"].numpy()
+    sums = [values[k].numpy() for k in ("s1", "s2", "s3", "s4") if k in values]
+    maxabs = values["unit_maxabs"].numpy() if "unit_maxabs" in values else np.zeros(0)
     return bool(all(np.isfinite(part).all() for part in sums)
                 and (maxabs.size == 0 or maxabs.max() < FAST_LIMIT))
 
@@ -269,7 +275,10 @@ def central_moments(values):
     central moments from the units' by the exact grouped-moment identities (Pebay 2008)
     with delta_u = mean_u - mean. Measured against numpy float64: relative error below
     1e-6 on normal, offset (1000 +- 0.01), ReLU, heavy-tailed and per-unit-scaled data."""
-    s1, s2, s3, s4 = (np.asarray(values[k], np.float64) for k in ("s1", "s2", "s3", "s4"))
+    s1, s2 = (np.asarray(values[k], np.float64) for k in ("s1", "s2"))
+    # light (training-probe) sums have no third and fourth powers: m3, m4 are NaN
+    light = "s3" not in values
+    s3, s4 = (np.asarray(values.get(k, np.full_like(s1, np.nan)), np.float64) for k in ("s3", "s4"))
     unit_n = np.full(s1.shape, float(values["unit_n"]))
     a = s1 / unit_n
     unit_m2 = s2 - unit_n * a * a
@@ -286,17 +295,18 @@ def central_moments(values):
         "m3": float(np.sum(unit_m3 + 3.0 * delta * unit_m2 + unit_n * delta**3)),
         "m4": float(np.sum(unit_m4 + 4.0 * delta * unit_m3 + 6.0 * delta**2 * unit_m2
                            + unit_n * delta**4)),
-        "abs_sum": float(np.sum(values["unit_abs_sum"])),
-        "min": values["min"],
-        "max": values["max"],
+        "abs_sum": float(np.sum(values.get("unit_abs_sum", 0.0))),
+        "zeros": float(np.sum(values.get("unit_zeros", np.nan))),
+        "min": values.get("min", np.nan),
+        "max": values.get("max", np.nan),
         "unit_finite": unit_n,
         "unit_sum": unit_n * unit_mean,
-        "unit_maxabs": np.asarray(values["unit_maxabs"], np.float64),
+        "unit_maxabs": np.asarray(values.get("unit_maxabs", np.zeros_like(s1)), np.float64),
         "unit_m2": np.maximum(unit_m2, 0.0),
     }
 
 
-def _summaries(x, reservoir_rows, bounds, exact):
+def _summaries(x, reservoir_rows, bounds, exact, light=False):
     """Per-batch summaries of one tapped tensor. A float32 tensor takes `_fast_moments`
     (`fast_path_held` tells the host whether every value was finite and below
     FAST_LIMIT; else it recomputes that batch with `exact=True`); float64 tensors always take the
@@ -307,10 +317,16 @@ def _summaries(x, reservoir_rows, bounds, exact):
         out = _moments(x)
         near_ok = tf.math.is_finite(x)
     else:
-        out = _fast_moments(x)
+        out = _fast_moments(x, light)
         near_ok = True
     out["count"] = tf.cast(tf.size(x), tf.float64)
-    out["zeros"] = tf.cast(tf.math.count_nonzero(tf.equal(x, 0.0)), tf.float64)
+    if not light and "unit_zeros" not in out:
+        out["zeros"] = tf.cast(tf.math.count_nonzero(tf.equal(x, 0.0)), tf.float64)
+    if light:  # the training probe: moments and reservoir only
+        if reservoir_rows is not None:
+            per_sample = tf.reshape(x, [tf.shape(x)[0], -1])
+            out["reservoir"] = tf.reshape(tf.gather(per_sample, reservoir_rows, batch_dims=1), [-1])
+        return out
     if reservoir_rows is not None:
         per_sample = tf.reshape(x, [tf.shape(x)[0], -1])
         out["reservoir"] = tf.reshape(tf.gather(per_sample, reservoir_rows, batch_dims=1), [-1])
@@ -330,11 +346,18 @@ class ProbePass:
         batch_size: probe samples per mini-batch; bounds the memory of one audit. 128.
         seed: draws the reservoir positions once. 0.
         reservoir_size: at most this many values kept per tap. 65,536.
+        train_probe: a `ProbeData` of training samples, no larger than `probe`, measured
+            in the same calls (light summaries). None.
     """
 
-    def __init__(self, model, probe, batch_size=128, seed=0, reservoir_size=RESERVOIR_SIZE):
+    def __init__(self, model, probe, batch_size=128, seed=0, reservoir_size=RESERVOIR_SIZE,
+                 train_probe=None):
         self.model = model
         self.probe = probe
+        #: a second probe (training data, at most the probe's size) carried through the
+        #: same calls: its rows follow the probe's in each mini-batch and get only the
+        #: light summaries train-vs-validation needs (moments, reservoir)
+        self.train_probe = train_probe
         self.batch_size = int(batch_size)
         self.seed = seed
         self.reservoir_size = int(reservoir_size)
@@ -386,20 +409,23 @@ class ProbePass:
         before the first Dropout reused from the inference walk) and its BN inputs."""
         control = _Twin(self.seed)
 
+        with_train = self.train_probe is not None
+
         @tf.function(
             input_signature=[self._signature(), tf.TensorSpec([], tf.int32),
-                             tf.TensorSpec([], tf.bool)],
+                             tf.TensorSpec([], tf.bool), tf.TensorSpec([], tf.int32)],
             autograph=False,
         )
-        def summarize(inputs, start, with_twin):
-            taps, batchnorm, seen, cache = {}, {}, {}, {}
+        def summarize(inputs, start, with_twin, split):
+            """`inputs`: the probe's rows [:split], then the training probe's."""
+            taps, train_taps, batchnorm, seen, cache = {}, {}, {}, {}, {}
             self.taps.clear()
             self.aliases.clear()
             self.batchnorm_alias.clear()
 
             def on_output(tap, outputs, args):
                 if _is_batchnorm(tap.layer):
-                    self._batchnorm_input(tap, args[0], seen, batchnorm)
+                    self._batchnorm_input(tap, args[0], seen, batchnorm, split)
                 flat = keras.tree.flatten(outputs)
                 for position, tensor in enumerate(flat):
                     if not tensor.dtype.is_floating:
@@ -427,8 +453,13 @@ class ProbePass:
                         continue
                     seen[(id(tensor), bounds)] = name
                     seen[id(tensor)] = name
-                    rows = self._reservoir_rows(len(self.taps) - 1, tensor, start)
-                    taps[name] = _summaries(tensor, rows, bounds, exact)
+                    main = tensor[:split]
+                    rows = self._reservoir_rows(len(self.taps) - 1, main, start)
+                    taps[name] = _summaries(main, rows, bounds, exact)
+                    if with_train:
+                        train = tensor[split:]
+                        rows = self._reservoir_rows(len(self.taps) - 1, train, start)
+                        train_taps[name] = _summaries(train, rows, bounds, exact, light=True)
 
             run_graph(self.model, inputs, on_output, cache=cache)
             inference_inputs = {name: id(x) for name, x in self._bn_inputs.items()}
@@ -444,7 +475,7 @@ class ProbePass:
                     if id(args[0]) == inference_inputs.get(tap.name):
                         moments[tap.name] = _channel_moments(args[0], tap.layer.axis, _UNCHANGED)
                     else:
-                        moments[tap.name] = _channel_moments(args[0], tap.layer.axis)
+                        moments[tap.name] = _channel_moments(args[0][:split], tap.layer.axis)
 
                 run_graph(self.model, inputs, on_twin_output, call_override=control.override,
                           cache=cache)
@@ -453,20 +484,22 @@ class ProbePass:
             twin_moments = {}
             if self.has_dropout and self._bn_channels:
                 twin_moments = tf.cond(with_twin, twin, lambda: _zero_moments(self._bn_channels))
-            return {"taps": taps, "batchnorm": batchnorm, "twin_batchnorm": twin_moments}
+            return {"taps": taps, "train_taps": train_taps, "batchnorm": batchnorm,
+                    "twin_batchnorm": twin_moments}
 
         return summarize
 
-    def _batchnorm_input(self, tap, x, seen, batchnorm):
-        """A BN input's per-channel moments: the producing tap's per-unit sums when the BN
-        normalizes the last axis of a tensor already summarized, else computed."""
+    def _batchnorm_input(self, tap, x, seen, batchnorm, split):
+        """A BN input's per-channel moments on the probe's rows (`[:split]`): the producing
+        tap's per-unit sums when the BN normalizes the last axis of a tensor already
+        summarized, else computed."""
         self._bn_inputs[tap.name] = x
         self._bn_channels[tap.name] = x.shape[tap.layer.axis]
         producer = seen.get(id(x))
         if producer is not None and tap.layer.axis % x.shape.rank == x.shape.rank - 1:
             self.batchnorm_alias[tap.name] = producer
         else:
-            batchnorm[tap.name] = _channel_moments(x, tap.layer.axis)
+            batchnorm[tap.name] = _channel_moments(x[:split], tap.layer.axis)
 
     def _compile_ensemble(self):
         """Monte-Carlo dropout, batched: `replicas + 1` copies of the probe chunk, the
@@ -504,19 +537,33 @@ class ProbePass:
             )
             yield chunk, tf.constant(start, tf.int32)
 
-    def run(self, probe=None, twin=False):
-        """The pass over the whole probe (or another probe no larger than it):
-        ({tap name: TapSummary}, {BN layer: ChannelMoments of its input},
-        {BN layer: ChannelMoments of its input with Dropout on} or None)."""
-        summaries, batchnorm, twin_batchnorm, unchanged = {}, {}, {}, set()
+    def _chunks(self):
+        """(inputs, start, split) per mini-batch: the probe's rows, then as many of the
+        training probe's at the same positions."""
+        for start in range(0, self.probe.size, self.batch_size):
+            stop = start + self.batch_size
+            main = keras.tree.map_structure(lambda a: a[start:stop], self.probe.inputs)
+            split = len(keras.tree.flatten(main)[0])
+            if self.train_probe is not None:
+                train = keras.tree.map_structure(lambda a: a[start:stop], self.train_probe.inputs)
+                main = keras.tree.map_structure(lambda a, b: np.concatenate([a, b]), main, train)
+            yield main, tf.constant(start, tf.int32), tf.constant(split, tf.int32)
+
+    def run(self, twin=False):
+        """The pass over the whole probe: ({tap name: TapSummary}, {BN layer:
+        ChannelMoments of its input}, {BN layer: ChannelMoments of its input with Dropout
+        on} or None, {tap name: light TapSummary of the training probe} or None)."""
+        summaries, train_summaries, batchnorm, twin_batchnorm, unchanged = {}, {}, {}, {}, set()
         twin = bool(twin and self.has_dropout)
-        for chunk, start in self.batches(probe):
-            out = self._concrete(chunk, start, tf.constant(twin))
-            if not all(fast_path_held(values) for values in out["taps"].values()):
-                out = self._exact_pass()(chunk, start, tf.constant(twin))
-            for name, values in out["taps"].items():
-                part = _to_summary({key: value.numpy() for key, value in values.items()})
-                summaries[name] = part if name not in summaries else summaries[name].merge(part)
+        for chunk, start, split in self._chunks():
+            out = self._concrete(chunk, start, tf.constant(twin), split)
+            parts = list(out["taps"].values()) + list(out["train_taps"].values())
+            if not all(fast_path_held(values) for values in parts):
+                out = self._exact_pass()(chunk, start, tf.constant(twin), split)
+            for target, key in ((summaries, "taps"), (train_summaries, "train_taps")):
+                for name, values in out[key].items():
+                    part = _to_summary({k: v.numpy() for k, v in values.items()})
+                    target[name] = part if name not in target else target[name].merge(part)
             _merge_channels(batchnorm, out["batchnorm"])
             if twin:
                 for name, values in out["twin_batchnorm"].items():
@@ -526,12 +573,15 @@ class ProbePass:
                         _merge_channels(twin_batchnorm, {name: values})
         for name, same in self.aliases.items():
             summaries[name] = summaries[same]
+            if train_summaries:
+                train_summaries[name] = train_summaries[same]
         for name, producer in self.batchnorm_alias.items():
             source = summaries[producer]
             batchnorm[name] = ChannelMoments(source.unit_finite, source.unit_sum, source.unit_m2)
         for name in unchanged:
             twin_batchnorm[name] = batchnorm[name]
-        return summaries, batchnorm, (twin_batchnorm if twin else None)
+        return (summaries, batchnorm, (twin_batchnorm if twin else None),
+                (train_summaries if self.train_probe is not None else None))
 
     def _exact_pass(self):
         """The pass with every summary in float64, non-finite values left out: for a
@@ -739,6 +789,8 @@ class _LazyTile:
 def _to_summary(values):
     if "s1" in values:  # the fast path's per-unit sums
         values = {**values, **central_moments(values)}
+    if "zeros" not in values:  # a light (training-probe) summary: moments and reservoir
+        values = {**values, "zeros": float("nan")}
     scalar = lambda key: float(values[key])  # noqa: E731
     return TapSummary(
         count=scalar("count"),
