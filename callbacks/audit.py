@@ -72,7 +72,8 @@ ARGUMENTS_DOC = """
         gradient_ics: the gradient-based internal covariate shift of Santurkar et al.
             (one extra forward and backward pass per layer with weights): False, True
             (at every audit) or its own schedule (`Every(epochs=5)`). False.
-        mc_samples: Monte-Carlo dropout samples T per audit (dropout ensembles). 16.
+        mc_samples: Monte-Carlo dropout samples T per audit (dropout ensembles); the cost
+            grows linearly with T, raise it for a longer accuracy-against-k curve. 8.
         ensemble_probe_size: the first this many probe samples carry the dropout
             ensemble (its cost is T forward passes over them). 128.
         report: at train end, write this run's report (`regaudit report RUN_ID`) and log
@@ -131,7 +132,7 @@ class Audit(keras.callbacks.Callback):
         strict=False,
         probe_batch_size=128,
         gradient_ics=False,
-        mc_samples=16,
+        mc_samples=8,
         ensemble_probe_size=128,
         report=None,
     ):

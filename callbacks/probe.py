@@ -363,6 +363,7 @@ class ProbePass:
         self.reservoir_size = int(reservoir_size)
         self.taps = []
         self.reservoir_index = {}
+        self._tables = {}
         self._ensemble = None
         #: tap name -> the tap whose tensor it returned unchanged (inference-mode Dropout)
         self.aliases = {}
@@ -398,9 +399,14 @@ class ProbePass:
             else:
                 rows = np.stack([np.sort(rng.choice(per_sample, k, replace=False)) for _ in range(size)])
             self.reservoir_index[name] = rows
-        # a constant of this trace's graph: a retrace must not reuse another graph's tensor
-        table = tf.constant(self.reservoir_index[name], dtype=tf.int64)
-        return table[start : start + tf.shape(x)[0]]
+        if name not in self._tables:
+            # a variable, not a constant: the graph holds a handle instead of a large
+            # literal that graph optimization would copy and fold at the first call
+            with tf.init_scope():
+                self._tables[name] = tf.Variable(
+                    self.reservoir_index[name].astype(np.int32), trainable=False,
+                    name=f"regaudit_reservoir_{tap_index}")
+        return self._tables[name][start : start + tf.shape(x)[0]]
 
     def _compile(self, exact=False):
         """The pass: the model in inference mode with a summary of every tap and the
