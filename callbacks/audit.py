@@ -76,6 +76,10 @@ ARGUMENTS_DOC = """
             grows linearly with T, raise it for a longer accuracy-against-k curve. 8.
         ensemble_probe_size: the first this many probe samples carry the dropout
             ensemble (its cost is T forward passes over them). 128.
+        write_timeout: seconds an audit waits at most for MLflow (its writes and the
+            replay of earlier ones); what cannot be written in time goes to a local spool
+            (`REGAUDIT_SPOOL_DIR`, default ~/.cache/regaudit/spool) and is replayed at the
+            next audit, at train end, or by `regaudit sync`. 10.
         report: at train end, write this run's report (`regaudit report RUN_ID`) and log
             it with its PNGs to the run (`regaudit/report/report.html`,
             `regaudit/plots/*.png`). It renders in a background thread after `fit`
@@ -134,6 +138,7 @@ class Audit(keras.callbacks.Callback):
         gradient_ics=False,
         mc_samples=8,
         ensemble_probe_size=128,
+        write_timeout=10.0,
         report=None,
     ):
         super().__init__()
@@ -152,6 +157,11 @@ class Audit(keras.callbacks.Callback):
         self.gradient_ics = gradient_ics
         self.mc_samples = mc_samples
         self.ensemble_probe_size = ensemble_probe_size
+        if not isinstance(write_timeout, (int, float)) or isinstance(write_timeout, bool) or write_timeout <= 0:
+            raise UsageError(
+                f"regaudit: write_timeout expects a positive number of seconds; received "
+                f"write_timeout={write_timeout!r}.")
+        self.write_timeout = float(write_timeout)
         self.report = (os.environ.get("REGAUDIT_REPORT", "1") != "0") if report is None else bool(report)
         self.report_thread = None
         self._ics_schedule = (
@@ -192,12 +202,14 @@ class Audit(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._active:
+            self.writer.begin(self.write_timeout)
             if self._history:
                 self._safely("MLflow write", self.write_tables, {TABLE_HISTORY: self._history})
                 self._history = []
             for family in self.families:
                 if hasattr(family, "finish"):
                     self._safely(f"{family.name} at train end", family.finish, self)
+            self._safely("MLflow write", self._finish_writes)
         if self._started_run:
             self._safely("end of run", end_run, self.run_id)
             self._started_run = False
@@ -217,6 +229,7 @@ class Audit(keras.callbacks.Callback):
         self.families = [family_type() for family_type in self.family_types]
         self.audits = []
         self._history = []  # Keras' epoch logs not yet written
+        self._spool_warned = 0
         self._epoch_started = time.perf_counter()
 
     def _setup(self):
@@ -241,6 +254,8 @@ class Audit(keras.callbacks.Callback):
             )
         self.run_id, self._started_run = join_or_start_run()
         self.writer = RunWriter(self.run_id)
+        self._spool_warned = 0
+        self.writer.begin(self.write_timeout)
         self._audit_index = self.writer.next_part_index()
         layers = self.layer_table()
         tags = {TAG_PREFIX + k: v for k, v in regularization_tags(layers).items()}
@@ -254,6 +269,7 @@ class Audit(keras.callbacks.Callback):
         self.writer.set_tags(tags)
         self.writer.log_json("model.json", {"model": self.model.name, "layers": layers})
         self.writer.log_json("meta.json", self.meta())
+        self._warn_spooled()
         self._active = True
 
     def _global_step(self):
@@ -313,8 +329,33 @@ class Audit(keras.callbacks.Callback):
         return {"main": (summaries, batchnorm, twin), "train": (train,)}
 
     def _write(self, tables, metrics, epoch, step):
+        self.writer.begin(self.write_timeout)  # replays the spool first, within the budget
         self.write_tables(tables)
         self.write_metrics(metrics, epoch=epoch, step=step)
+        self._warn_spooled()
+
+    def _warn_spooled(self):
+        """Say once per fit that writes went to the spool (and again if more do)."""
+        if self.writer.spooled > self._spool_warned and not self._spool_warned:
+            warnings.warn(
+                f"regaudit: MLflow did not take the audit's writes ({self.writer.last_error}); "
+                f"they are kept in the local spool {self.writer.spool.path} and replayed at "
+                f"the next audit and at train end (or with `regaudit sync {self.run_id}`); "
+                "training goes on.",
+                RegauditWarning, stacklevel=2)
+        self._spool_warned = self.writer.spooled
+
+    def _finish_writes(self):
+        """At train end: replay the spool; say what is left and how to send it."""
+        self.writer.begin(self.write_timeout)
+        self._warn_spooled()
+        left = len(self.writer.spool.pending())
+        if left:
+            warnings.warn(
+                f"regaudit: {left} audit writes could not reach MLflow by train end; they "
+                f"wait in {self.writer.spool.path}: run `regaudit sync {self.run_id}` when "
+                "the tracking server is back.",
+                RegauditWarning, stacklevel=2)
 
     def write_metrics(self, metrics, context=None, epoch=None, step=None):
         """Log {(layer, measure): value} as regaudit/<layer>/<measure> at the audit's step."""

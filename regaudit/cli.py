@@ -148,6 +148,36 @@ def runs(experiment, limit):
 
 
 @cli.command()
+@click.argument("run_ids", nargs=-1)
+def sync(run_ids):
+    """Send audit writes kept in the local spool (the tracking server was away) to
+    MLflow: the given runs, else every spooled run. Exit 1 if some could not be sent."""
+    from regaudit.spool import spool_root, spooled_run_ids
+    from regaudit.storage import RunWriter
+
+    ids = list(run_ids) or spooled_run_ids()
+    if not ids:
+        click.echo(f"nothing to sync: the spool {spool_root()} is empty.")
+        return
+    left_total = 0
+    for run_id in ids:
+        writer = RunWriter(run_id)
+        pending, broken = writer.spool.entries()
+        try:
+            replayed, left = writer.replay()
+        except Exception as error:  # noqa: BLE001 - one line per run
+            replayed, left = 0, len(pending)
+            writer.last_error = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+        left_total += left
+        skipped = f", {broken} damaged line(s) skipped" if broken else ""
+        click.echo(f"run {run_id}: {replayed} write(s) sent, {left} left{skipped}")
+    if left_total:
+        raise RegauditError(
+            f"regaudit: {left_total} spooled write(s) could not be sent to {_uri()}; check "
+            "that the tracking server is up and run `regaudit sync` again.")
+
+
+@cli.command()
 @click.argument("run_id")
 def show(run_id):
     """Print the findings of one audited run in the terminal."""

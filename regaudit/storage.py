@@ -32,48 +32,140 @@ def end_run(run_id, status="FINISHED"):
         mlflow.end_run(status=status)
 
 
+class Unreachable(Exception):
+    """An MLflow write that failed or did not finish within the audit's time budget."""
+
+
 class RunWriter:
     """Writes one run's audit data with an explicit run id: metrics in `log_batch`
-    calls of at most 1,000, tables as one Parquet part per audit, JSON artifacts."""
+    calls of at most 1,000, tables as one Parquet part per audit, JSON and PNG artifacts.
+
+    With a time budget (`begin(seconds)`, called at every audit), each MLflow call runs
+    in a daemon thread and the audit waits for it at most until the budget is spent; a
+    write that fails or times out, and every write after it in that audit, goes to the
+    run's local spool (`regaudit.spool`) and is replayed at the next audit, at train end,
+    or by `regaudit sync`. Without a budget (reports, `regaudit sync`) calls run inline.
+    """
 
     def __init__(self, run_id, client=None):
         from mlflow.tracking import MlflowClient
 
+        from regaudit.spool import Spool
+
         self.run_id = run_id
         self.client = client or MlflowClient()
+        self.spool = Spool(run_id)
+        self._deadline = None
+        self._offline = False
+        self.spooled = 0  # writes sent to the spool by this writer
+        self.last_error = None
+
+    # -- the bounded path ---------------------------------------------------------------
+
+    def begin(self, seconds):
+        """Start an audit's writes with a budget of `seconds` (None: unbounded), after
+        replaying what the spool holds."""
+        self._deadline = None if seconds is None else time.monotonic() + seconds
+        self._offline = False
+        return self.replay()
+
+    def _call(self, function, *args):
+        if self._deadline is None:
+            return function(*args)
+        remaining = self._deadline - time.monotonic()
+        if self._offline or remaining <= 0:
+            raise Unreachable("the audit's MLflow time budget is spent")
+        import threading
+
+        outcome = {}
+
+        def target():
+            try:
+                outcome["value"] = function(*args)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller
+                outcome["error"] = error
+
+        worker = threading.Thread(target=target, name="regaudit-mlflow-write", daemon=True)
+        worker.start()
+        worker.join(remaining)
+        if worker.is_alive():
+            self._offline = True
+            raise Unreachable(f"no answer within {remaining:.1f} s")
+        if "error" in outcome:
+            self._offline = True
+            error = outcome["error"]
+            raise Unreachable(f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}")
+        return outcome.get("value")
+
+    def _write(self, kind, payload, file=None):
+        """Send one write to MLflow within the budget, else to the spool."""
+        if not self.spool_pending():
+            try:
+                return self._call(self._apply, {"kind": kind, "payload": payload, "file": file})
+            except Unreachable as error:
+                self.last_error = str(error)
+        self.spool.add(kind, payload, file)
+        self.spooled += 1
+        self._has_pending = True
+        return None
+
+    def spool_pending(self):
+        if not hasattr(self, "_has_pending"):
+            self._has_pending = bool(self.spool.pending())
+        return self._has_pending
+
+    def replay(self):
+        """Replay the spool in order within the budget: (replayed, left)."""
+        if not self.spool_pending():
+            return 0, 0
+
+        def stop():
+            return self._offline or (self._deadline is not None and time.monotonic() >= self._deadline)
+
+        replayed, left = self.spool.replay(lambda entry: self._call(self._apply, entry), stop)
+        self._has_pending = left > 0
+        return replayed, left
+
+    def _apply(self, entry):
+        from mlflow.entities import Metric, RunTag
+
+        kind, payload = entry["kind"], entry["payload"]
+        if kind == "metrics":
+            self.client.log_batch(self.run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in payload])
+        elif kind == "tags":
+            self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in payload.items()])
+        elif kind == "artifact":
+            self.client.log_artifact(self.run_id, entry["file"], artifact_path=payload["artifact_path"])
+        else:
+            raise ValueError(f"unknown spool entry kind {kind!r}")
+
+    # -- writes -------------------------------------------------------------------------
 
     def log_metrics(self, metrics, step):
         """Log {key: value} at `step` (the epoch, or the global batch for step schedules)."""
-        from mlflow.entities import Metric
-
         timestamp = int(time.time() * 1000)
-        entries = [
-            Metric(key, float(value), timestamp, int(step))
-            for key, value in metrics.items()
-            if value is not None
-        ]
+        entries = [[key, float(value), timestamp, int(step)]
+                   for key, value in metrics.items() if value is not None]
         for start in range(0, len(entries), MAX_BATCH):
-            self.client.log_batch(self.run_id, metrics=entries[start : start + MAX_BATCH])
+            self._write("metrics", entries[start : start + MAX_BATCH])
         return len(entries)
 
     def set_tags(self, tags):
-        from mlflow.entities import RunTag
-
-        entries = [RunTag(key, str(value)) for key, value in tags.items()]
-        for start in range(0, len(entries), MAX_BATCH):
-            self.client.log_batch(self.run_id, tags=entries[start : start + MAX_BATCH])
+        items = [(key, str(value)) for key, value in tags.items()]
+        for start in range(0, len(items), MAX_BATCH):
+            self._write("tags", dict(items[start : start + MAX_BATCH]))
 
     def next_part_index(self):
         """The next free audit number in this run, so a second `fit` joining the same run
-        adds parts instead of overwriting the first fit's."""
+        adds parts instead of overwriting the first fit's (parts still in the spool
+        count too)."""
         from regaudit.schema import TABLE_ACTIVATIONS
 
-        listed = self.client.list_artifacts(self.run_id, table_part_path(TABLE_ACTIVATIONS))
-        numbers = [
-            int(item.path.rsplit("audit-", 1)[1].split(".")[0])
-            for item in listed
-            if "audit-" in item.path
-        ]
+        listed = self._call(self.client.list_artifacts, self.run_id, table_part_path(TABLE_ACTIVATIONS))
+        names = [item.path for item in listed]
+        names += [e["file"] for e in self.spool.pending() if "file" in e]
+        numbers = [int(name.rsplit("audit-", 1)[1].split(".")[0])
+                   for name in names if "audit-" in name]
         return max(numbers, default=-1) + 1
 
     def _log_file(self, name, artifact_path, write):
@@ -81,7 +173,7 @@ class RunWriter:
         with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
             path = os.path.join(folder, name)
             write(path)
-            self.client.log_artifact(self.run_id, path, artifact_path=artifact_path)
+            self._write("artifact", {"artifact_path": artifact_path}, path)
 
     def log_table(self, table, audit_index, frame):
         """Store one audit's rows of `table` as regaudit/<table>/audit-NNNNNN.parquet."""

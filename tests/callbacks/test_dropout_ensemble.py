@@ -130,7 +130,7 @@ def test_regression_outputs_get_predictive_variance(rng):
     callback = attached(model, x, rng.normal(size=(64, 2)))
     table = download_tables(callback.run_id)["ensemble"].query("layer == 'model'")
     assert set(table.measure) == {"pred_var", "det_mc_mse"}
-    det, members, _ = callback.probe_pass.run_ensemble(16)
+    det, members, _ = callback.probe_pass.run_ensemble(callback.mc_samples)
     assert table.set_index("measure")["value"]["pred_var"] == pytest.approx(
         np.mean(members[0].astype(np.float64).var(axis=0)), rel=1e-6)
 

@@ -1,0 +1,135 @@
+"""The local spool: what could not reach the tracking server, kept on disk until it can.
+
+One append-only journal per run, `<root>/<run id>.jsonl`, each line `<crc32> <json>\\n`:
+an entry (an MLflow write: metrics, tags, or an artifact whose file is copied to
+`<root>/<run id>/<entry id>/`), or a `done` mark once that entry reached MLflow. A line
+cut short by a crash (no newline, or a checksum that does not match) is skipped, so a
+half-written entry is never replayed; an entry is replayed until its `done` mark is
+written, and the writes it replays are idempotent in MLflow (a metric with the same key,
+step, timestamp and value is stored once; an artifact path is overwritten with the same
+bytes; a tag is set to the same value), so a crash between a write and its mark cannot
+duplicate data.
+
+The root is `REGAUDIT_SPOOL_DIR`, else `$XDG_CACHE_HOME/regaudit/spool`, else
+`~/.cache/regaudit/spool`.
+"""
+
+import json
+import os
+import shutil
+import uuid
+import zlib
+
+
+def spool_root():
+    if os.environ.get("REGAUDIT_SPOOL_DIR"):
+        return os.environ["REGAUDIT_SPOOL_DIR"]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "regaudit", "spool")
+
+
+def _line(record):
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return f"{zlib.crc32(text.encode()):08x} {text}\n"
+
+
+def _parse(line):
+    """The record of one complete, intact line, else None."""
+    if not line.endswith("\n"):
+        return None
+    checksum, _, text = line[:-1].partition(" ")
+    try:
+        if int(checksum, 16) != zlib.crc32(text.encode()):
+            return None
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+class Spool:
+    """The journal of one run (see the module docstring)."""
+
+    def __init__(self, run_id, root=None):
+        self.run_id = run_id
+        self.root = root or spool_root()
+        self.path = os.path.join(self.root, f"{run_id}.jsonl")
+        self.files = os.path.join(self.root, run_id)
+
+    def _append(self, record):
+        os.makedirs(self.root, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(_line(record))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def add(self, kind, payload, file=None):
+        """Keep one write: `kind` (metrics, tags, artifact), its JSON payload and, for an
+        artifact, the local file to copy. Returns the entry id."""
+        entry_id = uuid.uuid4().hex
+        record = {"id": entry_id, "kind": kind, "payload": payload}
+        if file is not None:
+            folder = os.path.join(self.files, entry_id)
+            os.makedirs(folder, exist_ok=True)
+            target = os.path.join(folder, os.path.basename(file))
+            shutil.copyfile(file, target)
+            with open(target, "rb") as handle:
+                os.fsync(handle.fileno())
+            record["file"] = target
+        self._append(record)
+        return entry_id
+
+    def entries(self):
+        """(pending entries in order, skipped broken lines)."""
+        if not os.path.exists(self.path):
+            return [], 0
+        entries, done, broken = [], set(), 0
+        with open(self.path, encoding="utf-8", errors="replace", newline="") as handle:
+            for line in handle:
+                record = _parse(line)
+                if record is None:
+                    broken += 1
+                elif "done" in record:
+                    done.add(record["done"])
+                else:
+                    entries.append(record)
+        pending = [e for e in entries if e["id"] not in done
+                   and ("file" not in e or os.path.exists(e["file"]))]
+        return pending, broken
+
+    def pending(self):
+        return self.entries()[0]
+
+    def mark_done(self, entry):
+        self._append({"done": entry["id"]})
+        if "file" in entry:
+            shutil.rmtree(os.path.dirname(entry["file"]), ignore_errors=True)
+
+    def clear_if_done(self):
+        """Remove the journal once nothing is pending."""
+        if os.path.exists(self.path) and not self.pending():
+            os.remove(self.path)
+            shutil.rmtree(self.files, ignore_errors=True)
+
+    def replay(self, apply, should_stop=lambda: False):
+        """Apply pending entries in order with `apply(entry)` (which raises on failure);
+        stop at the first failure or when `should_stop()`. Returns (replayed, left)."""
+        pending = self.pending()
+        replayed = 0
+        for entry in pending:
+            if should_stop():
+                break
+            try:
+                apply(entry)
+            except Exception:  # noqa: BLE001 - the server is still away; try later
+                break
+            self.mark_done(entry)
+            replayed += 1
+        self.clear_if_done()
+        return replayed, len(pending) - replayed
+
+
+def spooled_run_ids(root=None):
+    root = root or spool_root()
+    if not os.path.isdir(root):
+        return []
+    return sorted(name[: -len(".jsonl")] for name in os.listdir(root) if name.endswith(".jsonl"))
