@@ -1,0 +1,156 @@
+"""A real `mlflow server`: stopped and restarted while a fit runs, and a fit killed with
+SIGKILL; every audit row must reach MLflow exactly once."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from regaudit.cli import cli
+from regaudit.spool import spooled_run_ids
+from regaudit.storage import download_tables
+
+KEYS = ["epoch", "probe", "layer", "measure"]
+
+
+def tiny_model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((12,)),
+        keras.layers.Dense(16, activation="relu", name="dense"),
+        keras.layers.Dropout(0.3, name="drop"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.Dense(3, activation="softmax", name="out"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def assert_every_audit_once(run_id, epochs):
+    tables = download_tables(run_id, MlflowClient())
+    for name in ("activations", "shift", "ensemble", "history"):
+        table = tables[name]
+        counts = table.groupby(KEYS).size()
+        assert counts.max() == 1, (name, counts[counts > 1].head())
+    acts = tables["activations"]
+    assert sorted(set(acts.epoch)) == list(epochs)
+    per_epoch = acts.groupby("epoch").size()
+    # every audit holds the same rows (audit_seconds included): none lost
+    assert per_epoch.nunique() == 1, per_epoch
+    history = MlflowClient().get_metric_history(run_id, "regaudit/dense/mean")
+    assert sorted(m.step for m in history) == list(epochs)
+    return tables
+
+
+def test_server_stopped_after_epoch_1_and_restarted_at_epoch_3_loses_nothing(server, spool_dir, rng):
+    import keras
+
+    from regaudit import RegAudit
+
+    class Outage(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == 1:
+                server.stop()
+            elif epoch + 1 == 3:
+                server.start()
+
+    x = rng.normal(size=(96, 12)).astype("float32")
+    y = rng.integers(0, 3, 96)
+    audit = RegAudit(probe_size=32, mc_samples=4, write_timeout=2, report=False)
+    started = time.perf_counter()
+    with pytest.warns(Warning, match="kept in the local spool"):
+        tiny_model().fit(x, y, validation_split=0.25, epochs=5, batch_size=16, verbose=0,
+                         callbacks=[Outage(), audit])
+    elapsed = time.perf_counter() - started
+    assert audit.writer.spooled > 0  # the outage was real
+    assert spooled_run_ids() == []  # and everything was replayed by train end
+    tables = assert_every_audit_once(audit.run_id, range(6))
+    assert len(tables["activations"]) == 6 * len(tables["activations"][tables["activations"].epoch == 0])
+    # the audits during the outage waited at most write_timeout each (plus the restart)
+    assert elapsed < 120
+
+
+SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    import keras
+    sys.path.insert(0, {tests!r})
+    from test_real_server import tiny_model
+    from regaudit import RegAudit
+
+    folder = {folder!r}
+
+    def wait_for(name):
+        while not os.path.exists(os.path.join(folder, name)):
+            time.sleep(0.1)
+
+    class Steer(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            open(os.path.join(folder, f"done-{{epoch + 1}}"), "w").close()
+            if epoch + 1 == 1:
+                wait_for("stopped")
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 3 and batch == 2:  # mid-epoch 4
+                open(os.path.join(folder, "in-epoch-4"), "w").close()
+                time.sleep(600)
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 12)).astype("float32")
+    y = rng.integers(0, 3, 96)
+    audit = RegAudit(probe_size=32, mc_samples=4, write_timeout=2, report=False)
+    class Announce(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 0:
+                open(os.path.join(folder, "run_id"), "w").write(audit.run_id)
+    tiny_model().fit(x, y, validation_split=0.25, epochs=6, batch_size=16, verbose=0,
+                     callbacks=[audit, Announce(), Steer()])
+""")
+
+
+def wait_for(path, process, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the training process ended early ({process.returncode})")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {path.name} within {timeout} s")
+        time.sleep(0.1)
+
+
+def test_a_fit_killed_mid_epoch_keeps_every_audit_and_sync_finishes_the_job(server, spool_dir, tmp_path):
+    folder = tmp_path / "steer"
+    folder.mkdir()
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT.format(tests=os.path.dirname(__file__), folder=str(folder)))
+    process = subprocess.Popen([sys.executable, str(script)], env=dict(os.environ),
+                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "train.log", "wb"),
+                               start_new_session=True)
+    try:
+        wait_for(folder / "done-1", process)
+        server.stop()
+        (folder / "stopped").touch()
+        wait_for(folder / "in-epoch-4", process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    run_id = (folder / "run_id").read_text()
+    assert spooled_run_ids() == [run_id]  # epochs 2 and 3 wait in the spool
+    server.start()
+    result = CliRunner().invoke(cli, ["sync"], env={"MLFLOW_TRACKING_URI": server.uri})
+    assert result.exit_code == 0, result.output
+    assert f"run {run_id}:" in result.output and ", 0 left" in result.output
+    assert spooled_run_ids() == []
+    assert_every_audit_once(run_id, range(4))  # the audit before training and epochs 1-3
