@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from regaudit._version import __version__
 from regaudit.errors import RegauditError
 from regaudit.schema import (
-    COLUMNS, HISTOGRAM_COLUMNS, TABLE_ACTIVATIONS, TABLE_ENSEMBLE, TABLE_HISTOGRAMS,
+    SCHEMA_VERSION, COLUMNS, HISTOGRAM_COLUMNS, TABLE_ACTIVATIONS, TABLE_ENSEMBLE, TABLE_HISTOGRAMS,
     TABLE_HISTORY, TABLE_SHIFT, TAG_PREFIX,
 )
 
@@ -139,11 +140,19 @@ def _load_one(run_id, client):
         )
     try:
         tables = download_tables(run_id, client)
+    except RegauditError:
+        raise
     except Exception as error:
         if TAG_PREFIX + "version" not in tags:
             tables = {}
         else:
             raise _mlflow_error(error, f"the regaudit artifacts of run {run_id!r}") from None
+    version = tables.get("meta", {}).get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise RegauditError(
+            f"regaudit: run {run_id!r} was written with regaudit data schema {version!r}, newer "
+            f"than this regaudit ({__version__}, schema {SCHEMA_VERSION}); upgrade regaudit "
+            "(pip install -U regaudit) to read it.")
     if not any(name in tables for name in TABLES):
         raise RegauditError(
             f"regaudit: run {run_id!r} has no regaudit data (no regaudit/ tables among its "

@@ -200,6 +200,24 @@ class RunWriter:
         self._log_file(name, ARTIFACT_DIR, write)
 
 
+def _corrupt(run_id, name, error):
+    from regaudit.errors import RegauditError
+
+    return RegauditError(
+        f"regaudit: the artifact regaudit/{name} of run {run_id!r} is damaged "
+        f"({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}); "
+        "delete it in the MLflow UI or rerun the training to read this run.")
+
+
+def _read_part(run_id, name, path):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # noqa: BLE001 - pyarrow raises several kinds
+        raise _corrupt(run_id, name, error) from None
+
+
 def download_tables(run_id, client=None):
     """{table name: DataFrame} of every Parquet table of a run, plus `meta` and `model`
     (the JSON artifacts as dicts), from one download of the run's `regaudit/` folder."""
@@ -214,9 +232,12 @@ def download_tables(run_id, client=None):
             path = os.path.join(root, entry)
             if os.path.isdir(path):
                 parts = sorted(p for p in os.listdir(path) if p.endswith(".parquet"))
-                frames = [pd.read_parquet(os.path.join(path, p)) for p in parts]
+                frames = [_read_part(run_id, f"{entry}/{p}", os.path.join(path, p)) for p in parts]
                 out[entry] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
             elif entry.endswith(".json"):
-                with open(path, encoding="utf-8") as handle:
-                    out[entry[: -len(".json")]] = json.load(handle)
+                try:
+                    with open(path, encoding="utf-8") as handle:
+                        out[entry[: -len(".json")]] = json.load(handle)
+                except ValueError as error:
+                    raise _corrupt(run_id, entry, error) from None
     return out

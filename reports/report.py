@@ -12,6 +12,7 @@ import html
 import io
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from regaudit import __version__
+from regaudit.errors import RegauditError
 from regaudit.findings import findings as find
 from regaudit.read import DEFAULT_GROUP, REPORT_TAG
 from regaudit.schema import MODEL, TAG_PREFIX
@@ -204,14 +206,29 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
         "sections": rendered,
     }
     folder = os.path.dirname(os.path.abspath(output))
-    os.makedirs(folder, exist_ok=True)
-    if fmt == "html":
-        text = _html(context)
-        figures = [stem for _, figs in rendered for stem, _, _ in figs]
-    else:
-        text, figures = _markdown(context, output)
-    with open(output, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if fmt == "html":
+            text = _html(context)
+            figures = [stem for _, figs in rendered for stem, _, _ in figs]
+        else:
+            text, figures = _markdown(context, output)
+        # written whole or not at all: a temporary file in the same folder, then renamed
+        temporary = f"{output}.{os.getpid()}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(temporary, output)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+    except OSError as error:
+        if fmt != "html":  # no half-written folder of figures either
+            stem = os.path.splitext(os.path.basename(output))[0]
+            shutil.rmtree(os.path.join(folder, stem + "_files"), ignore_errors=True)
+        raise RegauditError(
+            f"regaudit: cannot write the report to {output} ({error.strerror or error}); "
+            "pass -o with a path in a folder you can write to.") from None
     images = [(stem, png) for _, figs in rendered for stem, _, png in figs]
     return Report(os.path.abspath(output), found, figures, time.perf_counter() - started, images)
 
