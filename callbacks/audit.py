@@ -24,7 +24,7 @@ from regaudit.setup import regularization_tags
 from regaudit.storage import RunWriter, end_run, join_or_start_run
 
 from regaudit.callbacks.graph import is_graph_model
-from regaudit.callbacks.probe import ProbePass, choose_probe, choose_train_probe
+from regaudit.callbacks.probe import ProbePass, check_probe, choose_probe, choose_train_probe
 from regaudit.callbacks.schedule import as_schedule
 
 
@@ -148,6 +148,8 @@ class Audit(keras.callbacks.Callback):
                 raise UsageError(
                     f"regaudit: {name} expects a positive int; received {name}={value!r}."
                 )
+        if probe is not None:
+            check_probe(probe)
         self.probe = probe
         self.probe_size = probe_size
         self.schedule = as_schedule(schedule, "schedule")

@@ -127,6 +127,22 @@ def choose_probe(model, probe, probe_size, seed):
     return _draw(x, y, source, None if source == "user" else probe_size, seed)
 
 
+def check_probe(probe):
+    """Refuse a `probe=` the audit cannot use, in one line, when the callback is made."""
+    x, _ = _unpack(probe)
+    try:
+        flat = keras.tree.flatten(x)
+        size = len(flat[0]) if flat else 0
+    except TypeError:
+        raise UsageError(
+            f"regaudit: probe= expects arrays or tensors (x, y) or x; received "
+            f"{type(x).__name__}. Pass probe=(x_probe, y_probe).") from None
+    if size == 0:
+        raise UsageError(
+            "regaudit: probe= holds no samples; expected at least one. Pass probe=(x, y) "
+            "with data, or leave probe= out to draw it from fit's data.")
+
+
 def choose_train_probe(model, size, seed):
     """A probe of at most `size` training samples of the running `fit` (for the
     train-vs-validation measures), or None when the training data cannot be read without

@@ -275,6 +275,27 @@ def dead_and_saturated(runs, groups):
     return out
 
 
+def nonfinite(runs, groups):
+    """Layers that produced NaN or infinite values (`nonfinite_frac` > 0) at any audit:
+    the first audit where it happened and the largest fraction, per layer across runs.
+    Their other measures are over the finite values only."""
+    acts = runs.activations
+    rows = acts[(acts.measure == "nonfinite_frac") & (acts.layer != MODEL) & (acts.value > 0)]
+    names = _run_names(runs)
+    out = []
+    for layer in dict.fromkeys(rows.layer):
+        part = rows[rows.layer == layer]
+        first = part.sort_values(["epoch", "step"]).iloc[0]
+        runs_hit = ", ".join(dict.fromkeys(names.get(r, r) for r in part.run))
+        out.append(Finding(
+            "nonfinite", f"Layer {layer} produced NaN or infinite values: up to "
+            f"{part.value.max():.2%} of its outputs, first at epoch {int(first.epoch)} "
+            f"(runs: {runs_hit}). Its other measures count only the finite values.",
+            {"layer": layer, "max": float(part.value.max()), "first_epoch": int(first.epoch)},
+            "notice"))
+    return out
+
+
 def batchnorm_variance_shift(runs, groups):
     """BatchNormalization variance shift (Li et al. 2019) at the last audit: a BN layer
     whose observed input variance over its moving variance (`bn_var_ratio`) lies outside
@@ -336,8 +357,8 @@ def ensemble_gap(runs, groups):
     return out
 
 
-RULES = (generalization_gap, group_statistics, batchnorm_variance_shift, dead_and_saturated,
-         drift, ensemble_gap)
+RULES = (nonfinite, generalization_gap, group_statistics, batchnorm_variance_shift,
+         dead_and_saturated, drift, ensemble_gap)
 
 
 def findings(runs, groups):

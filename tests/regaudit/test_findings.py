@@ -137,3 +137,12 @@ def test_rules_say_nothing_without_their_data_and_notices_come_first():
     runs = runset(history=outcome_history({"r": (0.9, 0.8)}), activations=acts)
     found = F.findings(runs, {"r": "g"})
     assert found[0].level == "notice" and all(f.level == "info" for f in found[1:])
+
+
+def test_non_finite_activations_are_a_finding_with_the_first_epoch_and_the_largest_fraction():
+    acts = [rows("r", 1, "d", "nonfinite_frac", 0.0), rows("r", 2, "d", "nonfinite_frac", 0.01),
+            rows("r", 3, "d", "nonfinite_frac", 0.25), rows("r", 3, "e", "nonfinite_frac", 0.0)]
+    (finding,) = F.nonfinite(runset(activations=acts, names={"r": "run r"}), {"r": "g"})
+    assert finding.numbers == {"layer": "d", "max": 0.25, "first_epoch": 2}
+    assert finding.text.startswith("Layer d produced NaN or infinite values: up to 25.00%")
+    assert finding.level == "notice"
