@@ -104,7 +104,9 @@ def n_eff(members, labels=None):
     """Effective ensemble size T / (1 + (T - 1) rho), rho = mean pairwise Pearson
     correlation over the probe of the members' true-class probabilities (without labels:
     of the probability of the ensemble's predicted class). 1 = all members alike,
-    T = independent members. Two members with no variance correlate 1 if equal, else 0."""
+    T = independent members, above T for negatively correlated ones; NaN when rho sits at
+    its floor -1 / (T - 1) (members that cancel out exactly: no finite size). Two members
+    with no variance correlate 1 if equal, else 0."""
     total = members.shape[0]
     if total < 2:
         return 1.0
@@ -120,7 +122,11 @@ def n_eff(members, labels=None):
     rho = np.where(flat[:, None] | flat[None, :], same.astype(float), rho)
     off_diagonal = rho[~np.eye(total, dtype=bool)]
     mean_rho = float(np.mean(off_diagonal))
-    return float(total / (1.0 + (total - 1) * mean_rho))
+    denominator = 1.0 + (total - 1) * mean_rho
+    if denominator <= 1e-12:
+        # rho at its floor -1 / (T - 1): members that cancel each other out; no finite size
+        return float("nan")
+    return float(total / denominator)
 
 
 def predictive_variance(members):
