@@ -174,3 +174,25 @@ def test_two_processes_logging_to_one_sqlite_store_at_once(tmp_path, monkeypatch
         acts = download_tables(run_id)["activations"]
         assert sorted(set(acts.epoch)) == [0, 1, 2, 3, 4]
         assert acts.groupby(["epoch", "layer", "measure"]).size().max() == 1
+
+
+def test_several_outputs_are_each_measured(rng):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dropout(0.3, name="drop")(keras.layers.Dense(8, activation="relu", name="dense")(inputs))
+    heads = [keras.layers.Dense(3, activation="softmax", name="cls")(hidden),
+             keras.layers.Dense(1, name="reg")(hidden)]
+    model = keras.Model(inputs, heads)
+    model.compile("adam", ["sparse_categorical_crossentropy", "mse"])
+    x = rng.normal(size=(64, 8)).astype("float32")
+    targets = [rng.integers(0, 3, 64), rng.normal(size=(64, 1)).astype("float32")]
+    callback = RegAudit(strict=True, report=False, probe=(x[:32], targets))
+    model.fit(x, targets, epochs=1, callbacks=[callback], verbose=0)
+    values = final(callback)
+    cls, reg = keras.Model(inputs, heads).predict(x[:32], verbose=0)
+    assert values[("cls", "mean")] == pytest.approx(cls.mean(), rel=1e-5)
+    assert values[("reg", "std")] == pytest.approx(reg.std(), rel=1e-5)
+    ensemble = final(callback, "ensemble")
+    assert ("model:0", "mc_acc") in ensemble and ("model:1", "pred_var") in ensemble
