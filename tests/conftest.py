@@ -48,3 +48,8 @@ def _clean_keras_and_plots():
         mlflow = sys.modules["mlflow"]
         while mlflow.active_run() is not None:
             mlflow.end_run()
+        # mlflow.set_experiment (the demo, the report study) sets a process-wide active
+        # experiment and MLFLOW_EXPERIMENT_ID, which would follow the next test to another
+        # store (a real server, a subprocess)
+        sys.modules["mlflow.tracking.fluent"]._active_experiment_id = None
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
