@@ -53,6 +53,19 @@ def _shared_legend(figure, axes, title="group"):
         figure.legend(handles, texts, loc="outside right upper", title=None, frameon=False)
 
 
+def _per_run(runs, frame, order_by, groups, palette):
+    """(that run's rows sorted by `order_by`, group, colour, first run of its group) per
+    run with rows, in run order: for drawing by hand a line per run, coloured by group."""
+    shown = set()
+    for run in runs.run_ids:
+        line = frame[frame.run == run].sort_values(order_by)
+        if not len(line):
+            continue
+        group = groups.get(run, "(none)")
+        yield line, group, palette.get(group), group not in shown
+        shown.add(group)
+
+
 def _lines(ax, data, y, palette, style=None):
     sns.lineplot(data=data, x="epoch", y=y, hue="group", units="run", estimator=None,
                  style=style, palette=palette, ax=ax, marker="o", markersize=3, linewidth=1.2)
@@ -154,17 +167,10 @@ def percentile_bands(runs, labels, groups):
     palette = _palette(groups)
     figure, axes = _figure(len(order))
     for ax, layer in zip(axes, order):
-        part = wide[wide.layer == layer]
-        shown = set()
-        for run in runs.run_ids:
-            line = part[part.run == run].sort_values("epoch")
-            if not len(line):
-                continue
-            group = groups.get(run, "(none)")
-            color = palette.get(group)
+        for line, group, color, first in _per_run(runs, wide[wide.layer == layer], "epoch",
+                                                  groups, palette):
             ax.plot(line.epoch, line.p50, color=color, linewidth=1.2,
-                    label=None if group in shown else group)
-            shown.add(group)
+                    label=group if first else None)
             ax.fill_between(line.epoch, line.p15, line.p85, color=color, alpha=0.15)
         ax.set_title(layer, fontsize=8)
         ax.set_xlabel("epoch")
@@ -252,20 +258,13 @@ def acc_at_k(runs, labels, groups):
     palette = _palette(groups)
     figure = Figure(figsize=(6.4, 3.8), layout="constrained")
     ax = figure.subplots()
-    shown = set()
-    for run in runs.run_ids:
-        line = part[part.run == run].sort_values("k")
-        if not len(line):
-            continue
-        group = groups.get(run, "(none)")
-        color = palette.get(group)
+    for line, group, color, first in _per_run(runs, part, "k", groups, palette):
         ax.plot(line.k, line.value, marker="o", color=color,
-                label=None if group in shown else f"{group}: MC average of k")
-        det_run = det[det.run == run].sort_values("epoch")
+                label=f"{group}: MC average of k" if first else None)
+        det_run = det[det.run == line.run.iloc[0]].sort_values("epoch")
         if len(det_run):
             ax.axhline(det_run.value.iloc[-1], color=color, linestyle="--", linewidth=1,
-                       label=None if group in shown else f"{group}: weight-scaled")
-        shown.add(group)
+                       label=f"{group}: weight-scaled" if first else None)
     ax.set_xscale("log", base=2)
     ks = sorted(set(part.k))
     ax.set_xticks(ks, labels=[str(k) for k in ks])
