@@ -241,9 +241,10 @@ def _fast_moments(x, light=False):
     and below FAST_LIMIT, at float32 speed: deviations from a per-unit shift (the
     unit's float32 mean) and their powers in float32, summed in float32 along one short
     axis only (the second-to-last: image width, sequence length; the batch for a rank-2
-    tensor), then in float64. `central_moments` turns the per-unit shifted sums into
-    the summaries on the host (few ops in the graph, so tracing stays quick). `light`:
-    only what the training probe needs (count, mean, variance), no higher moments."""
+    tensor), then in float64, all sums in one stacked tensor. `central_moments` turns
+    them into the summaries on the host (few ops in the graph: tracing and the first
+    call's graph optimisation stay quick). `light`: only what the training probe needs
+    (count, mean, variance)."""
     units = x.shape[-1] if x.shape.rank and x.shape.rank > 1 else 1
     if x.shape.rank and x.shape.rank >= 3:
         w = tf.reshape(x, [-1, tf.shape(x)[-2], units])
@@ -253,48 +254,41 @@ def _fast_moments(x, light=False):
     shift = tf.reduce_mean(w, axis=[0, 1])
     d = w - shift
     d2 = d * d
-
-    def total(t):
-        return tf.reduce_sum(tf.cast(tf.reduce_sum(t, axis=1), tf.float64), axis=0)
-
-    unit_n = tf.cast(tf.shape(w)[0] * tf.shape(w)[1], tf.float64)
-    if light:
-        return {"shift": shift, "s1": total(d), "s2": total(d2), "unit_n": unit_n}
-    absolute = tf.abs(w)
-    return {
-        "shift": shift,
-        "s1": total(d), "s2": total(d2), "s3": total(d2 * d), "s4": total(d2 * d2),
-        "unit_abs_sum": total(absolute),
-        "unit_zeros": total(tf.cast(tf.equal(w, 0.0), tf.float32)),
-        "unit_n": unit_n,
-        "min": tf.reduce_min(x),
-        "max": tf.reduce_max(x),
-        "unit_maxabs": tf.reduce_max(absolute, axis=[0, 1]),
-    }
+    parts = [d, d2]
+    if not light:
+        parts += [d2 * d, d2 * d2, tf.abs(w), tf.cast(tf.equal(w, 0.0), tf.float32)]
+    partial = tf.stack([tf.reduce_sum(part, axis=1) for part in parts])  # [K, rows, units]
+    out = {"shift": shift, "sums": tf.reduce_sum(tf.cast(partial, tf.float64), axis=1),
+           "unit_n": tf.size(w) // units}
+    if not light:
+        out["extent"] = tf.stack([tf.reduce_min(w, axis=[0, 1]), tf.reduce_max(w, axis=[0, 1])])
+    return out
 
 
 def fast_path_held(values):
     """Whether a tap's `_fast_moments` output is sound: a NaN or infinity anywhere in the
-    tensor makes its sums NaN, and a value at or beyond FAST_LIMIT shows in the maxima."""
-    if "s1" not in values:
+    tensor makes its sums NaN, and a value at or beyond FAST_LIMIT shows in the extent."""
+    if "sums" not in values:
         return True
-    sums = [values[k].numpy() for k in ("s1", "s2", "s3", "s4") if k in values]
-    maxabs = values["unit_maxabs"].numpy() if "unit_maxabs" in values else np.zeros(0)
-    return bool(all(np.isfinite(part).all() for part in sums)
-                and (maxabs.size == 0 or maxabs.max() < FAST_LIMIT))
+    if not np.isfinite(values["sums"].numpy()).all():
+        return False
+    return "extent" not in values or bool(np.all(np.abs(values["extent"].numpy()) < FAST_LIMIT))
 
 
 def central_moments(values):
-    """`_moments`' summaries from `_fast_moments`' per-unit sums of powers of deviations
-    from a shift c: per unit, a = S1/n is the mean's offset from c and M2 = S2 - n a^2,
-    M3 = S3 - 3 a S2 + 2 n a^3, M4 = S4 - 4 a S3 + 6 a^2 S2 - 3 n a^4; the tensor's
-    central moments from the units' by the exact grouped-moment identities (Pebay 2008)
-    with delta_u = mean_u - mean. Measured against numpy float64: relative error below
-    1e-6 on normal, offset (1000 +- 0.01), ReLU, heavy-tailed and per-unit-scaled data."""
-    s1, s2 = (np.asarray(values[k], np.float64) for k in ("s1", "s2"))
-    # light (training-probe) sums have no third and fourth powers: m3, m4 are NaN
-    light = "s3" not in values
-    s3, s4 = (np.asarray(values.get(k, np.full_like(s1, np.nan)), np.float64) for k in ("s3", "s4"))
+    """`_moments`' summaries from `_fast_moments`' stacked per-unit sums of powers of
+    deviations from a shift c (S1..S4), of |x| and of zeros: per unit, a = S1/n is the
+    mean's offset from c and M2 = S2 - n a^2, M3 = S3 - 3 a S2 + 2 n a^3,
+    M4 = S4 - 4 a S3 + 6 a^2 S2 - 3 n a^4; the tensor's central moments from the units'
+    by the exact grouped-moment identities (Pebay 2008) with delta_u = mean_u - mean.
+    Measured against numpy float64: relative error below 1e-6 on normal, offset
+    (1000 +- 0.01), ReLU, heavy-tailed and per-unit-scaled data. A light (training-probe)
+    summary has no third and fourth powers: its m3, m4, zeros, min and max are NaN."""
+    sums = np.asarray(values["sums"], np.float64)
+    s1, s2 = sums[0], sums[1]
+    light = len(sums) == 2
+    nan = np.full_like(s1, np.nan)
+    s3, s4, absolute, zeros = (nan, nan, nan, nan) if light else sums[2:6]
     unit_n = np.full(s1.shape, float(values["unit_n"]))
     a = s1 / unit_n
     unit_m2 = s2 - unit_n * a * a
@@ -304,20 +298,22 @@ def central_moments(values):
     n = float(unit_n.sum())
     mean = float(np.sum(unit_n * unit_mean) / n)
     delta = unit_mean - mean
+    extent = np.asarray(values["extent"], np.float64) if "extent" in values else np.stack([nan, nan])
     return {
+        "count": n,
         "finite": n,
         "mean": mean,
         "m2": float(np.sum(unit_m2 + unit_n * delta**2)),
         "m3": float(np.sum(unit_m3 + 3.0 * delta * unit_m2 + unit_n * delta**3)),
         "m4": float(np.sum(unit_m4 + 4.0 * delta * unit_m3 + 6.0 * delta**2 * unit_m2
                            + unit_n * delta**4)),
-        "abs_sum": float(np.sum(values.get("unit_abs_sum", 0.0))),
-        "zeros": float(np.sum(values.get("unit_zeros", np.nan))),
-        "min": values.get("min", np.nan),
-        "max": values.get("max", np.nan),
+        "abs_sum": float(np.sum(absolute)),
+        "zeros": float(np.sum(zeros)),
+        "min": float(extent[0].min()) if extent.size else np.nan,
+        "max": float(extent[1].max()) if extent.size else np.nan,
         "unit_finite": unit_n,
         "unit_sum": unit_n * unit_mean,
-        "unit_maxabs": np.asarray(values.get("unit_maxabs", np.zeros_like(s1)), np.float64),
+        "unit_maxabs": np.maximum(np.abs(extent[0]), np.abs(extent[1])),
         "unit_m2": np.maximum(unit_m2, 0.0),
     }
 
@@ -325,28 +321,21 @@ def central_moments(values):
 def _summaries(x, reservoir_rows, bounds, exact, light=False):
     """Per-batch summaries of one tapped tensor. A float32 tensor takes `_fast_moments`
     (`fast_path_held` tells the host whether every value was finite and below
-    FAST_LIMIT; else it recomputes that batch with `exact=True`); float64 tensors always take the
-    exact path."""
+    FAST_LIMIT; else it recomputes that batch with `exact=True`); float64 tensors always
+    take the exact path. `reservoir_rows`: flat positions in this batch to keep."""
     if x.dtype not in (tf.float32, tf.float64):
         x = tf.cast(x, tf.float32)  # float16/bfloat16 (mixed precision): measure in float32
     if exact or x.dtype == tf.float64:
         out = _moments(x)
+        out["count"] = tf.cast(tf.size(x), tf.float64)
+        out["zeros"] = tf.cast(tf.math.count_nonzero(tf.equal(x, 0.0)), tf.float64)
         near_ok = tf.math.is_finite(x)
     else:
         out = _fast_moments(x, light)
         near_ok = True
-    out["count"] = tf.cast(tf.size(x), tf.float64)
-    if not light and "unit_zeros" not in out:
-        out["zeros"] = tf.cast(tf.math.count_nonzero(tf.equal(x, 0.0)), tf.float64)
-    if light:  # the training probe: moments and reservoir only
-        if reservoir_rows is not None:
-            per_sample = tf.reshape(x, [tf.shape(x)[0], -1])
-            out["reservoir"] = tf.reshape(tf.gather(per_sample, reservoir_rows, batch_dims=1), [-1])
-        return out
     if reservoir_rows is not None:
-        per_sample = tf.reshape(x, [tf.shape(x)[0], -1])
-        out["reservoir"] = tf.reshape(tf.gather(per_sample, reservoir_rows, batch_dims=1), [-1])
-    if bounds is not None:
+        out["reservoir"] = tf.gather(tf.reshape(x, [-1]), reservoir_rows)
+    if bounds is not None and not light:
         low, high = bounds
         near = near_ok & ((x <= low + SAT_MARGIN) | (x >= high - SAT_MARGIN))
         out["saturated"] = tf.cast(tf.math.count_nonzero(near), tf.float64)
@@ -400,8 +389,10 @@ class ProbePass:
 
         return keras.tree.map_structure(spec, self.probe.inputs)
 
-    def _reservoir_rows(self, tap_index, x, start):
-        """Positions drawn once per tap: k of each sample's values, k = R // probe size."""
+    def _reservoir_rows(self, tap_index, x, rows):
+        """Positions drawn once per tap: k of each sample's values, k = R // probe size.
+        Stored as flat positions within a probe mini-batch (`(row % batch size) * values
+        per sample + position`), in a variable; `rows`: the probe rows of this batch."""
         per_sample = int(np.prod(x.shape[1:])) if x.shape[1:].is_fully_defined() else None
         if per_sample is None or per_sample == 0:
             return None
@@ -411,18 +402,20 @@ class ProbePass:
             k = min(per_sample, max(1, self.reservoir_size // size))
             rng = np.random.default_rng([self.seed, tap_index])
             if k == per_sample:
-                rows = np.tile(np.arange(per_sample), (size, 1))
+                positions = np.tile(np.arange(per_sample), (size, 1))
             else:
-                rows = np.stack([np.sort(rng.choice(per_sample, k, replace=False)) for _ in range(size)])
-            self.reservoir_index[name] = rows
+                positions = np.stack([np.sort(rng.choice(per_sample, k, replace=False)) for _ in range(size)])
+            self.reservoir_index[name] = positions
         if name not in self._tables:
+            positions = self.reservoir_index[name]
+            flat = (np.arange(len(positions)) % self.batch_size)[:, None] * per_sample + positions
+            dtype = np.int32 if flat.max(initial=0) < 2**31 - 1 else np.int64
             # a variable, not a constant: the graph holds a handle instead of a large
-            # literal that graph optimization would copy and fold at the first call
+            # literal that graph optimisation would copy and fold at the first call
             with tf.init_scope():
-                self._tables[name] = tf.Variable(
-                    self.reservoir_index[name].astype(np.int32), trainable=False,
-                    name=f"regaudit_reservoir_{tap_index}")
-        return self._tables[name][start : start + tf.shape(x)[0]]
+                self._tables[name] = tf.Variable(flat.astype(dtype), trainable=False,
+                                                 name=f"regaudit_reservoir_{tap_index}")
+        return tf.reshape(tf.gather(self._tables[name], rows), [-1])
 
     def _compile(self, exact=False):
         """The pass: the model in inference mode with a summary of every tap and the
@@ -441,13 +434,18 @@ class ProbePass:
         def summarize(inputs, start, with_twin, split):
             """`inputs`: the probe's rows [:split], then the training probe's."""
             taps, train_taps, batchnorm, seen, cache = {}, {}, {}, {}, {}
+            # the probe rows of this batch (and the training probe's, which follow them)
+            total = tf.shape(keras.tree.flatten(inputs)[0])[0]
+            main_rows = tf.range(start, start + split) if with_train else tf.range(start, start + total)
+            train_rows = tf.range(start, start + total - split) if with_train else None
+            own = (lambda t: t[:split]) if with_train else (lambda t: t)
             self.taps.clear()
             self.aliases.clear()
             self.batchnorm_alias.clear()
 
             def on_output(tap, outputs, args):
                 if _is_batchnorm(tap.layer):
-                    self._batchnorm_input(tap, args[0], seen, batchnorm, split)
+                    self._batchnorm_input(tap, args[0], seen, batchnorm, own)
                 flat = keras.tree.flatten(outputs)
                 for position, tensor in enumerate(flat):
                     if not tensor.dtype.is_floating:
@@ -475,13 +473,13 @@ class ProbePass:
                         continue
                     seen[(id(tensor), bounds)] = name
                     seen[id(tensor)] = name
-                    main = tensor[:split]
-                    rows = self._reservoir_rows(len(self.taps) - 1, main, start)
-                    taps[name] = _summaries(main, rows, bounds, exact)
+                    main = tensor[:split] if with_train else tensor
+                    positions = self._reservoir_rows(len(self.taps) - 1, main, main_rows)
+                    taps[name] = _summaries(main, positions, bounds, exact)
                     if with_train:
                         train = tensor[split:]
-                        rows = self._reservoir_rows(len(self.taps) - 1, train, start)
-                        train_taps[name] = _summaries(train, rows, bounds, exact, light=True)
+                        positions = self._reservoir_rows(len(self.taps) - 1, train, train_rows)
+                        train_taps[name] = _summaries(train, positions, bounds, exact, light=True)
 
             run_graph(self.model, inputs, on_output, cache=cache)
             inference_inputs = {name: id(x) for name, x in self._bn_inputs.items()}
@@ -497,7 +495,7 @@ class ProbePass:
                     if id(args[0]) == inference_inputs.get(tap.name):
                         moments[tap.name] = _channel_moments(args[0], tap.layer.axis, _UNCHANGED)
                     else:
-                        moments[tap.name] = _channel_moments(args[0][:split], tap.layer.axis)
+                        moments[tap.name] = _channel_moments(own(args[0]), tap.layer.axis)
 
                 run_graph(self.model, inputs, on_twin_output, call_override=control.override,
                           cache=cache)
@@ -511,8 +509,8 @@ class ProbePass:
 
         return summarize
 
-    def _batchnorm_input(self, tap, x, seen, batchnorm, split):
-        """A BN input's per-channel moments on the probe's rows (`[:split]`): the producing
+    def _batchnorm_input(self, tap, x, seen, batchnorm, own):
+        """A BN input's per-channel moments on the probe's rows (`own(x)`): the producing
         tap's per-unit sums when the BN normalizes the last axis of a tensor already
         summarized, else computed."""
         self._bn_inputs[tap.name] = x
@@ -521,7 +519,7 @@ class ProbePass:
         if producer is not None and tap.layer.axis % x.shape.rank == x.shape.rank - 1:
             self.batchnorm_alias[tap.name] = producer
         else:
-            batchnorm[tap.name] = _channel_moments(x[:split], tap.layer.axis)
+            batchnorm[tap.name] = _channel_moments(own(x), tap.layer.axis)
 
     def _compile_ensemble(self):
         """Monte-Carlo dropout, batched: `replicas + 1` copies of the probe chunk, the
@@ -809,10 +807,8 @@ class _LazyTile:
 
 
 def _to_summary(values):
-    if "s1" in values:  # the fast path's per-unit sums
+    if "sums" in values:  # the fast path's per-unit sums
         values = {**values, **central_moments(values)}
-    if "zeros" not in values:  # a light (training-probe) summary: moments and reservoir
-        values = {**values, "zeros": float("nan")}
     scalar = lambda key: float(values[key])  # noqa: E731
     return TapSummary(
         count=scalar("count"),
