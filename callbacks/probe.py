@@ -392,7 +392,7 @@ class ProbePass:
     def _reservoir_rows(self, tap_index, x, rows):
         """Positions drawn once per tap: k of each sample's values, k = R // probe size.
         Stored as flat positions within a probe mini-batch (`(row % batch size) * values
-        per sample + position`), in a variable; `rows`: the probe rows of this batch."""
+        per sample + position`); `rows`: the probe rows of this batch."""
         per_sample = int(np.prod(x.shape[1:])) if x.shape[1:].is_fully_defined() else None
         if per_sample is None or per_sample == 0:
             return None
@@ -410,11 +410,11 @@ class ProbePass:
             positions = self.reservoir_index[name]
             flat = (np.arange(len(positions)) % self.batch_size)[:, None] * per_sample + positions
             dtype = np.int32 if flat.max(initial=0) < 2**31 - 1 else np.int64
-            # a variable, not a constant: the graph holds a handle instead of a large
-            # literal that graph optimisation would copy and fold at the first call
+            # an eager tensor the function captures as an input: not a large literal in
+            # the graph (which graph optimisation would copy and fold at the first call),
+            # and not a variable (whose creation would make tf.function trace twice)
             with tf.init_scope():
-                self._tables[name] = tf.Variable(flat.astype(dtype), trainable=False,
-                                                 name=f"regaudit_reservoir_{tap_index}")
+                self._tables[name] = tf.constant(flat.astype(dtype))
         return tf.reshape(tf.gather(self._tables[name], rows), [-1])
 
     def _compile(self, exact=False):

@@ -122,7 +122,13 @@ def unit_ks(a, b, a_units, b_units):
     values = np.concatenate([a, b])
     units = np.concatenate([a_units, b_units])
     from_a = np.concatenate([np.ones(a.size), np.zeros(b.size)])
-    order = np.lexsort((values, units))
+    # sorted by unit, then value: a plain argsort of the values (the order inside ties
+    # does not matter: the ECDFs are compared after the last of equal values), then a
+    # stable sort by unit (a radix sort for 16-bit unit ids): about twice lexsort's speed
+    order = np.argsort(values)
+    by_unit = units[order]
+    by_unit = by_unit.astype(np.uint16) if units.max(initial=0) < 2**16 else by_unit
+    order = order[np.argsort(by_unit, kind="stable")]
     values, units, from_a = values[order], units[order], from_a[order]
     starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
     cum_a, cum_b = np.cumsum(from_a), np.cumsum(1.0 - from_a)
