@@ -99,7 +99,6 @@ def start_report(run_id):
 
             from regaudit.read import load_run
             from regaudit.reports.report import build_report, log_report
-            from regaudit.storage import RunWriter
 
             client = MlflowClient()
             with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
@@ -256,7 +255,6 @@ class Audit(keras.callbacks.Callback):
             )
         self.run_id, self._started_run = join_or_start_run()
         self.writer = RunWriter(self.run_id)
-        self._spool_warned = 0
         self.writer.begin(self.write_timeout)
         self._audit_index = self.writer.next_part_index()
         layers = self.layer_table()
@@ -305,7 +303,7 @@ class Audit(keras.callbacks.Callback):
         """Keras' epoch logs (loss, accuracy, val_*, ...) and the epoch's wall time as
         rows of the history table, written with the next audit or at train end."""
         seconds = time.perf_counter() - self._epoch_started
-        values = {"epoch_seconds": seconds, **{k: v for k, v in (logs or {}).items()}}
+        values = {"epoch_seconds": seconds, **(logs or {})}
         for measure, value in values.items():
             try:
                 value = float(value)
@@ -337,8 +335,8 @@ class Audit(keras.callbacks.Callback):
         self._warn_spooled()
 
     def _warn_spooled(self):
-        """Say once per fit that writes went to the spool (and again if more do)."""
-        if self.writer.spooled > self._spool_warned and not self._spool_warned:
+        """Say once per fit, at the first write that went to the spool, where it is."""
+        if self.writer.spooled and not self._spool_warned:
             warnings.warn(
                 f"regaudit: MLflow did not take the audit's writes ({self.writer.last_error}); "
                 f"they are kept in the local spool {self.writer.spool.path} and replayed at "

@@ -53,13 +53,10 @@ def _mlflow_error(error, what):
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri()
-    if isinstance(error, MlflowException) and getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-        return RegauditError(
-            f"regaudit: {what} was not found in the tracking store {uri}; "
-            "list the audited runs with `regaudit runs`."
-        )
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    if isinstance(error, MlflowException) and "does not exist" in message.lower():
+    if isinstance(error, MlflowException) and (
+            getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+            or "does not exist" in message.lower()):
         return RegauditError(
             f"regaudit: {what} was not found in the tracking store {uri}; "
             "list the audited runs with `regaudit runs`."

@@ -59,6 +59,7 @@ class RunWriter:
         self._offline = False
         self.spooled = 0  # writes sent to the spool by this writer
         self.last_error = None
+        self._has_pending = None  # whether the spool holds entries (read once, then kept)
 
     # -- the bounded path ---------------------------------------------------------------
 
@@ -110,7 +111,7 @@ class RunWriter:
         return None
 
     def spool_pending(self):
-        if not hasattr(self, "_has_pending"):
+        if self._has_pending is None:
             self._has_pending = bool(self.spool.pending())
         return self._has_pending
 
