@@ -270,9 +270,9 @@ def fast_path_held(values):
     tensor makes its sums NaN, and a value at or beyond FAST_LIMIT shows in the extent."""
     if "sums" not in values:
         return True
-    if not np.isfinite(values["sums"].numpy()).all():
+    if not np.isfinite(values["sums"]).all():
         return False
-    return "extent" not in values or bool(np.all(np.abs(values["extent"].numpy()) < FAST_LIMIT))
+    return "extent" not in values or bool(np.all(np.abs(values["extent"]) < FAST_LIMIT))
 
 
 def central_moments(values):
@@ -577,12 +577,13 @@ class ProbePass:
         twin = bool(twin and self.has_dropout)
         for chunk, start, split in self._chunks():
             out = self._concrete(chunk, start, tf.constant(twin), split)
-            parts = list(out["taps"].values()) + list(out["train_taps"].values())
-            if not all(fast_path_held(values) for values in parts):
+            host = _tap_values(out)
+            if not all(fast_path_held(v) for part in host.values() for v in part.values()):
                 out = self._exact_pass()(chunk, start, tf.constant(twin), split)
+                host = _tap_values(out)
             for target, key in ((summaries, "taps"), (train_summaries, "train_taps")):
-                for name, values in out[key].items():
-                    part = _to_summary({k: v.numpy() for k, v in values.items()})
+                for name, values in host[key].items():
+                    part = _to_summary(values)
                     target[name] = part if name not in target else target[name].merge(part)
             _merge_channels(batchnorm, out["batchnorm"])
             if twin:
@@ -647,6 +648,12 @@ class ProbePass:
         det = [np.concatenate(d, axis=0) for d in zip(*det)]
         members = [np.concatenate(m, axis=1) for m in zip(*members)]
         return det, members, counts
+
+
+def _tap_values(out):
+    """The pass's tap summaries as numpy, converted once: {"taps"|"train_taps": {tap: {field: array}}}."""
+    return {key: {name: {k: v.numpy() for k, v in values.items()} for name, values in out[key].items()}
+            for key in ("taps", "train_taps")}
 
 
 def _merge_channels(merged, out):
