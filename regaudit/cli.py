@@ -67,16 +67,9 @@ def _uri():
 
 def _load(run_ids, experiment):
     """Load runs with a progress bar on stderr."""
-    from regaudit.read import experiment_run_ids, load_runs
+    from regaudit.read import load_runs, resolve_run_ids
 
-    ids = list(run_ids)
-    if experiment is not None:
-        ids += [i for i in experiment_run_ids(experiment) if i not in ids]
-    if not ids:
-        raise RegauditError(
-            "regaudit: no runs given; pass RUN_ID ... or --experiment NAME "
-            "(list the audited runs with `regaudit runs`)."
-        )
+    ids = resolve_run_ids(run_ids, experiment)
     with _bar(len(ids), "loading runs") as bar:
         return load_runs(ids, progress=lambda _: bar.update(1))
 
@@ -121,20 +114,12 @@ def runs(experiment, limit):
     """List audited runs: id, experiment, name, setup, start time, status."""
     from mlflow.tracking import MlflowClient
 
-    from regaudit.read import _mlflow_error, audited_runs
+    from regaudit.read import audited_runs, find_experiment
 
     client = MlflowClient()
     experiment_ids = None
     if experiment is not None:
-        try:
-            found = client.get_experiment_by_name(experiment) or (
-                client.get_experiment(experiment) if experiment.isdigit() else None)
-        except Exception as error:
-            raise _mlflow_error(error, f"experiment {experiment!r}") from None
-        if found is None:
-            raise RegauditError(f"regaudit: no experiment named {experiment!r} in {_uri()}; "
-                                "run `regaudit runs` without --experiment to see all.")
-        experiment_ids = [found.experiment_id]
+        experiment_ids = [find_experiment(experiment, client).experiment_id]
     found_runs = audited_runs(client, experiment_ids, max_results=limit)
     if not found_runs:
         click.echo(f"no audited runs in {_uri()}; train with callbacks=[RegAudit()] first.")

@@ -69,8 +69,8 @@ def _mlflow_error(error, what):
 
 @dataclass
 class RunSet:
-    """Audited runs as tidy tables (see the module docstring); `groups` maps each run id
-    to its group label once `group` was called."""
+    """Audited runs as tidy tables (see the module docstring); `group(by)` labels each
+    run by a tag or param."""
 
     runs: pd.DataFrame
     activations: pd.DataFrame
@@ -191,8 +191,8 @@ def _concat(frames, columns):
     return pd.concat(frames, ignore_index=True)
 
 
-def experiment_run_ids(experiment, client=None):
-    """The audited training runs of an experiment (by name or id), oldest first."""
+def find_experiment(experiment, client=None):
+    """The MLflow experiment named (or with the id) `experiment`; one-line error if none."""
     client = _client(client)
     try:
         found = client.get_experiment_by_name(experiment)
@@ -205,7 +205,13 @@ def experiment_run_ids(experiment, client=None):
             f"regaudit: no experiment named {experiment!r} in the tracking store {tracking_uri()}; "
             "list the audited runs with `regaudit runs`."
         )
-    runs = audited_runs(client, experiment_ids=[found.experiment_id])
+    return found
+
+
+def experiment_run_ids(experiment, client=None):
+    """The audited training runs of an experiment (by name or id), oldest first."""
+    client = _client(client)
+    runs = audited_runs(client, experiment_ids=[find_experiment(experiment, client).experiment_id])
     if not runs:
         raise RegauditError(
             f"regaudit: experiment {experiment!r} has no audited runs; train with "
@@ -233,10 +239,9 @@ def audited_runs(client=None, experiment_ids=None, max_results=1000):
     return [run for run in runs if REPORT_TAG not in run.data.tags]
 
 
-def load_runs(run_ids=(), experiment=None, client=None, progress=None):
-    """A `RunSet` of the given runs and/or every audited run of `experiment`.
-    `progress(run_id)` is called after each run loads (for a progress bar)."""
-    client = _client(client)
+def resolve_run_ids(run_ids=(), experiment=None, client=None):
+    """The given run ids, then every audited run of `experiment` not among them; a
+    one-line error when that leaves none."""
     ids = list(dict.fromkeys(run_ids))
     if experiment is not None:
         ids += [i for i in experiment_run_ids(experiment, client) if i not in ids]
@@ -245,6 +250,14 @@ def load_runs(run_ids=(), experiment=None, client=None, progress=None):
             "regaudit: no runs given; pass run ids or --experiment NAME "
             "(list the audited runs with `regaudit runs`)."
         )
+    return ids
+
+
+def load_runs(run_ids=(), experiment=None, client=None, progress=None):
+    """A `RunSet` of the given runs and/or every audited run of `experiment`.
+    `progress(run_id)` is called after each run loads (for a progress bar)."""
+    client = _client(client)
+    ids = resolve_run_ids(run_ids, experiment, client)
     loaded = []
     for run_id in ids:
         loaded.append(_load_one(run_id, client))
