@@ -85,13 +85,14 @@ class Report:
     images: list = field(default_factory=list)  # (stem, PNG bytes) of every figure
 
 
-def run_labels(runs, groups):
-    """{run id: a short label}: the run name, with the group when runs are grouped."""
+def run_labels(runs):
+    """{run id: a short label}: the run name; a name already taken gets the start of
+    the run id."""
     names = dict(zip(runs.runs["run"], runs.runs["name"]))
     labels = {}
     for run in runs.run_ids:
         label = str(names.get(run) or run[:8])
-        if list(labels.values()).count(label) or label in labels.values():
+        if label in labels.values():
             label = f"{label} ({run[:6]})"
         labels[run] = label
     return labels
@@ -164,14 +165,14 @@ def _format(value):
 
 def render_figures(runs, labels, groups, progress=None):
     """[(section, [(stem, caption, png bytes)])] for the sections with data."""
+    import matplotlib
+
     out = []
     for section in SECTIONS:
         if not len(runs.table(section.table)):
             continue
         figures = []
         for stem, function, caption in section.figures:
-            import matplotlib
-
             with matplotlib.rc_context(plots.RC):
                 figure = function(runs, labels, groups)
                 png = None if figure is None else _png(figure)
@@ -192,7 +193,7 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
     `<stem>_files/` folder of PNGs); return a `Report`."""
     started = time.perf_counter()
     groups = runs.group(group_by or DEFAULT_GROUP)
-    labels = run_labels(runs, groups)
+    labels = run_labels(runs)
     found = find(runs, groups)
     rendered = render_figures(runs, labels, groups, progress)
     context = {
