@@ -28,6 +28,22 @@ from regaudit.callbacks.probe import ProbePass, check_probe, choose_probe, choos
 from regaudit.callbacks.schedule import as_schedule
 
 
+def is_chief(model):
+    """Whether this process writes the audit: True except on the non-chief workers of a
+    multi-worker strategy (`MultiWorkerMirroredStrategy` with `TF_CONFIG`), whose
+    variables equal the chief's. The chief is task `chief`, else `worker` 0."""
+    strategy = getattr(model, "_distribute_strategy", None)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    in_multi_worker = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode", None)
+    if resolver is None or in_multi_worker is None or not in_multi_worker():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and not has_chief and int(task_id or 0) == 0
+
+
 class AuditContext:
     """What a family sees of one audit: the passes' results and a guard per measure.
 
@@ -174,6 +190,8 @@ class Audit(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
+        if not is_chief(self.model):
+            return  # one run per fit: the chief audits, the other workers only train
         self._safely("setup", self._setup)
         if self._active and self.schedule.at_start:
             self._audit(epoch=0, step=0)
