@@ -26,6 +26,7 @@ from regaudit.storage import RunWriter, end_run, join_or_start_run
 from regaudit.callbacks.graph import is_graph_model
 from regaudit.callbacks.probe import ProbePass, check_probe, choose_probe, choose_train_probe
 from regaudit.callbacks.schedule import as_schedule
+from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection, metric_layers
 
 
 def is_chief(model):
@@ -96,6 +97,14 @@ ARGUMENTS_DOC = """
             replay of earlier ones); what cannot be written in time goes to a local spool
             (`REGAUDIT_SPOOL_DIR`, default ~/.cache/regaudit/spool) and is replayed at the
             next audit, at train end, or by `regaudit sync`. 10.
+        layers: the layers to measure: a regular expression matched whole against layer
+            names, a Keras layer class, or a list of both (`[keras.layers.Conv2D,
+            "dense_.*"]`). The model always runs whole; each measured layer adds its
+            reductions to the pass. None: every layer.
+        max_metric_layers: per-layer MLflow metrics for at most this many measured layers
+            (evenly spaced along the graph, first and last included, plus every Dropout
+            layer); model-wide metrics always; every measure of every layer is in the
+            Parquet tables. 32.
         report: at train end, write this run's report (`regaudit report RUN_ID`) and log
             it with its PNGs to the run (`regaudit/report/report.html`,
             `regaudit/plots/*.png`). It renders in a background thread after `fit`
@@ -155,6 +164,8 @@ class Audit(keras.callbacks.Callback):
         ensemble_probe_size=128,
         write_timeout=10.0,
         report=None,
+        layers=None,
+        max_metric_layers=MAX_METRIC_LAYERS,
     ):
         super().__init__()
         for name, value in (("probe_size", probe_size), ("probe_batch_size", probe_batch_size),
@@ -163,6 +174,12 @@ class Audit(keras.callbacks.Callback):
                 raise UsageError(
                     f"regaudit: {name} expects a positive int; received {name}={value!r}."
                 )
+        if not isinstance(max_metric_layers, int) or isinstance(max_metric_layers, bool) or max_metric_layers < 0:
+            raise UsageError(
+                f"regaudit: max_metric_layers expects an int >= 0; received "
+                f"max_metric_layers={max_metric_layers!r}.")
+        self.layers = None if layers is None else LayerSelection(layers)
+        self.max_metric_layers = max_metric_layers
         if probe is not None:
             check_probe(probe)
         self.probe = probe
@@ -260,7 +277,16 @@ class Audit(keras.callbacks.Callback):
         if "train_probe" in self._needs and probe.source == "val":
             self.train_probe = choose_train_probe(self.model, probe.size, self.seed + 1)
         self.probe_pass = ProbePass(self.model, probe, self.probe_batch_size, self.seed,
-                                    train_probe=self.train_probe)
+                                    train_probe=self.train_probe, select=self.layers)
+        taps = self.probe_pass.taps
+        if self.layers is not None and not taps:
+            names = ", ".join(t.name for t in self.probe_pass.all_taps[:12])
+            raise UsageError(
+                f"regaudit: layers={self.layers.describe()} matched no layer of model "
+                f"'{self.model.name}'; expected names, patterns or classes of its layers "
+                f"({names}{', ...' if len(self.probe_pass.all_taps) > 12 else ''}).")
+        self._metric_layers = set(metric_layers([t.name for t in taps], self.max_metric_layers))
+        self._metric_layers.update(self.probe_pass.dropout_taps)
         if not is_graph_model(self.model):
             warnings.warn(
                 f"regaudit: {type(self.model).__name__} is a subclassed model, so its layers "
@@ -376,12 +402,15 @@ class Audit(keras.callbacks.Callback):
                 RegauditWarning, stacklevel=2)
 
     def write_metrics(self, metrics, context=None, epoch=None, step=None):
-        """Log {(layer, measure): value} as regaudit/<layer>/<measure> at the audit's step."""
+        """Log {(layer, measure): value} as regaudit/<layer>/<measure> at the audit's step:
+        model-wide measures always, per-layer ones for the `max_metric_layers` layers of
+        `selection.metric_layers` and every Dropout layer (the rest is in the tables)."""
         if context is not None:
             epoch, step = context.epoch, context.step
         mlflow_step = epoch if self.schedule.unit == "epoch" else step
         self.writer.log_metrics(
-            {metric_key(layer, measure): value for (layer, measure), value in metrics.items()},
+            {metric_key(layer, measure): value for (layer, measure), value in metrics.items()
+             if layer in self._metric_layers or layer == MODEL or layer.startswith(MODEL + ":")},
             mlflow_step,
         )
 
@@ -441,7 +470,8 @@ class Audit(keras.callbacks.Callback):
     def layer_table(self):
         """One row per tapped layer call: what model.json stores and the tags read."""
         rows = []
-        for tap in self.probe_pass.taps:
+        audited = {tap.name for tap in self.probe_pass.taps}
+        for tap in self.probe_pass.all_taps:
             layer = tap.layer
             rows.append({
                 "name": tap.name,
@@ -452,6 +482,8 @@ class Audit(keras.callbacks.Callback):
                 "rate": getattr(layer, "rate", None),
                 "params": int(layer.count_params()) if getattr(layer, "built", False) else 0,
                 "sources": list(tap.sources),
+                "audited": tap.name in audited,
+                "metrics": tap.name in self._metric_layers,
             })
         return rows
 
@@ -478,5 +510,7 @@ class Audit(keras.callbacks.Callback):
                 "at_start": schedule.at_start,
             },
             "taps": len(self.probe_pass.taps),
+            "layers": None if self.layers is None else self.layers.describe(),
+            "max_metric_layers": self.max_metric_layers,
             "model_class": type(self.model).__name__,
         }

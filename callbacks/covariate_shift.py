@@ -96,7 +96,7 @@ class ShiftFamily:
         if context.twin_batchnorm is not None:
             add(tap.name, tap.layer_class, "bn_dropout_var_ratio", shift.bn_dropout_var_ratio,
                 context.twin_batchnorm[tap.name].var, observed.var)
-        elif not any(_is_dropout(t.layer) for t in context.taps):
+        elif not any(_is_dropout(t.layer) for t in context.callback.probe_pass.all_taps):
             # no Dropout anywhere: the twin is the model itself, the ratio exactly 1
             add(tap.name, tap.layer_class, "bn_dropout_var_ratio", float, 1.0)
 

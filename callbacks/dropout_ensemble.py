@@ -125,7 +125,7 @@ class EnsembleFamily:
 
     @staticmethod
     def _layer_class(callback, layer):
-        for tap in callback.probe_pass.taps:
+        for tap in callback.probe_pass.all_taps:
             if tap.name == layer:
                 return tap.layer_class
         return "Model"

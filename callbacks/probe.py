@@ -231,20 +231,27 @@ def _moments(x):
     }
 
 
-#: the float32 fast path takes a tensor whose every |value| is below this: fourth powers
-#: and their partial sums stay far inside float32's range
-FAST_LIMIT = 1e6
+def _power_of_two_scale(peak):
+    """2^-e with 2^(e-1) <= peak < 2^e (1 for a zero or non-finite peak), built from its
+    exponent bits: multiplying by it is exact in float32 (no rounding), so scaled powers
+    lose nothing and cannot overflow whatever the tensor's magnitude."""
+    exponent = tf.cast(tf.math.floor(tf.math.log(peak) / np.log(2.0)), tf.int32) + 1
+    exponent = tf.where(tf.math.is_finite(peak) & (peak > 0.0), exponent, 0)
+    exponent = tf.clip_by_value(exponent, -125, 126)
+    return tf.bitcast(tf.bitwise.left_shift(127 - exponent, 23), tf.float32)
 
 
 def _fast_moments(x, light=False):
-    """The raw material of `_moments` for a float32 tensor whose values are all finite
-    and below FAST_LIMIT, at float32 speed: deviations from a per-unit shift (the
-    unit's float32 mean) and their powers in float32, summed in float32 along one short
-    axis only (the second-to-last: image width, sequence length; the batch for a rank-2
-    tensor), then in float64, all sums in one stacked tensor. `central_moments` turns
-    them into the summaries on the host (few ops in the graph: tracing and the first
-    call's graph optimisation stay quick). `light`: only what the training probe needs
-    (count, mean, variance)."""
+    """The raw material of `_moments` for a float32 tensor whose values are all finite,
+    at float32 speed: deviations from a per-unit shift (the unit's float32 mean), scaled
+    by a power of two that brings the tensor's largest |value| into [0.5, 1) (exact, so
+    activations of 1e-20 or 1e30 are summed as accurately as activations of 1), and
+    their powers in float32, summed in float32 along one short axis only (the
+    second-to-last: image width, sequence length; the batch for a rank-2 tensor), then
+    in float64, all sums in one stacked tensor. `central_moments` undoes the scale and
+    turns them into the summaries on the host (few ops in the graph: tracing and the
+    first call's graph optimisation stay quick). `light`: only what the training probe
+    needs (count, mean, variance)."""
     units = x.shape[-1] if x.shape.rank and x.shape.rank > 1 else 1
     if x.shape.rank and x.shape.rank >= 3:
         w = tf.reshape(x, [-1, tf.shape(x)[-2], units])
@@ -252,27 +259,32 @@ def _fast_moments(x, light=False):
         w = tf.reshape(x, [1, -1, units])
     # the unit's own mean as the shift keeps the shifted sums free of cancellation
     shift = tf.reduce_mean(w, axis=[0, 1])
-    d = w - shift
+    if light:
+        extent = None
+        peak = tf.reduce_max(tf.abs(w))
+    else:
+        extent = tf.stack([tf.reduce_min(w, axis=[0, 1]), tf.reduce_max(w, axis=[0, 1])])
+        peak = tf.reduce_max(tf.abs(extent))
+    scale = _power_of_two_scale(peak)
+    d = (w - shift) * scale
     d2 = d * d
     parts = [d, d2]
     if not light:
-        parts += [d2 * d, d2 * d2, tf.abs(w), tf.cast(tf.equal(w, 0.0), tf.float32)]
+        parts += [d2 * d, d2 * d2, tf.abs(w) * scale, tf.cast(tf.equal(w, 0.0), tf.float32)]
     partial = tf.stack([tf.reduce_sum(part, axis=1) for part in parts])  # [K, rows, units]
     out = {"shift": shift, "sums": tf.reduce_sum(tf.cast(partial, tf.float64), axis=1),
-           "unit_n": tf.size(w) // units}
-    if not light:
-        out["extent"] = tf.stack([tf.reduce_min(w, axis=[0, 1]), tf.reduce_max(w, axis=[0, 1])])
+           "unit_n": tf.size(w) // units, "scale": scale}
+    if extent is not None:
+        out["extent"] = extent
     return out
 
 
 def fast_path_held(values):
     """Whether a tap's `_fast_moments` output is sound: a NaN or infinity anywhere in the
-    tensor makes its sums NaN, and a value at or beyond FAST_LIMIT shows in the extent."""
+    tensor (or a float32 mean that overflowed) makes its sums or its shift non-finite."""
     if "sums" not in values:
         return True
-    if not np.isfinite(values["sums"]).all():
-        return False
-    return "extent" not in values or bool(np.all(np.abs(values["extent"]) < FAST_LIMIT))
+    return bool(np.isfinite(values["sums"]).all() and np.isfinite(values["shift"]).all())
 
 
 def central_moments(values):
@@ -285,6 +297,10 @@ def central_moments(values):
     (1000 +- 0.01), ReLU, heavy-tailed and per-unit-scaled data. A light (training-probe)
     summary has no third and fourth powers: its m3, m4, zeros, min and max are NaN."""
     sums = np.asarray(values["sums"], np.float64)
+    if "scale" in values:  # the sums are of powers of scaled deviations (d * scale)^p
+        scale = float(values["scale"])
+        powers = np.array([1, 2, 3, 4, 1, 0][: len(sums)], np.float64)
+        sums = sums / scale ** powers.reshape((-1,) + (1,) * (sums.ndim - 1))
     s1, s2 = sums[0], sums[1]
     light = len(sums) == 2
     nan = np.full_like(s1, np.nan)
@@ -320,8 +336,8 @@ def central_moments(values):
 
 def _summaries(x, reservoir_rows, bounds, exact, light=False):
     """Per-batch summaries of one tapped tensor. A float32 tensor takes `_fast_moments`
-    (`fast_path_held` tells the host whether every value was finite and below
-    FAST_LIMIT; else it recomputes that batch with `exact=True`); float64 tensors always
+    (`fast_path_held` tells the host whether every value was finite; else it recomputes
+    that batch with `exact=True`); float64 tensors always
     take the exact path. `reservoir_rows`: flat positions in this batch to keep."""
     if x.dtype not in (tf.float32, tf.float64):
         x = tf.cast(x, tf.float32)  # float16/bfloat16 (mixed precision): measure in float32
@@ -342,6 +358,20 @@ def _summaries(x, reservoir_rows, bounds, exact, light=False):
     return out
 
 
+#: reservoir values kept over all layers together, before the per-layer floor
+RESERVOIR_BUDGET = 2**21
+RESERVOIR_FLOOR = 8_192
+
+
+def reservoir_size_for(model):
+    """Values kept per layer: RESERVOIR_SIZE (65,536) while the layers' reservoirs fit in
+    RESERVOIR_BUDGET (2M values, 32 layers), else the budget shared out, at least
+    RESERVOIR_FLOOR (8,192; ResNet50: 11,848; DenseNet121: 8,192). The KS statistic's
+    resolution is about 1/sqrt(size): 0.004 at 65,536, 0.011 at 8,192."""
+    layers = sum(1 for _ in model._flatten_layers(include_self=False))
+    return int(min(RESERVOIR_SIZE, max(RESERVOIR_FLOOR, RESERVOIR_BUDGET // max(layers, 1))))
+
+
 class ProbePass:
     """One compiled function over the probe that returns summaries for every tap.
 
@@ -350,13 +380,17 @@ class ProbePass:
         probe: the `ProbeData`.
         batch_size: probe samples per mini-batch; bounds the memory of one audit. 128.
         seed: draws the reservoir positions once. 0.
-        reservoir_size: at most this many values kept per tap. 65,536.
+        reservoir_size: at most this many values kept per tap. None: `reservoir_size_for`
+            the model (65,536 up to 32 layers, fewer beyond: the host-side cost of the
+            quantiles, drift and KS measures grows with the values kept).
         train_probe: a `ProbeData` of training samples, no larger than `probe`, measured
             in the same calls (light summaries). None.
+        select: `LayerSelection` of the taps to summarize (the model still runs whole);
+            None: every tap.
     """
 
-    def __init__(self, model, probe, batch_size=128, seed=0, reservoir_size=RESERVOIR_SIZE,
-                 train_probe=None):
+    def __init__(self, model, probe, batch_size=128, seed=0, reservoir_size=None,
+                 train_probe=None, select=None):
         self.model = model
         self.probe = probe
         #: a second probe (training data, at most the probe's size) carried through the
@@ -365,8 +399,12 @@ class ProbePass:
         self.train_probe = train_probe
         self.batch_size = int(batch_size)
         self.seed = seed
-        self.reservoir_size = int(reservoir_size)
+        self.reservoir_size = int(reservoir_size or reservoir_size_for(model))
+        self.select = select
+        #: the summarized taps, in graph order
         self.taps = []
+        #: every floating-point layer output, summarized or not (the layer table, the tags)
+        self.all_taps = []
         self.reservoir_index = {}
         self._tables = {}
         self._ensemble = None
@@ -440,11 +478,13 @@ class ProbePass:
             train_rows = tf.range(start, start + total - split) if with_train else None
             own = (lambda t: t[:split]) if with_train else (lambda t: t)
             self.taps.clear()
+            self.all_taps.clear()
             self.aliases.clear()
             self.batchnorm_alias.clear()
 
             def on_output(tap, outputs, args):
-                if _is_batchnorm(tap.layer):
+                selected = self.select is None or self.select(tap.name, tap.layer)
+                if selected and _is_batchnorm(tap.layer):
                     self._batchnorm_input(tap, args[0], seen, batchnorm, own)
                 flat = keras.tree.flatten(outputs)
                 for position, tensor in enumerate(flat):
@@ -452,7 +492,7 @@ class ProbePass:
                         continue
                     name = tap.name if len(flat) == 1 else f"{tap.name}.{position}"
                     activation = _activation_name(tap.layer)
-                    self.taps.append(TapInfo(
+                    info = TapInfo(
                         name=name,
                         layer_class=tap.layer_class,
                         parent=tap.parent,
@@ -461,7 +501,11 @@ class ProbePass:
                         bounds=BOUNDED_ACTIVATIONS.get(activation),
                         sources=tap.sources,
                         layer=tap.layer,
-                    ))
+                    )
+                    self.all_taps.append(info)
+                    if not selected:
+                        continue
+                    self.taps.append(info)
                     bounds = self.taps[-1].bounds
                     same = seen.get((id(tensor), bounds))
                     if same is not None:
@@ -613,9 +657,10 @@ class ProbePass:
 
     @property
     def dropout_taps(self):
-        """The Dropout layers' tap names in graph order (the order of `active`)."""
+        """The Dropout layers' tap names in graph order (the order of `active`), selected
+        or not: the ensemble is the whole model's."""
         names, seen = [], set()
-        for tap in self.taps:
+        for tap in self.all_taps:
             if _is_dropout(tap.layer) and id(tap.layer) not in seen:
                 seen.add(id(tap.layer))
                 names.append(tap.name)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from regaudit import RegAudit
 from regaudit.storage import download_tables
 
-from regaudit.callbacks.probe import FAST_LIMIT, _fast_moments, _moments, central_moments
+from regaudit.callbacks.probe import _fast_moments, _moments, central_moments
 from model_zoo import reference_measures, tap_outputs
 
 
@@ -46,6 +46,10 @@ DATA = {
     "heavy_tailed": lambda rng, s: rng.standard_t(3, s) * 5.0 + 3.0,
     "unit_scales": lambda rng, s: rng.normal(rng.normal(0, 50, s[-1]), rng.uniform(0.01, 3, s[-1]), s),
     "dead_units": lambda rng, s: np.where(np.arange(s[-1]) % 3 == 0, 0.0, rng.normal(0, 1, s)),
+    # an untrained network in inference mode can blow up (or die out) layer by layer:
+    # fourth powers of 1e20 overflow float32, of 1e-25 underflow it, without the scale
+    "huge": lambda rng, s: rng.normal(2e20, 1e20, s),
+    "tiny": lambda rng, s: rng.normal(1e-25, 3e-25, s),
 }
 
 
@@ -78,7 +82,8 @@ def test_exact_path_leaves_out_non_finite_values(rng):
     assert got["unit_finite"].tolist() == [49, 50, 49, 50, 50, 50]
 
 
-def test_a_batch_with_huge_values_is_measured_exactly_by_the_float64_fallback(rng):
+@pytest.mark.parametrize("case", ["huge", "nan"])
+def test_huge_values_stay_on_the_fast_path_and_non_finite_ones_take_the_float64_fallback(case, rng):
     import keras
 
     keras.utils.set_random_seed(0)
@@ -90,13 +95,19 @@ def test_a_batch_with_huge_values_is_measured_exactly_by_the_float64_fallback(rn
     model.compile("adam", "mse")
     x = rng.normal(size=(40, 5)).astype("float32")
     probe = x.copy()
-    probe[:8] *= 1e8  # the first mini-batch of 8 only: beyond FAST_LIMIT at `dense`
+    if case == "huge":
+        probe[:8] *= 1e30  # the first mini-batch of 8 only: its 4th powers overflow float32
+    else:
+        probe[3, 1] = np.nan  # a NaN in the first mini-batch
     callback = RegAudit(probe=(probe,), probe_batch_size=8, strict=True)
     model.fit(x, rng.normal(size=(40, 3)), epochs=1, callbacks=[callback], verbose=0)
 
-    assert callback.probe_pass._exact is not None  # the fallback ran
+    # the scaled fast path takes any finite magnitude; only NaN/Inf needs float64
+    assert (callback.probe_pass._exact is not None) == (case == "nan")
+    if case == "nan":
+        return  # non-finite values: tests/regaudit/test_properties.py checks the measures
     tensors = tap_outputs(model, probe)
-    assert np.abs(tensors["dense"]).max() > FAST_LIMIT
+    assert np.abs(tensors["dense"]).max() > 1e29
     final = download_tables(callback.run_id)["activations"].query("epoch == 1")
     for tap in callback.probe_pass.taps:
         want = reference_measures(tensors[tap.name], callback.probe_pass.reservoir_index[tap.name], tap.bounds)
