@@ -1,0 +1,223 @@
+"""regaudit against the instrumentation users know, on the seed article's third model and
+60,000 MNIST-shaped samples for 2 epochs (as benchmarks/overhead.py), fits alternating
+in one process, each variant's fit time as a median ratio to the plain fit over at least
+5 rounds:
+
+    (a) plain          no callback
+    (b) RegAudit()     defaults (an audit before training and at each epoch's end)
+    (c) every 100      RegAudit(schedule=Every(steps=100))
+    (d) TensorBoard    keras.callbacks.TensorBoard(histogram_freq=1) (needs `tensorboard`)
+    (e) naive          one Keras sub-model per layer, `predict` over the same 512-sample
+                       probe at the same times as (b), and the same statistics in numpy/
+                       scipy on the full activations (how activation-extraction tools work)
+
+Then, from one instrumented fit on 6,000 samples (per-audit figures do not depend on the
+dataset's size): one audit's time as a ratio to one `model.predict` over the probe
+(`ActivationStats` and `RegAudit()`), the MLflow writing time per audit, and the peak
+memory an audit adds (resident set size sampled every 5 ms). The ensemble sampling
+against T forward passes is benchmarks/ensemble_cost.py.
+
+    pip install -e ".[cpu,bench]"         # tensorboard, for (d)
+    python benchmarks/compare.py          # about 30-40 min on 2 cores
+    python benchmarks/compare.py --rounds 5 --samples 60000 --only "RegAudit(),every 100"
+
+Prints tables and writes benchmarks/compare.json. Not a test: only ratios within one run
+mean anything on a shared machine.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from overhead import mnist_shaped, timed_fit, with_hook_timer  # noqa: E402
+from scale import PeakSampler  # noqa: E402
+
+
+def naive_callback(probe_size=512, seed=0):
+    """The baseline (e): per layer a Keras sub-model `Model(inputs, layer.output)`,
+    `predict` over the probe, then numpy/scipy statistics of the full activations:
+    moments, p15/p50/p85, dead and saturated units, a 64-bin histogram, and drift
+    (Wasserstein-1 and KS) against the previous audit, as regaudit records them."""
+    import keras
+    from scipy import stats
+
+    class Naive(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            from overhead import HOOKS  # noqa: F401 - same hook timer as the others
+
+            rng = np.random.default_rng(seed)
+            from regaudit.callbacks.probe import find_fit_data
+
+            found = find_fit_data(self.model)
+            x = found["validation_data"][0] if found and found.get("validation_data") else found["x"]
+            self.probe = np.asarray(x)[rng.choice(len(x), min(probe_size, len(x)), replace=False)]
+            self.extractors = [keras.Model(self.model.inputs, layer.output)
+                               for layer in self.model.layers]
+            self.previous = {}
+            self.audit()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.audit()
+
+        def audit(self):
+            self.records = []
+            for index, extractor in enumerate(self.extractors):
+                values = extractor.predict(self.probe, batch_size=128, verbose=0)
+                flat = values.astype(np.float64).ravel()
+                units = values.reshape(-1, values.shape[-1])
+                record = {
+                    "mean": flat.mean(), "std": flat.std(), "skew": stats.skew(flat),
+                    "kurtosis": stats.kurtosis(flat), "min": flat.min(), "max": flat.max(),
+                    "p": np.percentile(flat, [15, 50, 85]),
+                    "dead": float(np.mean(np.all(units <= 0, axis=0))),
+                    "sat": float(np.mean(np.abs(flat) > 0.99)),
+                    "hist": np.histogram(flat, bins=64)[0],
+                }
+                if index in self.previous:
+                    record["w1"] = stats.wasserstein_distance(self.previous[index], flat)
+                    record["ks"] = stats.ks_2samp(self.previous[index], flat).statistic
+                self.previous[index] = flat
+                self.records.append(record)
+
+    return Naive()
+
+
+def variants(log_dir):
+    import keras
+
+    from regaudit import Every, RegAudit
+
+    return {
+        "plain": lambda: [],
+        "RegAudit()": lambda: [with_hook_timer(RegAudit(report=False))],
+        "every 100": lambda: [with_hook_timer(RegAudit(schedule=Every(steps=100), report=False))],
+        "TensorBoard": lambda: [with_hook_timer(
+            keras.callbacks.TensorBoard(log_dir=tempfile.mkdtemp(dir=log_dir), histogram_freq=1))],
+        "naive": lambda: [with_hook_timer(naive_callback())],
+    }
+
+
+def per_audit_figures(x, y, seed=0):
+    """One instrumented fit per audit callback: audit time over one predict over the
+    same probe (same batch size), MLflow writing time per audit, peak memory added."""
+    import keras
+
+    from regaudit import ActivationStats, RegAudit
+    from regaudit.callbacks.seed_models import dropout_batchnorm_cnn
+
+    figures = {}
+    for name, make in (("ActivationStats", ActivationStats), ("RegAudit()", RegAudit)):
+        keras.utils.set_random_seed(seed)
+        model = dropout_batchnorm_cnn()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        callback = make(report=False)
+        memory, writes = [], []
+        audit, write = callback._audit, callback._write
+
+        def sampled_audit(*args, _audit=audit, **kwargs):
+            with PeakSampler() as sampler:
+                _audit(*args, **kwargs)
+            memory.append(sampler.added)
+
+        def timed_write(*args, _write=write, **kwargs):
+            started = time.perf_counter()
+            _write(*args, **kwargs)
+            writes.append(time.perf_counter() - started)
+
+        callback._audit, callback._write = sampled_audit, timed_write
+        model.fit(x, y, epochs=3, batch_size=32, validation_split=0.1, verbose=0, callbacks=[callback])
+        probe = callback.probe_pass.probe.inputs
+        model.predict(probe, batch_size=callback.probe_batch_size, verbose=0)
+        predicts = []
+        for _ in range(5):
+            started = time.perf_counter()
+            model.predict(probe, batch_size=callback.probe_batch_size, verbose=0)
+            predicts.append(time.perf_counter() - started)
+        audits = [a["seconds"] for a in callback.audits]
+        predict = statistics.median(predicts)
+        steady = statistics.median(audits[1:])  # the first audit also traces the pass
+        figures[name] = {
+            "probe": len(probe), "predict_seconds": predict,
+            "first_audit_seconds": audits[0], "audit_seconds": steady,
+            "audit_per_predict": steady / predict,
+            "mlflow_write_seconds_per_audit": statistics.median(writes),
+            "peak_added_mb": max(memory) / 2**20,
+        }
+    return figures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=60_000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--mnist", help="an mnist.npz (x_train, y_train) if you have one")
+    parser.add_argument("--only", help="comma-separated variants besides plain")
+    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "compare.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    store = tempfile.mkdtemp(prefix="regaudit-bench-")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    from regaudit import RegAudit
+
+    x, y = mnist_shaped(args.samples, args.mnist)
+    made = variants(store)
+    if args.only:
+        keep = {"plain", *args.only.split(",")}
+        made = {name: make for name, make in made.items() if name in keep}
+    timed_fit(x[:512], y[:512], 1, lambda: [RegAudit(report=False)], 0)  # warm up TF and MLflow
+    times = {name: [] for name in made}
+    hooks = {name: [] for name in made}
+    for round_ in range(args.rounds):
+        order = list(made) if round_ % 2 == 0 else list(made)[::-1]
+        for name in order:
+            elapsed, in_hooks = timed_fit(x, y, args.epochs, made[name], round_)
+            times[name].append(elapsed)
+            hooks[name].append(in_hooks)
+            print(f"round {round_ + 1}/{args.rounds} {name:>12}: {elapsed:7.1f} s"
+                  + (f" ({in_hooks:.2f} s in its hooks)" if in_hooks else ""), flush=True)
+    plain = times["plain"]
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                   f"{platform.platform()}",
+        "samples": args.samples, "epochs": args.epochs, "rounds": args.rounds,
+        "seconds": times, "hook_seconds": hooks, "variants": {},
+    }
+    print(f"\n{'variant':>12} | median fit (s) | paired ratio | in-run ratio | ratio of minima | s in hooks")
+    for name in made:
+        paired = [t / p for t, p in zip(times[name], plain)]
+        in_run = [t / (t - h) for t, h in zip(times[name], hooks[name])]
+        figures = {
+            "median_paired_ratio": statistics.median(paired),
+            "median_in_run_ratio": statistics.median(in_run),
+            "ratio_of_minima": min(times[name]) / min(plain),
+            "median_hook_seconds": statistics.median(hooks[name]),
+        }
+        result["variants"][name] = {"paired_ratios": paired, "in_run_ratios": in_run, **figures}
+        print(f"{name:>12} | {statistics.median(times[name]):14.1f} | {figures['median_paired_ratio']:12.3f} | "
+              f"{figures['median_in_run_ratio']:12.3f} | {figures['ratio_of_minima']:15.3f} | "
+              f"{figures['median_hook_seconds']:.2f}")
+    print("targets: RegAudit() <= 1.05; RegAudit() and every 100 below TensorBoard and far below naive")
+    result["per_audit"] = per_audit_figures(x[:6000], y[:6000])
+    print(f"\n{'callback':>16} | probe | predict (s) | audit (s) | audit / predict | first audit (s) "
+          "| MLflow write per audit (s) | peak added (MB)")
+    for name, f in result["per_audit"].items():
+        print(f"{name:>16} | {f['probe']:5d} | {f['predict_seconds']:11.3f} | {f['audit_seconds']:9.3f} | "
+              f"{f['audit_per_predict']:15.2f} | {f['first_audit_seconds']:15.2f} | "
+              f"{f['mlflow_write_seconds_per_audit']:26.3f} | {f['peak_added_mb']:.0f}")
+    print("target: one activation audit <= 1.5 predicts over the probe")
+    with open(args.output, "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=2)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
