@@ -232,11 +232,12 @@ def _moments(x):
 
 
 def _power_of_two_scale(peak):
-    """2^-e with 2^(e-1) <= peak < 2^e (1 for a zero or non-finite peak), built from its
+    """2^-e with 2^(e-1) <= peak < 2^e (e clipped to [-125, 126]), built from its
     exponent bits: multiplying by it is exact in float32 (no rounding), so scaled powers
     lose nothing and cannot overflow whatever the tensor's magnitude."""
-    exponent = tf.cast(tf.math.floor(tf.math.log(peak) / np.log(2.0)), tf.int32) + 1
-    exponent = tf.where(tf.math.is_finite(peak) & (peak > 0.0), exponent, 0)
+    # a zero peak gives some clipped exponent (every deviation is 0 then); a non-finite
+    # one sends the batch to the float64 fallback anyway
+    exponent = tf.cast(tf.math.floor(tf.math.log(peak) * (1.0 / np.log(2.0))), tf.int32) + 1
     exponent = tf.clip_by_value(exponent, -125, 126)
     return tf.bitcast(tf.bitwise.left_shift(127 - exponent, 23), tf.float32)
 

@@ -50,6 +50,7 @@ DATA = {
     # fourth powers of 1e20 overflow float32, of 1e-25 underflow it, without the scale
     "huge": lambda rng, s: rng.normal(2e20, 1e20, s),
     "tiny": lambda rng, s: rng.normal(1e-25, 3e-25, s),
+    "all_zero": lambda rng, s: np.zeros(s),  # a dead layer: the scale's peak is 0
 }
 
 
