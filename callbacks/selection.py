@@ -14,9 +14,8 @@ model's size (every measure of every layer is still in the Parquet tables).
 
 import re
 
-import numpy as np
-
 from regaudit.errors import UsageError
+from regaudit.schema import evenly_spaced
 
 #: at most this many layers get per-layer MLflow metrics by default
 MAX_METRIC_LAYERS = 32
@@ -50,17 +49,15 @@ class LayerSelection:
                     f"regaudit: layers= expects layer names, regular expressions or layer "
                     f"classes; received {item!r} ({type(item).__name__}). Example: "
                     "layers=[keras.layers.BatchNormalization, 'dense.*'].")
-        self.matched = 0
 
     def __call__(self, name, layer):
         base = name.split(":")[0]
-        hit = any(isinstance(layer, cls) for cls in self.classes) or any(
-            p.fullmatch(name) or p.fullmatch(base) or p.fullmatch(getattr(layer, "name", ""))
+        return any(isinstance(layer, cls) for cls in self.classes) or any(
+            bool(p.fullmatch(name) or p.fullmatch(base) or p.fullmatch(getattr(layer, "name", "")))
             for p in self.patterns)
-        self.matched += bool(hit)
-        return bool(hit)
 
     def describe(self):
+        """The selection as the user wrote it, for messages and meta.json."""
         return [getattr(i, "pattern", None) or getattr(i, "__name__", str(i))
                 for i in (self.spec if isinstance(self.spec, (list, tuple, set)) else [self.spec])]
 
@@ -68,8 +65,4 @@ class LayerSelection:
 def metric_layers(names, cap=MAX_METRIC_LAYERS):
     """The layer names (graph order) that get per-layer MLflow metrics: all when at most
     `cap`, else `cap` evenly spaced, first and last included."""
-    names = list(dict.fromkeys(names))
-    if len(names) <= cap:
-        return names
-    picks = np.unique(np.round(np.linspace(0, len(names) - 1, cap)).astype(int))
-    return [names[i] for i in picks]
+    return evenly_spaced(names, cap)

@@ -64,3 +64,19 @@ def table_part_path(table):
 
 def part_file_name(audit_index):
     return f"audit-{audit_index:06d}.parquet"
+
+
+def evenly_spaced(names, cap):
+    """At most `cap` of `names` (order kept, duplicates dropped): all of them when they
+    fit, else `cap` evenly spaced, the first and the last included. What a large model
+    shows in MLflow metrics and in per-layer figures; the tables keep every layer."""
+    names = list(dict.fromkeys(names))
+    if len(names) <= cap:
+        return names
+    if cap <= 0:
+        return []
+    if cap == 1:
+        return names[:1]
+    step = (len(names) - 1) / (cap - 1)
+    picks = sorted({int(round(i * step)) for i in range(cap)})
+    return [names[i] for i in picks]

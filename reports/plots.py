@@ -9,10 +9,15 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from regaudit.schema import MODEL
+from regaudit.schema import MODEL, evenly_spaced
 
 #: at most this many runs get per-run panels (heatmaps); the rest are in the line plots
 MAX_PANEL_RUNS = 8
+#: a large model's per-layer figures show at most this many layers, evenly spaced along
+#: the graph (first and last included); every layer stays in the tables
+MAX_LAYER_PANELS = 32
+#: rows of a layer x epoch heatmap
+MAX_HEATMAP_LAYERS = 64
 #: layer panels per figure row
 COLUMNS = 4
 
@@ -69,6 +74,15 @@ def _per_run(runs, frame, order_by, groups, palette):
 def _lines(ax, data, y, palette, style=None):
     sns.lineplot(data=data, x="epoch", y=y, hue="group", units="run", estimator=None,
                  style=style, palette=palette, ax=ax, marker="o", markersize=3, linewidth=1.2)
+
+
+def _shown_layers(figure, order, cap):
+    """`order` cut to `cap` evenly spaced layers, saying so in the figure's title."""
+    shown = evenly_spaced(order, cap)
+    if len(shown) < len(order):
+        figure.suptitle(f"{len(shown)} of {len(order)} layers, evenly spaced along the graph "
+                        "(every layer is in the layer table and the Parquet tables)", fontsize=8)
+    return shown
 
 
 def _layer_order(runs, frame):
@@ -134,7 +148,7 @@ def activation_heatmaps(runs, labels, groups, measures=("mean", "std", "dead_fra
         present = list(firsts.values())
     run_ids = present[:MAX_PANEL_RUNS]
     measures = [m for m in measures if m in set(acts.measure)]
-    order = _layer_order(runs, acts)
+    order = evenly_spaced(_layer_order(runs, acts), MAX_HEATMAP_LAYERS)
     height = 0.22 * len(order) + 0.9
     figure = Figure(figsize=(3.6 * len(measures), height * len(run_ids)))
     axes = figure.subplots(len(run_ids), len(measures), squeeze=False)
@@ -165,8 +179,8 @@ def percentile_bands(runs, labels, groups):
                             values="value").reset_index()
     order = _layer_order(runs, wide)
     palette = _palette(groups)
-    figure, axes = _figure(len(order))
-    for ax, layer in zip(axes, order):
+    figure, axes = _figure(min(len(order), MAX_LAYER_PANELS))
+    for ax, layer in zip(axes, _shown_layers(figure, order, MAX_LAYER_PANELS)):
         for line, group, color, first in _per_run(runs, wide[wide.layer == layer], "epoch",
                                                   groups, palette):
             ax.plot(line.epoch, line.p50, color=color, linewidth=1.2,
@@ -187,6 +201,9 @@ def dead_and_saturated(runs, labels, groups):
         return None
     last = acts.groupby("run")["epoch"].transform("max")
     final = _grouped(acts[acts.epoch == last], labels, groups)
+    worst = final.groupby("layer")["value"].max().nlargest(MAX_LAYER_PANELS)
+    capped = final.layer.nunique() > MAX_LAYER_PANELS
+    final = final[final.layer.isin(worst.index)]
     measures = [m for m in ("dead_frac", "sat_frac") if m in set(final.measure)]
     figure, axes = _figure(len(measures), width=5.0, height=0.25 * len(set(final.layer)) + 1.6,
                            columns=2)
@@ -195,7 +212,8 @@ def dead_and_saturated(runs, labels, groups):
         sns.barplot(data=part, y="layer", x="value", hue="group", palette=_palette(groups),
                     ax=ax, order=_layer_order(runs, part), errorbar=("pi", 100))
         ax.set_xlim(0, max(0.05, float(part.value.max()) * 1.15))
-        ax.set_title(f"{measure} at the last audit")
+        ax.set_title(f"{measure} at the last audit"
+                     + (f" ({MAX_LAYER_PANELS} layers with the largest values)" if capped else ""))
         ax.set_ylabel("")
     _shared_legend(figure, axes)
     return figure
@@ -211,8 +229,8 @@ def drift_per_layer(runs, labels, groups):
     part = _grouped(part, labels, groups)
     palette = _palette(groups)
     order = _layer_order(runs, part)
-    figure, axes = _figure(len(order))
-    for ax, layer in zip(axes, order):
+    figure, axes = _figure(min(len(order), MAX_LAYER_PANELS))
+    for ax, layer in zip(axes, _shown_layers(figure, order, MAX_LAYER_PANELS)):
         _lines(ax, part[part.layer == layer], "value", palette)
         ax.set_title(layer, fontsize=8)
         ax.set_ylabel("drift_w1")
@@ -230,10 +248,14 @@ def batchnorm_shift(runs, labels, groups):
         return None
     part = _grouped(part, labels, groups)
     palette = _palette(groups)
+    order = _layer_order(runs, part)
+    shown = evenly_spaced(order, MAX_LAYER_PANELS // 2)
     panels = [(layer, measure) for measure in ("bn_var_ratio", "bn_dropout_var_ratio")
-              for layer in _layer_order(runs, part)
+              for layer in shown
               if len(part[(part.layer == layer) & (part.measure == measure)])]
     figure, axes = _figure(len(panels))
+    if len(shown) < len(order):
+        _shown_layers(figure, order, len(shown))
     for ax, (layer, measure) in zip(axes, panels):
         _lines(ax, part[(part.layer == layer) & (part.measure == measure)], "value", palette)
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
