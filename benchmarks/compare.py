@@ -51,8 +51,6 @@ def naive_callback(probe_size=512, seed=0):
 
     class Naive(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            from overhead import HOOKS  # noqa: F401 - same hook timer as the others
-
             rng = np.random.default_rng(seed)
             from regaudit.callbacks.probe import find_fit_data
 

@@ -19,14 +19,15 @@ import pandas as pd
 from regaudit import __version__
 from regaudit.activations import TapSummary
 from regaudit.errors import RegauditError, RegauditWarning, UsageError
-from regaudit.schema import COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, metric_key
+from regaudit.schema import (
+    COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
 from regaudit.setup import regularization_tags
 from regaudit.storage import RunWriter, end_run, join_or_start_run
 
 from regaudit.callbacks.graph import is_graph_model
 from regaudit.callbacks.probe import ProbePass, check_probe, choose_probe, choose_train_probe
 from regaudit.callbacks.schedule import as_schedule
-from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection, metric_layers
+from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
 
 
 def is_chief(model):
@@ -285,7 +286,7 @@ class Audit(keras.callbacks.Callback):
                 f"regaudit: layers={self.layers.describe()} matched no layer of model "
                 f"'{self.model.name}'; expected names, patterns or classes of its layers "
                 f"({names}{', ...' if len(self.probe_pass.all_taps) > 12 else ''}).")
-        self._metric_layers = set(metric_layers([t.name for t in taps], self.max_metric_layers))
+        self._metric_layers = set(evenly_spaced([t.name for t in taps], self.max_metric_layers))
         self._metric_layers.update(self.probe_pass.dropout_taps)
         if not is_graph_model(self.model):
             warnings.warn(
@@ -403,8 +404,8 @@ class Audit(keras.callbacks.Callback):
 
     def write_metrics(self, metrics, context=None, epoch=None, step=None):
         """Log {(layer, measure): value} as regaudit/<layer>/<measure> at the audit's step:
-        model-wide measures always, per-layer ones for the `max_metric_layers` layers of
-        `selection.metric_layers` and every Dropout layer (the rest is in the tables)."""
+        model-wide measures always, per-layer ones for `max_metric_layers` evenly spaced
+        layers and every Dropout layer (the rest is in the tables)."""
         if context is not None:
             epoch, step = context.epoch, context.step
         mlflow_step = epoch if self.schedule.unit == "epoch" else step

@@ -6,16 +6,15 @@ itself), a Keras layer class (`keras.layers.BatchNormalization`: that class and 
 subclasses), or a list or tuple mixing both. A nested model's layer is named
 `outer/inner`; a pattern may match that or the inner layer's own name.
 
-`metric_layers(names, cap)`: the layers whose headline measures become MLflow metrics.
-All of them up to `cap`; beyond it `cap` layers evenly spaced along the graph, the first
-and the last included, so the number of metric keys per run stays bounded whatever the
-model's size (every measure of every layer is still in the Parquet tables).
+The layers whose headline measures become MLflow metrics are at most MAX_METRIC_LAYERS
+(`max_metric_layers=`), evenly spaced along the graph (`regaudit.schema.evenly_spaced`),
+so the number of metric keys per run stays bounded whatever the model's size (every
+measure of every layer is still in the Parquet tables).
 """
 
 import re
 
 from regaudit.errors import UsageError
-from regaudit.schema import evenly_spaced
 
 #: at most this many layers get per-layer MLflow metrics by default
 MAX_METRIC_LAYERS = 32
@@ -60,9 +59,3 @@ class LayerSelection:
         """The selection as the user wrote it, for messages and meta.json."""
         return [getattr(i, "pattern", None) or getattr(i, "__name__", str(i))
                 for i in (self.spec if isinstance(self.spec, (list, tuple, set)) else [self.spec])]
-
-
-def metric_layers(names, cap=MAX_METRIC_LAYERS):
-    """The layer names (graph order) that get per-layer MLflow metrics: all when at most
-    `cap`, else `cap` evenly spaced, first and last included."""
-    return evenly_spaced(names, cap)

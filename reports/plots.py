@@ -76,13 +76,11 @@ def _lines(ax, data, y, palette, style=None):
                  style=style, palette=palette, ax=ax, marker="o", markersize=3, linewidth=1.2)
 
 
-def _shown_layers(figure, order, cap):
-    """`order` cut to `cap` evenly spaced layers, saying so in the figure's title."""
-    shown = evenly_spaced(order, cap)
+def _note_cap(figure, shown, order):
+    """Say in the figure's title when it shows only some of the layers."""
     if len(shown) < len(order):
         figure.suptitle(f"{len(shown)} of {len(order)} layers, evenly spaced along the graph "
                         "(every layer is in the layer table and the Parquet tables)", fontsize=8)
-    return shown
 
 
 def _layer_order(runs, frame):
@@ -178,9 +176,11 @@ def percentile_bands(runs, labels, groups):
     wide = acts.pivot_table(index=["run", "layer", "epoch"], columns="measure",
                             values="value").reset_index()
     order = _layer_order(runs, wide)
+    shown = evenly_spaced(order, MAX_LAYER_PANELS)
     palette = _palette(groups)
-    figure, axes = _figure(min(len(order), MAX_LAYER_PANELS))
-    for ax, layer in zip(axes, _shown_layers(figure, order, MAX_LAYER_PANELS)):
+    figure, axes = _figure(len(shown))
+    _note_cap(figure, shown, order)
+    for ax, layer in zip(axes, shown):
         for line, group, color, first in _per_run(runs, wide[wide.layer == layer], "epoch",
                                                   groups, palette):
             ax.plot(line.epoch, line.p50, color=color, linewidth=1.2,
@@ -229,8 +229,10 @@ def drift_per_layer(runs, labels, groups):
     part = _grouped(part, labels, groups)
     palette = _palette(groups)
     order = _layer_order(runs, part)
-    figure, axes = _figure(min(len(order), MAX_LAYER_PANELS))
-    for ax, layer in zip(axes, _shown_layers(figure, order, MAX_LAYER_PANELS)):
+    shown = evenly_spaced(order, MAX_LAYER_PANELS)
+    figure, axes = _figure(len(shown))
+    _note_cap(figure, shown, order)
+    for ax, layer in zip(axes, shown):
         _lines(ax, part[part.layer == layer], "value", palette)
         ax.set_title(layer, fontsize=8)
         ax.set_ylabel("drift_w1")
@@ -254,8 +256,7 @@ def batchnorm_shift(runs, labels, groups):
               for layer in shown
               if len(part[(part.layer == layer) & (part.measure == measure)])]
     figure, axes = _figure(len(panels))
-    if len(shown) < len(order):
-        _shown_layers(figure, order, len(shown))
+    _note_cap(figure, shown, order)
     for ax, (layer, measure) in zip(axes, panels):
         _lines(ax, part[(part.layer == layer) & (part.measure == measure)], "value", palette)
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")

@@ -10,7 +10,8 @@ import pytest
 
 import regaudit
 from regaudit import RegAudit, UsageError
-from regaudit.callbacks.selection import LayerSelection, metric_layers
+from regaudit.callbacks.selection import LayerSelection
+from regaudit.schema import evenly_spaced
 
 
 def small_model():
@@ -100,9 +101,10 @@ def test_max_metric_layers_bounds_the_metric_keys(rng):
     assert set(regaudit.load_run(callback.run_id).activations.layer) >= {"bn_a", "dense_b", "bn_b"}
 
 
-def test_metric_layers_spreads_evenly_and_keeps_both_ends():
+def test_evenly_spaced_keeps_both_ends():
     names = [f"l{i}" for i in range(100)]
-    picked = metric_layers(names, 5)
-    assert picked == ["l0", "l25", "l50", "l74", "l99"]
-    assert metric_layers(names[:3], 5) == names[:3]
+    assert evenly_spaced(names, 5) == ["l0", "l25", "l50", "l74", "l99"]
+    assert evenly_spaced(names[:3], 5) == names[:3]
+    assert evenly_spaced(names, 1) == ["l0"] and evenly_spaced(names, 0) == []
+    assert len(evenly_spaced(names, 32)) == 32
     assert LayerSelection(["l1.*", keras.layers.Dense])("l12", object())
