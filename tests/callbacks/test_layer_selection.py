@@ -108,3 +108,10 @@ def test_evenly_spaced_keeps_both_ends():
     assert evenly_spaced(names, 1) == ["l0"] and evenly_spaced(names, 0) == []
     assert len(evenly_spaced(names, 32)) == 32
     assert LayerSelection(["l1.*", keras.layers.Dense])("l12", object())
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, True, "32"])
+def test_bad_max_metric_layers_is_one_line_at_construction(value):
+    with pytest.raises(UsageError, match="max_metric_layers expects an int >= 0") as error:
+        RegAudit(max_metric_layers=value)
+    assert "\n" not in str(error.value)
