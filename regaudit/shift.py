@@ -216,12 +216,16 @@ class ChannelMoments:
 
     @property
     def mean(self):
-        return self.total / self.count
+        """Mean per channel; NaN for a channel with no finite value (an activation that
+        overflowed to Inf, as in an untrained deep network in inference mode)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.total / self.count
 
     @property
     def var(self):
-        """Population variance (ddof=0) per channel."""
-        return self.m2 / self.count
+        """Population variance (ddof=0) per channel; NaN for a channel with no finite value."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.m2 / self.count
 
 
 def ics_l2(gradient, moved_gradient):

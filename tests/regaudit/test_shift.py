@@ -114,3 +114,14 @@ def test_unit_m2_merges_to_per_unit_variance(rng):
     x = rng.normal(np.arange(4), 1 + np.arange(4), size=(77, 3, 4))
     s = merged(x, 6)
     np.testing.assert_allclose(s.unit_m2 / s.unit_finite, x.reshape(-1, 4).var(0), rtol=1e-12)
+
+
+def test_a_channel_without_finite_values_has_nan_moments_and_no_warning():
+    import warnings
+
+    moments = shift.ChannelMoments([0.0, 3.0], [0.0, 6.0], [0.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean, var = moments.mean, moments.var
+    assert np.isnan(mean[0]) and np.isnan(var[0])
+    assert mean[1] == 2.0 and var[1] == pytest.approx(2.0 / 3.0)
