@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from overhead import mnist_shaped, timed_fit, with_hook_timer  # noqa: E402
-from scale import PeakSampler  # noqa: E402
+from scale import predict_seconds, sample_audit_memory  # noqa: E402
 
 
 def naive_callback(probe_size=512, seed=0):
@@ -117,30 +117,19 @@ def per_audit_figures(x, y, seed=0):
         model = dropout_batchnorm_cnn()
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         callback = make(report=False)
-        memory, writes = [], []
-        audit, write = callback._audit, callback._write
-
-        def sampled_audit(*args, _audit=audit, **kwargs):
-            with PeakSampler() as sampler:
-                _audit(*args, **kwargs)
-            memory.append(sampler.added)
+        memory, writes = sample_audit_memory(callback), []
+        write = callback._write
 
         def timed_write(*args, _write=write, **kwargs):
             started = time.perf_counter()
             _write(*args, **kwargs)
             writes.append(time.perf_counter() - started)
 
-        callback._audit, callback._write = sampled_audit, timed_write
+        callback._write = timed_write
         model.fit(x, y, epochs=3, batch_size=32, validation_split=0.1, verbose=0, callbacks=[callback])
         probe = callback.probe_pass.probe.inputs
-        model.predict(probe, batch_size=callback.probe_batch_size, verbose=0)
-        predicts = []
-        for _ in range(5):
-            started = time.perf_counter()
-            model.predict(probe, batch_size=callback.probe_batch_size, verbose=0)
-            predicts.append(time.perf_counter() - started)
+        predict = predict_seconds(model, probe, callback.probe_batch_size, repeats=5)
         audits = [a["seconds"] for a in callback.audits]
-        predict = statistics.median(predicts)
         steady = statistics.median(audits[1:])  # the first audit also traces the pass
         figures[name] = {
             "probe": len(probe), "predict_seconds": predict,

@@ -55,6 +55,32 @@ class PeakSampler:
         self.added = self.peak - self.base
 
 
+def predict_seconds(model, inputs, batch_size, repeats=3):
+    """Median time of `repeats` `model.predict` calls over `inputs`, after one warm-up call
+    (which traces the predict function)."""
+    model.predict(inputs, batch_size=batch_size, verbose=0)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict(inputs, batch_size=batch_size, verbose=0)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def sample_audit_memory(callback):
+    """Wrap the callback's audit so each audit's peak added memory (bytes) is appended to
+    the returned list."""
+    memory, audit = [], callback._audit
+
+    def sampled_audit(*args, **kwargs):
+        with PeakSampler() as sampler:
+            audit(*args, **kwargs)
+        memory.append(sampler.added)
+
+    callback._audit = sampled_audit
+    return memory
+
+
 def audit_application(name, size=224, probe_size=64, steps=2, batch_size=4, seed=0):
     """One short audited fit of keras.applications.<name>; returns its figures."""
     import keras
@@ -71,24 +97,9 @@ def audit_application(name, size=224, probe_size=64, steps=2, batch_size=4, seed
     x = rng.normal(size=(steps * batch_size, size, size, 3)).astype("float32")
     y = rng.integers(0, 10, len(x))
 
-    model.predict(x_probe, batch_size=probe_size, verbose=0)  # trace and warm up
-    predicts = []
-    for _ in range(3):
-        started = time.perf_counter()
-        model.predict(x_probe, batch_size=probe_size, verbose=0)
-        predicts.append(time.perf_counter() - started)
-    predict = float(np.median(predicts))
-
+    predict = predict_seconds(model, x_probe, probe_size)
     callback = RegAudit(probe=(x_probe, y_probe), probe_batch_size=probe_size, report=False)
-    memory = []
-    audit = callback._audit
-
-    def sampled_audit(*args, **kwargs):
-        with PeakSampler() as sampler:
-            audit(*args, **kwargs)
-        memory.append(sampler.added)
-
-    callback._audit = sampled_audit
+    memory = sample_audit_memory(callback)
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[callback])
     client = mlflow.tracking.MlflowClient()
     keys = client.get_run(callback.run_id).data.metrics
