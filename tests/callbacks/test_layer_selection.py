@@ -115,3 +115,15 @@ def test_bad_max_metric_layers_is_one_line_at_construction(value):
     with pytest.raises(UsageError, match="max_metric_layers expects an int >= 0") as error:
         RegAudit(max_metric_layers=value)
     assert "\n" not in str(error.value)
+
+
+def test_reservoir_shrinks_with_depth_within_its_budget_and_floor():
+    from regaudit.callbacks.probe import (
+        RESERVOIR_BUDGET, RESERVOIR_FLOOR, RESERVOIR_SIZE, reservoir_size_for)
+
+    def stack(depth):
+        return keras.Sequential([keras.Input((2,))] + [keras.layers.Dense(2) for _ in range(depth)])
+
+    assert reservoir_size_for(stack(32)) == RESERVOIR_SIZE == 65_536
+    assert reservoir_size_for(stack(100)) == RESERVOIR_BUDGET // 100 == 20_971
+    assert reservoir_size_for(stack(400)) == RESERVOIR_FLOOR == 8_192
