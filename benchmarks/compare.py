@@ -52,7 +52,7 @@ def naive_callback(probe_size=512, seed=0):
     class Naive(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             rng = np.random.default_rng(seed)
-            from regaudit.callbacks.probe import find_fit_data
+            from regaudit.callbacks.probe_choice import find_fit_data
 
             found = find_fit_data(self.model)
             x = found["validation_data"][0] if found and found.get("validation_data") else found["x"]

@@ -21,11 +21,13 @@ from regaudit.activations import TapSummary
 from regaudit.errors import RegauditError, RegauditWarning, UsageError
 from regaudit.schema import (
     COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
+from regaudit.regularizers import regularizer_of, sources_of
 from regaudit.setup import regularization_tags
 from regaudit.storage import RunWriter, end_run, join_or_start_run
 
-from regaudit.callbacks.graph import is_graph_model
-from regaudit.callbacks.probe import ProbePass, check_probe, choose_probe, choose_train_probe
+from regaudit.callbacks import keras_internals as internals
+from regaudit.callbacks.probe import ProbePass
+from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choose_probe, choose_train_probe
 from regaudit.callbacks.schedule import as_schedule
 from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
 
@@ -211,12 +213,12 @@ class Audit(keras.callbacks.Callback):
         if not is_chief(self.model):
             return  # one run per fit: the chief audits, the other workers only train
         self._safely("setup", self._setup)
-        if self._active and self.schedule.at_start:
+        if self._active and self._measuring and self.schedule.at_start:
             self._audit(epoch=0, step=0)
 
     def on_train_batch_begin(self, batch, logs=None):
         # begin, not end: overriding *_batch_end would stop Keras' async dispatch
-        if not self._active or self.schedule.unit != "step":
+        if not self._active or not self._measuring or self.schedule.unit != "step":
             return
         step = self._epoch_base_step + batch
         # a bucket crossed, not step % N == 0: with steps_per_execution > 1 Keras calls
@@ -234,7 +236,11 @@ class Audit(keras.callbacks.Callback):
             return
         self._epoch_base_step = self._global_step()
         self._record_history(epoch, logs)
-        if self.schedule.unit == "epoch" and self.schedule(epoch + 1):
+        if not self._measuring:  # nothing to audit: the epoch's logs go out now
+            self._safely("MLflow write", self._write, {TABLE_HISTORY: self._history}, {}, epoch + 1,
+                         self._epoch_base_step)
+            self._history = []
+        elif self.schedule.unit == "epoch" and self.schedule(epoch + 1):
             self._audit(epoch=epoch + 1, step=self._epoch_base_step)
 
     def on_train_end(self, logs=None):
@@ -257,6 +263,8 @@ class Audit(keras.callbacks.Callback):
 
     def _reset(self):
         self._active = False
+        #: False when the model runs but no probe pass can (no probe, no `call`)
+        self._measuring = False
         self._off = set()
         self._started_run = False
         self._audit_index = 0
@@ -272,13 +280,64 @@ class Audit(keras.callbacks.Callback):
     def _setup(self):
         self._epoch_base_step = self._global_step()
         self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
-        probe = choose_probe(self.model, self.probe, self.probe_size, self.seed)
+        self.probe_pass = self._probe_pass()
+        self._metric_layers = set()
+        if self.probe_pass is not None:
+            self._check_selection()
+            self._metric_layers = set(evenly_spaced([t.name for t in self.probe_pass.taps],
+                                                    self.max_metric_layers))
+            self._metric_layers.update(self.probe_pass.dropout_taps)
+            # a group of sources (train-end ensembles of a model with many) is named by
+            # its path's first component
+            self._metric_layers.update(name.split("/")[0] for name in self.probe_pass.dropout_taps)
+            self._warn_unmeasured()
+        self.run_id, self._started_run = join_or_start_run()
+        self.writer = RunWriter(self.run_id)
+        self.writer.begin(self.write_timeout)
+        self._audit_index = self.writer.next_part_index()
+        layers = self.layer_table()
+        tags = {TAG_PREFIX + k: v for k, v in regularization_tags(layers).items()}
+        probe = None if self.probe_pass is None else self.probe_pass.probe
+        tags.update({
+            TAG_PREFIX + "version": __version__,
+            TAG_PREFIX + "schema_version": SCHEMA_VERSION,
+            TAG_PREFIX + "probe_source": "none" if probe is None else probe.source,
+            TAG_PREFIX + "probe_size": 0 if probe is None else probe.size,
+            TAG_PREFIX + "step_unit": self.schedule.unit,
+        })
+        self.writer.set_tags(tags)
+        self.writer.log_json("model.json", {"model": self.model.name, "layers": layers})
+        self.writer.log_json("meta.json", self.meta())
+        self._warn_spooled()
+        self._measuring = self.probe_pass is not None
+        self._active = True
+
+    def _probe_pass(self):
+        """The compiled probe pass, or None (with one warning saying what is still
+        logged) when the model cannot be called for inference or no probe can be drawn
+        without changing training."""
+        what = ("Keras' epoch logs (history) and the regularization tags are still logged; "
+                "training goes on.")
+        if not internals.defines_call(self.model):
+            warnings.warn(
+                f"regaudit: {type(self.model).__name__} defines no call() (it trains through "
+                "train_step), so regaudit cannot run it on a probe: no activation, shift or "
+                f"dropout-ensemble measure for this fit. {what} Give the model a call() "
+                "method to have it measured.", RegauditWarning, stacklevel=3)
+            return None
+        try:
+            probe = choose_probe(self.model, self.probe, self.probe_size, self.seed)
+        except ProbeUnavailable as error:
+            warnings.warn(f"{error} {what}", RegauditWarning, stacklevel=3)
+            return None
         self._needs = set().union(*(family.needs for family in self.families))
         self.train_probe = None
         if "train_probe" in self._needs and probe.source == "val":
             self.train_probe = choose_train_probe(self.model, probe.size, self.seed + 1)
-        self.probe_pass = ProbePass(self.model, probe, self.probe_batch_size, self.seed,
-                                    train_probe=self.train_probe, select=self.layers)
+        return ProbePass(self.model, probe, self.probe_batch_size, self.seed,
+                         train_probe=self.train_probe, select=self.layers)
+
+    def _check_selection(self):
         taps = self.probe_pass.taps
         if self.layers is not None and not taps:
             names = ", ".join(t.name for t in self.probe_pass.all_taps[:12])
@@ -286,36 +345,17 @@ class Audit(keras.callbacks.Callback):
                 f"regaudit: layers={self.layers.describe()} matched no layer of model "
                 f"'{self.model.name}'; expected names, patterns or classes of its layers "
                 f"({names}{', ...' if len(self.probe_pass.all_taps) > 12 else ''}).")
-        self._metric_layers = set(evenly_spaced([t.name for t in taps], self.max_metric_layers))
-        self._metric_layers.update(self.probe_pass.dropout_taps)
-        if not is_graph_model(self.model):
+
+    def _warn_unmeasured(self):
+        """Say once which layer outputs are not measured: inside a custom layer, an
+        output whose first axis is not the batch (position embeddings, weights)."""
+        unmeasured = self.probe_pass.unmeasured
+        if unmeasured:
+            listed = ", ".join(unmeasured[:6]) + (", ..." if len(unmeasured) > 6 else "")
             warnings.warn(
-                f"regaudit: {type(self.model).__name__} is a subclassed model, so its layers "
-                "form no graph regaudit can tap: only its output is measured; per-layer "
-                "activation statistics and covariate shift, the BatchNormalization measures "
-                "and the dropout ensembles are unavailable. Build it with the Functional API "
-                "or Sequential to get them.",
-                RegauditWarning,
-                stacklevel=2,
-            )
-        self.run_id, self._started_run = join_or_start_run()
-        self.writer = RunWriter(self.run_id)
-        self.writer.begin(self.write_timeout)
-        self._audit_index = self.writer.next_part_index()
-        layers = self.layer_table()
-        tags = {TAG_PREFIX + k: v for k, v in regularization_tags(layers).items()}
-        tags.update({
-            TAG_PREFIX + "version": __version__,
-            TAG_PREFIX + "schema_version": SCHEMA_VERSION,
-            TAG_PREFIX + "probe_source": probe.source,
-            TAG_PREFIX + "probe_size": probe.size,
-            TAG_PREFIX + "step_unit": self.schedule.unit,
-        })
-        self.writer.set_tags(tags)
-        self.writer.log_json("model.json", {"model": self.model.name, "layers": layers})
-        self.writer.log_json("meta.json", self.meta())
-        self._warn_spooled()
-        self._active = True
+                f"regaudit: {len(unmeasured)} layer output(s) of model '{self.model.name}' are "
+                f"not measured because their first axis is not the batch ({listed}); every "
+                "other layer call is.", RegauditWarning, stacklevel=3)
 
     def _global_step(self):
         optimizer = getattr(self.model, "optimizer", None)
@@ -329,7 +369,8 @@ class Audit(keras.callbacks.Callback):
         context = AuditContext(self, passes, epoch, step)
         tables, metrics = {}, {}
         for family in self.families:
-            family_tables, family_metrics = family.measure(context)
+            measured = self._guarded(MODEL, family.name, family.measure, context)
+            family_tables, family_metrics = measured if measured is not None else ({}, {})
             for table, rows in family_tables.items():
                 tables.setdefault(table, []).extend(rows)
             metrics.update(family_metrics)
@@ -469,22 +510,39 @@ class Audit(keras.callbacks.Callback):
     # -- descriptions ----------------------------------------------------------------
 
     def layer_table(self):
-        """One row per tapped layer call: what model.json stores and the tags read."""
+        """One row per layer call (what model.json stores and the tags read), with its
+        regularizer and noise sources (`regaudit.regularizers`); for a model that cannot
+        be called, one row per layer it holds."""
+        if self.probe_pass is None:
+            calls = [(name, layer, parent, None, None, ()) for name, layer, parent
+                     in internals.layer_tree(self.model)]
+            audited = set()
+        else:
+            calls = [(t.name, t.layer, t.parent, t.shape, t.activation, t.sources)
+                     for t in self.probe_pass.all_taps]
+            audited = {tap.name for tap in self.probe_pass.taps}
+            regularizers = {t.name: (t.regularizer, t.noise) for t in self.probe_pass.all_taps}
         rows = []
-        audited = {tap.name for tap in self.probe_pass.taps}
-        for tap in self.probe_pass.all_taps:
-            layer = tap.layer
+        for name, layer, parent, shape, activation, sources in calls:
+            if self.probe_pass is None:
+                regularizer = regularizer_of(layer, parent)
+                noise = sources_of(layer, name, parent)
+                parent = name.rpartition("/")[0]
+            else:
+                regularizer, noise = regularizers[name]
             rows.append({
-                "name": tap.name,
-                "layer_class": tap.layer_class,
-                "parent": tap.parent,
-                "shape": list(tap.shape),
-                "activation": tap.activation,
+                "name": name,
+                "layer_class": type(layer).__name__,
+                "parent": parent,
+                "shape": None if shape is None else list(shape),
+                "activation": activation,
                 "rate": getattr(layer, "rate", None),
                 "params": int(layer.count_params()) if getattr(layer, "built", False) else 0,
-                "sources": list(tap.sources),
-                "audited": tap.name in audited,
-                "metrics": tap.name in self._metric_layers,
+                "sources": list(sources),
+                "regularizer": regularizer,
+                "noise_sources": [{"name": s.name, "kind": s.kind, "rate": s.rate} for s in noise],
+                "audited": name in audited,
+                "metrics": name in self._metric_layers,
             })
         return rows
 
@@ -492,25 +550,28 @@ class Audit(keras.callbacks.Callback):
         import tensorflow as tf
 
         schedule = self.schedule
+        probe_pass = self.probe_pass
         return {
             "schema_version": SCHEMA_VERSION,
             "regaudit_version": __version__,
             "keras_version": keras.__version__,
             "tensorflow_version": tf.__version__,
             "families": [family.name for family in self.families],
-            "probe": {
-                "source": self.probe_pass.probe.source,
-                "size": self.probe_pass.probe.size,
+            "probe": None if probe_pass is None else {
+                "source": probe_pass.probe.source,
+                "size": probe_pass.probe.size,
                 "seed": self.seed,
                 "batch_size": self.probe_batch_size,
-                "reservoir_size": self.probe_pass.reservoir_size,
+                "reservoir_size": probe_pass.reservoir_size,
             },
             "schedule": {
                 "unit": schedule.unit,
                 "every": getattr(schedule, "epochs", None) or getattr(schedule, "steps", None),
                 "at_start": schedule.at_start,
             },
-            "taps": len(self.probe_pass.taps),
+            "taps": 0 if probe_pass is None else len(probe_pass.taps),
+            "noise_sources": [] if probe_pass is None else [
+                {"name": s.name, "kind": s.kind, "rate": s.rate} for s in probe_pass.noise_sources],
             "layers": None if self.layers is None else self.layers.describe(),
             "max_metric_layers": self.max_metric_layers,
             "model_class": type(self.model).__name__,

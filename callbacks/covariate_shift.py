@@ -4,11 +4,11 @@ shift, and (optional) gradient-based internal covariate shift (MEASURES.md secti
 import numpy as np
 
 from regaudit import shift
+from regaudit.regularizers import is_batchnorm
 from regaudit.schema import MODEL, TABLE_SHIFT
 
 from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
 from regaudit.callbacks.gradient_ics import gradient_ics
-from regaudit.callbacks.probe import _is_batchnorm, _is_dropout
 
 #: Shift measures logged as MLflow metrics; the rest is in the Parquet table.
 HEADLINE = ("drift_w1", "tv_w1", "bn_var_ratio", "bn_dropout_var_ratio", "ics_cos")
@@ -43,7 +43,7 @@ class ShiftFamily:
                             reference[tap.name], current)
             if context.train_summaries is not None:
                 self._train_vs_val(context, tap, add)
-            if _is_batchnorm(tap.layer):
+            if is_batchnorm(tap.layer) and tap.name in context.batchnorm:
                 self._batchnorm(context, tap, add)
         if context.callback.gradient_ics_due(context):
             for layer_name, (l2, cos, layer_class) in gradient_ics(context.callback).items():
@@ -96,8 +96,8 @@ class ShiftFamily:
         if context.twin_batchnorm is not None:
             add(tap.name, tap.layer_class, "bn_dropout_var_ratio", shift.bn_dropout_var_ratio,
                 context.twin_batchnorm[tap.name].var, observed.var)
-        elif not any(_is_dropout(t.layer) for t in context.callback.probe_pass.all_taps):
-            # no Dropout anywhere: the twin is the model itself, the ratio exactly 1
+        elif not context.callback.probe_pass.noise_sources:
+            # no noise source anywhere: the twin is the model itself, the ratio exactly 1
             add(tap.name, tap.layer_class, "bn_dropout_var_ratio", float, 1.0)
 
 

@@ -8,47 +8,100 @@ import keras
 import numpy as np
 
 from regaudit import ensemble
+from regaudit import heads as heads_module
 from regaudit.errors import RegauditWarning
-from regaudit.schema import MODEL, TABLE_ENSEMBLE
+from regaudit.schema import MODEL, TABLE_ENSEMBLE, TAG_PREFIX
 
 from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
-from regaudit.callbacks.graph import is_graph_model
-from regaudit.callbacks.probe import ProbeData
+from regaudit.callbacks.probe_choice import ProbeData
 
 #: Ensemble measures logged as MLflow metrics (model level and per Dropout layer).
 HEADLINE_MODEL = ("mc_acc", "ens_gap", "disagreement", "mutual_info", "n_eff", "pred_var")
-HEADLINE_LAYER = ("drop_frac_measured",)
+HEADLINE_LAYER = ("drop_frac_measured", "noise_var_measured")
 #: Logged at train end for every Dropout layer: which layer creates the diversity.
 HEADLINE_FINAL = ("mutual_info_only", "disagreement_only")
 
 
-def _output_activations(model):
-    """The activation name of the layer producing each flattened model output (or None)."""
-    names = []
+#: at most this many "only this one on" ensembles at train end (each costs T forward
+#: passes over the ensemble probe); a model with more sources is grouped by the first
+#: component of their paths (a Transformer's blocks), then cut to this many groups
+MAX_SOURCE_GROUPS = 16
+
+
+def _output_layers(model):
+    """The layer producing each flattened model output (None where unknown: a subclassed
+    model)."""
+    layers = []
     for tensor in keras.tree.flatten(getattr(model, "outputs", None) or []):
         history = getattr(tensor, "_keras_history", None)
-        layer = history[0] if history else None
-        names.append(getattr(getattr(layer, "activation", None), "__name__", None))
-    return names
+        layers.append(history[0] if history else None)
+    return layers
+
+
+def _loss_of(loss, index, name):
+    """The compiled loss of output `index` (named `name`): a list's index-th, a dict's
+    entry, else the loss itself; as (name, from_logits)."""
+    if isinstance(loss, dict):
+        loss = loss.get(name)
+    elif isinstance(loss, (list, tuple)):
+        loss = loss[index] if index < len(loss) else None
+    if loss is None:
+        return None, None
+    if isinstance(loss, str):
+        return loss, None
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    from_logits = getattr(loss, "from_logits", config.get("from_logits"))
+    return getattr(loss, "__name__", type(loss).__name__), from_logits
+
+
+def output_heads(model, det):
+    """The head of every flattened output (`regaudit.heads.head_kind`), from the loss
+    `compile` was given and the output layer's activation; `det`: the deterministic
+    outputs, for their widths."""
+    names = list(getattr(model, "output_names", None) or [])
+    layers = _output_layers(model)
+    heads = []
+    for index, values in enumerate(det):
+        name = names[index] if index < len(names) else None
+        loss_name, from_logits = _loss_of(getattr(model, "loss", None), index, name)
+        layer = layers[index] if index < len(layers) else None
+        activation = getattr(getattr(layer, "activation", None), "__name__", None)
+        units = values.shape[-1] if values.ndim == 2 else None
+        heads.append(heads_module.head_kind(loss_name, from_logits, activation, units))
+    return heads
+
+
+def _targets(model, targets, outputs):
+    """The probe's targets paired with the flattened outputs: by name for a dict, by
+    position for a list (None where there is none)."""
+    if targets is None:
+        return [None] * outputs
+    if isinstance(targets, dict):
+        names = list(getattr(model, "output_names", None) or [])
+        return [targets.get(name) for name in names[:outputs]] + [None] * (outputs - len(names))
+    flat = keras.tree.flatten(targets)
+    return flat if len(flat) == outputs else [None] * outputs
 
 
 def _labels(target, classes):
     target = np.asarray(target)
-    if target.ndim >= 2 and target.shape[-1] == classes and classes > 1:
+    if target.ndim >= 2 and target.shape[-1] == classes and classes > 2:
         return np.argmax(target, axis=-1)  # one-hot
-    return target.reshape(len(target)).astype(np.int64)
+    if target.ndim >= 2 and target.shape[-1] == classes == 2 and np.all(np.isin(target, (0, 1))) \
+            and np.all(target.sum(-1) == 1):
+        return np.argmax(target, axis=-1)  # one-hot over two classes
+    return np.rint(target.reshape(len(target))).astype(np.int64)
 
 
-def _as_probabilities(det, members, activation):
-    """(det, members) as class probabilities, or None for a regression output."""
-    if det.ndim != 2:
-        return None
-    if det.shape[-1] == 1 and (activation == "sigmoid" or (activation is None and det.min() >= 0 and det.max() <= 1)):
-        return np.concatenate([1 - det, det], -1), np.concatenate([1 - members, members], -1)
-    rows_sum_to_one = np.allclose(det.sum(-1), 1.0, atol=1e-3) and det.min() >= 0
-    if det.shape[-1] > 1 and (activation == "softmax" or rows_sum_to_one):
-        return det, members
-    return None
+def source_groups(sources, limit=MAX_SOURCE_GROUPS):
+    """[(group name, [source indices])]: each source alone up to `limit` sources, else
+    grouped by the first component of their paths, and at most `limit` groups."""
+    if len(sources) <= limit:
+        return [(source.name, [i]) for i, source in enumerate(sources)]
+    groups = {}
+    for i, source in enumerate(sources):
+        groups.setdefault(source.name.split("/")[0], []).append(i)
+    return list(groups.items())[:limit]
 
 
 class EnsembleFamily:
@@ -61,6 +114,8 @@ class EnsembleFamily:
     def __init__(self):
         self.announced = False
         self.last = None
+        #: the head of every output (`regaudit.heads`), decided at the first audit
+        self.heads = None
 
     def _probe(self, callback):
         probe, size = callback.probe_pass.probe, callback.ensemble_probe_size
@@ -70,33 +125,34 @@ class EnsembleFamily:
                          probe.indices[:size])
 
     def _present(self, callback):
-        if callback.probe_pass.dropout_taps:
+        if callback.probe_pass.noise_sources:
             return True
-        if not is_graph_model(callback.model):
-            return False  # the subclassed-model warning already said why
         if not self.announced:
             self.announced = True
             warnings.warn(
-                f"regaudit: model '{callback.model.name}' has no Dropout layer, so there is "
-                "no dropout ensemble to measure; the dropout-ensemble measures are skipped.",
-                RegauditWarning, stacklevel=2)
+                f"regaudit: model '{callback.model.name}' has no noise source with a nonzero "
+                "rate (no Dropout-family layer, attention dropout or RNN dropout, anywhere "
+                "in it), so there is no dropout ensemble to measure; the dropout-ensemble "
+                "measures are skipped.", RegauditWarning, stacklevel=2)
         return False
 
     def _output_measures(self, callback, probe, det, members):
         """{(output label, measure): value} for every model output."""
-        activations = _output_activations(callback.model)
-        targets = [] if probe.targets is None else keras.tree.flatten(probe.targets)
+        if self.heads is None:
+            self.heads = output_heads(callback.model, det)
+            callback.writer.set_tags({f"{TAG_PREFIX}heads": ",".join(self.heads)})
+        targets = _targets(callback.model, probe.targets, len(det))
         out = {}
         for i, (d, m) in enumerate(zip(det, members)):
             label = MODEL if len(det) == 1 else f"{MODEL}:{i}"
-            d, m = d.astype(np.float64), m.astype(np.float64)
-            probabilities = _as_probabilities(d, m, activations[i] if i < len(activations) else None)
-            if probabilities is None:
+            p_det = heads_module.as_probabilities(d, self.heads[i])
+            if p_det is None:
+                d, m = d.astype(np.float64), m.astype(np.float64)
                 out[(label, "pred_var")] = ensemble.predictive_variance(m)
                 out[(label, "det_mc_mse")] = float(np.mean((m.mean(axis=0) - d) ** 2))
                 continue
-            p_det, p_members = probabilities
-            labels = _labels(targets[i], p_det.shape[-1]) if len(targets) == len(det) else None
+            p_members = heads_module.as_probabilities(m, self.heads[i])
+            labels = None if targets[i] is None else _labels(targets[i], p_det.shape[-1])
             for name, value in ensemble.classification_measures(
                     p_members, p_det, labels, seed=callback.seed).items():
                 out[(label, name)] = value
@@ -113,8 +169,8 @@ class EnsembleFamily:
             return {}, {}
         det, members, counts = sampled
         values = self._output_measures(callback, probe, det, members)
-        for name, (zeroed, nonzero) in zip(callback.probe_pass.dropout_taps, counts):
-            values[(name, "drop_frac_measured")] = ensemble.drop_frac(zeroed, nonzero)
+        for source, (numerator, denominator) in zip(callback.probe_pass.noise_sources, counts):
+            values[(source.name, source.measure)] = ensemble.drop_frac(numerator, denominator)
         rows = [callback.row(context, layer, self._layer_class(callback, layer), measure, value)
                 for (layer, measure), value in values.items()]
         self.last = (context, values)
@@ -125,29 +181,34 @@ class EnsembleFamily:
 
     @staticmethod
     def _layer_class(callback, layer):
-        for tap in callback.probe_pass.all_taps:
-            if tap.name == layer:
-                return tap.layer_class
+        """The class of the layer a source or group belongs to (an RNN source is named
+        `<layer>/dropout`: the RNN layer's class)."""
+        for name in (layer, layer.rpartition("/")[0]):
+            for tap in callback.probe_pass.all_taps:
+                if tap.name == name:
+                    return tap.layer_class
         return "Model"
 
     def finish(self, callback):
-        """At train end: for each Dropout layer, the ensemble with only that layer on
-        (its `disagreement` and `mutual_info`: which layer creates the diversity), stored
-        with the last audit. (The accuracy-against-k plot, regaudit/plots/acc_at_k.png,
-        comes with the train-end report.)"""
+        """At train end: for each noise source (grouped by path past MAX_SOURCE_GROUPS),
+        the ensemble with only that source on (its `disagreement` and `mutual_info`: which
+        source creates the diversity), stored with the last audit. (The
+        accuracy-against-k plot, regaudit/plots/acc_at_k.png, comes with the train-end
+        report.)"""
         if self.last is None:
             return
         context, values = self.last
         probe = self._probe(callback)
-        taps = callback.probe_pass.dropout_taps
+        sources = callback.probe_pass.noise_sources
         rows, metrics = [], {}
-        for index, name in enumerate(taps):
-            active = np.eye(len(taps), dtype=np.float32)[index]
+        for name, members_of_group in source_groups(sources):
+            active = np.zeros(len(sources), np.float32)
+            active[members_of_group] = 1.0
             det, members, _ = callback.probe_pass.run_ensemble(callback.mc_samples, active, probe)
-            per_layer = self._output_measures(callback, probe, det[:1], members[:1])
+            per_source = self._output_measures(callback, probe, det[:1], members[:1])
             for measure in ("disagreement", "mutual_info", "pred_var"):
-                if (MODEL, measure) in per_layer:
-                    value = per_layer[(MODEL, measure)]
+                if (MODEL, measure) in per_source:
+                    value = per_source[(MODEL, measure)]
                     rows.append(callback.row(context, name, self._layer_class(callback, name),
                                              f"{measure}_only", value))
                     if f"{measure}_only" in HEADLINE_FINAL:

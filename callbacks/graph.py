@@ -1,23 +1,31 @@
-"""Run a Keras model layer by layer through its own layer objects, seeing every output.
+"""Run a Keras model through its own layer objects, seeing every layer call it makes.
 
-`run_graph(model, inputs, on_output)` does what `Functional.call` does (walks the nodes
-by depth, calls each layer with `training=False`), but calls `on_output(tap, outputs,
-args)` after every layer call (`args`: the positional inputs of that call), with nested Functional and Sequential models flattened into
-`outer/inner` names. It runs on real tensors inside a `tf.function`, so it creates no
-new Keras nodes and no new Model, and it changes nothing in the model. A layer called
-more than once (a shared layer) is named `name`, `name:1`, `name:2`, ...
+`run_graph(model, inputs, on_output)` walks Functional and Sequential models node by node
+(as `Functional.call` does, every layer with `training=False`) and runs every other
+layer, and a subclassed model, through its own `call` with its sublayers' calls
+intercepted (`keras_internals.intercepted_calls`). So the layers inside a custom layer,
+a MultiHeadAttention, a nested model or a subclassed model are seen too, named by their
+path: `transformer_block/dropout_1`, `outer/inner`; a layer called more than once is
+`name`, `name:1`, ... `on_output(tap, outputs, args)` follows every layer call (`args`:
+its positional inputs). An RNN layer is one call (its cell runs inside a loop).
 
-`call_override(layer)` may return a replacement callable for a layer (the twin models
-swap in always-on Dropout this way); None keeps the layer. With a shared `cache` dict,
-a second walk in the same trace (the twin) reuses the first walk's output of every layer
-whose inputs are the very same tensors: everything before the first Dropout is computed
-once.
+It runs on real tensors inside a `tf.function`: it creates no Keras node and no Model,
+and leaves the model object as it was (the hook is on the class, for the trace only).
+
+`call_override(layer, name)` may return `f(proceed, *args, **kwargs)` to run instead of
+the layer (`proceed` runs the layer as usual): the twin swaps in its own noise this way.
+With a shared `cache` dict, a second walk in the same trace (the twin) reuses the first
+walk's output of every layer whose inputs are the very same tensors and which has no
+noise source inside (`noisy`): everything before the first noise source runs once.
 """
 
 from dataclasses import dataclass
 
 import keras
-from keras.src.models.functional import Functional
+
+from regaudit.regularizers import is_rnn
+
+from regaudit.callbacks import keras_internals as internals
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,8 @@ class Tap:
     parent: str
     #: the taps (or `input:<name>` model inputs) whose outputs this call consumed
     sources: tuple = ()
+    #: the layer object that made this call (None at the top level)
+    parent_layer: object = None
 
     @property
     def layer_class(self):
@@ -36,34 +46,44 @@ class Tap:
 
 
 def is_graph_model(model):
-    """True for Functional and Sequential models, whose layers can be tapped."""
-    return isinstance(model, (Functional, keras.Sequential))
+    """True for Functional and Sequential models, whose nodes the walk follows."""
+    return isinstance(model, (internals.Functional, keras.Sequential))
+
+
+def _opaque(layer):
+    """Layers whose sublayer calls happen inside a loop (an RNN's cell): one call."""
+    return is_rnn(layer) or type(layer).__name__ == "TimeDistributed"
 
 
 class _Walk:
-    def __init__(self, on_output, call_override, cache):
+    def __init__(self, on_output, call_override, cache, noisy):
         self.on_output = on_output
         self.call_override = call_override
         self.cache = cache
+        self.noisy = noisy
         self.calls = {}
+        #: tensor identity -> the tap that produced it (sources inside custom layers)
+        self.producers = {}
+        #: (name prefix, layer) of the intercepted calls being run
+        self.stack = []
 
     def unique(self, name):
         index = self.calls.get(name, 0)
         self.calls[name] = index + 1
         return name if index == 0 else f"{name}:{index}"
 
-    def model(self, model, inputs, prefix, sources):
+    def model(self, model, inputs, prefix, sources, parent=None):
         """Returns (outputs, the tap that produced each flattened output)."""
         if isinstance(model, keras.Sequential):
             if model._functional is not None:
-                return self.functional(model._functional, inputs, prefix, sources)
+                return self.functional(model._functional, inputs, prefix, sources, parent)
             outputs = inputs
             for layer in model.layers:
-                outputs, sources = self.layer(layer, (outputs,), {}, prefix, sources)
+                outputs, sources = self.layer(layer, (outputs,), {}, prefix, sources, parent)
             return outputs, sources
-        return self.functional(model, inputs, prefix, sources)
+        return self.functional(model, inputs, prefix, sources, parent)
 
-    def functional(self, model, inputs, prefix, sources):
+    def functional(self, model, inputs, prefix, sources, parent):
         inputs = keras.tree.flatten(model._standardize_inputs(inputs))
         if sources is None:
             sources = [f"input:{ref.name}" for ref in model.inputs]
@@ -78,40 +98,69 @@ class _Walk:
                     continue
                 args, kwargs = node.arguments.fill_in(tensors)
                 consumed = [producers[id(ref)] for ref in node.input_tensors]
-                outputs, made = self.layer(node.operation, args, kwargs, prefix, consumed)
+                outputs, made = self.layer(node.operation, args, kwargs, prefix, consumed, parent)
                 for ref, value, source in zip(node.outputs, keras.tree.flatten(outputs), made):
                     tensors[id(ref)], producers[id(ref)] = value, source
         outputs = [tensors[id(ref)] for ref in model.outputs]
         made = [producers[id(ref)] for ref in model.outputs]
         return keras.tree.pack_sequence_as(model._outputs_struct, outputs), made
 
-    def layer(self, layer, args, kwargs, prefix, sources):
+    def layer(self, layer, args, kwargs, prefix, sources, parent=None):
         name = self.unique(prefix + layer.name)
         if is_graph_model(layer):
-            return self.model(layer, args[0], name + "/", sources)
+            return self.model(layer, args[0], name + "/", sources, parent)
+        outputs = self.call(layer, args, kwargs, name, name + "/")
+        tap = Tap(name=name, layer=layer, parent=prefix.rstrip("/"),
+                  sources=tuple(sources or ()), parent_layer=parent)
+        self.on_output(tap, outputs, args)
+        flat = keras.tree.flatten(outputs)
+        for tensor in flat:
+            self.producers[id(tensor)] = name
+        return outputs, [name] * len(flat)
+
+    def call(self, layer, args, kwargs, name, child_prefix):
+        """The layer's output: its override, the cached output of the first walk, or
+        the layer itself run with its sublayer calls intercepted, in inference mode."""
         kwargs = dict(kwargs)
         if getattr(layer, "_call_has_training_arg", False):
             kwargs["training"] = False
-        override = self.call_override(layer) if self.call_override else None
+        override = self.call_override(layer, name) if self.call_override else None
+        reusable = override is None and self.cache is not None and not self.noisy(layer)
         key = (id(layer),) + tuple(id(t) for t in keras.tree.flatten((args, kwargs)))
-        if override is None and self.cache is not None and key in self.cache:
-            outputs = self.cache[key]
-        else:
-            outputs = (override or layer)(*args, **kwargs)
-            if override is None and self.cache is not None:
-                self.cache[key] = outputs
-        tap = Tap(name=name, layer=layer, parent=prefix.rstrip("/"), sources=tuple(sources or ()))
-        self.on_output(tap, outputs, args)
-        return outputs, [name] * len(keras.tree.flatten(outputs))
+        if reusable and key in self.cache:
+            return self.cache[key]
+
+        def proceed(*call_args, **call_kwargs):
+            self.stack.append((child_prefix, layer))
+            try:
+                if _opaque(layer):
+                    with internals.suspended_hook():
+                        return internals.original_call(layer, *call_args, **call_kwargs)
+                return internals.original_call(layer, *call_args, **call_kwargs)
+            finally:
+                self.stack.pop()
+
+        outputs = override(proceed, *args, **kwargs) if override else proceed(*args, **kwargs)
+        if reusable:
+            self.cache[key] = outputs
+        return outputs
+
+    def intercept(self, layer, args, kwargs):
+        """A sublayer call made inside a layer the walk is running."""
+        prefix, parent = self.stack[-1] if self.stack else ("", None)
+        sources = [self.producers[id(t)] for t in keras.tree.flatten(args)
+                   if id(t) in self.producers]
+        return self.layer(layer, args, kwargs, prefix, sources, parent)[0]
 
 
-def run_graph(model, inputs, on_output, call_override=None, cache=None):
+def run_graph(model, inputs, on_output, call_override=None, cache=None, noisy=None):
     """Run `model` on `inputs` in inference mode, calling `on_output(tap, outputs, args)`
-    after every layer call. Subclassed models run whole and report one tap named after the model.
-    """
-    walk = _Walk(on_output, call_override, cache)
-    if is_graph_model(model):
-        return walk.model(model, inputs, "", None)[0]
-    outputs = model(inputs, training=False)
+    after every layer call, nested ones included. A subclassed model's sublayers are named
+    without the model's name; its output is one more tap named after the model."""
+    walk = _Walk(on_output, call_override, cache, noisy or (lambda layer: False))
+    with internals.intercepted_calls(walk.intercept):
+        if is_graph_model(model):
+            return walk.model(model, inputs, "", None)[0]
+        outputs = walk.call(model, (inputs,), {}, model.name, "")
     on_output(Tap(name=model.name, layer=model, parent="", sources=("input",)), outputs, (inputs,))
     return outputs

@@ -1,5 +1,7 @@
 """The regularization setup of a model, from its layer table: MLflow tags and grouping."""
 
+from regaudit.regularizers import NOISE_LAYER_KINDS
+
 #: Layers that only move values around; placement rules look through them.
 PASS_THROUGH = {
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
@@ -10,12 +12,34 @@ PASS_THROUGH = {
 }
 
 
+def _regularizer(row):
+    """The row's regularizer (`regaudit.regularizers.regularizer_of`); a layer table of
+    an older run has none, so its class name decides."""
+    if "regularizer" in row:
+        return row["regularizer"]
+    if "Dropout" in row["layer_class"]:
+        return "dropout"
+    if row["layer_class"] in ("BatchNormalization", "SyncBatchNormalization"):
+        return "batchnorm"
+    return None
+
+
 def is_dropout(row):
-    return "Dropout" in row["layer_class"]
+    """A layer that only applies Dropout-family noise (placement rules look through it)."""
+    return _regularizer(row) in NOISE_LAYER_KINDS
+
+
+def noise_rates(row):
+    """The rates of the noise sources a row brings: an RNN layer's nonzero dropout and
+    recurrent dropout; a Dropout-family layer's rate (0 included: it is still a Dropout
+    layer, a dead one)."""
+    if row.get("noise_sources"):
+        return [source["rate"] for source in row["noise_sources"]]
+    return [row["rate"]] if is_dropout(row) and row.get("rate") is not None else []
 
 
 def is_batchnorm(row):
-    return row["layer_class"] in ("BatchNormalization", "SyncBatchNormalization")
+    return _regularizer(row) == "batchnorm"
 
 
 def _trace_back(row, by_name):
@@ -56,7 +80,7 @@ def regularization_tags(layers):
     normalization in the layer table `layers` (dicts with name, layer_class, activation,
     rate, sources)."""
     by_name = {row["name"]: row for row in layers}
-    dropouts = [row for row in layers if is_dropout(row)]
+    dropouts = [row for row in layers if noise_rates(row)]
     batchnorms = [row for row in layers if is_batchnorm(row)]
     placements = sorted({batchnorm_placement(row, by_name) for row in batchnorms})
     feeding = [row["name"] for row in batchnorms if _trace_back(row, by_name)[1]]
@@ -66,7 +90,7 @@ def regularization_tags(layers):
     return {
         "setup": setup or "none",
         "dropout_layers": len(dropouts),
-        "dropout_rates": ",".join(f"{row['rate']:g}" for row in dropouts if row.get("rate") is not None),
+        "dropout_rates": ",".join(f"{rate:g}" for row in dropouts for rate in noise_rates(row)),
         "batchnorm_layers": len(batchnorms),
         "batchnorm_placement": (placements[0] if len(placements) == 1 else "mixed") if placements else "none",
         "dropout_before_batchnorm": ",".join(feeding) if feeding else "none",

@@ -8,7 +8,7 @@ import tensorflow as tf
 from regaudit import RegAudit
 from regaudit.storage import download_tables
 
-from regaudit.callbacks.probe import _fast_moments, _moments, central_moments
+from regaudit.callbacks.reductions import _fast_moments, _moments, central_moments
 from model_zoo import reference_measures, tap_outputs
 
 

@@ -1,0 +1,195 @@
+"""The twin: the model with every noise source on, each drawing its own stateless noise.
+
+The twin runs the model's own layer objects (shared weights, no copy) through
+`graph.run_graph` with `NoiseTwin.override`: every noise source of
+`regaudit.regularizers` (the Dropout family wherever it sits, the Dropout inside
+MultiHeadAttention, an RNN cell's dropout and recurrent dropout) is replaced by one noise
+function per kind, seeded by the audit seed, the probe position, the replica block and the
+source's index, so every audit draws the same noise and no seed state of the model moves.
+Everything else, BatchNormalization above all, stays in inference mode. `LazyTile` makes
+the Monte-Carlo copies of a batch only from the first noise source on.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from regaudit.regularizers import is_rnn, rnn_cells
+
+from regaudit.callbacks import keras_internals as internals
+
+#: AlphaDropout's constants (Klambauer et al. 2017; Keras' AlphaDropout)
+_ALPHA_P = -1.6732632423543772848170429916717 * 1.0507009873554804934193349852946
+
+
+def _noise_shape(layer, x):
+    shape = internals.spatial_noise_shape(layer, x)  # SpatialDropout: whole channels
+    if shape is None:
+        shape = getattr(layer, "noise_shape", None)
+    if shape is None:
+        return tf.shape(x)
+    dynamic = tf.shape(x)
+    return tf.stack([dynamic[i] if d is None else tf.cast(d, tf.int32) for i, d in enumerate(shape)])
+
+
+class NoiseTwin:
+    """The noise functions of one traced twin call.
+
+    `sources`: the probe pass's list of `regaudit.regularizers.Source` (filled during the
+    first walk of the trace; its order is the order of `active`). Set per call: `start`
+    (probe position), `offset` (replica block), `active` (float per source: > 0 on; None:
+    all on), `det_rows` (leading rows kept deterministic; None: none, and no counting).
+    `counts` collects per source index [numerator, denominator] of its drop measure:
+    inputs zeroed and inputs seen for masks, sum of squared noise and values seen for
+    Gaussian noise (the multiplier's deviation from 1, or the addend).
+    """
+
+    def __init__(self, seed, sources):
+        self.seed = seed
+        self.sources = sources
+        self.start = self.offset = self.active = self.det_rows = None
+        self.counts = {}
+
+    def _index(self):
+        return {source.name: (i, source) for i, source in enumerate(self.sources)}
+
+    def override(self, layer, name):
+        index = self._index()
+        if name in index:
+            position, source = index[name]
+            return lambda proceed, x, *args, **kwargs: self._layer_noise(position, source, layer, x)
+        if is_rnn(layer) and any(key.startswith(name + "/") for key in index):
+            return self._rnn(layer, name, index)
+        return None
+
+    def _stream(self, index, part=0):
+        offset = 0 if self.offset is None else tf.cast(self.offset, tf.int64)
+        return tf.stack([tf.cast(self.seed, tf.int64),
+                         (tf.cast(self.start, tf.int64) + offset * 1_000_003) * 100_003 + index * 8 + part])
+
+    def _switch(self, index, shape):
+        """Boolean, broadcastable to `shape`: rows past `det_rows`, source active."""
+        row_shape = tf.concat([[-1], tf.ones([tf.size(shape) - 1], tf.int32)], axis=0)
+        rows = tf.reshape(tf.range(shape[0]), row_shape)
+        on = rows >= (0 if self.det_rows is None else self.det_rows)
+        return on if self.active is None else on & (self.active[index] > 0)
+
+    def _count(self, index, numerator, on, entries_shape, per_entry=1.0):
+        if self.det_rows is None:
+            return
+        seen = tf.cast(tf.math.count_nonzero(tf.broadcast_to(on, entries_shape)), tf.float64)
+        part = tf.stack([tf.cast(numerator, tf.float64) * per_entry, seen * per_entry])
+        self.counts[index] = part if index not in self.counts else self.counts[index] + part
+
+    def _layer_noise(self, index, source, layer, x):
+        rate = float(source.rate)
+        stream = self._stream(index)
+        if source.noise in ("mask", "alpha"):
+            shape = _noise_shape(layer, x)
+            keep = tf.random.stateless_uniform(shape, stream, dtype=tf.float32) >= rate
+            on = self._switch(index, shape)
+            # each mask entry stands for size(x) / size(mask) inputs (SpatialDropout)
+            per_entry = tf.cast(tf.size(x), tf.float64) / tf.cast(tf.reduce_prod(shape), tf.float64)
+            self._count(index, tf.math.count_nonzero(on & ~keep), on, shape, per_entry)
+            kept = tf.cast(keep, x.dtype)
+            if source.noise == "mask":
+                factor = tf.where(on, kept / tf.cast(1.0 - rate, x.dtype), tf.ones_like(kept))
+                return x * factor
+            a = ((1 - rate) * (1 + rate * _ALPHA_P**2)) ** -0.5
+            b = -a * _ALPHA_P * rate
+            noisy = a * (x * kept + _ALPHA_P * (1 - kept)) + b
+            return tf.where(tf.broadcast_to(on, tf.shape(noisy)), noisy, x)
+        shape = tf.shape(x)
+        on = self._switch(index, shape)
+        if source.noise == "multiply":
+            noise = tf.random.stateless_normal(shape, stream, mean=1.0, stddev=np.sqrt(rate / (1.0 - rate)),
+                                               dtype=x.dtype)
+            noise = tf.where(on, noise, tf.ones_like(noise))
+            self._count(index, tf.reduce_sum(tf.cast(noise - 1, tf.float64) ** 2), on, shape)
+            return x * noise
+        noise = tf.random.stateless_normal(shape, stream, stddev=rate, dtype=x.dtype)
+        noise = tf.where(on, noise, tf.zeros_like(noise))
+        self._count(index, tf.reduce_sum(tf.cast(noise, tf.float64) ** 2), on, shape)
+        return x + noise
+
+    def _rnn_mask(self, index, source, step_input, part):
+        shape = tf.shape(step_input)
+        keep = tf.random.stateless_uniform(shape, self._stream(index, part), dtype=tf.float32) >= source.rate
+        on = self._switch(index, shape)
+        self._count(index, tf.math.count_nonzero(on & ~keep), on, shape)
+        kept = tf.cast(keep, step_input.dtype) / tf.cast(1.0 - source.rate, step_input.dtype)
+        return tf.where(on, kept, tf.ones_like(kept))
+
+    def _rnn(self, layer, name, index):
+        """The RNN layer run with `training=True` (only its masks depend on it) and masks
+        drawn here, one per sequence as the cell would (a list of one per gate where the
+        cell asks for several)."""
+        cells = rnn_cells(layer.cell)
+        stems = {id(c): (name if len(cells) == 1 else f"{name}/cell_{i}") for i, c in enumerate(cells)}
+
+        def run(proceed, *args, **kwargs):
+            made = {}
+
+            def make(cell, step_input, which):
+                found = index.get(f"{stems.get(id(cell))}/{which}")
+                if found is None:
+                    return None
+                if (id(cell), which) not in made:
+                    position, source = found
+                    count = getattr(cell, "dropout_mask_count", None)
+                    masks = [self._rnn_mask(position, source, step_input, part) for part in range(count or 1)]
+                    made[(id(cell), which)] = masks if count else masks[0]
+                return made[(id(cell), which)]
+
+            kwargs["training"] = True
+            with internals.rnn_masks(make), internals.restoring_training():
+                return proceed(*args, **kwargs)
+
+        return run
+
+
+class LazyTile:
+    """Copies a batch `copies` times only where the copies differ: a noise source's input
+    and the inputs of a layer with a noise source inside (a custom block, an RNN, a
+    subclassed model) are tiled on entry, a layer meeting tiled and untiled inputs gets
+    the untiled ones tiled, and the rest runs once on the batch. Inside a tiled layer
+    everything is already tiled, so nothing is tiled again there. Tensors are tracked by
+    identity at trace time."""
+
+    def __init__(self, control, copies, noisy):
+        self.control = control
+        self.copies = copies
+        self.noisy = noisy
+        self._tiled = set()
+        self._inside = 0
+
+    def tiled(self, t):
+        if not tf.is_tensor(t) or id(t) in self._tiled:
+            return t
+        multiples = tf.concat([[self.copies], tf.ones([tf.rank(t) - 1], tf.int32)], 0)
+        out = tf.tile(t, multiples)
+        self._tiled.add(id(out))
+        return out
+
+    def override(self, layer, name):
+        noise = self.control.override(layer, name)
+
+        def call(proceed, *args, **kwargs):
+            run = noise or (lambda p, *a, **k: p(*a, **k))
+            if self._inside:
+                return run(proceed, *args, **kwargs)
+            tensors = [t for t in keras.tree.flatten((args, kwargs)) if tf.is_tensor(t)]
+            if not self.noisy(layer) and not any(id(t) in self._tiled for t in tensors):
+                return proceed(*args, **kwargs)  # upstream of every noise source: once
+            args, kwargs = keras.tree.map_structure(self.tiled, (args, kwargs))
+            self._inside += 1
+            try:
+                outputs = run(proceed, *args, **kwargs)
+            finally:
+                self._inside -= 1
+            for t in keras.tree.flatten(outputs):
+                if tf.is_tensor(t):
+                    self._tiled.add(id(t))
+            return outputs
+
+        return call

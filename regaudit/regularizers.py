@@ -1,0 +1,172 @@
+"""The one definition of the regularizers regaudit knows, wherever they sit in a model.
+
+Used by the tags (`regaudit.setup`), the probe pass and its twin, the dropout ensemble
+and the architecture lint. No TensorFlow import: a layer is recognised by the names of
+the classes in its MRO (so a subclass of `Dropout` is a Dropout) and read through plain
+attributes (`rate`, `stddev`, `dropout`, `recurrent_dropout`, `cell`).
+
+Kinds of noise source (MEASURES.md section 3):
+
+| kind | layers | noise the twin draws (stateless, its own seed per source) | "dropped" |
+|---|---|---|---|
+| `dropout` | Dropout, SpatialDropout1D/2D/3D (whole channels) | keep ~ Bernoulli(1 - rate), x * keep / (1 - rate) | `drop_frac_measured` vs rate |
+| `attention_dropout` | the Dropout inside MultiHeadAttention (on the attention weights) | as `dropout` | `drop_frac_measured` vs rate |
+| `alpha_dropout` | AlphaDropout | Klambauer et al.: a(x keep + alpha' (1 - keep)) + b | `drop_frac_measured` (masked positions) vs rate |
+| `gaussian_dropout` | GaussianDropout | x * m, m ~ N(1, rate / (1 - rate)) | `noise_var_measured`: Var(m) vs rate / (1 - rate) |
+| `gaussian_noise` | GaussianNoise | x + n, n ~ N(0, stddev^2) | `noise_var_measured`: Var(n) vs stddev^2 |
+| `rnn_dropout`, `rnn_recurrent_dropout` | an RNN layer's cell `dropout` / `recurrent_dropout` (LSTM, GRU, SimpleRNN, their cells, Bidirectional's layers) | the cell's masks, one per sequence (Gal & Ghahramani 2016) | `drop_frac_measured` vs rate |
+
+BatchNormalization (also `synchronized=True`) is the other regularizer: the twin keeps
+it in inference mode, always.
+"""
+
+from dataclasses import dataclass
+
+DROP_FRAC = "drop_frac_measured"
+NOISE_VAR = "noise_var_measured"
+
+#: noise kinds and what their measured drop is called
+MEASURE_OF_KIND = {
+    "dropout": DROP_FRAC,
+    "attention_dropout": DROP_FRAC,
+    "alpha_dropout": DROP_FRAC,
+    "rnn_dropout": DROP_FRAC,
+    "rnn_recurrent_dropout": DROP_FRAC,
+    "gaussian_dropout": NOISE_VAR,
+    "gaussian_noise": NOISE_VAR,
+}
+
+#: how a kind's noise is applied by the twin: a mask, AlphaDropout's affine mask,
+#: a multiplier or an addend
+NOISE_OF_KIND = {
+    "dropout": "mask",
+    "attention_dropout": "mask",
+    "rnn_dropout": "mask",
+    "rnn_recurrent_dropout": "mask",
+    "alpha_dropout": "alpha",
+    "gaussian_dropout": "multiply",
+    "gaussian_noise": "add",
+}
+
+_LAYER_KINDS = (  # most specific first: AlphaDropout does not subclass Dropout in Keras 3
+    ("AlphaDropout", "alpha_dropout"),
+    ("GaussianDropout", "gaussian_dropout"),
+    ("GaussianNoise", "gaussian_noise"),
+    ("Dropout", "dropout"),  # SpatialDropout1D/2D/3D subclass it
+)
+_BATCHNORM = ("BatchNormalization", "SyncBatchNormalization")
+_RNN = ("RNN",)
+_ATTENTION = ("MultiHeadAttention",)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One noise source: `name` (the layer's path, `/dropout` or `/recurrent_dropout`
+    after an RNN layer's), its `kind`, its `rate` and the `nominal` value of its drop
+    measure (the rate for masks, the multiplier's or addend's variance for noise)."""
+
+    name: str
+    kind: str
+    rate: float
+
+    @property
+    def measure(self):
+        return MEASURE_OF_KIND[self.kind]
+
+    @property
+    def noise(self):
+        return NOISE_OF_KIND[self.kind]
+
+    @property
+    def nominal(self):
+        if self.kind == "gaussian_dropout":
+            return self.rate / (1.0 - self.rate)
+        if self.kind == "gaussian_noise":
+            return self.rate**2
+        return self.rate
+
+
+def class_names(layer):
+    """The names of the classes `layer` is an instance of, most derived first."""
+    return [cls.__name__ for cls in type(layer).__mro__]
+
+
+def _rate(layer, attribute):
+    try:
+        return float(getattr(layer, attribute, 0.0) or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def noise_kind(layer, parent=None):
+    """The kind of a Dropout-family layer ('dropout', 'attention_dropout' for the Dropout
+    of a MultiHeadAttention, 'alpha_dropout', 'gaussian_dropout', 'gaussian_noise'), or
+    None for any other layer."""
+    names = class_names(layer)
+    for class_name, kind in _LAYER_KINDS:
+        if class_name in names:
+            if kind == "dropout" and parent is not None and is_attention(parent):
+                return "attention_dropout"
+            return kind
+    return None
+
+
+def is_batchnorm(layer):
+    return any(name in _BATCHNORM for name in class_names(layer))
+
+
+def is_rnn(layer):
+    """An RNN layer (LSTM, GRU, SimpleRNN, RNN(cell)): its cell's masks are its noise."""
+    return any(name in _RNN for name in class_names(layer)) and hasattr(layer, "cell")
+
+
+def is_attention(layer):
+    return any(name in _ATTENTION for name in class_names(layer))
+
+
+def rnn_cells(cell):
+    """The cells of an RNN layer's cell (a StackedRNNCells holds several)."""
+    inner = getattr(cell, "cells", None)
+    if inner:
+        return [c for sub in inner for c in rnn_cells(sub)]
+    return [cell]
+
+
+def sources_of(layer, name, parent=None):
+    """The noise sources a layer call brings, each with a nonzero rate: one for a
+    Dropout-family layer (named `name`), one per rate of an RNN layer's cell
+    (`name/dropout`, `name/recurrent_dropout`; a stacked cell's i-th cell adds `/cell_i`).
+    A rate of 0 (a dead configuration) is no source."""
+    kind = noise_kind(layer, parent)
+    if kind is not None:
+        rate = _rate(layer, "stddev" if kind == "gaussian_noise" else "rate")
+        return [Source(name, kind, rate)] if rate > 0 else []
+    if not is_rnn(layer):
+        return []
+    cells = rnn_cells(layer.cell)
+    out = []
+    for index, cell in enumerate(cells):
+        stem = name if len(cells) == 1 else f"{name}/cell_{index}"
+        for attribute, kind in (("dropout", "rnn_dropout"), ("recurrent_dropout", "rnn_recurrent_dropout")):
+            rate = _rate(cell, attribute)
+            if 0.0 < rate < 1.0:
+                out.append(Source(f"{stem}/{attribute}", kind, rate))
+    return out
+
+
+def regularizer_of(layer, parent=None):
+    """What the layer table records of a layer: its noise kind, 'rnn_dropout' for an RNN
+    with a nonzero rate, 'batchnorm', or None."""
+    if is_batchnorm(layer):
+        return "batchnorm"
+    kind = noise_kind(layer, parent)
+    if kind is not None:
+        return kind
+    if sources_of(layer, "", parent):
+        return "rnn_dropout"
+    return None
+
+
+#: kinds that are whole layers applying only noise (placement rules look through them)
+NOISE_LAYER_KINDS = frozenset({"dropout", "attention_dropout", "alpha_dropout", "gaussian_dropout",
+                               "gaussian_noise"})
