@@ -66,6 +66,8 @@ class _Walk:
         self.producers = {}
         #: (name prefix, layer) of the intercepted calls being run
         self.stack = []
+        #: the traced function's graph: calls made in any other graph are not tapped
+        self.graph = internals.current_graph()
 
     def unique(self, name):
         index = self.calls.get(name, 0)
@@ -147,6 +149,8 @@ class _Walk:
 
     def intercept(self, layer, args, kwargs):
         """A sublayer call made inside a layer the walk is running."""
+        if internals.current_graph() is not self.graph:
+            return internals.original_call(layer, *args, **kwargs)
         prefix, parent = self.stack[-1] if self.stack else ("", None)
         sources = [self.producers[id(t)] for t in keras.tree.flatten(args)
                    if id(t) in self.producers]

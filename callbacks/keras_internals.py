@@ -110,6 +110,14 @@ def rnn_masks(make):
             _MASKS.make = None
 
 
+def current_graph():
+    """The graph being built now: a layer call made in another one (Keras' build-by-run
+    scratch graph, a tf.cond or while-loop body) cannot hand its tensors out."""
+    import tensorflow as tf
+
+    return tf.compat.v1.get_default_graph()
+
+
 def sublayers(layer):
     """Every layer inside `layer`, recursively (itself excluded)."""
     return layer._flatten_layers(include_self=False) if hasattr(layer, "_flatten_layers") else []

@@ -157,5 +157,5 @@ def test_a_model_without_dropout_is_said_once_and_records_nothing(tiny_model, rn
         warnings.simplefilter("always")
         model.fit(x, y, epochs=2, callbacks=[callback], verbose=0)
     ours = [str(w.message) for w in caught if issubclass(w.category, RegauditWarning)]
-    assert len(ours) == 1 and "no Dropout layer" in ours[0] and "skipped" in ours[0]
+    assert len(ours) == 1 and "no noise source" in ours[0] and "skipped" in ours[0]
     assert "ensemble" not in download_tables(callback.run_id)
