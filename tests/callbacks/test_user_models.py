@@ -1,0 +1,227 @@
+"""Every regularizer wherever it sits, on models written like the public Keras examples
+(user_models.py): every layer call measured, every noise source's drop within its
+interval, logit and binary heads classified, dict targets paired by name, inner
+measures equal to a hand-written forward pass, and the model left exactly as it was."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from scipy import stats
+
+from regaudit import RegAudit, RegauditWarning
+from regaudit.regularizers import DROP_FRAC
+from regaudit.storage import download_tables
+
+import user_models
+from test_invariants import model_state
+
+#: the ensemble sources each model must show, with their kind
+EXPECTED_SOURCES = {
+    "text_transformer": {"transformer_block/multi_head_attention/": "attention_dropout",
+                         "transformer_block/dropout": "dropout", "head_dropout": "dropout"},
+    "vit": {"mha/": "attention_dropout", "mlp_dropout": "dropout",
+            "representation_dropout": "dropout"},
+    "lstm_gru": {"lstm/dropout": "rnn_dropout", "lstm/recurrent_dropout": "rnn_recurrent_dropout",
+                 "bigru/forward_gru/dropout": "rnn_dropout",
+                 "bigru/backward_gru/recurrent_dropout": "rnn_recurrent_dropout"},
+    "residual_cnn": {"res_block/dropout": "dropout"},
+    "subclassed": {"dropout": "dropout"},
+    "multi_output_dict": {"dropout": "dropout"},
+    "every_dropout_class": {"plain": "dropout", "spatial": "dropout", "alpha": "alpha_dropout",
+                            "gaussian_dropout": "gaussian_dropout",
+                            "gaussian_noise": "gaussian_noise", "scaled": "dropout"},
+    "binary_logit": {"dropout": "dropout"},
+}
+
+
+def fitted(name, **options):
+    model, x, y = user_models.build(name)
+    callback = RegAudit(strict=True, probe_size=64, ensemble_probe_size=64, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=1, batch_size=32, validation_split=0.25,
+                            callbacks=[callback], verbose=0)
+    ours = [str(w.message) for w in caught if issubclass(w.category, RegauditWarning)]
+    return model, callback, history, ours
+
+
+def _find(sources, stem):
+    return [s for s in sources if s.name.startswith(stem) and (stem.endswith("/") or
+                                                                s.name.split(":")[0] in (stem,)
+                                                                or s.name.startswith(stem + "_"))]
+
+
+def _interval(source, numerator, denominator, entries_per_value):
+    """The 99.9% interval of the source's measured drop: binomial for a mask (over its
+    mask entries), chi-square for Gaussian noise."""
+    if source.measure == DROP_FRAC:
+        n = int(round(denominator / entries_per_value))
+        low, high = stats.binom.interval(0.999, n, source.rate)
+        return low / n, high / n
+    n = int(denominator)
+    low, high = stats.chi2.interval(0.999, n)
+    return low * source.nominal / n, high * source.nominal / n
+
+
+@pytest.mark.parametrize("name", list(user_models.FACTORIES))
+def test_every_layer_call_is_measured_and_every_source_drops_at_its_rate(name):
+    model, callback, history, warned = fitted(name)
+    assert len(history.history["loss"]) == 1
+    probe_pass = callback.probe_pass
+    tapped = {id(tap.layer) for tap in probe_pass.all_taps}
+    opaque_inside = {id(sub) for layer in model._flatten_layers()
+                     if type(layer).__name__ in ("LSTM", "GRU", "Bidirectional")
+                     for sub in layer._flatten_layers(include_self=False)
+                     if type(layer).__name__ != "Bidirectional" or "Cell" in type(sub).__name__
+                     or sub is getattr(layer, "layer", None)}
+    missing = [layer.name for layer in model._flatten_layers(include_self=False)
+               if id(layer) not in tapped and id(layer) not in opaque_inside
+               and not isinstance(layer, (keras.layers.InputLayer, keras.Model))]
+    assert not missing, f"layers never measured: {missing}"
+    measured = {tap.name for tap in probe_pass.taps}
+    assert set(probe_pass.unmeasured).isdisjoint(measured)
+    if probe_pass.unmeasured:  # said once, with the reason
+        assert any("first axis is not the batch" in w for w in warned)
+
+    sources = probe_pass.noise_sources
+    for stem, kind in EXPECTED_SOURCES[name].items():
+        found = _find(sources, stem)
+        assert found and all(s.kind == kind for s in found), (stem, sources)
+
+    det, members, counts = probe_pass.run_ensemble(8)
+    per_entry = {"spatial": 6.0}
+    for source, (numerator, denominator) in zip(sources, counts):
+        low, high = _interval(source, numerator, denominator, per_entry.get(source.name, 1.0))
+        assert denominator > 0, source
+        assert low <= numerator / denominator <= high, (source, numerator / denominator)
+    # the members differ from the deterministic prediction and from each other
+    assert not np.allclose(members[0][0], det[0])
+    assert not np.allclose(members[0][0], members[0][1])
+    # the deterministic rows are the model's own inference-mode prediction
+    predicted = keras.tree.flatten(model.predict(probe_pass.probe.inputs, verbose=0))
+    np.testing.assert_allclose(det[0], np.asarray(predicted[0]), rtol=1e-5, atol=1e-6)
+
+    table = download_tables(callback.run_id)["ensemble"]
+    final = table[table.epoch == table.epoch.max()].set_index(["layer", "measure"])["value"]
+    for source in sources:
+        assert (source.name, source.measure) in final.index
+
+
+@pytest.mark.parametrize("name, head", [("text_transformer", "logits"), ("binary_logit", "binary_logits"),
+                                        ("lstm_gru", "binary_probability"), ("vit", "probabilities")])
+def test_classification_heads_get_the_classification_measures(name, head):
+    from mlflow.tracking import MlflowClient
+
+    model, callback, _, _ = fitted(name)
+    table = download_tables(callback.run_id)["ensemble"]
+    final = table[table.epoch == 1].set_index(["layer", "measure"])["value"]
+    for measure in ("mc_acc", "disagreement", "mutual_info", "acc_at_k:8", "det_acc"):
+        assert ("model", measure) in final.index, measure
+    assert ("model", "pred_var") not in final.index
+    assert MlflowClient().get_run(callback.run_id).data.tags["regaudit.heads"] == head
+    # det_acc is the accuracy of the classes the head implies (the last audit ran on
+    # the final weights)
+    probe = callback.probe_pass.probe
+    out = np.asarray(model.predict(probe.inputs[:64], verbose=0), np.float64)
+    threshold = 0.0 if head == "binary_logits" else 0.5
+    predicted = (out[:, 0] > threshold).astype(int) if out.shape[-1] == 1 else out.argmax(-1)
+    expected = np.mean(predicted == np.asarray(probe.targets[:64]).astype(int))
+    assert final[("model", "det_acc")] == pytest.approx(expected)
+
+
+def test_dict_targets_are_paired_with_outputs_by_name():
+    model, callback, _, _ = fitted("multi_output_dict")
+    table = download_tables(callback.run_id)["ensemble"]
+    final = table[table.epoch == 1].set_index(["layer", "measure"])["value"]
+    outputs = model.output_names
+    classifier = f"model:{outputs.index('z_class')}"
+    regression = f"model:{outputs.index('a_score')}"
+    probe = callback.probe_pass.probe
+    predicted = model.predict(probe.inputs[:64], verbose=0)
+    expected = np.mean(np.argmax(predicted["z_class"], -1) == probe.targets["z_class"][:64])
+    assert final[(classifier, "det_acc")] == pytest.approx(expected)
+    assert (regression, "pred_var") in final.index
+    assert (regression, "det_acc") not in final.index
+
+
+def test_inner_measures_equal_a_hand_written_forward_pass():
+    model, callback, _, _ = fitted("text_transformer")
+    x = callback.probe_pass.probe.inputs
+    embedding = model.get_layer("embedding")
+    block = model.get_layer("transformer_block")
+    tokens = keras.ops.convert_to_numpy(embedding(x))
+    attention = block.att(tokens, tokens, training=False)
+    after_norm = keras.ops.convert_to_numpy(block.layernorm1(tokens + attention)).astype(np.float64)
+    hidden = keras.ops.convert_to_numpy(block.ffn.layers[0](after_norm.astype("float32"))).astype(np.float64)
+    table = download_tables(callback.run_id)["activations"]
+    final = table[table.epoch == 1].set_index(["layer", "measure"])["value"]
+    norm_name = f"transformer_block/{block.layernorm1.name}"
+    dense_name = f"transformer_block/{block.ffn.name}/{block.ffn.layers[0].name}"
+    for name, values in ((norm_name, after_norm), (dense_name, hidden), ("embedding", tokens.astype(np.float64))):
+        assert final[(name, "mean")] == pytest.approx(values.mean(), rel=1e-5, abs=1e-7)
+        assert final[(name, "std")] == pytest.approx(values.std(), rel=1e-5)
+        assert final[(name, "dead_frac")] == pytest.approx(np.mean(np.all(np.abs(values.reshape(-1, values.shape[-1])) <= 1e-12, axis=0))) \
+            if (name, "dead_frac") in final.index else True
+
+
+def test_batchnorm_inside_a_custom_block_gets_its_variance_shift():
+    model, callback, _, _ = fitted("residual_cnn")
+    x = callback.probe_pass.probe.inputs
+    stem = model.layers[1]
+    block = model.get_layer("res_block")
+    h = block.conv1(stem(x))
+    after = keras.ops.relu(block.bn1(h, training=False))
+    bn2_input = keras.ops.convert_to_numpy(block.conv2(after)).astype(np.float64)
+    table = download_tables(callback.run_id)["shift"]
+    final = table[table.epoch == 1].set_index(["layer", "measure"])["value"]
+    name = f"res_block/{block.bn2.name}"
+    expected = np.mean(bn2_input.reshape(-1, 4).var(axis=0) / block.bn2.moving_variance.numpy())
+    assert final[(name, "bn_var_ratio")] == pytest.approx(expected, rel=1e-5)
+    # the Dropout before bn2 (through conv2) changes its input's variance in the twin
+    assert final[(name, "bn_dropout_var_ratio")] > 1.0
+    assert final[(f"res_block/{block.bn1.name}", "bn_dropout_var_ratio")] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", list(user_models.FACTORIES))
+def test_an_audit_leaves_the_model_object_and_its_state_as_they_were(name):
+    model, x, y = user_models.build(name)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+
+    def attributes():
+        return {layer.path if hasattr(layer, "path") else id(layer):
+                {key: value for key, value in vars(layer).items()
+                 if isinstance(value, (bool, int, float, str, type(None)))}
+                | {"__keys__": tuple(sorted(vars(layer)))}
+                for layer in model._flatten_layers()}
+
+    before, state = attributes(), model_state(model)
+    callback = RegAudit(probe=(x[:48], keras.tree.map_structure(lambda a: a[:48], y)), strict=True)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    callback.on_epoch_end(0)
+    callback.on_train_end()
+    assert len(callback.audits) == 2
+    assert attributes() == before
+    after = model_state(model)
+    for key in state:
+        np.testing.assert_array_equal(state[key], after[key], err_msg=key)
+
+
+def test_a_model_trained_only_through_train_step_gets_one_plain_warning_and_its_history():
+    model, x, _ = user_models.vae(np.random.default_rng(0))
+    callback = RegAudit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, epochs=2, batch_size=32, callbacks=[callback], verbose=0)
+    ours = [str(w.message) for w in caught if issubclass(w.category, RegauditWarning)]
+    assert len(ours) == 1 and "defines no call()" in ours[0] and "\x1b" not in ours[0]
+    tables = download_tables(callback.run_id)
+    history = tables["history"]
+    assert sorted(history[history.measure == "loss"].epoch) == [1, 2]
+    from mlflow.tracking import MlflowClient
+
+    tags = MlflowClient().get_run(callback.run_id).data.tags
+    assert tags["regaudit.setup"] == "dropout" and tags["regaudit.dropout_rates"] == "0.2"
