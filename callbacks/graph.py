@@ -136,7 +136,7 @@ class _Walk:
             self.stack.append((child_prefix, layer))
             try:
                 if _opaque(layer):
-                    with internals.suspended_hook():
+                    with internals.suspended_hook(), internals.no_rnn_masks():
                         return internals.original_call(layer, *call_args, **call_kwargs)
                 return internals.original_call(layer, *call_args, **call_kwargs)
             finally:

@@ -23,7 +23,7 @@ from keras.src.layers.layer import Layer
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 from keras.src.models.functional import Functional
 
-__all__ = ["Functional", "intercepted_calls", "sublayers", "rnn_masks", "restoring_training",
+__all__ = ["Functional", "intercepted_calls", "sublayers", "rnn_masks", "no_rnn_masks", "restoring_training",
            "spatial_noise_shape", "defines_call"]
 
 _ORIGINAL_CALL = Layer.__call__
@@ -99,15 +99,25 @@ def rnn_masks(make):
     `make(cell, step_input, "dropout" | "recurrent_dropout")` (None: no mask), not from
     the cell's seed generator, and nothing is cached on the cell."""
     with _LOCK:
-        saved = (DropoutRNNCell.get_dropout_mask, DropoutRNNCell.get_recurrent_dropout_mask)
+        saved = (DropoutRNNCell.get_dropout_mask, DropoutRNNCell.get_recurrent_dropout_mask,
+                 getattr(_MASKS, "make", None))
         _MASKS.make = make
         DropoutRNNCell.get_dropout_mask = lambda cell, x: _mask(cell, x, "dropout")
         DropoutRNNCell.get_recurrent_dropout_mask = lambda cell, x: _mask(cell, x, "recurrent_dropout")
         try:
             yield
         finally:
-            DropoutRNNCell.get_dropout_mask, DropoutRNNCell.get_recurrent_dropout_mask = saved
-            _MASKS.make = None
+            DropoutRNNCell.get_dropout_mask, DropoutRNNCell.get_recurrent_dropout_mask, _MASKS.make = saved
+
+
+def no_rnn_masks():
+    """An RNN layer in inference mode still draws its cell's dropout masks from the
+    cell's seed generator (Keras prepares them before the loop whatever `training` is),
+    which advances the model's seed state: inside this block it draws none. Within a
+    `rnn_masks` block (the twin) that block's masks stay."""
+    if getattr(_MASKS, "make", None) is not None:
+        return contextlib.nullcontext()
+    return rnn_masks(lambda cell, x, which: None)
 
 
 def current_graph():

@@ -225,3 +225,66 @@ def test_a_model_trained_only_through_train_step_gets_one_plain_warning_and_its_
 
     tags = MlflowClient().get_run(callback.run_id).data.tags
     assert tags["regaudit.setup"] == "dropout" and tags["regaudit.dropout_rates"] == "0.2"
+
+
+def test_fit_with_the_default_callback_is_bit_identical_on_every_user_model(tmp_path):
+    """With fixed seeds and op determinism (a fresh process: op determinism is global),
+    `fit` with `RegAudit()` (no probe=) ends with the same variables as without it, on
+    every model above and on a tf.data pipeline with random augmentation in its `map`,
+    with validation data and without (where the probe must not come from it)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, sys, warnings
+        import numpy as np, keras, tensorflow as tf
+        os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///{tmp_path}/m.db"
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        tf.config.experimental.enable_op_determinism()
+        from regaudit import RegAudit
+        import user_models
+
+        def weights(model):
+            return [np.array(v) for v in model.variables]
+
+        def numpy_fit(name, callbacks):
+            model, x, y = user_models.build(name, seed=5)
+            model.fit(x, y, epochs=2, batch_size=32, validation_split=0.25, callbacks=callbacks, verbose=0)
+            return weights(model)
+
+        def augmented_fit(callbacks, validation):
+            keras.utils.set_random_seed(5)
+            model, x, y = user_models.residual_cnn(np.random.default_rng(5))
+            data = user_models.augmented_dataset(x[:128], y[:128])
+            model.fit(data, epochs=2, callbacks=callbacks, verbose=0,
+                      validation_data=(x[128:], y[128:]) if validation else None)
+            return weights(model)
+
+        cases = {{name: (lambda cb, n=name: numpy_fit(n, cb)) for name in user_models.FACTORIES}}
+        cases["augmented+validation"] = lambda cb: augmented_fit(cb, True)
+        cases["augmented only"] = lambda cb: augmented_fit(cb, False)
+        for name, fit in cases.items():
+            plain = fit([])
+            callback = RegAudit()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                audited = fit([callback])
+            said = [str(w.message) for w in caught if "regaudit" in str(w.message)]
+            same = len(plain) == len(audited) and all(np.array_equal(a, b) for a, b in zip(plain, audited))
+            print(name, "SAME" if same else "DIFFERENT", len(callback.audits), "|".join(said))
+    """)
+    env = dict(os.environ, REGAUDIT_REPORT="0")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = {line.split(" ")[0] if not line.startswith("augmented") else " ".join(line.split(" ")[:2]): line
+             for line in result.stdout.strip().splitlines()}
+    assert len(lines) == len(user_models.FACTORIES) + 2, result.stdout
+    for name, line in lines.items():
+        assert " SAME " in line, line
+        if name == "augmented only":  # no probe without touching the pipeline: said, nothing audited
+            assert " 0 " in line and "probe=(x, y)" in line, line
+        else:
+            assert " 3 " in line, line  # the audit before training and after each epoch
