@@ -66,14 +66,19 @@ def with_hook_timer(callback):
     return callback
 
 
-def timed_fit(x, y, epochs, callbacks, seed):
+def timed_fit(x, y, epochs, callbacks, seed, build=None):
+    """(fit seconds, seconds inside the callbacks' hooks) of one fit of `build()` (a
+    compiled model; default the seed article's third model)."""
     import keras
 
     from regaudit.callbacks.seed_models import dropout_batchnorm_cnn
 
     keras.utils.set_random_seed(seed)
-    model = dropout_batchnorm_cnn()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if build is None:
+        model = dropout_batchnorm_cnn()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    else:
+        model = build()
     started = time.perf_counter()
     made = callbacks()
     model.fit(x, y, epochs=epochs, batch_size=32, validation_split=0.1, callbacks=made, verbose=0)

@@ -39,7 +39,10 @@ def _hooked_call(self, *args, **kwargs):
 
 
 def original_call(layer, *args, **kwargs):
-    """`layer(*args, **kwargs)` through Keras' own `Layer.__call__`, never the hook."""
+    """`layer(*args, **kwargs)` through Keras' own `Layer.__call__`, never the hook (an
+    operation of a Functional graph that is no Layer, such as `not_equal`, as it is)."""
+    if not isinstance(layer, Layer):
+        return layer(*args, **kwargs)
     return _ORIGINAL_CALL(layer, *args, **kwargs)
 
 
