@@ -1,9 +1,11 @@
 """Odd and hostile inputs: correct numbers, or one line at the boundary."""
 
+import warnings
+
 import numpy as np
 import pytest
 
-from regaudit import RegAudit
+from regaudit import RegAudit, RegauditWarning
 from regaudit.errors import UsageError
 from regaudit.storage import download_tables
 
@@ -127,11 +129,21 @@ def test_datasets_instead_of_arrays_including_an_infinite_one(rng):
     assert set(download_tables(callback.run_id)["activations"].epoch) == {0, 1, 2}
 
     endless = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(16)
-    for probe in ((x[:20], y[:20]), None):  # given, or read from the endless data itself
-        forever = RegAudit(probe=probe, probe_size=40, strict=True, report=False)
-        mlp().fit(endless, steps_per_epoch=3, epochs=2, callbacks=[forever], verbose=0)
-        assert forever.probe_pass.probe.size == (20 if probe else 40)
-        assert set(download_tables(forever.run_id)["activations"].epoch) == {0, 1, 2}
+    forever = RegAudit(probe=(x[:20], y[:20]), probe_size=40, strict=True, report=False)
+    mlp().fit(endless, steps_per_epoch=3, epochs=2, callbacks=[forever], verbose=0)
+    assert forever.probe_pass.probe.size == 20
+    assert set(download_tables(forever.run_id)["activations"].epoch) == {0, 1, 2}
+
+    # without probe= the training pipeline is not read (its map and shuffle would move):
+    # one warning that asks for probe=, and the history still reaches MLflow
+    unread = RegAudit(probe_size=40, report=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mlp().fit(endless, steps_per_epoch=3, epochs=2, callbacks=[unread], verbose=0)
+    said = [str(w.message) for w in caught if issubclass(w.category, RegauditWarning)]
+    assert len(said) == 1 and "probe=(x, y)" in said[0] and "Dataset" in said[0]
+    tables = download_tables(unread.run_id)
+    assert "activations" not in tables and sorted(set(tables["history"].epoch)) == [1, 2]
 
 
 TWO_PROCESSES = """
