@@ -219,6 +219,23 @@ def _read_part(run_id, name, path):
         raise _corrupt(run_id, name, error) from None
 
 
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+def _quiet_download(client, run_id, path, folder):
+    """`client.download_artifacts` without MLflow's tqdm progress bar (shown whenever tqdm
+    is installed), which would break the CLI's one-line errors and litter a training
+    script's output from the train-end report; a user's own setting of
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR wins."""
+    if _PROGRESS_BAR in os.environ:
+        return client.download_artifacts(run_id, path, folder)
+    os.environ[_PROGRESS_BAR] = "false"
+    try:
+        return client.download_artifacts(run_id, path, folder)
+    finally:
+        os.environ.pop(_PROGRESS_BAR, None)
+
+
 def download_tables(run_id, client=None):
     """{table name: DataFrame} of every Parquet table of a run, plus `meta` and `model`
     (the JSON artifacts as dicts), from one download of the run's `regaudit/` folder."""
@@ -228,7 +245,7 @@ def download_tables(run_id, client=None):
     client = client or MlflowClient()
     out = {}
     with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
-        root = client.download_artifacts(run_id, ARTIFACT_DIR, folder)
+        root = _quiet_download(client, run_id, ARTIFACT_DIR, folder)
         for entry in sorted(os.listdir(root)):
             path = os.path.join(root, entry)
             if os.path.isdir(path):
