@@ -19,7 +19,6 @@ class ActivationFamily:
     needs = frozenset()
 
     def measure(self, context):
-        callback = context.callback
         rows, histograms, values = [], [], {}
         for tap in context.taps:
             summary = context.summaries[tap.name]
@@ -28,19 +27,19 @@ class ActivationFamily:
                 if value is None:
                     continue
                 values[(tap.name, measure)] = value
-                rows.append(callback.row(context, tap.name, tap.layer_class, measure, value))
+                rows.append(context.row(tap.name, tap.layer_class, measure, value))
             counted = context.measure(tap.name, "histogram", histogram, summary)
             if counted is not None:
-                histograms.extend(self._histogram_rows(callback, context, tap, *counted))
+                histograms.extend(self._histogram_rows(context, tap, *counted))
         summary_values = model_summary(values)
-        rows.extend(callback.row(context, MODEL, "Model", m, v) for m, v in summary_values.items())
+        rows.extend(context.row(MODEL, "Model", m, v) for m, v in summary_values.items())
         metrics = {key: value for key, value in values.items() if key[1] in HEADLINE_ACTIVATION}
         metrics.update({(MODEL, m): v for m, v in summary_values.items() if m in HEADLINE_MODEL})
         return {TABLE_ACTIVATIONS: rows, TABLE_HISTOGRAMS: histograms}, metrics
 
     @staticmethod
-    def _histogram_rows(callback, context, tap, counts, edges):
-        base = callback.row(context, tap.name, tap.layer_class, None, None)
+    def _histogram_rows(context, tap, counts, edges):
+        base = context.row(tap.name, tap.layer_class, None, None)
         return [
             dict(zip(HISTOGRAM_COLUMNS, (
                 base["run"], base["epoch"], base["step"], base["probe"], tap.name,

@@ -9,7 +9,6 @@ user: the audit never changes the model, and a failing measure never stops train
 """
 
 import os
-import tempfile
 import time
 import warnings
 
@@ -17,19 +16,20 @@ import keras
 import pandas as pd
 
 from regaudit import __version__
-from regaudit.activations import TapSummary
 from regaudit.errors import RegauditError, RegauditWarning, UsageError
 from regaudit.schema import (
     COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
-from regaudit.regularizers import regularizer_of, sources_of
 from regaudit.setup import regularization_tags
 from regaudit.storage import RunWriter, end_run, join_or_start_run
 
 from regaudit.callbacks import keras_internals as internals
+from regaudit.callbacks.context import AuditContext, Settings
+from regaudit.callbacks.describe import layer_table, meta
 from regaudit.callbacks.probe import ProbePass
 from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choose_probe, choose_train_probe
 from regaudit.callbacks.schedule import as_schedule
 from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
+from regaudit.callbacks.train_end_report import start_report
 
 
 def is_chief(model):
@@ -46,37 +46,6 @@ def is_chief(model):
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "worker" and not has_chief and int(task_id or 0) == 0
-
-
-class AuditContext:
-    """What a family sees of one audit: the passes' results and a guard per measure.
-
-    `summaries` / `batchnorm`: the main probe's tap summaries and BN-input moments;
-    `train_summaries`: the training probe's (when a family needs it and the main probe is
-    the validation data, else None); `twin_batchnorm`: BN-input moments with Dropout on.
-    """
-
-    def __init__(self, callback, passes, epoch, step):
-        self.callback = callback
-        self.summaries, self.batchnorm, self.twin_batchnorm = passes["main"]
-        self.train_summaries = passes.get("train", (None,))[0]
-        self.taps = callback.probe_pass.taps
-        self.epoch = epoch
-        self.step = step
-        #: results by the identity of the summaries they came from, for this audit only
-        #: (the summaries live as long as the context, so no id is reused meanwhile)
-        self.memo = {}
-
-    def measure(self, layer, measure, function, *args):
-        """`function(*args)`, or None when it failed now or before on this layer. A
-        measure of summaries already computed at this audit is not computed again (an
-        inference-mode Dropout shares its input's summary object)."""
-        if args and all(isinstance(a, TapSummary) for a in args):
-            key = (measure, function, *map(id, args))
-            if key not in self.memo:
-                self.memo[key] = self.callback._guarded(layer, measure, function, *args)
-            return self.memo[key] if (layer, measure) not in self.callback._off else None
-        return self.callback._guarded(layer, measure, function, *args)
 
 
 ARGUMENTS_DOC = """
@@ -114,37 +83,6 @@ ARGUMENTS_DOC = """
             returns (`callback.report_thread.join()` waits for it). Default: on, unless
             the environment sets REGAUDIT_REPORT=0.
 """
-
-
-def start_report(run_id):
-    """Render the run's report and log it (HTML into regaudit/report/, each figure as
-    regaudit/plots/<name>.png) in a background thread; a failure is one warning."""
-    import threading
-
-    def work():
-        try:
-            from mlflow.tracking import MlflowClient
-
-            from regaudit.read import load_run
-            from regaudit.reports.report import build_report, log_report
-
-            client = MlflowClient()
-            with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
-                runs = load_run(run_id, client)
-                made = build_report(runs, os.path.join(folder, "report.html"))
-                log_report(made, runs, client=client)
-                writer = RunWriter(run_id, client)
-                for stem, png in made.images:
-                    writer.log_png(png, f"{stem}.png")
-        except Exception as error:  # noqa: BLE001 - training is over; say it, do not raise
-            warnings.warn(
-                f"regaudit: the train-end report of run {run_id} failed "
-                f"({type(error).__name__}: {error}); write it with `regaudit report {run_id}`.",
-                RegauditWarning, stacklevel=1)
-
-    thread = threading.Thread(target=work, name=f"regaudit-report-{run_id[:8]}", daemon=False)
-    thread.start()
-    return thread
 
 
 class Audit(keras.callbacks.Callback):
@@ -249,9 +187,15 @@ class Audit(keras.callbacks.Callback):
             if self._history:
                 self._safely("MLflow write", self.write_tables, {TABLE_HISTORY: self._history})
                 self._history = []
+            context = self._last_context
             for family in self.families:
-                if hasattr(family, "finish"):
-                    self._safely(f"{family.name} at train end", family.finish, self)
+                if hasattr(family, "finish") and context is not None:
+                    done = self._guarded(MODEL, f"{family.name} at train end", family.finish, context)
+                    tables, metrics = done if done is not None else ({}, {})
+                    if tables:
+                        self._safely("MLflow write", self.write_tables, tables)
+                    if metrics:
+                        self._safely("MLflow write", self.write_metrics, metrics, context)
             self._safely("MLflow write", self._finish_writes)
         if self._started_run:
             self._safely("end of run", end_run, self.run_id)
@@ -274,6 +218,8 @@ class Audit(keras.callbacks.Callback):
         self.families = [family_type() for family_type in self.family_types]
         self.audits = []
         self._history = []  # Keras' epoch logs not yet written
+        self._last_context = None  # the last audit's, for the families' finish
+        self.train_probe = None
         self._spool_warned = 0
         self._epoch_started = time.perf_counter()
 
@@ -295,7 +241,7 @@ class Audit(keras.callbacks.Callback):
         self.writer = RunWriter(self.run_id)
         self.writer.begin(self.write_timeout)
         self._audit_index = self.writer.next_part_index()
-        layers = self.layer_table()
+        layers = layer_table(self.model, self.probe_pass, self._metric_layers)
         tags = {TAG_PREFIX + k: v for k, v in regularization_tags(layers).items()}
         probe = None if self.probe_pass is None else self.probe_pass.probe
         tags.update({
@@ -307,7 +253,7 @@ class Audit(keras.callbacks.Callback):
         })
         self.writer.set_tags(tags)
         self.writer.log_json("model.json", {"model": self.model.name, "layers": layers})
-        self.writer.log_json("meta.json", self.meta())
+        self.writer.log_json("meta.json", meta(self))
         self._warn_spooled()
         self._measuring = self.probe_pass is not None
         self._active = True
@@ -366,7 +312,8 @@ class Audit(keras.callbacks.Callback):
         passes = self._safely("probe pass", self._run_passes)
         if passes is None:
             return
-        context = AuditContext(self, passes, epoch, step)
+        context = self._context(passes, epoch, step)
+        self._last_context = context
         tables, metrics = {}, {}
         for family in self.families:
             measured = self._guarded(MODEL, family.name, family.measure, context)
@@ -377,9 +324,8 @@ class Audit(keras.callbacks.Callback):
         seconds = time.perf_counter() - started
         # the audit's own cost, in the table and as regaudit/model/audit_seconds
         tables.setdefault("activations", []).append(
-            self.row(context, "model", "Model", "audit_seconds", seconds)
-        )
-        metrics[("model", "audit_seconds")] = seconds
+            context.row(MODEL, "Model", "audit_seconds", seconds))
+        metrics[(MODEL, "audit_seconds")] = seconds
         if self._history:
             tables[TABLE_HISTORY], self._history = self._history, []
         self._safely("MLflow write", self._write, tables, metrics, epoch, step)
@@ -400,13 +346,24 @@ class Audit(keras.callbacks.Callback):
                 self.run_id, epoch + 1, self._epoch_base_step, probe, MODEL, "Model",
                 measure, value))))
 
-    def gradient_ics_due(self, context):
+    def gradient_ics_due(self, epoch, step):
         """Whether the gradient ICS runs at this audit (`gradient_ics=` argument)."""
         schedule = self._ics_schedule
         if schedule is None:
             return self.gradient_ics is True
-        count = context.epoch if schedule.unit == "epoch" else context.step
+        count = epoch if schedule.unit == "epoch" else step
         return schedule(count) or (count == 0 and schedule.at_start)
+
+    def _context(self, passes, epoch, step):
+        """What the families get of this audit (`context.AuditContext`)."""
+        settings = Settings(seed=self.seed, mc_samples=self.mc_samples,
+                            ensemble_probe_size=self.ensemble_probe_size,
+                            probe_batch_size=self.probe_batch_size)
+        return AuditContext(
+            model=self.model, probe_pass=self.probe_pass, train_probe=self.train_probe,
+            settings=settings, passes=passes, epoch=epoch, step=step, run_id=self.run_id,
+            guard=self._guarded, switched_off=self._off, set_tags=self.writer.set_tags,
+            gradient_ics_due=self.gradient_ics_due(epoch, step))
 
     def _run_passes(self):
         """The probe pass: the probe, the training probe and the twin, as the families
@@ -464,12 +421,6 @@ class Audit(keras.callbacks.Callback):
         for table, rows in tables.items():
             self.writer.log_table(table, index, pd.DataFrame(rows))
 
-    def row(self, context, layer, layer_class, measure, value, probe=None):
-        """One row of the tidy long form (schema.COLUMNS)."""
-        values = (self.run_id, context.epoch, context.step, probe or self.probe_pass.probe.source,
-                  layer, layer_class, measure, value)
-        return dict(zip(COLUMNS, values))
-
     # -- guards ----------------------------------------------------------------------
 
     def _guarded(self, layer, measure, function, *args):
@@ -506,73 +457,3 @@ class Audit(keras.callbacks.Callback):
                 stacklevel=2,
             )
             return None
-
-    # -- descriptions ----------------------------------------------------------------
-
-    def layer_table(self):
-        """One row per layer call (what model.json stores and the tags read), with its
-        regularizer and noise sources (`regaudit.regularizers`); for a model that cannot
-        be called, one row per layer it holds."""
-        if self.probe_pass is None:
-            calls = [(name, layer, parent, None, None, ()) for name, layer, parent
-                     in internals.layer_tree(self.model)]
-            audited = set()
-        else:
-            calls = [(t.name, t.layer, t.parent, t.shape, t.activation, t.sources)
-                     for t in self.probe_pass.all_taps]
-            audited = {tap.name for tap in self.probe_pass.taps}
-            regularizers = {t.name: (t.regularizer, t.noise) for t in self.probe_pass.all_taps}
-        rows = []
-        for name, layer, parent, shape, activation, sources in calls:
-            if self.probe_pass is None:
-                regularizer = regularizer_of(layer, parent)
-                noise = sources_of(layer, name, parent)
-                parent = name.rpartition("/")[0]
-            else:
-                regularizer, noise = regularizers[name]
-            rows.append({
-                "name": name,
-                "layer_class": type(layer).__name__,
-                "parent": parent,
-                "shape": None if shape is None else list(shape),
-                "activation": activation,
-                "rate": getattr(layer, "rate", None),
-                "params": int(layer.count_params()) if getattr(layer, "built", False) else 0,
-                "sources": list(sources),
-                "regularizer": regularizer,
-                "noise_sources": [{"name": s.name, "kind": s.kind, "rate": s.rate} for s in noise],
-                "audited": name in audited,
-                "metrics": name in self._metric_layers,
-            })
-        return rows
-
-    def meta(self):
-        import tensorflow as tf
-
-        schedule = self.schedule
-        probe_pass = self.probe_pass
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "regaudit_version": __version__,
-            "keras_version": keras.__version__,
-            "tensorflow_version": tf.__version__,
-            "families": [family.name for family in self.families],
-            "probe": None if probe_pass is None else {
-                "source": probe_pass.probe.source,
-                "size": probe_pass.probe.size,
-                "seed": self.seed,
-                "batch_size": self.probe_batch_size,
-                "reservoir_size": probe_pass.reservoir_size,
-            },
-            "schedule": {
-                "unit": schedule.unit,
-                "every": getattr(schedule, "epochs", None) or getattr(schedule, "steps", None),
-                "at_start": schedule.at_start,
-            },
-            "taps": 0 if probe_pass is None else len(probe_pass.taps),
-            "noise_sources": [] if probe_pass is None else [
-                {"name": s.name, "kind": s.kind, "rate": s.rate} for s in probe_pass.noise_sources],
-            "layers": None if self.layers is None else self.layers.describe(),
-            "max_metric_layers": self.max_metric_layers,
-            "model_class": type(self.model).__name__,
-        }

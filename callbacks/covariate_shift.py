@@ -31,8 +31,7 @@ class ShiftFamily:
             value = context.measure(tap_name, measure, function, *args)
             if value is not None:
                 values[(tap_name, measure)] = value
-                rows.append(context.callback.row(
-                    context, tap_name, layer_class, measure, value, probe=probe))
+                rows.append(context.row(tap_name, layer_class, measure, value, probe=probe))
 
         for tap in context.taps:
             current = context.summaries[tap.name]
@@ -45,8 +44,9 @@ class ShiftFamily:
                 self._train_vs_val(context, tap, add)
             if is_batchnorm(tap.layer) and tap.name in context.batchnorm:
                 self._batchnorm(context, tap, add)
-        if context.callback.gradient_ics_due(context):
-            for layer_name, (l2, cos, layer_class) in gradient_ics(context.callback).items():
+        if context.gradient_ics_due:
+            for layer_name, (l2, cos, layer_class) in gradient_ics(
+                    context.model, context.probe_pass, context.settings.probe_batch_size).items():
                 add(layer_name, layer_class, "ics_l2", float, l2)
                 add(layer_name, layer_class, "ics_cos", float, cos)
 
@@ -66,12 +66,12 @@ class ShiftFamily:
         probe = "train|val"
         add(tap.name, tap.layer_class, "tv_w1", shift.w1_scaled, train, val, probe=probe)
         add(tap.name, tap.layer_class, "tv_ks", shift.ks_statistic, train, val, probe=probe)
-        rows = context.callback.probe_pass.reservoir_index.get(tap.name)
+        rows = context.probe_pass.reservoir_index.get(tap.name)
         if rows is None:
             return
         units = tap.shape[-1] if tap.shape else 1
-        train_size = context.callback.train_probe.size
-        val_size = context.callback.probe_pass.probe.size
+        train_size = context.train_probe.size
+        val_size = context.probe_pass.probe.size
         key = ("tv_pvalues", id(train), id(val))  # an aliased tap shares both summaries
         if key not in context.memo:
             context.memo[key] = context.measure(
@@ -96,7 +96,7 @@ class ShiftFamily:
         if context.twin_batchnorm is not None:
             add(tap.name, tap.layer_class, "bn_dropout_var_ratio", shift.bn_dropout_var_ratio,
                 context.twin_batchnorm[tap.name].var, observed.var)
-        elif not context.callback.probe_pass.noise_sources:
+        elif not context.probe_pass.noise_sources:
             # no noise source anywhere: the twin is the model itself, the ratio exactly 1
             add(tap.name, tap.layer_class, "bn_dropout_var_ratio", float, 1.0)
 

@@ -113,35 +113,37 @@ class EnsembleFamily:
 
     def __init__(self):
         self.announced = False
-        self.last = None
+        #: whether an audit measured the ensemble (finish needs one)
+        self.measured = False
         #: the head of every output (`regaudit.heads`), decided at the first audit
         self.heads = None
 
-    def _probe(self, callback):
-        probe, size = callback.probe_pass.probe, callback.ensemble_probe_size
+    @staticmethod
+    def _probe(context):
+        probe, size = context.probe_pass.probe, context.settings.ensemble_probe_size
         take = lambda a: a[:size]  # noqa: E731
         targets = None if probe.targets is None else keras.tree.map_structure(take, probe.targets)
         return ProbeData(keras.tree.map_structure(take, probe.inputs), targets, probe.source,
                          probe.indices[:size])
 
-    def _present(self, callback):
-        if callback.probe_pass.noise_sources:
+    def _present(self, context):
+        if context.probe_pass.noise_sources:
             return True
         if not self.announced:
             self.announced = True
             warnings.warn(
-                f"regaudit: model '{callback.model.name}' has no noise source with a nonzero "
+                f"regaudit: model '{context.model.name}' has no noise source with a nonzero "
                 "rate (no Dropout-family layer, attention dropout or RNN dropout, anywhere "
                 "in it), so there is no dropout ensemble to measure; the dropout-ensemble "
                 "measures are skipped.", RegauditWarning, stacklevel=2)
         return False
 
-    def _output_measures(self, callback, probe, det, members):
+    def _output_measures(self, context, probe, det, members):
         """{(output label, measure): value} for every model output."""
         if self.heads is None:
-            self.heads = output_heads(callback.model, det)
-            callback.writer.set_tags({f"{TAG_PREFIX}heads": ",".join(self.heads)})
-        targets = _targets(callback.model, probe.targets, len(det))
+            self.heads = output_heads(context.model, det)
+            context.set_tags({f"{TAG_PREFIX}heads": ",".join(self.heads)})
+        targets = _targets(context.model, probe.targets, len(det))
         out = {}
         for i, (d, m) in enumerate(zip(det, members)):
             label = MODEL if len(det) == 1 else f"{MODEL}:{i}"
@@ -154,68 +156,64 @@ class EnsembleFamily:
             p_members = heads_module.as_probabilities(m, self.heads[i])
             labels = None if targets[i] is None else _labels(targets[i], p_det.shape[-1])
             for name, value in ensemble.classification_measures(
-                    p_members, p_det, labels, seed=callback.seed).items():
+                    p_members, p_det, labels, seed=context.settings.seed).items():
                 out[(label, name)] = value
         return out
 
     def measure(self, context):
-        callback = context.callback
-        if not self._present(callback):
+        if not self._present(context):
             return {}, {}
-        probe = self._probe(callback)
-        sampled = context.measure(MODEL, "mc_sampling", callback.probe_pass.run_ensemble,
-                                  callback.mc_samples, None, probe)
+        probe = self._probe(context)
+        sampled = context.measure(MODEL, "mc_sampling", context.probe_pass.run_ensemble,
+                                  context.settings.mc_samples, None, probe)
         if sampled is None:
             return {}, {}
         det, members, counts = sampled
-        values = self._output_measures(callback, probe, det, members)
-        for source, (numerator, denominator) in zip(callback.probe_pass.noise_sources, counts):
+        values = self._output_measures(context, probe, det, members)
+        for source, (numerator, denominator) in zip(context.probe_pass.noise_sources, counts):
             values[(source.name, source.measure)] = ensemble.drop_frac(numerator, denominator)
-        rows = [callback.row(context, layer, self._layer_class(callback, layer), measure, value)
+        rows = [context.row(layer, self._layer_class(context, layer), measure, value)
                 for (layer, measure), value in values.items()]
-        self.last = (context, values)
+        self.measured = True
         metrics = {key: v for key, v in values.items()
                    if (key[0].startswith(MODEL) and key[1] in HEADLINE_MODEL)
                    or (not key[0].startswith(MODEL) and key[1] in HEADLINE_LAYER)}
         return {TABLE_ENSEMBLE: rows}, metrics
 
     @staticmethod
-    def _layer_class(callback, layer):
+    def _layer_class(context, layer):
         """The class of the layer a source or group belongs to (an RNN source is named
         `<layer>/dropout`: the RNN layer's class)."""
         for name in (layer, layer.rpartition("/")[0]):
-            for tap in callback.probe_pass.all_taps:
+            for tap in context.probe_pass.all_taps:
                 if tap.name == name:
                     return tap.layer_class
         return "Model"
 
-    def finish(self, callback):
+    def finish(self, context):
         """At train end: for each noise source (grouped by path past MAX_SOURCE_GROUPS),
         the ensemble with only that source on (its `disagreement` and `mutual_info`: which
         source creates the diversity), stored with the last audit. (The
         accuracy-against-k plot, regaudit/plots/acc_at_k.png, comes with the train-end
         report.)"""
-        if self.last is None:
-            return
-        context, values = self.last
-        probe = self._probe(callback)
-        sources = callback.probe_pass.noise_sources
+        if not self.measured:
+            return {}, {}
+        probe = self._probe(context)
+        sources = context.probe_pass.noise_sources
         rows, metrics = [], {}
         for name, members_of_group in source_groups(sources):
             active = np.zeros(len(sources), np.float32)
             active[members_of_group] = 1.0
-            det, members, _ = callback.probe_pass.run_ensemble(callback.mc_samples, active, probe)
-            per_source = self._output_measures(callback, probe, det[:1], members[:1])
+            det, members, _ = context.probe_pass.run_ensemble(context.settings.mc_samples, active, probe)
+            per_source = self._output_measures(context, probe, det[:1], members[:1])
             for measure in ("disagreement", "mutual_info", "pred_var"):
                 if (MODEL, measure) in per_source:
                     value = per_source[(MODEL, measure)]
-                    rows.append(callback.row(context, name, self._layer_class(callback, name),
-                                             f"{measure}_only", value))
+                    rows.append(context.row(name, self._layer_class(context, name),
+                                            f"{measure}_only", value))
                     if f"{measure}_only" in HEADLINE_FINAL:
                         metrics[(name, f"{measure}_only")] = value
-        if rows:
-            callback.write_tables({TABLE_ENSEMBLE: rows})
-            callback.write_metrics(metrics, context)
+        return ({TABLE_ENSEMBLE: rows} if rows else {}), metrics
 
 
 class DropoutEnsemble(Audit):

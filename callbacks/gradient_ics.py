@@ -42,17 +42,16 @@ def _gradients(model, x, y, variables):
     return tape.gradient(loss, variables)
 
 
-def gradient_ics(callback):
-    """{layer: (ics_l2, ics_cos, layer class)} on the first probe mini-batch; empty when the
-    probe has no labels or the model no optimizer."""
-    model = callback.model
-    probe = callback.probe_pass.probe
+def gradient_ics(model, probe_pass, batch_size):
+    """{layer: (ics_l2, ics_cos, layer class)} on the first probe mini-batch of
+    `batch_size` samples; empty when the probe has no labels or the model no optimizer."""
+    probe = probe_pass.probe
     if probe.targets is None or getattr(model, "optimizer", None) is None:
         return {}
-    size = min(callback.probe_batch_size, probe.size)
+    size = min(batch_size, probe.size)
     x = keras.tree.map_structure(lambda a: a[:size], probe.inputs)
     y = keras.tree.map_structure(lambda a: a[:size], probe.targets)
-    layers = _weighted_layers(callback.probe_pass.taps)
+    layers = _weighted_layers(probe_pass.taps)
     rate = _learning_rate(model.optimizer)
     # compute_loss may update per-output loss trackers: keep them as they were
     tracked = list(model.metrics_variables)

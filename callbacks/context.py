@@ -1,0 +1,73 @@
+"""What a measure family receives: its whole interface to the audit.
+
+A measure family is a small object with `name`, `needs` (a set among "train_probe",
+"twin"), `measure(context) -> (tables, metrics)` at every audit and, optionally,
+`finish(context) -> (tables, metrics)` at train end with the last audit's context. It
+reads everything it needs from the `AuditContext` and returns rows and metrics; the
+callback writes them. No family touches the callback.
+"""
+
+from dataclasses import dataclass
+
+from regaudit.activations import TapSummary
+from regaudit.schema import COLUMNS
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The callback arguments the families read."""
+
+    seed: int
+    mc_samples: int
+    ensemble_probe_size: int
+    probe_batch_size: int
+
+
+class AuditContext:
+    """One audit as a family sees it.
+
+    `summaries` / `batchnorm`: the main probe's tap summaries and BN-input moments;
+    `train_summaries`: the training probe's (when a family needs it and the main probe is
+    the validation data, else None); `twin_batchnorm`: BN-input moments with every noise
+    source on; `probe_pass`, `model`, `train_probe`, `settings`; `gradient_ics_due`:
+    whether the gradient ICS runs at this audit. `measure` runs a measure under the
+    guard of invariant 2; `row` makes a row of the tidy long form; `set_tags` sets run
+    tags.
+    """
+
+    def __init__(self, *, model, probe_pass, train_probe, settings, passes, epoch, step, run_id,
+                 guard, switched_off, set_tags, gradient_ics_due=False):
+        self.model = model
+        self.probe_pass = probe_pass
+        self.train_probe = train_probe
+        self.settings = settings
+        self.summaries, self.batchnorm, self.twin_batchnorm = passes["main"]
+        self.train_summaries = passes.get("train", (None,))[0]
+        self.taps = probe_pass.taps
+        self.epoch = epoch
+        self.step = step
+        self.gradient_ics_due = gradient_ics_due
+        self.run_id = run_id
+        self.set_tags = set_tags
+        self._guard = guard
+        self._off = switched_off
+        #: results by the identity of the summaries they came from, for this audit only
+        #: (the summaries live as long as the context, so no id is reused meanwhile)
+        self.memo = {}
+
+    def measure(self, layer, measure, function, *args):
+        """`function(*args)`, or None when it failed now or before on this layer. A
+        measure of summaries already computed at this audit is not computed again (an
+        inference-mode Dropout shares its input's summary object)."""
+        if args and all(isinstance(a, TapSummary) for a in args):
+            key = (measure, function, *map(id, args))
+            if key not in self.memo:
+                self.memo[key] = self._guard(layer, measure, function, *args)
+            return self.memo[key] if (layer, measure) not in self._off else None
+        return self._guard(layer, measure, function, *args)
+
+    def row(self, layer, layer_class, measure, value, probe=None):
+        """One row of the tidy long form (schema.COLUMNS)."""
+        values = (self.run_id, self.epoch, self.step, probe or self.probe_pass.probe.source,
+                  layer, layer_class, measure, value)
+        return dict(zip(COLUMNS, values))

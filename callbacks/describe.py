@@ -1,0 +1,78 @@
+"""What model.json and meta.json say of an audited fit: the layer table and the settings."""
+
+import keras
+
+from regaudit import __version__
+from regaudit.regularizers import regularizer_of, sources_of
+from regaudit.schema import SCHEMA_VERSION
+
+from regaudit.callbacks import keras_internals as internals
+
+
+def layer_table(model, probe_pass, metric_layers):
+    """One row per layer call (what model.json stores and the tags read), with its
+    regularizer and noise sources (`regaudit.regularizers`); for a model that cannot
+    be called, one row per layer it holds."""
+    if probe_pass is None:
+        calls = [(name, layer, parent, None, None, ()) for name, layer, parent
+                 in internals.layer_tree(model)]
+        audited = set()
+    else:
+        calls = [(t.name, t.layer, t.parent, t.shape, t.activation, t.sources)
+                 for t in probe_pass.all_taps]
+        audited = {tap.name for tap in probe_pass.taps}
+        regularizers = {t.name: (t.regularizer, t.noise) for t in probe_pass.all_taps}
+    rows = []
+    for name, layer, parent, shape, activation, sources in calls:
+        if probe_pass is None:
+            regularizer = regularizer_of(layer, parent)
+            noise = sources_of(layer, name, parent)
+            parent = name.rpartition("/")[0]
+        else:
+            regularizer, noise = regularizers[name]
+        rows.append({
+            "name": name,
+            "layer_class": type(layer).__name__,
+            "parent": parent,
+            "shape": None if shape is None else list(shape),
+            "activation": activation,
+            "rate": getattr(layer, "rate", None),
+            "params": int(layer.count_params()) if getattr(layer, "built", False) else 0,
+            "sources": list(sources),
+            "regularizer": regularizer,
+            "noise_sources": [{"name": s.name, "kind": s.kind, "rate": s.rate} for s in noise],
+            "audited": name in audited,
+            "metrics": name in metric_layers,
+        })
+    return rows
+
+def meta(callback):
+    import tensorflow as tf
+
+    schedule = callback.schedule
+    probe_pass = callback.probe_pass
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "regaudit_version": __version__,
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+        "families": [family.name for family in callback.families],
+        "probe": None if probe_pass is None else {
+            "source": probe_pass.probe.source,
+            "size": probe_pass.probe.size,
+            "seed": callback.seed,
+            "batch_size": callback.probe_batch_size,
+            "reservoir_size": probe_pass.reservoir_size,
+        },
+        "schedule": {
+            "unit": schedule.unit,
+            "every": getattr(schedule, "epochs", None) or getattr(schedule, "steps", None),
+            "at_start": schedule.at_start,
+        },
+        "taps": 0 if probe_pass is None else len(probe_pass.taps),
+        "noise_sources": [] if probe_pass is None else [
+            {"name": s.name, "kind": s.kind, "rate": s.rate} for s in probe_pass.noise_sources],
+        "layers": None if callback.layers is None else callback.layers.describe(),
+        "max_metric_layers": callback.max_metric_layers,
+        "model_class": type(callback.model).__name__,
+    }
