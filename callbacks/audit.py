@@ -174,12 +174,13 @@ class Audit(keras.callbacks.Callback):
             return
         self._epoch_base_step = self._global_step()
         self._record_history(epoch, logs)
-        if not self._measuring:  # nothing to audit: the epoch's logs go out now
-            self._safely("MLflow write", self._write, {TABLE_HISTORY: self._history}, {}, epoch + 1,
-                         self._epoch_base_step)
-            self._history = []
-        elif self.schedule.unit == "epoch" and self.schedule(epoch + 1):
+        if self._measuring and self.schedule.unit == "epoch" and self.schedule(epoch + 1):
             self._audit(epoch=epoch + 1, step=self._epoch_base_step)
+        else:  # no audit now: the epoch's logs go out on their own
+            tables = {TABLE_HISTORY: self._history} if not self._measuring else {}
+            self._safely("MLflow write", self._write, tables, {}, epoch + 1, self._epoch_base_step)
+            if not self._measuring:
+                self._history = []
 
     def on_train_end(self, logs=None):
         if self._active:
@@ -218,6 +219,7 @@ class Audit(keras.callbacks.Callback):
         self.families = [family_type() for family_type in self.family_types]
         self.audits = []
         self._history = []  # Keras' epoch logs not yet written
+        self._keras_logs = []  # (MLflow step, {key: value}) not yet written as run metrics
         self._last_context = None  # the last audit's, for the families' finish
         self.train_probe = None
         self._spool_warned = 0
@@ -345,6 +347,29 @@ class Audit(keras.callbacks.Callback):
             self._history.append(dict(zip(COLUMNS, (
                 self.run_id, epoch + 1, self._epoch_base_step, probe, MODEL, "Model",
                 measure, value))))
+        if self._started_run:
+            self._keras_logs.append(self._keras_metrics(epoch, logs))
+
+    def _keras_metrics(self, epoch, logs):
+        """(MLflow step, Keras' epoch logs and the learning rate) as run metrics, for a run
+        regaudit started (where autolog owns the run, it logs them itself): `loss`,
+        `val_loss`, every compiled metric, `learning_rate`, at the step of the audit that
+        follows this epoch (epoch + 1, or the global step), so they line up with the
+        regaudit/* charts."""
+        values = {}
+        for key, value in (logs or {}).items():
+            try:
+                values[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        optimizer = getattr(self.model, "optimizer", None)
+        if "learning_rate" not in values and optimizer is not None:
+            try:
+                values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            except Exception:  # noqa: BLE001 - an exotic schedule: no learning-rate metric
+                pass
+        step = epoch + 1 if self.schedule.unit == "epoch" else self._epoch_base_step
+        return step, values
 
     def gradient_ics_due(self, epoch, step):
         """Whether the gradient ICS runs at this audit (`gradient_ics=` argument)."""
@@ -374,7 +399,11 @@ class Audit(keras.callbacks.Callback):
     def _write(self, tables, metrics, epoch, step):
         self.writer.begin(self.write_timeout)  # replays the spool first, within the budget
         self.write_tables(tables)
-        self.write_metrics(metrics, epoch=epoch, step=step)
+        if metrics:
+            self.write_metrics(metrics, epoch=epoch, step=step)
+        for keras_step, values in self._keras_logs:
+            self.writer.log_metrics(values, keras_step)
+        self._keras_logs = []
         self._warn_spooled()
 
     def _warn_spooled(self):

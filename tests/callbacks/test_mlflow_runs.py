@@ -26,6 +26,24 @@ def test_joins_the_run_that_keras_autolog_opens(tiny_model, rng):
     assert any(key.endswith("loss") for key in run.data.metrics)  # autolog's own metrics
     assert run.info.status == "FINISHED"
     assert mlflow.active_run() is None
+    # autolog owns the run: its loss is logged once per epoch, not twice
+    assert len(MlflowClient().get_metric_history(callback.run_id, "loss")) == 2
+
+
+def test_keras_epoch_logs_are_run_metrics_in_a_run_regaudit_starts(tiny_model, rng):
+    model = tiny_model("dropout_mlp")
+    model.compile(optimizer=keras.optimizers.Adam(0.003), loss=model.loss, metrics=["accuracy"])
+    x, y = data_for(model, 64, rng)
+    callback = RegAudit(probe_size=32, schedule=Every(epochs=2))
+    history = model.fit(x, y, epochs=3, batch_size=32, validation_split=0.25, callbacks=[callback],
+                        verbose=0).history
+    client = MlflowClient()
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        logged = client.get_metric_history(callback.run_id, key)
+        assert [m.step for m in sorted(logged, key=lambda m: m.step)] == [1, 2, 3], key
+        assert [m.value for m in sorted(logged, key=lambda m: m.step)] == pytest.approx(history[key])
+    rates = client.get_metric_history(callback.run_id, "learning_rate")
+    assert [m.value for m in rates] == pytest.approx([0.003] * 3)
 
 
 def test_joins_an_active_run_and_leaves_it_open(tiny_model, rng):
