@@ -28,6 +28,17 @@ def model_state(model):
     return state
 
 
+def two_audits(model, callback):
+    """Drive `callback` through one epoch of hooks on `model`, without training: the
+    audit before training and the one after the epoch, then train end."""
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    callback.on_epoch_end(0)
+    callback.on_train_end()
+    return callback
+
+
 def test_an_audit_leaves_every_variable_bit_identical(tiny_model, rng):
     model = tiny_model("dropout_batchnorm_cnn")
     x, y = data_for(model, 96, rng)
@@ -36,12 +47,7 @@ def test_an_audit_leaves_every_variable_bit_identical(tiny_model, rng):
     assert any(key.startswith("seed/") for key in before)
     assert any("moving_variance" in key for key in before)
 
-    callback = RegAudit(probe=(x, y), strict=True)
-    callback.set_model(model)
-    callback.on_train_begin()
-    callback.on_epoch_begin(0)
-    callback.on_epoch_end(0)
-    callback.on_train_end()
+    callback = two_audits(model, RegAudit(probe=(x, y), strict=True))
     assert len(callback.audits) == 2
 
     after = model_state(model)

@@ -15,7 +15,7 @@ from regaudit.regularizers import DROP_FRAC
 from regaudit.storage import download_tables
 
 import user_models
-from test_invariants import model_state
+from test_invariants import model_state, two_audits
 
 #: the ensemble sources each model must show, with their kind
 EXPECTED_SOURCES = {
@@ -197,12 +197,8 @@ def test_an_audit_leaves_the_model_object_and_its_state_as_they_were(name):
                 for layer in model._flatten_layers()}
 
     before, state = attributes(), model_state(model)
-    callback = RegAudit(probe=(x[:48], keras.tree.map_structure(lambda a: a[:48], y)), strict=True)
-    callback.set_model(model)
-    callback.on_train_begin()
-    callback.on_epoch_begin(0)
-    callback.on_epoch_end(0)
-    callback.on_train_end()
+    probe = (x[:48], keras.tree.map_structure(lambda a: a[:48], y))
+    callback = two_audits(model, RegAudit(probe=probe, strict=True))
     assert len(callback.audits) == 2
     assert attributes() == before
     after = model_state(model)
