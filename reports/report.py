@@ -128,8 +128,17 @@ def overview(runs, groups):
     return pd.DataFrame(rows)
 
 
+def output_heads(runs):
+    """{model name: the heads the dropout ensemble assumed (tag regaudit.heads)}."""
+    tags = runs.tags[runs.tags.key == TAG_PREFIX + "heads"]
+    models = dict(zip(runs.runs["run"], runs.runs["model"]))
+    return {models.get(run) or "model": value for run, value in zip(tags.run, tags.value)}
+
+
 def layer_tables(runs):
-    """[(model name, runs using it, layer DataFrame)] per distinct model architecture."""
+    """[(model name, runs using it, layer DataFrame)] per distinct model architecture; the
+    `regularizer` column says which layers regaudit treats as noise sources or
+    BatchNormalization (`regaudit.regularizers`)."""
     layers = runs.layers
     if not len(layers):
         return []
@@ -137,7 +146,8 @@ def layer_tables(runs):
     models = dict(zip(runs.runs["run"], runs.runs["model"]))
     out, seen = [], {}
     for run in runs.run_ids:
-        table = layers[layers.run == run][["name", "layer_class", "shape", "activation", "rate", "params"]]
+        table = layers[layers.run == run][["name", "layer_class", "shape", "activation", "rate",
+                                           "regularizer", "params"]]
         key = (models.get(run), tuple(map(str, table.itertuples(index=False))))
         if key in seen:
             out[seen[key]][1].append(names.get(run, run))
@@ -204,6 +214,7 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
         "findings": found,
         "overview": overview(runs, groups),
         "layers": layer_tables(runs),
+        "heads": output_heads(runs),
         "sections": rendered,
     }
     folder = os.path.dirname(os.path.abspath(output))
@@ -289,7 +300,7 @@ code { background: #f4f4f4; padding: 0 .2em; } .wide { overflow-x: auto; }
 
 <h2 id="layers">Layers</h2>
 {% for model, used_by, table in layers %}<h3>{{ model }}</h3>
-<p class="meta">runs: {{ used_by|join(", ") }}</p>
+<p class="meta">runs: {{ used_by|join(", ") }}{% if heads.get(model) %}; outputs read as: {{ heads[model] }} (from the compiled loss and the output activation){% endif %}</p>
 <table>
 <tr>{% for c in table.columns %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for row in table.itertuples(index=False) %}<tr>{% for v in row %}<td>{{ fmt(v) }}</td>{% endfor %}</tr>
@@ -354,8 +365,9 @@ def _markdown(context, output):
             lines += [f"![{figure_stem}]({folder_name}/{figure_stem}.png)", "", f"*{caption}*", ""]
     lines += ["## Layers", ""]
     for model, used_by, table in context["layers"]:
-        lines += [f"### {md_escape(model)}", "", "runs: " + ", ".join(md_escape(u) for u in used_by),
-                  "", _md_table(table), ""]
+        heads = context["heads"].get(model)
+        lines += [f"### {md_escape(model)}", "", "runs: " + ", ".join(md_escape(u) for u in used_by)
+                  + (f"; outputs read as: {md_escape(heads)}" if heads else ""), "", _md_table(table), ""]
     lines += ["Run ids: " + " ".join(f"`{r}`" for r in runs.run_ids), ""]
     return "\n".join(lines), written
 

@@ -131,6 +131,20 @@ def test_classification_heads_get_the_classification_measures(name, head):
     assert final[("model", "det_acc")] == pytest.approx(expected)
 
 
+def test_the_report_says_which_head_was_assumed_and_what_each_regularizer_is(tmp_path):
+    from regaudit.read import load_run
+    from regaudit.reports.report import build_report
+
+    _, callback, _, _ = fitted("lstm_gru")
+    runs = load_run(callback.run_id)
+    made = build_report(runs, str(tmp_path / "report.html"))
+    text = open(made.path, encoding="utf-8").read()
+    assert "outputs read as: binary_probability" in text
+    layers = runs.layers.set_index("name")["regularizer"]
+    assert layers["lstm"] == "rnn_dropout" and layers["bigru/forward_gru"] == "rnn_dropout"
+    assert "rnn_dropout" in text
+
+
 def test_dict_targets_are_paired_with_outputs_by_name():
     model, callback, _, _ = fitted("multi_output_dict")
     table = download_tables(callback.run_id)["ensemble"]
