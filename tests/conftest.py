@@ -32,8 +32,13 @@ def rng():
 
 @pytest.fixture(autouse=True)
 def _clean_keras_and_plots():
-    yield
     import sys
+
+    # layers made while tests were collected (keras-hub's import makes some) would shift
+    # Keras' automatic layer names (dropout -> dropout_1) in the first test
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    yield
     import threading
 
     for thread in threading.enumerate():

@@ -184,8 +184,9 @@ def test_inner_measures_equal_a_hand_written_forward_pass():
                         "zero_frac", "dead_frac", "unit_mean_spread"):
             atol = 1e-5 * scale if measure in ("mean", "min", "max", "unit_mean_spread") else 1e-7
             assert final[(name, measure)] == pytest.approx(want[measure], rel=1e-5, abs=atol), (name, measure)
-        for measure in ("p01", "p15", "p50", "p85", "p99"):
-            assert final[(name, measure)] == want[measure], (name, measure)
+        for measure in ("p01", "p15", "p50", "p85", "p99"):  # the same reservoir positions; the
+            # hand-written pass rounds differently from the compiled one in the last float32 bits
+            assert final[(name, measure)] == pytest.approx(want[measure], rel=1e-6, abs=1e-7), (name, measure)
 
 
 def test_batchnorm_inside_a_custom_block_gets_its_variance_shift():
