@@ -231,9 +231,11 @@ class ProbePass:
                         continue
                     name = tap.name if len(flat) == 1 else f"{tap.name}.{position}"
                     activation = _activation_name(tap.layer)
+                    # the shape per sample; an output with no batch axis, whole
+                    shape = tuple(tensor.shape[1:] if batch_first(tensor) else tensor.shape)
                     info = TapInfo(
                         name=name, layer_class=tap.layer_class, parent=tap.parent,
-                        shape=tuple(tensor.shape[1:]), activation=activation,
+                        shape=shape, activation=activation,
                         bounds=BOUNDED_ACTIVATIONS.get(activation), sources=tap.sources,
                         layer=tap.layer, regularizer=regularizer, noise=noise)
                     self.all_taps.append(info)

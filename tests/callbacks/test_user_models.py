@@ -83,6 +83,9 @@ def test_every_layer_call_is_measured_and_every_source_drops_at_its_rate(name):
     assert set(probe_pass.unmeasured).isdisjoint(measured)
     if probe_pass.unmeasured:  # said once, with the reason
         assert any("first axis is not the batch" in w for w in warned)
+    if name == "text_transformer":  # the position embedding of arange(maxlen), whole
+        (positions,) = probe_pass.unmeasured
+        assert [t.shape for t in probe_pass.all_taps if t.name == positions] == [(user_models.MAXLEN, 16)]
 
     sources = probe_pass.noise_sources
     expected = EXPECTED_SOURCES[name]
