@@ -335,33 +335,30 @@ class Audit(keras.callbacks.Callback):
 
     def _record_history(self, epoch, logs):
         """Keras' epoch logs (loss, accuracy, val_*, ...) and the epoch's wall time as
-        rows of the history table, written with the next audit or at train end."""
-        seconds = time.perf_counter() - self._epoch_started
-        values = {"epoch_seconds": seconds, **(logs or {})}
-        for measure, value in values.items():
+        rows of the history table, written with the next audit or at train end; in a run
+        regaudit started, the logs as run metrics too (`_keras_metrics`)."""
+        scalars = {}
+        for measure, value in (logs or {}).items():
             try:
-                value = float(value)
+                scalars[measure] = float(value)
             except (TypeError, ValueError):
                 continue  # a non-scalar log entry
+        seconds = time.perf_counter() - self._epoch_started
+        for measure, value in {"epoch_seconds": seconds, **scalars}.items():
             probe = "val" if measure.startswith("val_") else "train"
             self._history.append(dict(zip(COLUMNS, (
                 self.run_id, epoch + 1, self._epoch_base_step, probe, MODEL, "Model",
                 measure, value))))
         if self._started_run:
-            self._keras_logs.append(self._keras_metrics(epoch, logs))
+            self._keras_logs.append(self._keras_metrics(epoch, scalars))
 
-    def _keras_metrics(self, epoch, logs):
-        """(MLflow step, Keras' epoch logs and the learning rate) as run metrics, for a run
-        regaudit started (where autolog owns the run, it logs them itself): `loss`,
-        `val_loss`, every compiled metric, `learning_rate`, at the step of the audit that
-        follows this epoch (epoch + 1, or the global step), so they line up with the
-        regaudit/* charts."""
-        values = {}
-        for key, value in (logs or {}).items():
-            try:
-                values[key] = float(value)
-            except (TypeError, ValueError):
-                continue
+    def _keras_metrics(self, epoch, scalars):
+        """(MLflow step, Keras' scalar epoch logs and the learning rate) as run metrics,
+        for a run regaudit started (where autolog owns the run, it logs them itself):
+        `loss`, `val_loss`, every compiled metric, `learning_rate`, at the step of the
+        audit that follows this epoch (epoch + 1, or the global step), so they line up
+        with the regaudit/* charts."""
+        values = dict(scalars)
         optimizer = getattr(self.model, "optimizer", None)
         if "learning_rate" not in values and optimizer is not None:
             try:
