@@ -101,6 +101,27 @@ def test_batchnorm_variance_shift_closed_forms():
     assert shift.bn_dropout_var_ratio([1.0, 5.0], [1.0, 0.0]) == 1.0  # zero-variance channel left out
 
 
+def test_bn_dropout_var_ratio_is_pooled_and_ignores_near_dead_channels(rng):
+    """The pooled ratio against a slow numpy reference on the twin's and the inference
+    pass's actual values; a near-dead channel (variance 1e-9 in inference, 1e-5 with
+    Dropout on: a per-channel ratio of 10,000) leaves it at the nominal value."""
+    rate = 0.25
+    x = np.abs(rng.normal(size=(4000, 6))) * np.array([1.0, 2.0, 0.5, 3.0, 1.0, 1.5])
+    mask = rng.random(x.shape) >= rate
+    noisy = x * mask / (1 - rate)
+    on, off = noisy.var(0), x.var(0)
+    reference = sum(noisy[:, c].var() for c in range(6)) / sum(x[:, c].var() for c in range(6))
+    assert shift.bn_dropout_var_ratio(on, off) == pytest.approx(reference, rel=1e-12)
+    # closed form with equal-variance channels: (E[x^2]/(1-rate) - E[x]^2) / Var(x)
+    closed = ((x**2).mean() / (1 - rate) - x.mean(0)**2).sum() / off.sum()
+    assert shift.bn_dropout_var_ratio(on, off) == pytest.approx(closed, rel=0.03)
+    with_dead = shift.bn_dropout_var_ratio(np.append(on, 1e-5), np.append(off, 1e-9))
+    assert with_dead == pytest.approx(reference, rel=1e-12)
+    per_channel_mean = np.mean(np.append(on, 1e-5) / np.append(off, 1e-9))
+    assert per_channel_mean > 1000  # what the old mean of ratios reported
+    assert np.isnan(shift.bn_dropout_var_ratio([1.0], [0.0]))
+
+
 def test_ics_measures(rng):
     g = rng.normal(size=50)
     h = g + rng.normal(scale=0.1, size=50)
