@@ -37,6 +37,7 @@ def layer_table(model, probe_pass, metric_layers):
             "shape": None if shape is None else list(shape),
             "activation": activation,
             "rate": getattr(layer, "rate", None),
+            "momentum": getattr(layer, "momentum", None) if regularizer == "batchnorm" else None,
             "params": int(layer.count_params()) if getattr(layer, "built", False) else 0,
             "sources": list(sources),
             "regularizer": regularizer,

@@ -164,6 +164,12 @@ def classification_measures(members, deterministic, labels=None, seed=0):
         "mc_ece": ece(mean, labels),
     })
     out["ens_gap"] = out["mc_acc"] - out["det_acc"]
+    det_right = np.argmax(deterministic, axis=-1) == labels
+    mc_right = np.argmax(mean, axis=-1) == labels
+    # the paired counts of McNemar's test (regaudit.statistics.mcnemar_exact)
+    out["det_only_correct"] = float(np.sum(det_right & ~mc_right))
+    out["mc_only_correct"] = float(np.sum(mc_right & ~det_right))
+    out["probe_samples"] = float(len(labels))
     for k, value in acc_at_k(members, labels, seed=seed).items():
         out[f"acc_at_k:{k}"] = value
     return out

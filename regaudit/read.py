@@ -25,7 +25,7 @@ from regaudit.schema import (
 
 TABLES = (TABLE_ACTIVATIONS, TABLE_HISTOGRAMS, TABLE_SHIFT, TABLE_ENSEMBLE, TABLE_HISTORY)
 LAYER_COLUMNS = ("run", "name", "layer_class", "parent", "shape", "activation", "rate",
-                 "regularizer", "params", "sources")
+                 "momentum", "regularizer", "params", "sources")
 #: The tag that marks a report run (not an audited training run).
 REPORT_TAG = TAG_PREFIX + "report_of"
 #: Default grouping: the regularization setup that `RegAudit` tags every run with.

@@ -1,0 +1,226 @@
+"""The seed article's claims, put to the test on the user's runs.
+
+The article: "How do dropout and batch normalization layers affect a DNN model's
+performance?" (2025-01-30), in `shared/seed/` (README: "The article"). Each claim gets a
+verdict on the runs at hand: "supported" or "contradicted" only when a Holm-corrected
+test (or, for the ensemble claim, an equivalence interval) says so; otherwise "not shown",
+with what would show it. Groups are compared by their regularization setup
+(`regaudit.outcomes.setups`), a group's setup being its runs' common setup.
+"""
+
+import numpy as np
+
+from regaudit import outcomes
+from regaudit.finding import Finding, number, p_text, seeds_text
+from regaudit.schema import MODEL
+from regaudit.statistics import ALPHA, compare_groups, holm, mcnemar_exact
+
+ARTICLE = ("\"How do dropout and batch normalization layers affect a DNN model's "
+           "performance?\" (2025-01-30)")
+#: The weight-scaled network "stands for" the ensemble when the 95% interval of the
+#: paired accuracy difference lies within +-ENSEMBLE_MARGIN.
+ENSEMBLE_MARGIN = 0.01
+#: The article's range of good dropout rates.
+RATE_RANGE = (0.2, 0.7)
+
+
+def _group_setups(runs, groups):
+    """{group: setup dict} for the groups whose runs share one setup."""
+    setup = outcomes.setups(runs)
+    out = {}
+    for group in dict.fromkeys(groups.values()):
+        members = [setup[r] for r, g in groups.items() if g == group and r in setup]
+        keys = {(s["dropout"], s["batchnorm"]) for s in members}
+        if len(keys) == 1:
+            out[group] = members[0]
+    return out
+
+
+def _verdict(claim_id, rule, claim, pairs, values, measure, lower_supports, missing):
+    """A claim judged on `pairs` [(group that should win, group it should beat)] of
+    `values` {group: [values]}: supported when every testable pair is significant in
+    the claimed direction, contradicted when one is significant against it."""
+    comparisons = {frozenset((c.high, c.low)): c for c in compare_groups(values, pairs)}
+    tested = [(a, b, comparisons[frozenset((a, b))]) for a, b in pairs
+              if frozenset((a, b)) in comparisons]
+    if not tested:
+        return _finding(claim_id, rule, claim, "not shown", missing, {})
+    parts, verdicts = [], []
+    for winner, loser, c in tested:
+        claimed = (c.low == winner) if lower_supports else (c.high == winner)
+        means = f"{number(np.mean(values[winner]))} against {number(np.mean(values[loser]))}"
+        if c.significant:
+            verdicts.append("supported" if claimed else "contradicted")
+            parts.append(f"'{winner}' against '{loser}': {measure} {means}, Holm-adjusted "
+                         f"{p_text(c.p_holm)}")
+        else:
+            verdicts.append("not shown")
+            parts.append(f"'{winner}' against '{loser}': {measure} {means}, no detectable "
+                         f"difference (Holm-adjusted {p_text(c.p_holm)}; the observed difference "
+                         f"would need {seeds_text(c.seeds)} seeds per group)")
+    verdict = ("contradicted" if "contradicted" in verdicts else
+               "supported" if all(v == "supported" for v in verdicts) else "not shown")
+    numbers = {"comparisons": [c.as_numbers() for _, _, c in tested], "measure": measure}
+    return _finding(claim_id, rule, claim, verdict, "; ".join(parts) + ".", numbers)
+
+
+def _finding(claim_id, rule, claim, verdict, evidence, numbers):
+    text = f"Claim \"{claim}\": {verdict}. {evidence}"
+    return Finding(claim_id, rule, text, {"claim": claim, "verdict": verdict} | numbers,
+                   "notice" if verdict == "contradicted" else "info")
+
+
+def _pairs(setups, with_key):
+    """[(group with `with_key`, the group without it and otherwise the same setup)]."""
+    out = []
+    for a, sa in setups.items():
+        for b, sb in setups.items():
+            other = "batchnorm" if with_key == "dropout" else "dropout"
+            if sa[with_key] and not sb[with_key] and sa[other] == sb[other]:
+                out.append((a, b))
+    return out
+
+
+def dropout_overfitting(runs, groups, setups):
+    """RA251 "Dropout reduces overfitting": each group with Dropout has a smaller final
+    generalization gap than the group with the same BatchNormalization and no Dropout."""
+    name, gaps = outcomes.final_gap(runs)
+    pairs = _pairs(setups, "dropout")
+    missing = ("These runs hold no pair of setups that differ only by Dropout" if not pairs
+               else "Each setup needs two seeds or more") + "; train the same model with and without Dropout, 3 seeds or more each."
+    return _verdict("RA251", "claim_dropout_overfitting", "Dropout reduces overfitting", pairs,
+                    outcomes.by_group(gaps, groups), name or "generalization gap", True, missing)
+
+
+def first_epoch_loss(runs):
+    """{run: training loss after the first epoch}: how far one epoch gets."""
+    history = runs.history
+    loss = history[(history.measure == "loss") & (history.layer == MODEL)]
+    first = loss[loss.epoch == loss.groupby("run")["epoch"].transform("min")]
+    return {r: float(v) for r, v in zip(first.run, first.value) if np.isfinite(v)}
+
+
+def batchnorm_speed(runs, groups, setups):
+    """RA252 "BatchNormalization accelerates training": each group with BN has a lower
+    training loss after the first epoch than the group with the same Dropout and no BN."""
+    pairs = _pairs(setups, "batchnorm")
+    missing = ("These runs hold no pair of setups that differ only by BatchNormalization" if not pairs
+               else "Each setup needs two seeds or more") + "; train the same model with and without BN, 3 seeds or more each."
+    return _verdict("RA252", "claim_batchnorm_speed", "BatchNormalization accelerates training",
+                    pairs, outcomes.by_group(first_epoch_loss(runs), groups),
+                    "training loss after epoch 1", True, missing)
+
+
+def batchnorm_learning_rate(runs, groups, setups):
+    """RA253 "BatchNormalization allows higher learning rates": needs BN and non-BN runs
+    at several learning rates; regaudit does not judge it from one learning rate."""
+    history = runs.history
+    lr = history[(history.measure == "learning_rate") & (history.layer == MODEL)]
+    rates = sorted({round(float(v), 12) for v in lr.groupby("run")["value"].first()})
+    seen = f"these runs train at learning rate {', '.join(f'{r:g}' for r in rates)}" if rates else \
+        "these runs do not log their learning rate"
+    return _finding("RA253", "claim_batchnorm_learning_rate",
+                    "BatchNormalization allows higher learning rates", "not shown",
+                    f"It needs runs with and without BN at several learning rates; {seen}. "
+                    "Train both setups at, say, 1e-3, 1e-2 and 1e-1 with 3 seeds each and compare "
+                    "the highest rate at which each still converges.", {"learning_rates": rates})
+
+
+def batchnorm_placement(runs, groups, setups):
+    """RA254 "BN before the activation works better than after": runs whose BN layers all
+    sit before their activation against runs whose BN layers all sit after, on the
+    final outcome; not shown unless both placements were trained."""
+    measure, values, higher, _ = outcomes.outcome(runs)
+    placement = outcomes.tag_values(runs, "batchnorm_placement")
+    by_place = outcomes.by_group(values, {r: p for r, p in placement.items()
+                                          if p in ("before_activation", "after_activation")})
+    claim = "BatchNormalization before the activation works better than after it"
+    if len(by_place) < 2:
+        where = ", ".join(by_place) or "no BatchNormalization layer"
+        return _finding("RA254", "claim_batchnorm_placement", claim, "not shown",
+                        f"Every BN run here has {where} (the article's own Examples 2 and 3 put "
+                        "BN after Conv2D(..., activation='relu')); train a variant with "
+                        "Conv2D(activation=None), BatchNormalization(), Activation('relu').",
+                        {"placements": list(by_place)})
+    return _verdict("RA254", "claim_batchnorm_placement", claim,
+                    [("before_activation", "after_activation")], by_place, measure, not higher,
+                    "Each placement needs two seeds or more.")
+
+
+def dropout_rates(runs, groups, setups):
+    """RA255 "rates between 0.2 and 0.7 work best": Dropout runs whose rates all lie in
+    [0.2, 0.7] against Dropout runs with a rate outside, on the final outcome."""
+    measure, values, higher, _ = outcomes.outcome(runs)
+    setup = outcomes.setups(runs)
+    inside = {r: ("inside" if all(RATE_RANGE[0] <= x <= RATE_RANGE[1] for x in s["rates"] if x > 0)
+                  else "outside") for r, s in setup.items() if s["dropout"]}
+    by_range = outcomes.by_group(values, inside)
+    claim = f"Dropout rates between {RATE_RANGE[0]} and {RATE_RANGE[1]} work best"
+    if len(by_range) < 2:
+        rates = sorted({x for r in inside for x in setup[r]["rates"] if x > 0})
+        return _finding("RA255", "claim_dropout_rates", claim, "not shown",
+                        "Every Dropout run here uses rate(s) " + (", ".join(f"{x:g}" for x in rates) or "none")
+                        + f", all {'inside' if 'inside' in by_range else 'outside'} that range; train the "
+                        "same model at rates such as 0.1 and 0.8 too, 3 seeds each.", {"rates": rates})
+    return _verdict("RA255", "claim_dropout_rates", claim, [("inside", "outside")], by_range,
+                    measure, not higher, "Each range needs two seeds or more.")
+
+
+def combined(runs, groups, setups):
+    """RA256 "the two combined improve the model": the group with both Dropout and BN has
+    a better final outcome than the Dropout-only and the BN-only groups."""
+    measure, values, higher, _ = outcomes.outcome(runs)
+    both = [g for g, s in setups.items() if s["dropout"] and s["batchnorm"]]
+    singles = [g for g, s in setups.items() if s["dropout"] != s["batchnorm"]]
+    pairs = [(b, s) for b in both for s in singles]
+    missing = ("These runs lack a group with both and a group with only one of them" if not pairs
+               else "Each setup needs two seeds or more") + "; train Dropout only, BN only and both, 3 seeds or more each."
+    return _verdict("RA256", "claim_combined", "Dropout and BatchNormalization combined improve the model",
+                    pairs, outcomes.by_group(values, groups), measure, not higher, missing)
+
+
+def weight_scaling(runs, groups, setups):
+    """RA257 "the weight-scaled network stands for the ensemble's average": contradicted
+    when the exact McNemar test (Holm over runs) finds a run where Monte-Carlo dropout and
+    the weight-scaled network differ; supported when none does and the 95% interval of the
+    pooled paired accuracy difference lies within +-0.01; else not shown."""
+    ens = runs.ensemble
+    b, c = outcomes.final(ens, "det_only_correct"), outcomes.final(ens, "mc_only_correct")
+    n = outcomes.final(ens, "probe_samples")
+    tested = [r for r in b if r in c and r in n and n[r] > 0]
+    claim = "The weight-scaled network stands for the dropout ensemble's average"
+    if not tested:
+        return _finding("RA257", "claim_weight_scaling", claim, "not shown",
+                        "No run here has Dropout with a labelled probe (or the runs predate the "
+                        "paired counts); train a Dropout model with validation data.", {})
+    adjusted = holm([mcnemar_exact(b[r], c[r]) for r in tested])
+    total = sum(n[r] for r in tested)
+    gain = sum(c[r] - b[r] for r in tested) / total
+    var = (sum(b[r] + c[r] for r in tested) / total - gain**2) / total
+    half = 1.96 * np.sqrt(max(var, 0.0))
+    numbers = {"runs": len(tested), "n": int(total), "gain": gain, "low": gain - half,
+               "high": gain + half, "p_holm_min": float(min(adjusted)), "margin": ENSEMBLE_MARGIN}
+    evidence = (f"Over {len(tested)} run(s) and {int(total)} probe predictions Monte-Carlo dropout "
+                f"minus weight-scaled accuracy is {gain:+.4f}, 95% interval [{gain - half:+.4f}, "
+                f"{gain + half:+.4f}]; smallest Holm-adjusted McNemar {p_text(min(adjusted))}")
+    if min(adjusted) < ALPHA:
+        return _finding("RA257", "claim_weight_scaling", claim, "contradicted",
+                        evidence + ": in at least one run they differ.", numbers)
+    if -ENSEMBLE_MARGIN < gain - half and gain + half < ENSEMBLE_MARGIN:
+        return _finding("RA257", "claim_weight_scaling", claim, "supported",
+                        evidence + f", within +-{ENSEMBLE_MARGIN}.", numbers)
+    return _finding("RA257", "claim_weight_scaling", claim, "not shown",
+                    evidence + f": too wide to show agreement within +-{ENSEMBLE_MARGIN}; a "
+                    "larger probe (ensemble_probe_size=) or more runs would narrow it.", numbers)
+
+
+CLAIMS = (dropout_overfitting, batchnorm_speed, batchnorm_learning_rate, batchnorm_placement,
+          dropout_rates, combined, weight_scaling)
+
+
+def claims(runs, groups):
+    """RA251-RA257: a verdict for each of the article's claims (none without history)."""
+    if not len(runs.history):
+        return []
+    setups = _group_setups(runs, groups)
+    return [claim(runs, groups, setups) for claim in CLAIMS]

@@ -1,0 +1,268 @@
+"""Diagnoses: a measured cause, the effect it explains, and a remedy a user can act on.
+
+Each rule is `rule(runs, groups) -> list[Finding]` (see `regaudit.findings`); its
+threshold and source are in its docstring and a module constant.
+"""
+
+import math
+
+import numpy as np
+
+from regaudit import outcomes
+from regaudit.finding import Finding, comparison_text, number, p_text, per_layer, values_text
+from regaudit.schema import MODEL
+from regaudit.statistics import ALPHA, compare_groups, holm, mcnemar_exact
+
+#: bn_var_ratio outside [1/BN_RATIO_LIMIT, BN_RATIO_LIMIT]: BN's inference statistics
+#: do not fit the data it normalizes.
+BN_RATIO_LIMIT = 1.25
+#: The moving statistics lag while more than this share of them is still their initial
+#: value (moving variance 1, mean 0): momentum ** steps > LAG_SHARE.
+LAG_SHARE = 0.01
+#: Keras' default BatchNormalization momentum, for runs whose layer table lacks it.
+DEFAULT_MOMENTUM = 0.99
+#: A lower momentum the remedy proposes.
+REMEDY_MOMENTUM = 0.9
+#: bn_dropout_var_ratio above this: Dropout inflates the variance BN sees in training.
+DROPOUT_VAR_LIMIT = 1.10
+#: A layer with more than this fraction of dead ReLU units (final audit) is flagged.
+DEAD_LIMIT = 0.10
+#: A layer with more than this fraction of saturated sigmoid/tanh values is flagged.
+SATURATED_LIMIT = 0.20
+
+
+def steps_to_forget(momentum, share=LAG_SHARE):
+    """Training steps after which `share` of an exponential moving average with this
+    `momentum` is still its initial value: ceil(log(share) / log(momentum))."""
+    if not 0 < momentum < 1:
+        return math.inf if momentum >= 1 else 1
+    return math.ceil(math.log(share) / math.log(momentum))
+
+
+def _momenta(runs):
+    """{(run, layer): momentum} of the BatchNormalization layers (Keras' default when
+    the run's layer table predates the column)."""
+    layers = runs.layers
+    if not len(layers) or "momentum" not in layers or "regularizer" not in layers:
+        return {}
+    rows = layers[layers.regularizer == "batchnorm"]
+    return {(r, n): (float(m) if m is not None and np.isfinite(m) else DEFAULT_MOMENTUM)
+            for r, n, m in zip(rows.run, rows.name, rows.momentum)}
+
+
+def _outcome_link(runs, groups, group):
+    """The sentence that sets `group`'s final outcome against the best group without
+    BatchNormalization, with its test; "" when there is none to compare with."""
+    measure, values, higher, _ = outcomes.outcome(runs)
+    by_group = outcomes.by_group(values, groups)
+    setup = outcomes.setups(runs)
+    plain = [g for g in by_group if g != group
+             and not any(setup[r]["batchnorm"] for r, gg in groups.items() if gg == g and r in setup)]
+    if group not in by_group or not plain:
+        return "", {}
+    best = max(plain, key=lambda g: np.mean(by_group[g]) * (1 if higher else -1))
+    mine, theirs = float(np.mean(by_group[group])), float(np.mean(by_group[best]))
+    worse = mine < theirs if higher else mine > theirs
+    comparisons = {frozenset((c.high, c.low)): c for c in compare_groups(by_group)}
+    c = comparisons.get(frozenset((group, best)))
+    test = ("one run per group: no test" if c is None else
+            f"significant, Holm-adjusted {p_text(c.p_holm)}" if c.significant else
+            f"not significant with these seeds, Holm-adjusted {p_text(c.p_holm)}")
+    verb = "worse" if worse else "no worse"
+    text = (f" '{group}' validates {verb} than '{best}' without BatchNormalization ({measure} "
+            f"{number(mine)} against {number(theirs)}; {test})")
+    return text, {"outcome": measure, "group_value": mine, "reference_group": best,
+                  "reference_value": theirs, "worse": worse,
+                  "significant": bool(c is not None and c.significant)}
+
+
+def batchnorm_lag(runs, groups):
+    """RA210/RA211, BatchNormalization statistics against the data (Ioffe & Szegedy 2015;
+    Li et al. 2019). At the last audit, a BN layer whose input variance over its moving
+    variance (`bn_var_ratio`) lies outside [0.8, 1.25] normalizes at inference with
+    statistics that do not fit. When momentum ** steps > 0.01 (more than 1% of the moving
+    statistics is still their initial value) the cause is lag (RA210): the remedy is a
+    lower momentum, more steps, or re-estimating the statistics. Otherwise (RA211) the
+    statistics have converged and the data BN sees at inference differs from the training
+    batches. One finding per group, next to its validation outcome."""
+    final = outcomes.final_layers(runs.shift, "bn_var_ratio")
+    if not len(final):
+        return []
+    flagged = final[(final.value < 1 / BN_RATIO_LIMIT) | (final.value > BN_RATIO_LIMIT)]
+    names = outcomes.run_names(runs)
+    momenta = _momenta(runs)
+    steps = outcomes.final_step(runs)
+    out = []
+    for group in dict.fromkeys(groups.get(r, "") for r in flagged.run):
+        part = flagged[flagged.run.map(groups) == group]
+        members = [r for r, g in groups.items() if g == group and r in set(final.run)]
+        ratios = {names.get(r, r): float(v) for r, v in zip(part.run, part.value)}
+        momentum = max(momenta.get((r, l), DEFAULT_MOMENTUM) for r, l in zip(part.run, part.layer))
+        trained = min(steps.get(r, 0) for r in set(part.run))
+        left = momentum ** trained
+        needed = steps_to_forget(momentum)
+        low, high = min(ratios.values()), max(ratios.values())
+        layers = ", ".join(dict.fromkeys(part.layer))
+        seen = (f"its BatchNormalization layers ({layers}) see {number(low, 2)}"
+                + (f" to {number(high, 2)}" if high != low else "")
+                + " times the variance their moving statistics assume (bn_var_ratio at the last "
+                f"audit, 1 = they agree; {part.run.nunique()} of {len(members)} runs)")
+        link, link_numbers = _outcome_link(runs, groups, group)
+        numbers = {"group": group, "layers": list(dict.fromkeys(part.layer)), "bn_var_ratio": ratios,
+                   "momentum": momentum, "steps": trained, "initial_share_left": left,
+                   "steps_needed": needed} | link_numbers
+        if left > LAG_SHARE:
+            text = (f"BatchNormalization statistics lag the data in '{group}': {seen}. After "
+                    f"{trained} training steps at momentum {momentum:g}, {left:.0%} of the moving "
+                    f"statistics is still their initial value (variance 1, mean 0); forgetting it "
+                    f"to 1% takes {needed} steps.{link}"
+                    + (", which statistics that have not caught up explain: at inference BN "
+                       "normalizes with the wrong scale." if link_numbers.get("worse") else "." if link else "")
+                    + f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (1% left after "
+                    f"{steps_to_forget(REMEDY_MOMENTUM)} steps), train for {needed} steps or more, "
+                    "or re-estimate the moving statistics on training batches (Dropout off) "
+                    "before evaluating.")
+            out.append(Finding("RA210", "batchnorm_lag", text, numbers, "notice"))
+        else:
+            text = (f"In '{group}' {seen}, although after {trained} steps at momentum {momentum:g} "
+                    f"the moving statistics have converged (under 1% initial value left): the data "
+                    f"BN meets at inference differs from its training batches.{link}"
+                    + ("." if link else "")
+                    + " Check that validation data is preprocessed like training data (scaling, "
+                    "augmentation that only runs in training), and see the Dropout-before-BN "
+                    "finding if there is one.")
+            out.append(Finding("RA211", "batchnorm_mismatch", text, numbers, "notice"))
+    return out
+
+
+def dropout_before_batchnorm(runs, groups):
+    """RA212, the variance shift of Li et al. (2019): at the last audit a BN layer whose
+    input variance with the upstream Dropout-like noise on is more than 1.10 times its
+    inference variance (`bn_dropout_var_ratio`, pooled over channels). BN learns its
+    moving variance from the noisy training input and meets the quieter inference input.
+    Remedies (Li et al. 2019): move the Dropout after the last BN, or re-estimate BN's
+    statistics with Dropout off. One finding per layer, naming the runs."""
+    final = outcomes.final_layers(runs.shift, "bn_dropout_var_ratio")
+    flagged = final[final.value > DROPOUT_VAR_LIMIT]
+    out = []
+    for layer, values, total in per_layer(final, flagged, outcomes.run_names(runs)):
+        amount, where = values_text(values, total)
+        out.append(Finding(
+            "RA212", "dropout_before_batchnorm",
+            f"Dropout upstream of BatchNormalization layer {layer} makes the variance it sees in "
+            f"training {amount} times the variance at inference (bn_dropout_var_ratio, more than "
+            f"{DROPOUT_VAR_LIMIT}), in {where}: the variance shift of Li et al. (2019). Move that "
+            "Dropout after the last BatchNormalization, or re-estimate BN's moving statistics "
+            "on training batches with Dropout off after training.",
+            {"layer": layer, "values": values, "limit": DROPOUT_VAR_LIMIT}, "notice"))
+    return out
+
+
+def dead_and_saturated(runs, groups):
+    """RA220/RA221: layers with more than 10% dead ReLU units (`dead_frac`: units that
+    output exactly zero on every probe sample; logged for ReLU-family outputs only) or
+    more than 20% saturated sigmoid/tanh values (`sat_frac`) at the last audit; one
+    finding per layer, naming the runs, with the usual remedies."""
+    out = []
+    names = outcomes.run_names(runs)
+    for measure, limit, what, rule, remedy in (
+            ("dead_frac", DEAD_LIMIT, "dead ReLU units", "RA220",
+             "Units that never fire get no gradient: lower the learning rate, use He "
+             "initialization, put BatchNormalization before the ReLU, or use LeakyReLU/ELU."),
+            ("sat_frac", SATURATED_LIMIT, "saturated values", "RA221",
+             "Saturated sigmoid/tanh units pass almost no gradient: scale the inputs, put "
+             "BatchNormalization before the activation, or use a ReLU-family activation.")):
+        final = outcomes.final_layers(runs.activations, measure)
+        final = final[final.layer != MODEL]
+        flagged = final[final.value > limit]
+        for layer, values, total in per_layer(final, flagged, names):
+            amount, where = values_text(values, total, percent=True)
+            out.append(Finding(
+                rule, measure, f"Layer {layer} has {amount} {what} at the last audit (more than "
+                f"{limit:.0%}) in {where}. {remedy}",
+                {"layer": layer, "values": values, "limit": limit}, "notice"))
+    return out
+
+
+def nonfinite(runs, groups):
+    """RA222: layers that produced NaN or infinite values (`nonfinite_frac` > 0) at any
+    audit: the first audit where it happened and the largest fraction, per layer across
+    runs. Their other measures are over the finite values only."""
+    acts = runs.activations
+    rows = acts[(acts.measure == "nonfinite_frac") & (acts.layer != MODEL) & (acts.value > 0)]
+    names = outcomes.run_names(runs)
+    out = []
+    for layer in dict.fromkeys(rows.layer):
+        part = rows[rows.layer == layer]
+        first = part.sort_values(["epoch", "step"]).iloc[0]
+        runs_hit = ", ".join(dict.fromkeys(names.get(r, r) for r in part.run))
+        out.append(Finding(
+            "RA222", "nonfinite", f"Layer {layer} produced NaN or infinite values: up to "
+            f"{part.value.max():.2%} of its outputs, first at epoch {int(first.epoch)} "
+            f"(runs: {runs_hit}). Its other measures count only the finite values. Lower the "
+            "learning rate or clip gradients (clipnorm=1.0), and check the inputs for NaN.",
+            {"layer": layer, "max": float(part.value.max()), "first_epoch": int(first.epoch)},
+            "notice"))
+    return out
+
+
+def ensemble_gain(runs, groups):
+    """RA230/RA231, Monte-Carlo dropout (Gal & Ghahramani 2016) against the weight-scaled
+    network Keras predicts with (Srivastava et al. 2014), at each run's last audit, on the
+    same probe samples: a paired comparison, the exact McNemar test of the samples only
+    one of the two gets right, Holm-corrected over runs. Worth acting on (RA230) only when
+    significant; otherwise one line of agreement (RA231) with n."""
+    ens = runs.ensemble
+    det, mc = outcomes.final(ens, "det_acc"), outcomes.final(ens, "mc_acc")
+    det_only, mc_only = outcomes.final(ens, "det_only_correct"), outcomes.final(ens, "mc_only_correct")
+    count = outcomes.final(ens, "probe_samples")
+    ks = ens[(ens.layer == MODEL) & ens.measure.str.startswith("acc_at_k:")].measure
+    top_k = int(ks.str.split(":").str[1].astype(int).max()) if len(ks) else None
+    names = outcomes.run_names(runs)
+    tested = [r for r in det if r in mc and r in det_only and r in mc_only]
+    untested = [names.get(r, r) for r in det if r in mc and r not in tested]
+    out = []
+    if tested:
+        raw = [mcnemar_exact(det_only[r], mc_only[r]) for r in tested]
+        adjusted = holm(raw)
+        agree = []
+        for run, p, p_holm in zip(tested, raw, adjusted):
+            gain = mc[run] - det[run]
+            n = int(count.get(run, 0))
+            numbers = {"run": run, "det_acc": det[run], "mc_acc": mc[run], "gain": gain, "n": n,
+                       "mc_only_correct": int(mc_only[run]), "det_only_correct": int(det_only[run]),
+                       "p": p, "p_holm": float(p_holm), "T": top_k}
+            counts = (f"{mc[run]:.3f} against {det[run]:.3f} on n = {n} probe samples; "
+                      f"{int(mc_only[run])} right only with MC, {int(det_only[run])} only with the "
+                      f"weight-scaled network; exact McNemar {p_text(p)}, Holm-adjusted "
+                      f"{p_text(p_holm)} over {len(tested)} run{'s' if len(tested) > 1 else ''}")
+            if p_holm < ALPHA and gain > 0:
+                out.append(Finding(
+                    "RA230", "ensemble_gain",
+                    f"In run {names.get(run, run)} Monte-Carlo dropout at inference would gain "
+                    f"{gain:.3f} accuracy at T = {top_k} ({counts}). Predict with the mean of "
+                    f"{top_k} passes with only the Dropout layers in training mode "
+                    "(BatchNormalization stays in inference mode).", numbers, "notice"))
+            elif p_holm < ALPHA:
+                out.append(Finding(
+                    "RA230", "ensemble_gain",
+                    f"In run {names.get(run, run)} the weight-scaled network beats Monte-Carlo "
+                    f"dropout by {-gain:.3f} accuracy at T = {top_k} ({counts}): keep predicting "
+                    "with the weight-scaled network.", numbers, "notice"))
+            else:
+                agree.append((names.get(run, run), n, gain, p_holm))
+        if agree:
+            out.append(Finding(
+                "RA231", "ensemble_agreement",
+                "No detectable difference between Monte-Carlo dropout and the weight-scaled "
+                "network (exact McNemar, Holm-corrected) in " + "; ".join(
+                    f"{name} (gain {gain:+.3f}, n = {n}, {p_text(p)})" for name, n, gain, p in agree)
+                + ": the single network stands in for the dropout ensemble there.",
+                {"runs": [a[0] for a in agree]}))
+    if untested:
+        out.append(Finding(
+            "RA231", "ensemble_agreement",
+            "Runs " + ", ".join(untested) + " predate the paired counts McNemar's test needs: "
+            "their Monte-Carlo and weight-scaled accuracies are in the overview, untested.",
+            {"runs": untested}))
+    return out

@@ -1,0 +1,116 @@
+"""What a finding is, and the sentences every rule shares.
+
+A `Finding` is data first: a stable rule id (`RA2xx`; lint's rules are `RA1xx`), the
+rule's name, a level, one plain-language text, and the numbers behind the text. The
+JSON form (`as_dict`) is what `regaudit show --json` prints; its schema is in the README.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from regaudit.statistics import ALPHA, MAX_SEEDS, POWER
+
+#: levels, most important first: "notice" is worth acting on, "info" is context
+LEVELS = ("notice", "info")
+
+
+@dataclass
+class Finding:
+    """One statement: `id` (stable, `RA2xx`), `rule` (its name), `text` in plain words,
+    `numbers` behind it, `level` "notice" (worth acting on) or "info"."""
+
+    id: str
+    rule: str
+    text: str
+    numbers: dict = field(default_factory=dict)
+    level: str = "info"
+
+    def as_dict(self):
+        return {"id": self.id, "rule": self.rule, "level": self.level, "text": self.text,
+                "numbers": _plain(self.numbers)}
+
+
+def _plain(value):
+    """JSON-ready: numpy scalars as Python numbers, NaN/inf as None, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def number(value, digits=4):
+    """A value as the report prints it: `digits` significant digits, "n/a" for NaN."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}g}"
+
+
+def p_text(p):
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def seeds_text(seeds):
+    return f"more than {MAX_SEEDS}" if seeds > MAX_SEEDS else f"about {seeds}"
+
+
+def comparison_text(c, measure, high_means):
+    """The sentence of one `statistics.Comparison` on `measure`. `high_means` says what
+    the higher value means ("better", "worse", "more overfitting") and is said once."""
+    values = (f"{number(c.mean_high)} against {number(c.mean_low)}, n = {c.n_high} and "
+              f"{c.n_low} runs")
+    test = (f"Welch t-test {p_text(c.p)}, Holm-adjusted {p_text(c.p_holm)} over {c.family} "
+            f"comparison{'s' if c.family > 1 else ''}")
+    if c.significant:
+        return (f"'{c.high}' has a higher {measure} than '{c.low}' ({high_means}): "
+                f"difference {number(c.difference)} ({values}; {test}; Hedges' g = {c.g:.2f}).")
+    if np.isfinite(c.detectable):
+        power = (f" With these seeds only a difference of {number(c.detectable)} or more would be "
+                 f"detected with {POWER:.0%} power; the observed {number(c.difference)} would need "
+                 f"{seeds_text(c.seeds)} seeds per group.")
+    else:
+        power = " The seeds gave identical values, so the runs cannot say what they could detect."
+    return (f"No detectable difference in {measure} between '{c.high}' and '{c.low}' "
+            f"({values}; {test}).{power}")
+
+
+def significance_words(c):
+    """"(significant: Holm p = ...)" or "(not significant: ...)" for a comparison, or the
+    reason there is no test."""
+    if c is None:
+        return "one run per group: no test"
+    if c.significant:
+        return f"significant, Holm-adjusted {p_text(c.p_holm)}"
+    return f"no detectable difference, Holm-adjusted {p_text(c.p_holm)}"
+
+
+def values_text(values, total, percent=False):
+    """("0.25", "run a") or ("0.13 to 0.17", "2 of 4 runs (a, b)")."""
+    low, high = min(values.values()), max(values.values())
+    fmt = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:.2f}")
+    amount = fmt(low) if len(values) == 1 or low == high else f"{fmt(low)} to {fmt(high)}"
+    runs = ", ".join(values)
+    where = f"run {runs}" if len(values) == 1 and total == 1 else f"{len(values)} of {total} runs ({runs})"
+    return amount, where
+
+
+def per_layer(final, flagged, names):
+    """[(layer, {run name: value}, runs with that layer)] of the flagged rows, layers in
+    first-seen order: one finding per layer, not one per run."""
+    out = []
+    for layer in dict.fromkeys(flagged.layer):
+        rows = flagged[flagged.layer == layer]
+        values = {names.get(r, r): float(v) for r, v in zip(rows.run, rows.value)}
+        out.append((layer, values, int(final[final.layer == layer].run.nunique())))
+    return out
+
+
+__all__ = ["ALPHA", "Finding", "LEVELS", "comparison_text", "number", "p_text", "per_layer",
+           "seeds_text", "significance_words", "values_text"]
