@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from regaudit.activations import ACTIVATION_MEASURES, histogram, model_summary
+from regaudit.activations import ACTIVATION_MEASURES, histogram, model_summary, relu_output
+from regaudit.regularizers import NOISE_LAYER_KINDS
+from regaudit.setup import PASS_THROUGH
 from regaudit.schema import (
     HEADLINE_ACTIVATION, HEADLINE_MODEL, HISTOGRAM_COLUMNS, MODEL, TABLE_ACTIVATIONS,
     TABLE_HISTOGRAMS,
@@ -20,9 +22,12 @@ class ActivationFamily:
 
     def measure(self, context):
         rows, histograms, values = [], [], {}
+        relu = self._relu_outputs(context.probe_pass.all_taps)
         for tap in context.taps:
             summary = context.summaries[tap.name]
             for measure, function in ACTIVATION_MEASURES.items():
+                if measure == "dead_frac" and not relu.get(tap.name):
+                    continue  # "units that never fire" means nothing for a softmax or a BN
                 value = context.measure(tap.name, measure, function, summary)
                 if value is None:
                     continue
@@ -36,6 +41,25 @@ class ActivationFamily:
         metrics = {key: value for key, value in values.items() if key[1] in HEADLINE_ACTIVATION}
         metrics.update({(MODEL, m): v for m, v in summary_values.items() if m in HEADLINE_MODEL})
         return {TABLE_ACTIVATIONS: rows, TABLE_HISTOGRAMS: histograms}, metrics
+
+    @staticmethod
+    def _relu_outputs(taps):
+        """{tap name: whether its output is ReLU-like}: a ReLU-family activation, or a
+        pooling/reshape/Dropout whose single source is one."""
+        by_name = {tap.name: tap for tap in taps}
+        out = {}
+        for tap in taps:
+            current, seen = tap, set()
+            while current is not None and current.name not in seen:
+                seen.add(current.name)
+                if relu_output(current.activation, current.layer_class):
+                    out[tap.name] = True
+                    break
+                passes_on = (current.layer_class in PASS_THROUGH
+                             or current.regularizer in NOISE_LAYER_KINDS)
+                sources = list(current.sources or ())
+                current = by_name.get(sources[0]) if passes_on and len(sources) == 1 else None
+        return out
 
     @staticmethod
     def _histogram_rows(context, tap, counts, edges):

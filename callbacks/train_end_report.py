@@ -26,7 +26,8 @@ def start_report(run_id):
             from mlflow.tracking import MlflowClient
 
             from regaudit.read import load_run
-            from regaudit.reports.report import build_report, log_report
+            from regaudit.reports.publish import log_report
+            from regaudit.reports.report import build_report
 
             client = MlflowClient()
             with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:

@@ -19,6 +19,11 @@ SAT_MARGIN = 0.01
 #: Output bounds of the activations whose saturation is measured.
 BOUNDED_ACTIVATIONS = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "hard_sigmoid": (0.0, 1.0)}
 HISTOGRAM_BINS = 64
+#: Outputs that are exactly zero below a threshold, where `dead_frac` means "units that
+#: never fire": these activation functions, these layer classes, and what passes them on
+#: unchanged (pooling, reshaping, Dropout at inference).
+RELU_ACTIVATIONS = frozenset({"relu", "relu6"})
+RELU_LAYERS = frozenset({"ReLU", "ThresholdedReLU"})
 RESERVOIR_SIZE = 65_536
 
 
@@ -193,6 +198,12 @@ def zero_frac(s):
 def nonfinite_frac(s):
     """nonfinite_frac = #(x is NaN or +-Inf) / #elements."""
     return _ratio(s.nonfinite, s.count)
+
+
+def relu_output(activation, layer_class):
+    """Whether an output with this activation function name / layer class is ReLU-like
+    (exactly zero for inputs below a threshold), so that a dead unit means something."""
+    return activation in RELU_ACTIVATIONS or layer_class in RELU_LAYERS
 
 
 def dead_frac(s):

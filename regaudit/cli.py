@@ -88,7 +88,8 @@ def report(run_ids, experiment, group_by, output, fmt, no_log):
     """Write a comparative report of audited runs: findings, overview, figures and layer
     tables; log it back to MLflow (into the run, or into a new comparison run)."""
     from regaudit.read import default_output
-    from regaudit.reports.report import build_report, figure_count, log_report
+    from regaudit.reports.publish import log_report, ui_address
+    from regaudit.reports.report import build_report, figure_count
 
     runs = _load(run_ids, experiment)
     output = output or default_output(runs.run_ids, fmt)
@@ -104,7 +105,9 @@ def report(run_ids, experiment, group_by, output, fmt, no_log):
                 f"regaudit: the report is written to {made.path} but logging it to MLflow "
                 f"failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
                 "rerun with --no-log to skip logging.") from None
+        experiment = runs.runs["experiment_id"].iloc[0]
         click.echo(f"logged to MLflow run {target} (artifacts: regaudit/report/)")
+        click.echo(f"open it in the MLflow UI: {ui_address(_uri(), experiment, target)}")
 
 
 @cli.command()
@@ -124,12 +127,20 @@ def runs(experiment, limit):
     if not found_runs:
         click.echo(f"no audited runs in {_uri()}; train with callbacks=[RegAudit()] first.")
         return
-    click.echo(f"{'run id':32}  {'experiment':>10}  {'setup':18}  {'started':16}  {'status':9}  name")
+    names = {}
+    for run in found_runs:
+        if run.info.experiment_id not in names:
+            try:
+                names[run.info.experiment_id] = client.get_experiment(run.info.experiment_id).name
+            except Exception:  # noqa: BLE001 - the id is still worth printing
+                names[run.info.experiment_id] = run.info.experiment_id
+    width = max(10, *(len(name) for name in names.values()))
+    click.echo(f"{'run id':32}  {'experiment':{width}}  {'setup':18}  {'started':16}  {'status':9}  name")
     for run in found_runs:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime((run.info.start_time or 0) / 1000))
         setup = run.data.tags.get("regaudit.setup", "")
-        click.echo(f"{run.info.run_id:32}  {run.info.experiment_id:>10}  {setup:18}  {started:16}  "
-                   f"{run.info.status:9}  {run.info.run_name or ''}")
+        click.echo(f"{run.info.run_id:32}  {names[run.info.experiment_id]:{width}}  {setup:18}  "
+                   f"{started:16}  {run.info.status:9}  {run.info.run_name or ''}")
 
 
 @cli.command()
@@ -163,18 +174,35 @@ def sync(run_ids):
 
 
 @cli.command()
-@click.argument("run_id")
-def show(run_id):
-    """Print the findings of one audited run in the terminal."""
-    from regaudit.findings import findings
-    from regaudit.read import load_run
+@click.argument("run_ids", nargs=-1)
+@click.option("--experiment", help="Every audited run of this experiment (name or id).")
+@click.option("--group-by", default=None, metavar="TAG",
+              help="Group runs by this tag or param (default: regaudit.setup).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the findings as JSON (schema in the README), for CI gates.")
+def show(run_ids, experiment, group_by, as_json):
+    """Print the findings of audited runs (compared by group when there are several):
+    notices (!) first, each with its rule id."""
+    import json
 
-    runs = load_run(run_id)
-    name = runs.runs["name"].iloc[0]
-    click.echo(f"{name} ({run_id})")
-    for finding in findings(runs, runs.group()):
+    from regaudit.findings import findings
+    from regaudit.read import DEFAULT_GROUP, load_runs, resolve_run_ids
+
+    runs = load_runs(resolve_run_ids(run_ids, experiment))
+    found = findings(runs, runs.group(group_by or DEFAULT_GROUP))
+    if as_json:
+        click.echo(json.dumps({
+            "schema": "regaudit.findings/1",
+            "runs": [{"run_id": r, "name": n, "experiment_id": e} for r, n, e in
+                     zip(runs.runs["run"], runs.runs["name"], runs.runs["experiment_id"])],
+            "group_by": group_by or DEFAULT_GROUP,
+            "findings": [f.as_dict() for f in found]}, indent=2, allow_nan=False))
+        return
+    for run, name in zip(runs.runs["run"], runs.runs["name"]):
+        click.echo(f"{name} ({run})")
+    for finding in found:
         marker = "!" if finding.level == "notice" else "-"
-        click.echo(f" {marker} {finding.text}")
+        click.echo(f" {marker} [{finding.id}] {finding.text}")
 
 
 @cli.command()
@@ -190,7 +218,8 @@ def demo(epochs, seeds, seed, output):
     bundled digits with several seeds each, then the comparative report."""
     from regaudit.callbacks.demo import SETUPS, run_study
     from regaudit.read import load_runs
-    from regaudit.reports.report import build_report, log_report
+    from regaudit.reports.publish import log_report, ui_address
+    from regaudit.reports.report import build_report
 
     started = time.perf_counter()
     total = len(SETUPS) * seeds
@@ -210,9 +239,12 @@ def demo(epochs, seeds, seed, output):
     target = log_report(made, runs)
     click.echo(f"trained {total} runs in {time.perf_counter() - started:.0f} s")
     for finding in made.findings:
-        click.echo(f" {'!' if finding.level == 'notice' else '-'} {finding.text}")
-    click.echo(f"report: {made.path} (also in MLflow run {target}, artifacts regaudit/report/)")
-    click.echo(f"browse it: mlflow ui --backend-store-uri {_uri()}  (then open http://127.0.0.1:5000)")
+        click.echo(f" {'!' if finding.level == 'notice' else '-'} [{finding.id}] {finding.text}")
+    experiment = runs.runs["experiment_id"].iloc[0]
+    click.echo(f"report: {made.path} (also in MLflow run {target}, artifacts regaudit/report/;"
+               " each training run holds its own report too)")
+    click.echo(f"browse it: mlflow ui --backend-store-uri {_uri()}, then open "
+               f"{ui_address(_uri(), experiment, target)}")
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from regaudit import outcomes
-from regaudit.finding import Finding, comparison_text, number, p_text, per_layer, values_text
+from regaudit.finding import Finding, number, p_text, per_layer, values_text
 from regaudit.schema import MODEL
 from regaudit.statistics import ALPHA, compare_groups, holm, mcnemar_exact
 

@@ -1,15 +1,28 @@
-"""Figures of regaudit measures. Each function takes a `RunSet` (tidy long-form tables),
-the run -> label mapping and the run -> group mapping, and returns a matplotlib Figure,
-or None when its data is missing. Colour is the group (the regularization setup by
-default), one line per run. Figures are built with the object-oriented API
-(`matplotlib.figure.Figure`, seaborn's axes-level functions), never pyplot's global
+"""Figures of regaudit measures, in two layers as seaborn has them.
+
+Axes-level functions take tidy data and `ax=None` and return the Axes they drew on
+(`group_lines`, `percentile_band`, `ratio_lines`, `layer_heatmap`, `final_bars`,
+`ensemble_curve`); each is tested on a tiny frame. Figure functions take a `RunSet`, the
+run -> label and run -> group mappings, lay out panels and return a matplotlib Figure, or
+None when their data is missing. Colour is the group (the regularization setup by
+default), one line per run; panel titles name layers ("layer dense"), the legend names
+groups ("group"). Layers that repeat their input at inference (Flatten, Reshape, Dropout
+and the other noise layers) are left out of per-layer panels and named in the title.
+Figures use the object-oriented API (`matplotlib.figure.Figure`), never pyplot's global
 state, so a report can render in a background thread at train end."""
 
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from regaudit import outcomes
+from regaudit.regularizers import NOISE_LAYER_KINDS
 from regaudit.schema import MODEL, evenly_spaced
+
+#: Layer classes whose output is their input, rearranged: same values, same distribution.
+IDENTITY_CLASSES = frozenset({"Flatten", "Reshape", "Permute", "Dropout", "SpatialDropout1D",
+                              "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+                              "GaussianNoise", "AlphaDropout"})
 
 #: at most this many runs get per-run panels (heatmaps); the rest are in the line plots
 MAX_PANEL_RUNS = 8
@@ -58,30 +71,104 @@ def _shared_legend(figure, axes, title="group"):
         figure.legend(handles, texts, loc="outside right upper", title=None, frameon=False)
 
 
-def _per_run(runs, frame, order_by, groups, palette):
-    """(that run's rows sorted by `order_by`, group, colour, first run of its group) per
-    run with rows, in run order: for drawing by hand a line per run, coloured by group."""
+def _ax(ax, width=4.0, height=3.0):
+    """The given Axes, or one on a new Figure (seaborn's ax=None)."""
+    if ax is not None:
+        return ax
+    return Figure(figsize=(width, height), layout="constrained").subplots()
+
+
+# --- axes-level functions: tidy data in, ax=None, the Axes out ---------------------------
+
+def group_lines(data, x="epoch", y="value", ax=None, palette=None, style=None):
+    """A line per run (`run`), coloured by `group`, optionally dashed by `style`."""
+    ax = _ax(ax)
+    sns.lineplot(data=data, x=x, y=y, hue="group", units="run", estimator=None, style=style,
+                 palette=palette, ax=ax, marker="o", markersize=3, linewidth=1.2)
+    return ax
+
+
+def percentile_band(data, ax=None, palette=None):
+    """The median (`p50`) as a line and the `p15`-`p85` band shaded over `epoch`, a line
+    per `run`, a colour per `group`."""
+    ax = _ax(ax)
+    palette = palette or _palette(dict(zip(data.run, data.group)))
     shown = set()
-    for run in runs.run_ids:
-        line = frame[frame.run == run].sort_values(order_by)
-        if not len(line):
-            continue
-        group = groups.get(run, "(none)")
-        yield line, group, palette.get(group), group not in shown
+    for run, line in data.groupby("run", sort=False):
+        line = line.sort_values("epoch")
+        group = line.group.iloc[0]
+        color = palette.get(group)
+        ax.plot(line.epoch, line.p50, color=color, linewidth=1.2,
+                label=group if group not in shown else None)
+        ax.fill_between(line.epoch, line.p15, line.p85, color=color, alpha=0.15)
         shown.add(group)
+    ax.set_xlabel("epoch")
+    return ax
 
 
-def _lines(ax, data, y, palette, style=None):
-    sns.lineplot(data=data, x="epoch", y=y, hue="group", units="run", estimator=None,
-                 style=style, palette=palette, ax=ax, marker="o", markersize=3, linewidth=1.2)
+def ratio_lines(data, ax=None, palette=None):
+    """A ratio over `epoch` on a log scale (so 0.5 and 2 sit as far from 1), with the
+    reference line at 1; a line per run, a colour per group."""
+    ax = group_lines(data, ax=ax, palette=palette)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_yscale("log")
+    values = data.value[data.value > 0]
+    if len(values):
+        low, high = min(float(values.min()), 0.8), max(float(values.max()), 1.25)
+        ax.set_ylim(low / 1.15, high * 1.15)
+    return ax
 
 
-def _note_cap(figure, shown, order):
-    """Say in the figure's title when it shows only some of the layers."""
-    if len(shown) < len(order):
-        figure.suptitle(f"{len(shown)} of {len(order)} layers, evenly spaced along the graph "
-                        "(every layer is in the layer table and the Parquet tables)", fontsize=8)
+def layer_heatmap(data, ax=None, order=None, cbar=True):
+    """Layer x epoch heatmap of `value` (one row per `layer`, in `order`)."""
+    grid = data.pivot_table(index="layer", columns="epoch", values="value")
+    if order is not None:
+        grid = grid.reindex([layer for layer in order if layer in grid.index])
+    ax = _ax(ax, height=0.2 * len(grid) + 1)
+    sns.heatmap(grid, ax=ax, cmap="viridis", cbar=cbar, annot=False,
+                yticklabels=True, cbar_kws={"shrink": 0.8} if cbar else None)
+    ax.set_ylabel("")
+    return ax
 
+
+def final_bars(data, ax=None, palette=None, order=None):
+    """Horizontal bars of `value` per `layer`, the mean over each `group`'s runs, the
+    whisker spanning its runs."""
+    ax = _ax(ax)
+    sns.barplot(data=data, y="layer", x="value", hue="group", palette=palette, ax=ax,
+                order=order, errorbar=("pi", 100))
+    ax.set_ylabel("")
+    return ax
+
+
+def ensemble_curve(data, deterministic=None, ax=None, palette=None):
+    """Accuracy `value` of the mean of `k` dropout samples against k (log2 axis), a line per
+    run; dashed, each run's weight-scaled accuracy (`deterministic`: run, group, value)."""
+    ax = _ax(ax, 6.4, 3.8)
+    palette = palette or _palette(dict(zip(data.run, data.group)))
+    shown = set()
+    for run, line in data.groupby("run", sort=False):
+        line = line.sort_values("k")
+        group = line.group.iloc[0]
+        color = palette.get(group)
+        first = group not in shown
+        ax.plot(line.k, line.value, marker="o", color=color,
+                label=f"{group}: MC average of k" if first else None)
+        if deterministic is not None:
+            det = deterministic[deterministic.run == run]
+            if len(det):
+                ax.axhline(float(det.value.iloc[-1]), color=color, linestyle="--", linewidth=1,
+                           label=f"{group}: weight-scaled" if first else None)
+        shown.add(group)
+    ax.set_xscale("log", base=2)
+    ks = sorted(set(data.k))
+    ax.set_xticks(ks, labels=[str(k) for k in ks])
+    ax.set_xlabel("k, dropout samples averaged")
+    ax.set_ylabel("probe accuracy")
+    return ax
+
+
+# --- figures: a RunSet in, panels laid out, a Figure out -------------------------------
 
 def _layer_order(runs, frame):
     """The layers of `frame` in graph order: every run's model.json order merged, a
@@ -99,33 +186,62 @@ def _layer_order(runs, frame):
     return [l for l in order if l in present] + [l for l in present if l not in order]
 
 
+
+def _identity_layers(runs, frame):
+    """The layers of `frame` that repeat their input at inference (IDENTITY_CLASSES)."""
+    classes = dict(zip(frame.layer, frame.layer_class)) if "layer_class" in frame else {}
+    layers = runs.layers
+    if len(layers) and "regularizer" in layers:
+        for name, regularizer in zip(layers.name, layers.regularizer):
+            if regularizer in NOISE_LAYER_KINDS:
+                classes[name] = "Dropout"
+    return {layer for layer, cls in classes.items() if cls in IDENTITY_CLASSES}
+
+
+def _panel_layers(runs, frame, cap=MAX_LAYER_PANELS):
+    """(layers shown, every layer in order, identity layers left out)."""
+    identity = _identity_layers(runs, frame)
+    order = [layer for layer in _layer_order(runs, frame) if layer not in identity]
+    return evenly_spaced(order, cap), order, sorted(identity & set(frame.layer))
+
+
+def _title_notes(figure, shown, order, identity):
+    """The figure's title: how many layers it shows and which identity layers it left out."""
+    notes = []
+    if len(shown) < len(order):
+        notes.append(f"{len(shown)} of {len(order)} layers, evenly spaced along the graph "
+                     "(every layer is in the layer table and the Parquet tables)")
+    if identity:
+        names = ", ".join(identity[:6]) + (", ..." if len(identity) > 6 else "")
+        notes.append(f"left out, as they repeat their input at inference: {names}")
+    if notes:
+        figure.suptitle("; ".join(notes), fontsize=8)
+
+
 def learning_curves(runs, labels, groups):
     """Loss and accuracy per epoch (training solid, validation dashed) and the
-    generalization gap (validation loss - training loss), a line per run."""
+    generalization gap as `regaudit.outcomes` defines it, a line per run."""
     history = runs.history
     if not len(history):
         return None
     history = _grouped(history, labels, groups)
     palette = _palette(groups)
-    pairs = [p for p in (("loss", "val_loss"), ("accuracy", "val_accuracy"))
+    pairs = [p for p in (("loss", "val_loss"),) + outcomes.ACCURACY_PAIRS[:1]
              if p[0] in set(history.measure)]
-    figure, axes = _figure(len(pairs) + 1, width=3.8, height=3.0, columns=3)
+    name, gaps = outcomes.gap_series(runs.history)
+    figure, axes = _figure(len(pairs) + (name is not None), width=3.8, height=3.0, columns=3)
     for ax, (train, val) in zip(axes, pairs):
         part = history[history.measure.isin([train, val])].copy()
         part["split"] = np.where(part.measure == train, "train", "validation")
-        _lines(ax, part, "value", palette, style="split")
+        group_lines(part, ax=ax, palette=palette, style="split")
         ax.set_title(train)
         ax.set_ylabel(train)
-    wide = history.pivot_table(index=["run", "group", "epoch"], columns="measure",
-                               values="value").reset_index()
-    ax = axes[-1]
-    if {"loss", "val_loss"} <= set(wide.columns):
-        wide["gap"] = wide["val_loss"] - wide["loss"]
-        _lines(ax, wide, "gap", palette)
+    if name is not None:
+        ax = axes[-1]
+        group_lines(_grouped(gaps, labels, groups), ax=ax, palette=palette)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_title("generalization gap (val_loss - loss)")
-    else:
-        ax.set_visible(False)
+        ax.set_title(outcomes.GAP_WORDS[name].replace("generalization gap", "gap"))
+        ax.set_ylabel(name)
     _shared_legend(figure, axes)
     return figure
 
@@ -133,7 +249,7 @@ def learning_curves(runs, labels, groups):
 def activation_heatmaps(runs, labels, groups, measures=("mean", "std", "dead_frac")):
     """Layer x epoch heatmaps of activation statistics, one row per run (the first run
     of each group when runs are grouped; at most MAX_PANEL_RUNS rows), one column per
-    measure."""
+    measure (`dead_frac` covers ReLU-family outputs only)."""
     acts = runs.activations
     acts = acts[(acts.layer != MODEL) & acts.measure.isin(measures)]
     if not len(acts):
@@ -146,22 +262,24 @@ def activation_heatmaps(runs, labels, groups, measures=("mean", "std", "dead_fra
         present = list(firsts.values())
     run_ids = present[:MAX_PANEL_RUNS]
     measures = [m for m in measures if m in set(acts.measure)]
-    order = evenly_spaced(_layer_order(runs, acts), MAX_HEATMAP_LAYERS)
-    height = 0.22 * len(order) + 0.9
-    figure = Figure(figsize=(3.6 * len(measures), height * len(run_ids)))
+    identity = _identity_layers(runs, acts)
+    order = evenly_spaced([l for l in _layer_order(runs, acts) if l not in identity],
+                          MAX_HEATMAP_LAYERS)
+    height = 0.2 * len(order) + 1.2
+    figure = Figure(figsize=(4.2 * len(measures), height * len(run_ids)), layout="constrained")
     axes = figure.subplots(len(run_ids), len(measures), squeeze=False)
     for row, run in enumerate(run_ids):
         for col, measure in enumerate(measures):
-            part = acts[(acts.run == run) & (acts.measure == measure)]
-            grid = part.pivot_table(index="layer", columns="epoch", values="value").reindex(
-                [l for l in order if l in set(part.layer)])
             ax = axes[row, col]
-            sns.heatmap(grid, ax=ax, cmap="viridis", cbar=True, annot=False)
-            ax.set_title(f"{labels.get(run, run)}: {measure}", fontsize=8)
+            part = acts[(acts.run == run) & (acts.measure == measure)]
+            if not len(part):
+                ax.set_visible(False)
+                continue
+            layer_heatmap(part, ax=ax, order=order)
+            ax.set_title(f"run {labels.get(run, run)}: {measure}", fontsize=8)
             ax.set_xlabel("epoch" if row == len(run_ids) - 1 else "")
-            ax.set_ylabel("")
-    figure.subplots_adjust(left=0.16, right=0.97, top=1 - 0.35 / (height * len(run_ids)),
-                           bottom=0.45 / (height * len(run_ids)), wspace=0.55, hspace=0.45)
+            if col:
+                ax.set_yticklabels([])
     return figure
 
 
@@ -173,34 +291,30 @@ def percentile_bands(runs, labels, groups):
     acts = acts[(acts.layer != MODEL) & acts.measure.isin(["p15", "p50", "p85"])]
     if not len(acts):
         return None
-    wide = acts.pivot_table(index=["run", "layer", "epoch"], columns="measure",
+    wide = acts.pivot_table(index=["run", "layer", "layer_class", "epoch"], columns="measure",
                             values="value").reset_index()
-    order = _layer_order(runs, wide)
-    shown = evenly_spaced(order, MAX_LAYER_PANELS)
+    wide = _grouped(wide, labels, groups)
+    shown, order, identity = _panel_layers(runs, wide)
     palette = _palette(groups)
     figure, axes = _figure(len(shown))
-    _note_cap(figure, shown, order)
+    _title_notes(figure, shown, order, identity)
     for ax, layer in zip(axes, shown):
-        for line, group, color, first in _per_run(runs, wide[wide.layer == layer], "epoch",
-                                                  groups, palette):
-            ax.plot(line.epoch, line.p50, color=color, linewidth=1.2,
-                    label=group if first else None)
-            ax.fill_between(line.epoch, line.p15, line.p85, color=color, alpha=0.15)
-        ax.set_title(layer, fontsize=8)
-        ax.set_xlabel("epoch")
+        percentile_band(wide[wide.layer == layer], ax=ax, palette=palette)
+        ax.set_title(f"layer {layer}", fontsize=8)
     _shared_legend(figure, axes)
     return figure
 
 
 def dead_and_saturated(runs, labels, groups):
-    """Per layer at the last audit: the fraction of dead units (and of saturated values
-    for sigmoid/tanh layers), the mean over each group's runs with their spread."""
+    """Per layer at the last audit: the fraction of dead ReLU units and of saturated
+    sigmoid/tanh values, the mean over each group's runs with the spread of its runs."""
     acts = runs.activations
     acts = acts[(acts.layer != MODEL) & acts.measure.isin(["dead_frac", "sat_frac"])]
     if not len(acts):
         return None
     last = acts.groupby("run")["epoch"].transform("max")
     final = _grouped(acts[acts.epoch == last], labels, groups)
+    final = final[~final.layer.isin(_identity_layers(runs, final))]
     worst = final.groupby("layer")["value"].max().nlargest(MAX_LAYER_PANELS)
     capped = final.layer.nunique() > MAX_LAYER_PANELS
     final = final[final.layer.isin(worst.index)]
@@ -209,12 +323,10 @@ def dead_and_saturated(runs, labels, groups):
                            columns=2)
     for ax, measure in zip(axes, measures):
         part = final[final.measure == measure]
-        sns.barplot(data=part, y="layer", x="value", hue="group", palette=_palette(groups),
-                    ax=ax, order=_layer_order(runs, part), errorbar=("pi", 100))
+        final_bars(part, ax=ax, palette=_palette(groups), order=_layer_order(runs, part))
         ax.set_xlim(0, max(0.05, float(part.value.max()) * 1.15))
         ax.set_title(f"{measure} at the last audit"
                      + (f" ({MAX_LAYER_PANELS} layers with the largest values)" if capped else ""))
-        ax.set_ylabel("")
     _shared_legend(figure, axes)
     return figure
 
@@ -228,13 +340,12 @@ def drift_per_layer(runs, labels, groups):
         return None
     part = _grouped(part, labels, groups)
     palette = _palette(groups)
-    order = _layer_order(runs, part)
-    shown = evenly_spaced(order, MAX_LAYER_PANELS)
+    shown, order, identity = _panel_layers(runs, part)
     figure, axes = _figure(len(shown))
-    _note_cap(figure, shown, order)
+    _title_notes(figure, shown, order, identity)
     for ax, layer in zip(axes, shown):
-        _lines(ax, part[part.layer == layer], "value", palette)
-        ax.set_title(layer, fontsize=8)
+        group_lines(part[part.layer == layer], ax=ax, palette=palette)
+        ax.set_title(f"layer {layer}", fontsize=8)
         ax.set_ylabel("drift_w1")
     _shared_legend(figure, axes)
     return figure
@@ -242,8 +353,8 @@ def drift_per_layer(runs, labels, groups):
 
 def batchnorm_shift(runs, labels, groups):
     """bn_var_ratio (observed input variance / moving variance) and
-    bn_dropout_var_ratio (variance with upstream Dropout on / without) over training:
-    a panel per BN layer and measure, a line per run."""
+    bn_dropout_var_ratio (variance with upstream noise on / without, pooled over
+    channels) over training, on a log scale: a panel per BN layer and measure."""
     shift = runs.shift
     part = shift[shift.measure.isin(["bn_var_ratio", "bn_dropout_var_ratio"])]
     if not len(part):
@@ -256,12 +367,11 @@ def batchnorm_shift(runs, labels, groups):
               for layer in shown
               if len(part[(part.layer == layer) & (part.measure == measure)])]
     figure, axes = _figure(len(panels))
-    _note_cap(figure, shown, order)
+    _title_notes(figure, shown, order, [])
     for ax, (layer, measure) in zip(axes, panels):
-        _lines(ax, part[(part.layer == layer) & (part.measure == measure)], "value", palette)
-        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-        ax.set_title(f"{layer}: {measure}", fontsize=8)
-        ax.set_ylabel(measure)
+        ratio_lines(part[(part.layer == layer) & (part.measure == measure)], ax=ax, palette=palette)
+        ax.set_title(f"layer {layer}", fontsize=8)
+        ax.set_ylabel(f"{measure} (log)")
     _shared_legend(figure, axes)
     return figure
 
@@ -275,24 +385,12 @@ def acc_at_k(runs, labels, groups):
     if not len(part):
         return None
     last = part.groupby("run")["epoch"].transform("max")
-    part = part[part.epoch == last].copy()
+    part = _grouped(part[part.epoch == last], labels, groups)
     part["k"] = part.measure.str.split(":").str[1].astype(int)
-    det = ens[(ens.layer == MODEL) & (ens.measure == "det_acc")]
-    palette = _palette(groups)
+    det = ens[(ens.layer == MODEL) & (ens.measure == "det_acc")].sort_values("epoch")
     figure = Figure(figsize=(6.4, 3.8), layout="constrained")
-    ax = figure.subplots()
-    for line, group, color, first in _per_run(runs, part, "k", groups, palette):
-        ax.plot(line.k, line.value, marker="o", color=color,
-                label=f"{group}: MC average of k" if first else None)
-        det_run = det[det.run == line.run.iloc[0]].sort_values("epoch")
-        if len(det_run):
-            ax.axhline(det_run.value.iloc[-1], color=color, linestyle="--", linewidth=1,
-                       label=f"{group}: weight-scaled" if first else None)
-    ax.set_xscale("log", base=2)
-    ks = sorted(set(part.k))
-    ax.set_xticks(ks, labels=[str(k) for k in ks])
-    ax.set_xlabel("k, dropout samples averaged")
-    ax.set_ylabel("probe accuracy")
+    ax = ensemble_curve(part, _grouped(det, labels, groups), ax=figure.subplots(),
+                        palette=_palette(groups))
     ax.set_title("Dropout ensemble against the weight-scaled network")
     figure.legend(loc="outside right upper", frameon=False)
     return figure

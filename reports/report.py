@@ -7,25 +7,24 @@ A family's section is one `Section` entry in SECTIONS: its title, the `RunSet` t
 reads (the section is left out when that table is empty), and its figures.
 """
 
-import base64
-import html
 import io
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
-from regaudit import __version__
+from regaudit import outcomes
+from regaudit.claims import ARTICLE
 from regaudit.errors import RegauditError
 from regaudit.findings import findings as find
-from regaudit.read import DEFAULT_GROUP, REPORT_TAG
+from regaudit.read import DEFAULT_GROUP
 from regaudit.schema import MODEL, TAG_PREFIX
 
 from regaudit.reports import plots
+from regaudit.reports.html import render_html as _html
+from regaudit.reports.markdown import render_markdown as _markdown
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,12 @@ SECTIONS = (
             "Keras' epoch logs as the audit recorded them.",
             (("learning_curves", plots.learning_curves,
               "Loss and accuracy per epoch, training solid and validation dashed; the "
-              "generalization gap is validation loss minus training loss."),)),
+              "generalization gap is accuracy - val_accuracy (val_loss - loss when no "
+              "accuracy is logged), as in the findings."),)),
     Section("Activation statistics", "activations",
             "Every tapped layer's output on the fixed probe, in inference mode.",
             (("activation_heatmaps", plots.activation_heatmaps,
-              "Layer x epoch: mean, standard deviation and fraction of dead units (the "
+              "Layer x epoch: mean, standard deviation and fraction of dead ReLU units (the "
               "first run of each group)."),
              ("percentile_bands", plots.percentile_bands,
               "Median (line) and 15th-85th percentile band of each layer's values over "
@@ -61,9 +61,9 @@ SECTIONS = (
               "drift_w1: Wasserstein-1 distance between consecutive audits, over the earlier "
               "standard deviation."),
              ("batchnorm_shift", plots.batchnorm_shift,
-              "bn_var_ratio: observed input variance over the moving variance (1 = BN's "
-              "inference statistics fit); bn_dropout_var_ratio: input variance with upstream "
-              "Dropout on over the inference variance."))),
+              "Log scale. bn_var_ratio: observed input variance over the moving variance (1 = "
+              "BN's inference statistics fit); bn_dropout_var_ratio: input variance with "
+              "upstream Dropout on over the inference variance, pooled over channels."))),
     Section("Dropout ensembles", "ensemble",
             "Monte-Carlo dropout against the single weight-scaled network Keras uses at "
             "inference (Srivastava et al. 2014).",
@@ -74,6 +74,8 @@ SECTIONS = (
 
 OVERVIEW_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
 ENSEMBLE_METRICS = ("det_acc", "mc_acc")
+#: Finding ids of the seed article's claims (`regaudit.claims`): their own section.
+CLAIM_PREFIX = "RA25"
 
 
 @dataclass
@@ -99,20 +101,21 @@ def run_labels(runs):
 
 
 def overview(runs, groups):
-    """One row per run: name, group, setup, model, parameters, final metrics, times."""
-    tags = runs.tags
+    """One row per run, narrow enough for the page: name, group, final Keras metrics, the
+    generalization gap (`regaudit.outcomes`), the dropout ensemble's accuracies, epochs
+    and times. The model and its parameters are in the layer section."""
     rows = []
     acts = runs.activations
+    gap_name, gaps = outcomes.final_gap(runs)
     for _, info in runs.runs.iterrows():
         run = info["run"]
-        own = dict(zip(tags[tags.run == run].key, tags[tags.run == run].value))
-        row = {"run": info["name"], "group": groups.get(run, ""),
-               "setup": own.get(TAG_PREFIX + "setup", ""), "model": info.get("model") or "",
-               "parameters": info.get("params_count", 0)}
+        row = {"run": info["name"], "group": groups.get(run, "")}
         final = info["final"] or {}
         for metric in OVERVIEW_METRICS:
             if metric in final:
                 row[metric] = final[metric]
+        if gap_name:
+            row[gap_name] = gaps.get(run)
         ens = runs.ensemble[(runs.ensemble.run == run) & (runs.ensemble.layer == MODEL)]
         for metric in ENSEMBLE_METRICS:
             part = ens[ens.measure == metric].sort_values("epoch")
@@ -147,7 +150,7 @@ def layer_tables(runs):
     out, seen = [], {}
     for run in runs.run_ids:
         table = layers[layers.run == run][["name", "layer_class", "shape", "activation", "rate",
-                                           "regularizer", "params"]]
+                                           "momentum", "regularizer", "params"]]
         key = (models.get(run), tuple(map(str, table.itertuples(index=False))))
         if key in seen:
             out[seen[key]][1].append(names.get(run, run))
@@ -163,14 +166,7 @@ def _png(figure):
     return buffer.getvalue()
 
 
-def _format(value):
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return "x".join(str(v) for v in value)
-    return str(value)
+
 
 
 def render_figures(runs, labels, groups, progress=None):
@@ -211,7 +207,9 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
         "runs": runs,
         "groups": groups,
         "group_by": group_by or DEFAULT_GROUP,
-        "findings": found,
+        "findings": [f for f in found if not f.id.startswith(CLAIM_PREFIX)],
+        "claims": [f for f in found if f.id.startswith(CLAIM_PREFIX)],
+        "article": ARTICLE,
         "overview": overview(runs, groups),
         "layers": layer_tables(runs),
         "heads": output_heads(runs),
@@ -250,150 +248,3 @@ def _title(runs):
     if len(names) == 1:
         return f"regaudit report: {names[0]}"
     return f"regaudit report: {len(names)} runs"
-
-
-TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="regaudit {{ version }}">
-<title>{{ title }}</title>
-<style>
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
-th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.notice { border-left: 4px solid #d9822b; background: #fff7ee; }
-.info { border-left: 4px solid #9aa5b1; background: #f7f8fa; }
-.finding { padding: .4em .8em; margin: .4em 0; }
-figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-size: .85em; color: #555; } .meta { color: #666; font-size: .85em; }
-code { background: #f4f4f4; padding: 0 .2em; } .wide { overflow-x: auto; }
-</style>
-</head>
-<body>
-<h1>{{ title }}</h1>
-<p class="meta">regaudit {{ version }} &middot; {{ runs.runs|length }} run(s) &middot; grouped by
-<code>{{ group_by }}</code> &middot; created {{ created }}</p>
-
-<h2 id="findings">Findings</h2>
-{% for f in findings %}<div class="finding {{ f.level }}">{{ f.text }}</div>
-{% else %}<p>No finding: the runs hold too little data for any rule.</p>{% endfor %}
-
-<h2 id="overview">Overview</h2>
-<div class="wide"><table>
-<tr>{% for c in overview.columns %}<th>{{ c }}</th>{% endfor %}</tr>
-{% for row in overview.itertuples(index=False) %}<tr>{% for v in row %}<td{% if v is number %} class="num"{% endif %}>{{ fmt(v) }}</td>{% endfor %}</tr>
-{% endfor %}</table></div>
-
-{% for section, figures in sections %}
-<h2>{{ section.title }}</h2>
-<p>{{ section.intro }}</p>
-{% for stem, caption, png in figures %}<figure id="{{ stem }}">
-<img src="data:image/png;base64,{{ b64(png) }}" alt="{{ stem }}">
-<figcaption>{{ caption }}</figcaption>
-</figure>
-{% endfor %}{% endfor %}
-
-<h2 id="layers">Layers</h2>
-{% for model, used_by, table in layers %}<h3>{{ model }}</h3>
-<p class="meta">runs: {{ used_by|join(", ") }}{% if heads.get(model) %}; outputs read as: {{ heads[model] }} (from the compiled loss and the output activation){% endif %}</p>
-<table>
-<tr>{% for c in table.columns %}<th>{{ c }}</th>{% endfor %}</tr>
-{% for row in table.itertuples(index=False) %}<tr>{% for v in row %}<td>{{ fmt(v) }}</td>{% endfor %}</tr>
-{% endfor %}</table>
-{% endfor %}
-<p class="meta">Run ids: {% for run in runs.run_ids %}<code>{{ run }}</code> {% endfor %}</p>
-</body>
-</html>
-"""
-
-
-def _html(context):
-    import jinja2
-
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    template = environment.from_string(TEMPLATE)
-    return template.render(
-        version=__version__, created=time.strftime("%Y-%m-%d %H:%M"),
-        fmt=_format, b64=lambda data: base64.b64encode(data).decode("ascii"), **context,
-    )
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
-
-
-def md_escape(value):
-    """A run-derived string safe in Markdown text and table cells: HTML escaped (so a
-    renderer that allows inline HTML shows it as text) and Markdown punctuation
-    backslash-escaped, newlines flattened."""
-    text = html.escape(_format(value), quote=False).replace("\n", " ").replace("\r", " ")
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def _md_table(frame):
-    lines = ["| " + " | ".join(md_escape(c) for c in frame.columns) + " |",
-             "|" + "---|" * len(frame.columns)]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(md_escape(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _markdown(context, output):
-    stem = os.path.splitext(os.path.basename(output))[0]
-    folder_name = stem + "_files"
-    folder = os.path.join(os.path.dirname(os.path.abspath(output)), folder_name)
-    os.makedirs(folder, exist_ok=True)
-    runs = context["runs"]
-    lines = [f"# {md_escape(context['title'])}", "",
-             f"regaudit {__version__}, {len(runs.runs)} run(s), grouped by "
-             f"`{context['group_by'].replace('`', '')}`", "", "## Findings", ""]
-    lines += [f"- {'**notice**: ' if f.level == 'notice' else ''}{md_escape(f.text)}"
-              for f in context["findings"]] or ["No finding: the runs hold too little data for any rule."]
-    lines += ["", "## Overview", "", _md_table(context["overview"]), ""]
-    written = []
-    for section, figures in context["sections"]:
-        lines += [f"## {section.title}", "", section.intro, ""]
-        for figure_stem, caption, png in figures:
-            path = os.path.join(folder, figure_stem + ".png")
-            with open(path, "wb") as handle:
-                handle.write(png)
-            written.append(path)
-            lines += [f"![{figure_stem}]({folder_name}/{figure_stem}.png)", "", f"*{caption}*", ""]
-    lines += ["## Layers", ""]
-    for model, used_by, table in context["layers"]:
-        heads = context["heads"].get(model)
-        lines += [f"### {md_escape(model)}", "", "runs: " + ", ".join(md_escape(u) for u in used_by)
-                  + (f"; outputs read as: {md_escape(heads)}" if heads else ""), "", _md_table(table), ""]
-    lines += ["Run ids: " + " ".join(f"`{r}`" for r in runs.run_ids), ""]
-    return "\n".join(lines), written
-
-
-def log_report(report, runs, fmt="html", client=None):
-    """Log the report to MLflow: into the run itself for one run, else into a new run in
-    the first run's experiment tagged with the compared run ids. Returns the run id."""
-    from mlflow.tracking import MlflowClient
-
-    client = client or MlflowClient()
-    ids = runs.run_ids
-    if len(ids) == 1:
-        target = ids[0]
-    else:
-        experiment = runs.runs["experiment_id"].iloc[0]
-        created = client.create_run(
-            experiment, run_name=f"regaudit-report-{len(ids)}-runs",
-            tags={REPORT_TAG: ",".join(ids), TAG_PREFIX + "version": __version__,
-                  "mlflow.note.content": f"regaudit comparison of {len(ids)} runs: "
-                                          + ", ".join(ids)})
-        target = created.info.run_id
-    folder = "regaudit/report"
-    client.log_artifact(target, report.path, artifact_path=folder)
-    if fmt == "md":
-        for path in report.figures:
-            client.log_artifact(target, path, artifact_path=f"{folder}/{os.path.basename(os.path.dirname(path))}")
-    if len(ids) > 1:
-        client.set_terminated(target)
-    return target

@@ -25,6 +25,11 @@ EXPECTED_TAPS = {
     ],
     "shared_layer": ["shared", "mid", "shared:1", "out"],
 }
+#: the taps whose output is ReLU-like (a relu activation, or Dropout/pooling/Flatten of
+#: one): only they get dead_frac ("units that never fire")
+RELU_TAPS = {"dropout_mlp": {"dense", "dropout"}, "batchnorm_cnn": {"conv2d"},
+             "dropout_batchnorm_cnn": {"conv2d", "conv2d_1"}, "two_input_nested": {"da"},
+             "shared_layer": {"shared", "shared:1"}}
 
 
 @pytest.mark.parametrize("name", list(MODEL_FACTORIES))
@@ -46,7 +51,8 @@ def test_every_measure_matches_numpy_on_the_same_probe_tensors(name, tiny_model,
         want = reference_measures(
             tensors[tap.name], callback.probe_pass.reservoir_index[tap.name], tap.bounds)
         got = final[final.layer == tap.name].set_index("measure")["value"]
-        assert set(got.index) == {m for m in ACTIVATION_MEASURES if m != "sat_frac" or tap.bounds}
+        assert set(got.index) == {m for m in ACTIVATION_MEASURES if (m != "sat_frac" or tap.bounds)
+                                  and (m != "dead_frac" or tap.name in RELU_TAPS[name])}
         scale = max(want["std"], 1e-6)
         for measure in got.index:
             expected = want[measure]
@@ -76,13 +82,14 @@ def test_headline_metrics_for_every_tapped_layer(name, tiny_model, rng):
     for tap in callback.probe_pass.taps:
         for measure in HEADLINE_ACTIVATION:
             key = metric_key(tap.name, measure)
-            if measure == "sat_frac" and tap.bounds is None:
+            if (measure == "sat_frac" and tap.bounds is None) or (
+                    measure == "dead_frac" and tap.name not in RELU_TAPS[name]):
                 assert key not in metrics
                 continue
             assert key in metrics, key
             steps = [m.step for m in client.get_metric_history(callback.run_id, key)]
             assert steps == [0, 1]
-    assert "regaudit/model/dead_frac_mean" in metrics
+    assert ("regaudit/model/dead_frac_mean" in metrics) == bool(RELU_TAPS[name])
 
 
 def test_tags_meta_and_layer_table(tiny_model, rng):
@@ -150,7 +157,7 @@ def test_nan_and_inf_activations_are_counted_and_the_rest_measured_over_finite_v
         got = final[final.layer == tap.name].set_index("measure")["value"]
         assert got["nonfinite_frac"] == pytest.approx(want["nonfinite_frac"], rel=1e-12)
         for measure in ("mean", "std", "skew", "kurtosis", "min", "max", "rms", "zero_frac",
-                        "dead_frac", "p50", "abs_mean"):
+                        "p50", "abs_mean") + (("dead_frac",) if tap.name == "dense" else ()):
             assert got[measure] == pytest.approx(want[measure], rel=1e-5, abs=1e-7), (tap.name, measure)
         if tap.bounds:
             assert got["sat_frac"] == pytest.approx(want["sat_frac"], rel=1e-12)

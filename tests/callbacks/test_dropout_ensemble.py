@@ -11,7 +11,6 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from regaudit import DropoutEnsemble, RegAudit, RegauditWarning
-from regaudit.callbacks.demo import load_digits_28
 from regaudit.storage import download_tables
 
 from model_zoo import data_for

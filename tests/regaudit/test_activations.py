@@ -6,7 +6,7 @@ from scipy import stats
 
 from regaudit import activations as A
 
-from summaries import chunk_summary, merged
+from summaries import merged
 
 
 @pytest.mark.parametrize("pieces", [1, 2, 7])

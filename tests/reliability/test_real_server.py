@@ -8,7 +8,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient

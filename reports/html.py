@@ -1,0 +1,94 @@
+"""The report as one self-contained HTML page: images inlined as data URIs, CSS inline,
+no scripts, no external requests, every run-derived string escaped by jinja2."""
+
+import base64
+import time
+
+from regaudit import __version__
+
+from regaudit.reports.cells import format_cell as _format
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="regaudit {{ version }}">
+<title>{{ title }}</title>
+<style>
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
+th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.notice { border-left: 4px solid #d9822b; background: #fff7ee; }
+.info { border-left: 4px solid #9aa5b1; background: #f7f8fa; }
+.finding { padding: .4em .8em; margin: .4em 0; }
+figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: .85em; color: #555; } .meta { color: #666; font-size: .85em; }
+code { background: #f4f4f4; padding: 0 .2em; } .wide { overflow-x: auto; }
+</style>
+</head>
+<body>
+<h1>{{ title }}</h1>
+<p class="meta">regaudit {{ version }} &middot; {{ runs.runs|length }} run(s) &middot; grouped by
+<code>{{ group_by }}</code> &middot; created {{ created }}</p>
+
+<h2 id="findings">Findings</h2>
+<p class="meta">Differences between groups are claimed only when Welch's t-test, Holm-corrected
+over the comparisons of the same measure, rejects at 0.05; intervals are 95%. The id is the
+rule's (<code>regaudit show --json</code>).</p>
+{% for f in findings %}<div class="finding {{ f.level }}"><code>{{ f.id }}</code> {{ f.text }}</div>
+{% else %}<p>No finding: the runs hold too little data for any rule.</p>{% endfor %}
+
+{% if claims %}<h2 id="claims">The article's claims, on these runs</h2>
+<p>The article regaudit grew from, {{ article }}, makes these claims. Each gets a verdict
+on these runs: supported or contradicted only when a corrected test says so, otherwise not
+shown, with what would show it.</p>
+<table>
+<tr><th>claim</th><th>verdict</th><th>evidence</th></tr>
+{% for c in claims %}<tr><td>{{ c.numbers.claim }}</td><td><b>{{ c.numbers.verdict }}</b></td><td>{{ c.text.split(": " + c.numbers.verdict + ". ", 1)[-1] }}</td></tr>
+{% endfor %}</table>{% endif %}
+
+<h2 id="overview">Overview</h2>
+<div class="wide"><table>
+<tr>{% for c in overview.columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for row in overview.itertuples(index=False) %}<tr>{% for v in row %}<td{% if v is number %} class="num"{% endif %}>{{ fmt(v) }}</td>{% endfor %}</tr>
+{% endfor %}</table></div>
+
+{% for section, figures in sections %}
+<h2>{{ section.title }}</h2>
+<p>{{ section.intro }}</p>
+{% for stem, caption, png in figures %}<figure id="{{ stem }}">
+<img src="data:image/png;base64,{{ b64(png) }}" alt="{{ stem }}">
+<figcaption>{{ caption }}</figcaption>
+</figure>
+{% endfor %}{% endfor %}
+
+<h2 id="layers">Layers</h2>
+{% for model, used_by, table in layers %}<h3>{{ model }}</h3>
+<p class="meta">runs: {{ used_by|join(", ") }}; {{ fmt(table.params.fillna(0).sum()|int) }} parameters{% if heads.get(model) %}; outputs read as: {{ heads[model] }} (from the compiled loss and the output activation){% endif %}</p>
+<table>
+<tr>{% for c in table.columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for row in table.itertuples(index=False) %}<tr>{% for v in row %}<td>{{ fmt(v) }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{% endfor %}
+<p class="meta">Run ids: {% for run in runs.run_ids %}<code>{{ run }}</code> {% endfor %}</p>
+</body>
+</html>
+"""
+
+
+def render_html(context):
+    """The report as one self-contained HTML page (jinja2, autoescaped)."""
+    import jinja2
+
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = environment.from_string(TEMPLATE)
+    return template.render(
+        version=__version__, created=time.strftime("%Y-%m-%d %H:%M"),
+        fmt=_format, b64=lambda data: base64.b64encode(data).decode("ascii"), **context,
+    )
+
+

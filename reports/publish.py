@@ -1,0 +1,57 @@
+"""Where a report goes: logged back to MLflow, and the MLflow UI address to open it at."""
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+from regaudit import __version__
+from regaudit.read import REPORT_TAG
+from regaudit.schema import TAG_PREFIX
+
+#: Where `mlflow ui` / `mlflow server` listen by default.
+DEFAULT_UI = "http://127.0.0.1:5000"
+
+
+def ui_base(tracking_uri):
+    """The MLflow UI's address for a tracking URI: the server itself for http(s) URIs
+    (credentials, query and fragment removed, so no secret is ever printed), else where
+    `mlflow ui --backend-store-uri <uri>` listens by default."""
+    parts = urlsplit(str(tracking_uri or ""))
+    if parts.scheme in ("http", "https"):
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return DEFAULT_UI
+
+
+def ui_address(tracking_uri, experiment_id, run_id):
+    """The MLflow UI page of a run's artifacts, where regaudit/report/report.html opens."""
+    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
+
+
+def log_report(report, runs, fmt="html", client=None):
+    """Log the report to MLflow: into the run itself for one run, else into a new run in
+    the first run's experiment tagged with the compared run ids. Returns the run id."""
+    from mlflow.tracking import MlflowClient
+
+    client = client or MlflowClient()
+    ids = runs.run_ids
+    if len(ids) == 1:
+        target = ids[0]
+    else:
+        experiment = runs.runs["experiment_id"].iloc[0]
+        created = client.create_run(
+            experiment, run_name=f"regaudit-report-{len(ids)}-runs",
+            tags={REPORT_TAG: ",".join(ids), TAG_PREFIX + "version": __version__,
+                  "mlflow.note.content": f"regaudit comparison of {len(ids)} runs: "
+                                          + ", ".join(ids)})
+        target = created.info.run_id
+    folder = "regaudit/report"
+    client.log_artifact(target, report.path, artifact_path=folder)
+    if fmt == "md":
+        for path in report.figures:
+            client.log_artifact(target, path, artifact_path=f"{folder}/{os.path.basename(os.path.dirname(path))}")
+    if len(ids) > 1:
+        client.set_terminated(target)
+    return target
