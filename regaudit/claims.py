@@ -136,9 +136,12 @@ def batchnorm_placement(runs, groups, setups):
                                           if p in ("before_activation", "after_activation")})
     claim = "BatchNormalization before the activation works better than after it"
     if len(by_place) < 2:
-        where = ", ".join(by_place) or "no BatchNormalization layer"
+        words = {"before_activation": "puts BatchNormalization before the activation",
+                 "after_activation": "puts BatchNormalization after the activation"}
+        where = f"Every BN run here {words[next(iter(by_place))]}" if by_place else \
+            "No run here has BatchNormalization with a clear placement"
         return _finding("RA254", "claim_batchnorm_placement", claim, "not shown",
-                        f"Every BN run here has {where} (the article's own Examples 2 and 3 put "
+                        f"{where} (the article's own Examples 2 and 3 put "
                         "BN after Conv2D(..., activation='relu')); train a variant with "
                         "Conv2D(activation=None), BatchNormalization(), Activation('relu').",
                         {"placements": list(by_place)})
@@ -158,10 +161,12 @@ def dropout_rates(runs, groups, setups):
     claim = f"Dropout rates between {RATE_RANGE[0]} and {RATE_RANGE[1]} work best"
     if len(by_range) < 2:
         rates = sorted({x for r in inside for x in setup[r]["rates"] if x > 0})
+        seen = ("No run here has Dropout" if not rates else
+                "Every Dropout run here uses rate " + ", ".join(f"{x:g}" for x in rates)
+                + f", {'inside' if 'inside' in by_range else 'outside'} that range")
         return _finding("RA255", "claim_dropout_rates", claim, "not shown",
-                        "Every Dropout run here uses rate(s) " + (", ".join(f"{x:g}" for x in rates) or "none")
-                        + f", all {'inside' if 'inside' in by_range else 'outside'} that range; train the "
-                        "same model at rates such as 0.1 and 0.8 too, 3 seeds each.", {"rates": rates})
+                        seen + "; train the same model at rates such as 0.1, 0.5 and 0.8, 3 seeds "
+                        "each.", {"rates": rates})
     return _verdict("RA255", "claim_dropout_rates", claim, [("inside", "outside")], by_range,
                     measure, not higher, "Each range needs two seeds or more.")
 

@@ -234,6 +234,13 @@ def demo(epochs, seeds, seed, output):
     with _bar(total * epochs, "training", show_pos=True) as bar:
         run_ids = run_study(epochs=epochs, seeds=range(seed, seed + seeds),
                             progress=lambda: bar.update(1), on_run=on_run)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder, _bar(len(run_ids), "run reports") as bar:
+        for run_id in run_ids:  # each run's own report, in the run, as RegAudit logs it
+            own = load_runs([run_id])
+            log_report(build_report(own, os.path.join(folder, "report.html")), own)
+            bar.update(1)
     runs = load_runs(run_ids)
     made = build_report(runs, os.path.abspath(output))
     target = log_report(made, runs)

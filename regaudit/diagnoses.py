@@ -104,7 +104,7 @@ def batchnorm_lag(runs, groups):
         low, high = min(ratios.values()), max(ratios.values())
         layers = ", ".join(dict.fromkeys(part.layer))
         seen = (f"its BatchNormalization layers ({layers}) see {number(low, 2)}"
-                + (f" to {number(high, 2)}" if high != low else "")
+                + (f" to {number(high, 2)}" if number(high, 2) != number(low, 2) else "")
                 + " times the variance their moving statistics assume (bn_var_ratio at the last "
                 f"audit, 1 = they agree; {part.run.nunique()} of {len(members)} runs)")
         link, link_numbers = _outcome_link(runs, groups, group)
@@ -116,8 +116,11 @@ def batchnorm_lag(runs, groups):
                     f"{trained} training steps at momentum {momentum:g}, {left:.0%} of the moving "
                     f"statistics is still their initial value (variance 1, mean 0); forgetting it "
                     f"to 1% takes {needed} steps.{link}"
-                    + (", which statistics that have not caught up explain: at inference BN "
-                       "normalizes with the wrong scale." if link_numbers.get("worse") else "." if link else "")
+                    + (": at inference BN normalizes with statistics that have not caught up, "
+                       "which this lower validation is consistent with."
+                       if link_numbers.get("worse") and link_numbers.get("significant") else
+                       "; whether the lag costs accuracy these runs do not show."
+                       if link_numbers.get("worse") else "." if link else "")
                     + f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (1% left after "
                     f"{steps_to_forget(REMEDY_MOMENTUM)} steps), train for {needed} steps or more, "
                     "or re-estimate the moving statistics on training batches (Dropout off) "

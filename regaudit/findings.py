@@ -124,9 +124,9 @@ def drift(runs, groups):
         return out
     drop = learned(runs)
     values = {label: [per_run[r] for r in members] for label, members in sets.items()}
-    learning = "; ".join(
-        f"training loss fell by {np.mean([drop[r] for r in members if r in drop]):.0%} "
-        f"{'with' if label.startswith('with') else 'without'} BN"
+    learning = " and ".join(
+        f"by {np.mean([drop[r] for r in members if r in drop]):.0%} "
+        f"{'with' if label != 'without' else 'without'} BN"
         for label, members in sets.items() if any(r in drop for r in members))
     barely = [label for label, members in sets.items()
               if any(r in drop for r in members)
@@ -137,17 +137,18 @@ def drift(runs, groups):
                       for label, m in sets.items() if any(r in drop for r in m)}}
     if comparisons:
         c = comparisons[0]
-        text = "Mean drift between audits: " + comparison_text(c, "drift_w1_mean", "drifts more")
+        text = "Drift between audits, runs with and without BatchNormalization. " + comparison_text(
+            c, "drift_w1_mean", "drifts more")
         numbers |= c.as_numbers()
         level = "notice" if c.significant else "info"
     else:
         text = (f"Mean drift between audits: {number(numbers['with BatchNormalization'])} in runs with "
                 f"BatchNormalization, {number(numbers['without'])} without (too few runs to test).")
         level = "info"
-    text += f" Over the same runs {learning}." if learning else ""
+    text += f" Over the same runs the training loss fell {learning}." if learning else ""
     if barely:
-        text += (" " + " and ".join(f"runs {b}" for b in barely) + " barely learned (loss down "
-                 f"less than {LEARNED_DROP:.0%}), so their low drift is no credit to BatchNormalization.")
+        text += (" The runs " + " and the runs ".join(barely) + " barely learned (training loss "
+                 f"down less than {LEARNED_DROP:.0%}), so a low drift there says little.")
     text += " Santurkar et al. (2018) argue BN's benefit does not come from reducing this drift."
     out.append(Finding("RA241", "drift_batchnorm", text, numbers, level))
     return out

@@ -54,6 +54,12 @@ def test_demo_trains_the_four_setups_and_writes_the_comparative_report(mlflow_st
     compared = client.get_run(report_run).data.tags["regaudit.report_of"].split(",")
     setups = sorted(client.get_run(run_id).data.tags["regaudit.setup"] for run_id in compared)
     assert setups == ["batchnorm", "dropout", "dropout+batchnorm", "none"]
+    for run_id in compared:  # each run holds its own report too
+        assert "regaudit/report/report.html" in [a.path for a in client.list_artifacts(run_id, "regaudit/report")]
+    assert "open it in the MLflow UI" not in result.output  # the demo says "browse it"
+    assert f"#/experiments/{client.get_run(report_run).info.experiment_id}/runs/{report_run}/artifacts" in result.output
+    for claim in ("RA251", "RA252", "RA253", "RA254", "RA255", "RA256", "RA257"):
+        assert f"[{claim}] Claim" in result.output
     both = next(r for r in compared if client.get_run(r).data.tags["regaudit.setup"] == "dropout+batchnorm")
     assert "regaudit/conv2d/mean" in client.get_run(both).data.metrics
     text = output.read_text()

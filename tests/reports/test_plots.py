@@ -108,3 +108,13 @@ def test_ratios_are_on_a_log_scale_and_identity_layers_are_left_out_and_named(st
     assert "repeat their input" in bands._suptitle.get_text() and "flatten" in bands._suptitle.get_text()
     legend = [t.get_text() for t in bands.legends[0].get_texts()]
     assert set(legend) == set(groups.values())  # groups in the legend, layers in the titles
+
+
+def test_the_overlap_check_finds_overlapping_and_clipped_text():
+    figure = matplotlib.figure.Figure(figsize=(3, 2))
+    ax = figure.subplots()
+    ax.set_yticks([0.5, 0.51], labels=["first layer name", "second layer name"])
+    ax.set_ylabel("a label pushed off the page", labelpad=200)
+    clipped, crossing = overlaps(figure)
+    assert ("first layer name", "second layer name") in crossing
+    assert "a label pushed off the page" in clipped
