@@ -49,7 +49,7 @@ def train_one(dropout, batchnorm, seed, epochs, data, callbacks=(), batch_size=1
     mlflow.set_experiment(DEMO_EXPERIMENT)
     with mlflow.start_run(run_name=f"{model.name}-seed{seed}") as run, warnings.catch_warnings():
         # the setups without Dropout have no ensemble on purpose
-        warnings.filterwarnings("ignore", ".*has no Dropout layer.*", RegauditWarning)
+        warnings.filterwarnings("ignore", ".*has no noise source.*", RegauditWarning)
         mlflow.log_params({"epochs": epochs, "seed": seed, "model": model.name,
                            "batch_size": batch_size})
         model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,

@@ -1,13 +1,13 @@
 """regaudit: measure how Dropout and BatchNormalization shape a Keras model as it trains.
 
-Importing regaudit does not import TensorFlow; `regaudit.RegAudit` and `regaudit.Every`
-load the Keras side on first use, `regaudit.load_run(s)` the read API (MLflow, pandas).
+Importing regaudit does not import TensorFlow; `regaudit.RegAudit`, `regaudit.Every` and
+`regaudit.lint(model)` load the Keras side on first use, `regaudit.load_run(s)` the read API (MLflow, pandas).
 """
 
 from regaudit._version import __version__
 from regaudit.errors import RegauditError, RegauditWarning, UsageError
 
-_KERAS_SIDE = ("RegAudit", "ActivationStats", "CovariateShift", "DropoutEnsemble", "Every")
+_KERAS_SIDE = ("RegAudit", "ActivationStats", "CovariateShift", "DropoutEnsemble", "Every", "lint")
 _READ_SIDE = ("load_run", "load_runs")
 
 __all__ = ["RegauditError", "RegauditWarning", "UsageError", "__version__", *_KERAS_SIDE,
@@ -15,6 +15,10 @@ __all__ = ["RegauditError", "RegauditWarning", "UsageError", "__version__", *_KE
 
 
 def __getattr__(name):
+    if name == "lint":
+        from regaudit.callbacks.lint_model import lint
+
+        return lint
     if name in _KERAS_SIDE:
         from regaudit import callbacks
 

@@ -113,7 +113,12 @@ def test_html_report_renders_in_headless_chromium(study, chromium, tmp_path):
     assert all(complete and width > 100 and height > 100 for _, complete, width, height in images), images
     assert chromium.evaluate("document.scripts.length") == 0
     assert chromium.evaluate(f"document.body.innerText.includes({json.dumps(XSS_NAME)})")
-    assert chromium.evaluate("document.querySelectorAll('h2').length") == 7
+    assert chromium.evaluate("document.querySelectorAll('h2').length") == 8  # claims section
+    # the overview table fits the page: nothing hidden behind a horizontal scroll
+    fits = chromium.evaluate(
+        "(() => { const box = document.querySelector('#overview + .wide');"
+        " return [box.scrollWidth, box.clientWidth]; })()")
+    assert fits[0] <= fits[1], fits
 
     height = chromium.evaluate("document.documentElement.scrollHeight")
     shot = chromium.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,

@@ -27,7 +27,8 @@ def test_report_on_one_run_writes_html_and_logs_it_into_that_run(study, tmp_path
     result = invoke(study, "report", run_id, "-o", str(output))
     assert result.exit_code == 0, result.output
     text = output.read_text()
-    for heading in ("Findings", "Overview", "Activation statistics", "Covariate shift",
+    for heading in ("Findings", "The article&#39;s claims, on these runs", "Overview",
+                    "Activation statistics", "Covariate shift",
                     "Dropout ensembles", "Layers"):
         assert f">{heading}</h2>" in text, heading
     import re
@@ -37,6 +38,9 @@ def test_report_on_one_run_writes_html_and_logs_it_into_that_run(study, tmp_path
     assert "http://" not in text and "https://" not in text and "<script" not in text
     logged = [a.path for a in MlflowClient().list_artifacts(run_id, "regaudit/report")]
     assert logged == ["regaudit/report/one.html"]
+    experiment = MlflowClient().get_run(run_id).info.experiment_id
+    assert (f"open it in the MLflow UI: http://127.0.0.1:5000/#/experiments/{experiment}/runs/"
+            f"{run_id}/artifacts") in result.output
 
 
 def test_report_on_two_runs_logs_a_comparison_run_tagged_with_both(study, tmp_path):
@@ -48,7 +52,7 @@ def test_report_on_two_runs_logs_a_comparison_run_tagged_with_both(study, tmp_pa
     assert [a.path for a in MlflowClient().list_artifacts(comparison.info.run_id, "regaudit/report")] == [
         "regaudit/report/two.html"]
     text = (tmp_path / "two.html").read_text()
-    assert "no test between groups is possible" in text  # one run per setup
+    assert "no difference in val_accuracy between groups can be tested" in text  # one run per setup
 
 
 def test_report_on_an_experiment_grouped_by_setup_tests_between_groups_in_markdown(study, tmp_path):
@@ -57,7 +61,7 @@ def test_report_on_an_experiment_grouped_by_setup_tests_between_groups_in_markdo
                     "--format", "md", "-o", str(output), "--no-log")
     assert result.exit_code == 0, result.output
     text = output.read_text()
-    assert "Welch t-test" in text and "Hedges' g" in text
+    assert "Welch t-test" in text and "Holm-adjusted" in text
     assert "'none'" in text and "'dropout+batchnorm'" in text
     pngs = sorted(os.listdir(tmp_path / "study_files"))
     assert "acc_at_k.png" in pngs and "learning_curves.png" in pngs and len(pngs) == 7
@@ -75,10 +79,29 @@ def test_runs_lists_audited_runs_and_show_prints_findings(study):
         assert run_id in listed.output
     assert study["plain"] not in listed.output
     run_id = study["runs"][("dropout+batchnorm", 1)]
+    assert f" {study['experiment']} " in listed.output  # the experiment's name, not its id
     shown = invoke(study, "show", run_id)
     assert shown.exit_code == 0, shown.output
     assert shown.output.startswith(f"dropout+batchnorm-seed1 ({run_id})")
-    assert "generalization gap" in shown.output
+    assert "[RA203] Final generalization gap (accuracy - val_accuracy)" in shown.output
+
+
+def test_show_json_gives_every_finding_with_its_id_level_text_and_numbers(study):
+    import json
+
+    result = invoke(study, "show", "--experiment", study["experiment"], "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["schema"] == "regaudit.findings/1" and data["group_by"] == "regaudit.setup"
+    assert sorted(r["run_id"] for r in data["runs"]) == sorted(study["runs"].values())
+    ids = [f["id"] for f in data["findings"]]
+    assert {"RA201", "RA202", "RA203", "RA251", "RA257"} <= set(ids)
+    for finding in data["findings"]:
+        assert set(finding) == {"id", "rule", "level", "text", "numbers"}
+        assert finding["level"] in ("notice", "info") and finding["text"]
+    difference = next(f for f in data["findings"] if f["id"] == "RA202")
+    assert difference["numbers"]["difference"] >= 0 and difference["numbers"]["family"] == 1
+    assert 0 <= difference["numbers"]["p_holm"] <= 1
 
 
 @pytest.mark.parametrize("case", ["unknown run", "not audited", "unreachable server", "no runs"])

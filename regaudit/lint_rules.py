@@ -1,0 +1,313 @@
+"""Architecture lint: what a model's layers already say about Dropout and
+BatchNormalization before a single step of training (no TensorFlow import here).
+
+The rules read layer rows, the same rows `model.json` stores (`name`, `layer_class`,
+`parent`, `sources` or None when the connections are unknown, `activation`, `rate`,
+`momentum`, `regularizer` and `noise_sources` from `regaudit.regularizers`, `shape`
+per sample, plus `use_bias`, `center`, `noise_shape` and `is_output`). The Keras side
+(`regaudit.callbacks.lint_model`) makes them from a model; `regaudit.lint(model)` is the
+entry point. Each rule is one small function whose docstring states the rule, its
+threshold and its source; `lint_rows(..., ignore={"RA102"})` switches rules off by id.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+from regaudit.regularizers import NOISE_LAYER_KINDS
+from regaudit.setup import PASS_THROUGH
+
+#: Severities, most severe first; `--fail-on` takes one of them (or "never").
+SEVERITIES = ("error", "warning", "info")
+#: RA104: a noise rate at or above this keeps too few units to learn from.
+HIGH_RATE = 0.9
+#: RA107: BatchNormalization batch statistics get noisy below this many samples per batch.
+SMALL_BATCH = 16
+#: RA109: the moving statistics have not converged while momentum ** steps exceeds this.
+LAG_SHARE = 0.01
+#: Activation layers: their input is pre-activation, their output post-activation.
+ACTIVATION_LAYERS = {"Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax"}
+#: Layers with a bias that BatchNormalization's mean subtraction cancels.
+BIASED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
+          "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "EinsumDense"}
+
+
+@dataclass
+class LintFinding:
+    """One lint finding: stable rule `id`, rule name, `severity`, the `layer` path, a
+    one-line `message` (what was found, what to do) and the rule's `source`."""
+
+    id: str
+    rule: str
+    severity: str
+    layer: str
+    message: str
+    source: str
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def _is_noise_layer(row):
+    return row.get("regularizer") in NOISE_LAYER_KINDS
+
+
+def _is_batchnorm(row):
+    return row.get("regularizer") == "batchnorm"
+
+
+def _upstream(row, by_name):
+    """(first computing layer upstream of `row`, noise layers passed on the way), looking
+    through pooling/reshaping and Dropout-family layers; (None, ...) when the connection
+    is unknown or branches."""
+    noise = []
+    current = row
+    for _ in range(len(by_name) + 1):
+        sources = current.get("sources")
+        if sources is None or len(sources) != 1 or sources[0] not in by_name:
+            return None, noise
+        current = by_name[sources[0]]
+        if _is_noise_layer(current):
+            noise.append(current)
+            continue
+        if current["layer_class"] in PASS_THROUGH:
+            continue
+        return current, noise
+    return None, noise
+
+
+def _nonlinear(row):
+    """The nonlinearity a row applies: its fused activation, or an activation layer's."""
+    if row["layer_class"] in ACTIVATION_LAYERS:
+        return row.get("activation") or row["layer_class"].lower()
+    activation = row.get("activation")
+    return activation if activation not in (None, "linear") else None
+
+
+def _noise_ancestors(row, by_name):
+    """The Dropout-family layers with a nonzero rate upstream of `row` along any path,
+    nearest first (breadth first over `sources`)."""
+    found, seen, frontier = [], {row["name"]}, list(row.get("sources") or ())
+    while frontier:
+        following = []
+        for name in frontier:
+            if name in seen or name not in by_name:
+                continue
+            seen.add(name)
+            current = by_name[name]
+            if _is_noise_layer(current) and (current.get("rate") or 0) > 0:
+                found.append(current)
+            following.extend(current.get("sources") or ())
+        frontier = following
+    return found
+
+
+def dropout_feeds_batchnorm(rows, by_name, context):
+    """RA101 (warning): a Dropout-family layer with a nonzero rate upstream of a
+    BatchNormalization, directly or through other layers. In training BN learns its
+    moving variance from the input with that noise in it and meets the input without it
+    at inference: the variance shift, which regaudit measures as `bn_dropout_var_ratio`.
+    Source: Li, Chen, Hu & Yang, CVPR 2019."""
+    out = []
+    for row in rows:
+        if not _is_batchnorm(row):
+            continue
+        noise = _noise_ancestors(row, by_name)
+        if noise:
+            names = ", ".join(f"{n['name']} (rate {n['rate']:g})" for n in noise[:3])
+            more = f" and {len(noise) - 3} more" if len(noise) > 3 else ""
+            out.append(LintFinding(
+                "RA101", "dropout_feeds_batchnorm", "warning", row["name"],
+                f"Dropout {names}{more} feeds BatchNormalization {row['name']}: its moving "
+                "variance will not match inference (variance shift); move the Dropout after "
+                "the last BatchNormalization, or re-estimate BN statistics with Dropout off.",
+                "Li et al. 2019, Understanding the disharmony between dropout and batch "
+                "normalization by variance shift"))
+    return out
+
+
+def batchnorm_after_activation(rows, by_name, context):
+    """RA102 (info): a BatchNormalization normalizes the output of a nonlinearity (a fused
+    `activation=` or an activation layer). Ioffe & Szegedy put BN before the nonlinearity;
+    the seed article says so too, while its own examples put it after. Which works better
+    is an empirical question (the report's RA254 judges it on runs with both). Source:
+    Ioffe & Szegedy, ICML 2015, section 3.2."""
+    out = []
+    for row in rows:
+        if not _is_batchnorm(row):
+            continue
+        producer, _ = _upstream(row, by_name)
+        activation = _nonlinear(producer) if producer else None
+        if activation:
+            out.append(LintFinding(
+                "RA102", "batchnorm_after_activation", "info", row["name"],
+                f"BatchNormalization {row['name']} normalizes the output of {producer['name']} "
+                f"after its {activation}; to normalize before it, use "
+                f"{producer['layer_class']}(activation=None), BatchNormalization(), "
+                f"Activation('{activation}') and compare both placements.",
+                "Ioffe & Szegedy 2015, Batch normalization, section 3.2"))
+    return out
+
+
+def dropout_rate_zero(rows, by_name, context):
+    """RA103 (warning): a Dropout-family layer with rate 0 does nothing: a dead
+    configuration, usually a hyperparameter left at its off value. Source: Keras
+    documentation of `Dropout(rate)`."""
+    return [LintFinding(
+        "RA103", "dropout_rate_zero", "warning", row["name"],
+        f"{row['layer_class']} {row['name']} has rate 0 and does nothing; set a rate or "
+        "remove the layer.", "Keras documentation, keras.layers.Dropout")
+        for row in rows if _is_noise_layer(row) and row.get("rate") == 0
+        and row["layer_class"] not in ("GaussianNoise",)]
+
+
+def dropout_rate_high(rows, by_name, context):
+    """RA104 (warning): a noise source (a Dropout-family layer, attention dropout, RNN
+    dropout or recurrent dropout) with rate >= 0.9 keeps at most 10% of its units, too few
+    to learn from; Srivastava et al. found 0.5 for hidden and 0.2 for input units good
+    choices. Source: Srivastava et al., JMLR 2014, section 7."""
+    out = []
+    for row in rows:
+        for source in row.get("noise_sources") or ():
+            if source["kind"] != "gaussian_noise" and source["rate"] >= HIGH_RATE:
+                what = source["kind"].replace("_", " ")
+                out.append(LintFinding(
+                    "RA104", "dropout_rate_high", "warning", source["name"],
+                    f"{what} at {source['name']} has rate {source['rate']:g} (>= {HIGH_RATE}): "
+                    "it keeps too few units to learn from; try 0.1-0.5.",
+                    "Srivastava et al. 2014, Dropout, section 7"))
+    return out
+
+
+def dropout_after_output(rows, by_name, context):
+    """RA105 (error): a Dropout-family layer whose output is a model output, after the
+    layer that makes the predictions: in training it zeroes predictions (and scales
+    probabilities above 1). Source: Srivastava et al., JMLR 2014 (dropout is applied to
+    hidden and input units, never to the output)."""
+    out = []
+    for row in rows:
+        if _is_noise_layer(row) and row.get("is_output") and (row.get("rate") or 0) > 0:
+            producer, _ = _upstream(row, by_name)
+            after = f" after {producer['name']}" if producer else ""
+            out.append(LintFinding(
+                "RA105", "dropout_after_output", "error", row["name"],
+                f"{row['layer_class']} {row['name']} comes{after}, at the model's output: in "
+                "training it zeroes predictions; remove it or move it before the output layer.",
+                "Srivastava et al. 2014, Dropout, section 4"))
+    return out
+
+
+def bias_before_batchnorm(rows, by_name, context):
+    """RA106 (info): a layer with a bias and no activation right before a centring
+    BatchNormalization: BN subtracts the mean, cancelling the bias, whose parameters are
+    wasted (`use_bias=False`). Source: Ioffe & Szegedy, ICML 2015, section 3.2."""
+    out = []
+    for row in rows:
+        if not _is_batchnorm(row) or row.get("center") is False:
+            continue
+        sources = row.get("sources")
+        producer = by_name.get(sources[0]) if sources and len(sources) == 1 else None
+        while producer is not None and producer["layer_class"] in PASS_THROUGH:
+            nxt = producer.get("sources")
+            producer = by_name.get(nxt[0]) if nxt and len(nxt) == 1 else None
+        if (producer is not None and producer["layer_class"] in BIASED
+                and producer.get("use_bias") and not _nonlinear(producer)):
+            out.append(LintFinding(
+                "RA106", "bias_before_batchnorm", "info", producer["name"],
+                f"{producer['layer_class']} {producer['name']} has a bias that "
+                f"BatchNormalization {row['name']} subtracts away; use use_bias=False.",
+                "Ioffe & Szegedy 2015, Batch normalization, section 3.2"))
+    return out
+
+
+def batchnorm_small_batch(rows, by_name, context):
+    """RA107 (warning, when the batch size is known): BatchNormalization with fewer than
+    16 samples per batch: its batch statistics are noisy and its error grows as the batch
+    shrinks; GroupNormalization or LayerNormalization do not depend on it. Source: Wu &
+    He, ECCV 2018 (Group Normalization), figure 1."""
+    batch = context.get("batch_size")
+    if not batch or batch >= SMALL_BATCH:
+        return []
+    return [LintFinding(
+        "RA107", "batchnorm_small_batch", "warning", row["name"],
+        f"BatchNormalization {row['name']} trains on batches of {batch} (< {SMALL_BATCH}): its "
+        "statistics are noisy; use a larger batch, or GroupNormalization/LayerNormalization.",
+        "Wu & He 2018, Group normalization, figure 1")
+        for row in rows if _is_batchnorm(row)]
+
+
+def spatial_dropout_fits(rows, by_name, context):
+    """RA108 (info): element-wise `Dropout` on convolutional feature maps (2D or 3D maps,
+    rank 3 or 4 per sample; or 1D maps, rank 2, after a Conv1D): neighbouring activations are strongly correlated, so
+    dropping single values barely regularizes; SpatialDropout drops whole channels.
+    Source: Tompson et al., CVPR 2015."""
+    out = []
+    for row in rows:
+        if (row["layer_class"] != "Dropout" or row.get("regularizer") != "dropout"
+                or row.get("noise_shape") is not None):
+            continue  # attention dropout drops attention weights, not feature maps
+        shape = row.get("shape") or ()
+        conv, _ = _upstream(row, by_name)
+        while conv is not None and "Conv" not in conv["layer_class"] and (
+                _is_batchnorm(conv) or conv["layer_class"] in ACTIVATION_LAYERS):
+            conv, _ = _upstream(conv, by_name)
+        from_conv = conv is not None and "Conv" in conv["layer_class"]
+        if len(shape) in (3, 4) or (len(shape) == 2 and from_conv):
+            spatial = f"SpatialDropout{len(shape) - 1}D"
+            maps = f"{conv['name']}'s feature maps" if from_conv else "its feature maps"
+            out.append(LintFinding(
+                "RA108", "spatial_dropout_fits", "info", row["name"],
+                f"Dropout {row['name']} drops single values of {maps}, which are correlated in "
+                f"space; {spatial}({row.get('rate', 0):g}) drops whole "
+                "channels instead.", "Tompson et al. 2015, Efficient object localization"))
+    return out
+
+
+def batchnorm_momentum_steps(rows, by_name, context):
+    """RA109 (warning, when the planned number of training steps is known): after n steps
+    the moving statistics' initial value (variance 1, mean 0) still weighs momentum ** n;
+    above 1% they cannot have converged and inference uses the wrong scale. Source: the
+    exponential moving average of Keras' BatchNormalization (Ioffe & Szegedy 2015)."""
+    steps = context.get("steps")
+    out = []
+    if not steps:
+        return out
+    for row in rows:
+        momentum = row.get("momentum")
+        if not _is_batchnorm(row) or momentum is None or not 0 < momentum < 1:
+            continue
+        left = momentum ** steps
+        if left > LAG_SHARE:
+            needed = math.ceil(math.log(LAG_SHARE) / math.log(momentum))
+            lower = math.floor(LAG_SHARE ** (1 / steps) * 100) / 100
+            out.append(LintFinding(
+                "RA109", "batchnorm_momentum_steps", "warning", row["name"],
+                f"BatchNormalization {row['name']} has momentum {momentum:g}: after the "
+                f"{steps} planned steps {left:.0%} of its moving statistics is still the initial "
+                f"value (1% takes {needed} steps); use momentum={lower:g} or train longer.",
+                "Ioffe & Szegedy 2015; Keras BatchNormalization(momentum)"))
+    return out
+
+
+RULES = (dropout_feeds_batchnorm, batchnorm_after_activation, dropout_rate_zero,
+         dropout_rate_high, dropout_after_output, bias_before_batchnorm, batchnorm_small_batch,
+         spatial_dropout_fits, batchnorm_momentum_steps)
+RULE_IDS = {"RA101", "RA102", "RA103", "RA104", "RA105", "RA106", "RA107", "RA108", "RA109"}
+
+
+def lint_rows(rows, steps=None, batch_size=None, ignore=()):
+    """Every rule's findings on layer `rows`, most severe first, in graph order; rules
+    whose id is in `ignore` are skipped."""
+    by_name = {row["name"]: row for row in rows}
+    context = {"steps": steps, "batch_size": batch_size}
+    order = {row["name"]: i for i, row in enumerate(rows)}
+    found = []
+    for rule in RULES:
+        for finding in rule(rows, by_name, context):
+            if finding.id not in ignore:
+                found.append(finding)
+    return sorted(found, key=lambda f: (SEVERITIES.index(f.severity), order.get(f.layer, 0)))
+
+
+def counts(found):
+    """{severity: number of findings} for every severity."""
+    return {severity: sum(f.severity == severity for f in found) for severity in SEVERITIES}
