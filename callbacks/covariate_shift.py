@@ -93,6 +93,8 @@ class ShiftFamily:
             observed.var, moving_variance)
         add(tap.name, tap.layer_class, "bn_mean_offset", shift.bn_mean_offset,
             observed.mean, moving_mean, moving_variance, layer.epsilon)
+        add(tap.name, tap.layer_class, "bn_init_share", shift.bn_init_share,
+            moving_variance, float(layer.momentum), context.step)
         if context.twin_batchnorm is not None:
             add(tap.name, tap.layer_class, "bn_dropout_var_ratio", shift.bn_dropout_var_ratio,
                 context.twin_batchnorm[tap.name].var, observed.var)

@@ -108,7 +108,7 @@ def batchnorm_speed(runs, groups, setups):
                else "Each setup needs two seeds or more") + "; train the same model with and without BN, 3 seeds or more each."
     return _verdict("RA252", "claim_batchnorm_speed", "BatchNormalization accelerates training",
                     pairs, outcomes.by_group(first_epoch_loss(runs), groups),
-                    "training loss after epoch 1", True, missing)
+                    "mean training loss in epoch 1", True, missing)
 
 
 def batchnorm_learning_rate(runs, groups, setups):
@@ -161,9 +161,11 @@ def dropout_rates(runs, groups, setups):
     claim = f"Dropout rates between {RATE_RANGE[0]} and {RATE_RANGE[1]} work best"
     if len(by_range) < 2:
         rates = sorted({x for r in inside for x in setup[r]["rates"] if x > 0})
+        listed = " and ".join(f"{x:g}" for x in rates)
         seen = ("No run here has Dropout" if not rates else
-                "Every Dropout run here uses rate " + ", ".join(f"{x:g}" for x in rates)
-                + f", {'inside' if 'inside' in by_range else 'outside'} that range")
+                f"Every Dropout run here uses rate{'s' if len(rates) > 1 else ''} {listed}, "
+                f"{'all ' if len(rates) > 1 else ''}{'inside' if 'inside' in by_range else 'outside'} "
+                "that range")
         return _finding("RA255", "claim_dropout_rates", claim, "not shown",
                         seen + "; train the same model at rates such as 0.1, 0.5 and 0.8, 3 seeds "
                         "each.", {"rates": rates})

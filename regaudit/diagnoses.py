@@ -51,16 +51,21 @@ def _momenta(runs):
 
 
 def _outcome_link(runs, groups, group):
-    """The sentence that sets `group`'s final outcome against the best group without
-    BatchNormalization, with its test; "" when there is none to compare with."""
+    """The sentence that sets `group`'s final outcome against the group without
+    BatchNormalization and otherwise the same setup (else the best group without BN),
+    with its test; "" when there is none to compare with."""
     measure, values, higher, _ = outcomes.outcome(runs)
     by_group = outcomes.by_group(values, groups)
     setup = outcomes.setups(runs)
-    plain = [g for g in by_group if g != group
-             and not any(setup[r]["batchnorm"] for r, gg in groups.items() if gg == g and r in setup)]
+    flags = {}
+    for run, g in groups.items():
+        if run in setup:
+            flags.setdefault(g, (setup[run]["dropout"], setup[run]["batchnorm"]))
+    plain = [g for g in by_group if g != group and not flags.get(g, (False, True))[1]]
     if group not in by_group or not plain:
         return "", {}
-    best = max(plain, key=lambda g: np.mean(by_group[g]) * (1 if higher else -1))
+    twin = [g for g in plain if flags[g][0] == flags.get(group, (None,))[0]]
+    best = twin[0] if twin else max(plain, key=lambda g: np.mean(by_group[g]) * (1 if higher else -1))
     mine, theirs = float(np.mean(by_group[group])), float(np.mean(by_group[best]))
     worse = mine < theirs if higher else mine > theirs
     comparisons = {frozenset((c.high, c.low)): c for c in compare_groups(by_group)}
@@ -69,26 +74,50 @@ def _outcome_link(runs, groups, group):
             f"significant, Holm-adjusted {p_text(c.p_holm)}" if c.significant else
             f"not significant with these seeds, Holm-adjusted {p_text(c.p_holm)}")
     verb = "worse" if worse else "no worse"
-    text = (f" '{group}' validates {verb} than '{best}' without BatchNormalization ({measure} "
-            f"{number(mine)} against {number(theirs)}; {test})")
+    text = (f" '{group}' validates {verb} than '{best}', the same setup without "
+            f"BatchNormalization ({measure} {number(mine)} against {number(theirs)}; {test})")
     return text, {"outcome": measure, "group_value": mine, "reference_group": best,
                   "reference_value": theirs, "worse": worse,
                   "significant": bool(c is not None and c.significant)}
+
+
+def current_variance(momentum, steps, share, ratio):
+    """The input variance BN meets now, in the median channel: its moving variance is
+    m^n / share (the init share's definition) and the observed variance is `ratio` times
+    that (bn_var_ratio, a mean over channels: an estimate)."""
+    if not share > 0:
+        return float("nan")
+    return ratio * momentum ** steps / share
+
+
+def steps_to_catch_up(momentum, variance, share=LAG_SHARE):
+    """Steps from the start until the initial moving variance (1) is under `share` of the
+    moving variance of an input of variance `variance`: m^n < share v / (1 - share)."""
+    if not variance > 0:
+        return steps_to_forget(momentum)
+    target = share * variance / (1 - share)
+    return 0 if target >= 1 else math.ceil(math.log(target) / math.log(momentum))
 
 
 def batchnorm_lag(runs, groups):
     """RA210/RA211, BatchNormalization statistics against the data (Ioffe & Szegedy 2015;
     Li et al. 2019). At the last audit, a BN layer whose input variance over its moving
     variance (`bn_var_ratio`) lies outside [0.8, 1.25] normalizes at inference with
-    statistics that do not fit. When momentum ** steps > 0.01 (more than 1% of the moving
-    statistics is still their initial value) the cause is lag (RA210): the remedy is a
-    lower momentum, more steps, or re-estimating the statistics. Otherwise (RA211) the
-    statistics have converged and the data BN sees at inference differs from the training
-    batches. One finding per group, next to its validation outcome."""
+    statistics that do not fit. The moving variance starts at 1; `bn_init_share` is the
+    share of it that is still that initial value (median channel). At 0.2 or more the
+    initial value alone pulls the ratio to 0.8 or below: lag (RA210), the moving variance
+    has not caught up with inputs whose variance is far from 1; remedies: a lower
+    momentum, more steps, re-estimating the statistics. Otherwise (RA211) the statistics
+    trail an input that still changes, or the training batches differ from the inference
+    data. One finding per group, next to its validation outcome against the same setup
+    without BN. Runs written before `bn_init_share` existed fall back to momentum^steps >
+    1%."""
     final = outcomes.final_layers(runs.shift, "bn_var_ratio")
     if not len(final):
         return []
     flagged = final[(final.value < 1 / BN_RATIO_LIMIT) | (final.value > BN_RATIO_LIMIT)]
+    shares = outcomes.final_layers(runs.shift, "bn_init_share")
+    shares = {(r, l): float(v) for r, l, v in zip(shares.run, shares.layer, shares.value)}
     names = outcomes.run_names(runs)
     momenta = _momenta(runs)
     steps = outcomes.final_step(runs)
@@ -97,10 +126,14 @@ def batchnorm_lag(runs, groups):
         part = flagged[flagged.run.map(groups) == group]
         members = [r for r, g in groups.items() if g == group and r in set(final.run)]
         ratios = {names.get(r, r): float(v) for r, v in zip(part.run, part.value)}
-        momentum = max(momenta.get((r, l), DEFAULT_MOMENTUM) for r, l in zip(part.run, part.layer))
-        trained = min(steps.get(r, 0) for r in set(part.run))
+        pairs = list(zip(part.run, part.layer))
+        momentum = max(momenta.get(pair, DEFAULT_MOMENTUM) for pair in pairs)
+        trained = min(steps.get(r, 0) for r, _ in pairs)
         left = momentum ** trained
-        needed = steps_to_forget(momentum)
+        known = [shares[pair] for pair in pairs if pair in shares and np.isfinite(shares[pair])]
+        share = float(np.median(known)) if known else None
+        variance = (current_variance(momentum, trained, share, float(np.median(list(ratios.values()))))
+                    if share is not None else float("nan"))
         low, high = min(ratios.values()), max(ratios.values())
         layers = ", ".join(dict.fromkeys(part.layer))
         seen = (f"its BatchNormalization layers ({layers}) see {number(low, 2)}"
@@ -110,31 +143,48 @@ def batchnorm_lag(runs, groups):
         link, link_numbers = _outcome_link(runs, groups, group)
         numbers = {"group": group, "layers": list(dict.fromkeys(part.layer)), "bn_var_ratio": ratios,
                    "momentum": momentum, "steps": trained, "initial_share_left": left,
-                   "steps_needed": needed} | link_numbers
-        if left > LAG_SHARE:
-            text = (f"BatchNormalization statistics lag the data in '{group}': {seen}. After "
-                    f"{trained} training steps at momentum {momentum:g}, {left:.0%} of the moving "
-                    f"statistics is still their initial value (variance 1, mean 0); forgetting it "
-                    f"to 1% takes {needed} steps.{link}"
-                    + (": at inference BN normalizes with statistics that have not caught up, "
-                       "which this lower validation is consistent with."
-                       if link_numbers.get("worse") and link_numbers.get("significant") else
-                       "; whether the lag costs accuracy these runs do not show."
+                   "bn_init_share": share, "input_variance": variance} | link_numbers
+        consequence = (": inference normalizes with the wrong scale, which this lower validation is "
+                       "consistent with." if link_numbers.get("worse") and link_numbers.get("significant")
+                       else "; whether it costs accuracy these runs do not show."
                        if link_numbers.get("worse") else "." if link else "")
-                    + f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (1% left after "
-                    f"{steps_to_forget(REMEDY_MOMENTUM)} steps), train for {needed} steps or more, "
-                    "or re-estimate the moving statistics on training batches (Dropout off) "
-                    "before evaluating.")
+        lagging = share >= 1 - 1 / BN_RATIO_LIMIT if share is not None else left > LAG_SHARE
+        if lagging:
+            needed = steps_to_catch_up(momentum, variance)
+            remedy = steps_to_catch_up(REMEDY_MOMENTUM, variance)
+            numbers["steps_needed"] = needed
+            if share is not None:
+                why = (f"After {trained} training steps at momentum {momentum:g}, {left:.2g} of the "
+                       f"initial moving variance (1) is left, and that remnant is still {share:.0%} of "
+                       "the median channel's moving variance (bn_init_share): the inputs' variances "
+                       f"(about {number(variance, 2)} now) are far below 1 and the moving variance has "
+                       f"not caught up with them. It does (remnant under 1%) after about {needed} steps")
+            else:
+                why = (f"After {trained} training steps at momentum {momentum:g}, {left:.0%} of the "
+                       f"moving statistics is still their initial value; forgetting it to 1% takes "
+                       f"{needed} steps")
+            text = (f"BatchNormalization statistics lag the data in '{group}': {seen}. {why}.{link}"
+                    + consequence
+                    + f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (catches up after "
+                    f"about {remedy} steps), train for {needed} steps or more, or re-estimate the moving "
+                    "statistics after training (run training batches through the model in training "
+                    "mode without weight updates, Dropout off).")
             out.append(Finding("RA210", "batchnorm_lag", text, numbers, "notice"))
-        else:
-            text = (f"In '{group}' {seen}, although after {trained} steps at momentum {momentum:g} "
-                    f"the moving statistics have converged (under 1% initial value left): the data "
-                    f"BN meets at inference differs from its training batches.{link}"
-                    + ("." if link else "")
-                    + " Check that validation data is preprocessed like training data (scaling, "
-                    "augmentation that only runs in training), and see the Dropout-before-BN "
-                    "finding if there is one.")
-            out.append(Finding("RA211", "batchnorm_mismatch", text, numbers, "notice"))
+            continue
+        text = (f"BatchNormalization statistics do not fit the data in '{group}': {seen}. It is not "
+                "lag: " + (f"the initial value is only {share:.0%} of the median channel's moving "
+                           "variance (bn_init_share)" if share is not None else
+                           f"{left:.1%} of the initial value is left")
+                + f". The moving statistics average about the last {round(1 / (1 - momentum))} "
+                "steps, so they trail an input that still changes, or the training batches differ "
+                "from the inference data (augmentation, preprocessing, Dropout before BN)."
+                f"{link}" + consequence
+                + f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (averages about "
+                f"{round(1 / (1 - REMEDY_MOMENTUM))} steps), re-estimate the moving statistics "
+                "after training (run training batches through the model in training mode without "
+                "weight updates, Dropout off), and check that validation data is preprocessed like "
+                "training data.")
+        out.append(Finding("RA211", "batchnorm_mismatch", text, numbers, "notice"))
     return out
 
 
@@ -260,8 +310,8 @@ def ensemble_gain(runs, groups):
                 "No detectable difference between Monte-Carlo dropout and the weight-scaled "
                 "network (exact McNemar, Holm-corrected) in " + "; ".join(
                     f"{name} (gain {gain:+.3f}, n = {n}, {p_text(p)})" for name, n, gain, p in agree)
-                + ": the single network stands in for the dropout ensemble there.",
-                {"runs": [a[0] for a in agree]}))
+                + ". That is not agreement: whether they agree within 0.01 is the last claim's "
+                "question (RA257).", {"runs": [a[0] for a in agree]}))
     if untested:
         out.append(Finding(
             "RA231", "ensemble_agreement",

@@ -17,6 +17,7 @@ import numpy as np
 from regaudit import outcomes
 from regaudit.finding import Finding, comparison_text, number
 from regaudit.schema import MODEL
+from regaudit.setup import repeats_input
 from regaudit.statistics import bounded_interval, compare_groups
 
 #: A training loss that fell by less than this fraction from the first to the last epoch:
@@ -101,12 +102,14 @@ def learned(runs):
 
 def drift(runs, groups):
     """RA240/RA241, layer drift (Ioffe & Szegedy 2015): the three layers whose distribution
-    moved most between consecutive audits (mean `drift_w1`), and runs with
+    moved most between consecutive audits (mean `drift_w1`; layers that repeat their input
+    at inference, as Dropout and Flatten, left out), and runs with
     BatchNormalization against runs without on their mean `drift_w1_mean`, by the same
     Holm-corrected Welch test, next to how much each set's training loss fell (a model
     that barely learned, loss down less than 10%, barely drifts either)."""
     shift = runs.shift
     rows = shift[(shift.measure == "drift_w1") & (shift.layer != MODEL)]
+    rows = rows[[not repeats_input(c) for c in rows.layer_class]]  # a Dropout repeats its input
     if not len(rows):
         return []
     per_layer = rows.groupby("layer")["value"].mean().sort_values(ascending=False)

@@ -12,6 +12,18 @@ PASS_THROUGH = {
 }
 
 
+#: Layers whose output at inference is their input, rearranged or untouched (same values,
+#: same distribution): per-layer figures and the drift ranking leave them out.
+REARRANGING = frozenset({"Flatten", "Reshape", "Permute"})
+
+
+def repeats_input(layer_class, regularizer=None):
+    """Whether a layer's inference output repeats its input's values: a reshaping layer,
+    or a Dropout-family noise layer (identity in inference mode)."""
+    return layer_class in REARRANGING or regularizer in NOISE_LAYER_KINDS or (
+        "Dropout" in str(layer_class) or layer_class == "GaussianNoise")
+
+
 def _regularizer(row):
     """The row's regularizer (`regaudit.regularizers.regularizer_of`); a layer table of
     an older run has none, so its class name decides."""

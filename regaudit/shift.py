@@ -178,6 +178,23 @@ def bn_var_ratio(var_observed, moving_variance):
     return float(np.mean(np.asarray(var_observed) / np.asarray(moving_variance)))
 
 
+def bn_init_share(moving_variance, momentum, steps):
+    """bn_init_share = median over channels of momentum^steps / moving_variance_c (at most
+    1): the share of each channel's moving variance that is still its initial value 1
+    after `steps` updates (Keras' moving average: moving = m * moving + (1 - m) * batch
+    variance, one update per training step). Near 0 the statistics have caught up; near 1
+    the moving variance is still mostly its initial value, which happens when a channel's
+    input variance is far below 1 even after momentum^steps looks small. The median
+    keeps a few large channels from hiding it."""
+    moving = np.asarray(moving_variance, np.float64)
+    if not moving.size or not 0 <= momentum < 1:
+        return float("nan")
+    left = float(momentum) ** int(steps)
+    with np.errstate(divide="ignore"):
+        share = np.where(moving > 0, np.minimum(1.0, left / moving), 1.0)
+    return float(np.median(share))
+
+
 def bn_mean_offset(mean_observed, moving_mean, moving_variance, epsilon):
     """bn_mean_offset = mean over channels of |mean_obs(x_c) - moving_mean_c| /
     sqrt(moving_variance_c + eps)."""

@@ -16,13 +16,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from regaudit import outcomes
-from regaudit.regularizers import NOISE_LAYER_KINDS
 from regaudit.schema import MODEL, evenly_spaced
-
-#: Layer classes whose output is their input, rearranged: same values, same distribution.
-IDENTITY_CLASSES = frozenset({"Flatten", "Reshape", "Permute", "Dropout", "SpatialDropout1D",
-                              "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
-                              "GaussianNoise", "AlphaDropout"})
+from regaudit.setup import repeats_input
 
 #: at most this many runs get per-run panels (heatmaps); the rest are in the line plots
 MAX_PANEL_RUNS = 8
@@ -188,14 +183,21 @@ def _layer_order(runs, frame):
 
 
 def _identity_layers(runs, frame):
-    """The layers of `frame` that repeat their input at inference (IDENTITY_CLASSES)."""
-    classes = dict(zip(frame.layer, frame.layer_class)) if "layer_class" in frame else {}
+    """The layers of `frame` that repeat their input at inference (`setup.repeats_input`)."""
+    return identity_layers(runs, set(frame.layer), dict(zip(frame.layer, frame.layer_class))
+                           if "layer_class" in frame else {})
+
+
+def identity_layers(runs, names, classes=None):
+    """Of `names`, the layers whose inference output repeats their input."""
+    classes = dict(classes or {})
+    regularizers = {}
     layers = runs.layers
-    if len(layers) and "regularizer" in layers:
-        for name, regularizer in zip(layers.name, layers.regularizer):
-            if regularizer in NOISE_LAYER_KINDS:
-                classes[name] = "Dropout"
-    return {layer for layer, cls in classes.items() if cls in IDENTITY_CLASSES}
+    if len(layers):
+        classes.update(zip(layers.name, layers.layer_class))
+        if "regularizer" in layers:
+            regularizers = dict(zip(layers.name, layers.regularizer))
+    return {name for name in names if repeats_input(classes.get(name), regularizers.get(name))}
 
 
 def _panel_layers(runs, frame, cap=MAX_LAYER_PANELS):

@@ -136,7 +136,7 @@ def test_shift_measures_in_mlflow_equal_numpy_on_the_same_probe_tensors(tiny_mod
 
     table = download_tables(audit.run_id)["shift"]
     final = table[table.epoch == 2].set_index(["layer", "measure"])["value"]
-    assert set(table[table.epoch == 0].measure) <= {"bn_var_ratio", "bn_mean_offset",
+    assert set(table[table.epoch == 0].measure) <= {"bn_var_ratio", "bn_mean_offset", "bn_init_share",
         "bn_dropout_var_ratio", "tv_w1", "tv_ks", "tv_p", "tv_units_shifted"}  # no drift yet
     assert set(table[table.measure == "tv_w1"].probe) == {"train|val"}
     now, previous, first = recorder.seen[2], recorder.seen[1], recorder.seen[0]
@@ -183,6 +183,9 @@ def test_shift_measures_in_mlflow_equal_numpy_on_the_same_probe_tensors(tiny_mod
         assert final[(bn, "bn_mean_offset")] == pytest.approx(
             np.mean(np.abs(mean - moving_mean) / np.sqrt(moving_variance + epsilon)), rel=1e-5)
         assert np.isfinite(final[(bn, "bn_dropout_var_ratio")])
+        steps = int(model.optimizer.iterations.numpy())  # 2 epochs of 3 steps
+        share = np.minimum(1.0, model.get_layer(bn).momentum ** steps / moving_variance)
+        assert final[(bn, "bn_init_share")] == pytest.approx(np.median(share), rel=1e-9)
 
     drift = [final[(t.name, "drift_w1")] for t in audit.probe_pass.taps]
     assert final[("model", "drift_w1_mean")] == pytest.approx(np.mean(drift), rel=1e-12)

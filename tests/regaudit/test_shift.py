@@ -122,6 +122,21 @@ def test_bn_dropout_var_ratio_is_pooled_and_ignores_near_dead_channels(rng):
     assert np.isnan(shift.bn_dropout_var_ratio([1.0], [0.0]))
 
 
+def test_bn_init_share_is_the_initial_values_part_of_keras_moving_average(rng):
+    """Keras' update moving = m moving + (1 - m) batch_var, from 1, replayed in numpy: the
+    initial value's part after n steps is m^n exactly; the measure is its median share."""
+    momentum, steps = 0.99, 300
+    scales = np.array([1e-4, 1e-3, 0.01, 0.5, 4.0])
+    moving = np.ones_like(scales)
+    for _ in range(steps):
+        moving = momentum * moving + (1 - momentum) * scales * rng.uniform(0.8, 1.2, scales.size)
+    expected = np.median(np.minimum(1.0, momentum**steps / moving))
+    assert shift.bn_init_share(moving, momentum, steps) == pytest.approx(expected, rel=1e-12)
+    # the tiny channels' moving variance is still mostly the initial value (0.049 of 1)
+    assert momentum**steps / moving[0] > 0.99 and momentum**steps / moving[-1] < 0.02
+    assert shift.bn_init_share([1.0, 1.0], momentum, 0) == 1.0
+
+
 def test_ics_measures(rng):
     g = rng.normal(size=50)
     h = g + rng.normal(scale=0.1, size=50)

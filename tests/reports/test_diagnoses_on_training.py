@@ -35,11 +35,13 @@ def test_lagging_batchnorm_statistics_are_connected_to_the_lower_validation(tmp_
     (lag,) = [f for f in report.findings if f.id == "RA210"]
     numbers = lag.numbers
     assert numbers["group"] == "batchnorm" and numbers["momentum"] == 0.99 and numbers["steps"] == 40
-    assert numbers["initial_share_left"] == 0.99**40 and numbers["steps_needed"] == 459
+    assert numbers["initial_share_left"] == 0.99**40 and numbers["bn_init_share"] > 0.5
+    assert numbers["steps_needed"] > 40
     assert all(ratio < 0.8 for ratio in numbers["bn_var_ratio"].values())
     assert numbers["worse"] and numbers["significant"] and numbers["reference_group"] == "none"
-    assert re.search(r"'batchnorm' validates worse than 'none' without BatchNormalization \(val_accuracy", lag.text)
-    assert "BatchNormalization(momentum=0.9)" in lag.text and "459 steps" in lag.text
+    assert re.search(r"'batchnorm' validates worse than 'none', the same setup without BatchNormalization \(val_accuracy", lag.text)
+    assert "BatchNormalization(momentum=0.9)" in lag.text and "(bn_init_share)" in lag.text
+    assert f"train for {numbers['steps_needed']} steps or more" in lag.text
     html = (tmp_path / "report.html").read_text()
     assert "RA210" in html and "statistics lag the data" in html
     verdicts = {f.id: f.numbers["verdict"] for f in report.findings if f.id.startswith("RA25")}
