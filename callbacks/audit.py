@@ -24,6 +24,7 @@ from regaudit.storage import RunWriter, end_run, join_or_start_run
 
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.context import AuditContext, Settings
+from regaudit.callbacks.lint_model import train_lint
 from regaudit.callbacks.describe import layer_table, meta
 from regaudit.callbacks.probe import ProbePass
 from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choose_probe, choose_train_probe
@@ -253,8 +254,12 @@ class Audit(keras.callbacks.Callback):
             TAG_PREFIX + "probe_size": 0 if probe is None else probe.size,
             TAG_PREFIX + "step_unit": self.schedule.unit,
         })
+        lint, lint_tags = train_lint(layers, self.params, connected=self.probe_pass is not None)
+        tags.update({TAG_PREFIX + k: v for k, v in lint_tags.items()})
         self.writer.set_tags(tags)
         self.writer.log_json("model.json", {"model": self.model.name, "layers": layers})
+        if lint is not None:
+            self.writer.log_json("lint.json", lint)
         self.writer.log_json("meta.json", meta(self))
         self._warn_spooled()
         self._measuring = self.probe_pass is not None

@@ -7,6 +7,7 @@ from regaudit.regularizers import regularizer_of, sources_of
 from regaudit.schema import SCHEMA_VERSION
 
 from regaudit.callbacks import keras_internals as internals
+from regaudit.callbacks.lint_model import layer_facts
 
 
 def layer_table(model, probe_pass, metric_layers):
@@ -42,6 +43,7 @@ def layer_table(model, probe_pass, metric_layers):
             "sources": list(sources),
             "regularizer": regularizer,
             "noise_sources": [{"name": s.name, "kind": s.kind, "rate": s.rate} for s in noise],
+            **layer_facts(layer),
             "audited": name in audited,
             "metrics": name in metric_layers,
         })

@@ -10,10 +10,12 @@ input shape is unknown (a subclassed model never built) keeps its layers without
 connections: the rules that need connections skip them.
 """
 
+import warnings
+
 import keras
 
-from regaudit.errors import UsageError
-from regaudit.lint_rules import RULE_IDS, lint_rows
+from regaudit.errors import RegauditWarning, UsageError
+from regaudit.lint_rules import RULE_IDS, counts, lint_rows
 from regaudit.regularizers import is_attention, is_batchnorm, is_rnn, regularizer_of, sources_of
 
 from regaudit.callbacks import keras_internals as internals
@@ -161,3 +163,30 @@ def lint(model, steps=None, batch_size=None, ignore=()):
         raise UsageError(f"regaudit.lint: unknown rule id(s) {', '.join(sorted(unknown))}; the "
                          f"rules are {', '.join(sorted(RULE_IDS))}.")
     return lint_rows(model_rows(model), steps=steps, batch_size=batch_size, ignore=set(ignore))
+
+
+def train_lint(rows, params, connected=True):
+    """The lint of a model at `on_train_begin`, from the layer table `RegAudit` already
+    made (no pass over data): ({"findings": [...], "counts": {...}, "steps": n}, tags
+    `lint.error`/`lint.warning`/`lint.info` without the `regaudit.` prefix). The planned
+    steps are epochs x steps per epoch when Keras knows them. Never raises: a failure is
+    one warning and no lint."""
+    try:
+        rows = [dict(row) for row in rows]
+        if not connected:
+            for row in rows:
+                row["sources"] = None
+        consumed = {s for row in rows for s in row.get("sources") or ()}
+        for row in rows:
+            row["is_output"] = (connected and row.get("parent") == ""
+                                and row["name"] not in consumed)
+        epochs, per_epoch = (params or {}).get("epochs"), (params or {}).get("steps")
+        steps = epochs * per_epoch if epochs and per_epoch else None
+        found = lint_rows(rows, steps=steps)
+    except Exception as error:  # noqa: BLE001 - lint must never stop training
+        warnings.warn(f"regaudit: the architecture lint failed ({type(error).__name__}: {error}); "
+                      "training and the audit go on without it.", RegauditWarning, stacklevel=3)
+        return None, {}
+    tally = counts(found)
+    return ({"findings": [f.as_dict() for f in found], "counts": tally, "steps": steps},
+            {f"lint.{severity}": number for severity, number in tally.items()})

@@ -5,6 +5,7 @@
     runs.shift, runs.ensemble, runs.history, runs.histograms
     runs.layers         # run, name, layer_class, parent, shape, activation, rate, params
     runs.tags           # run, key, value
+    runs.lint           # run, id, rule, severity, layer, message, source
     runs.runs           # one row per run: name, group tags, final metrics, times
 
 Each run costs one artifact download (its whole `regaudit/` folder) and one `get_run`,
@@ -26,6 +27,7 @@ from regaudit.schema import (
 TABLES = (TABLE_ACTIVATIONS, TABLE_HISTOGRAMS, TABLE_SHIFT, TABLE_ENSEMBLE, TABLE_HISTORY)
 LAYER_COLUMNS = ("run", "name", "layer_class", "parent", "shape", "activation", "rate",
                  "momentum", "regularizer", "params", "sources")
+LINT_COLUMNS = ("run", "id", "rule", "severity", "layer", "message", "source")
 #: The tag that marks a report run (not an audited training run).
 REPORT_TAG = TAG_PREFIX + "report_of"
 #: Default grouping: the regularization setup that `RegAudit` tags every run with.
@@ -81,6 +83,9 @@ class RunSet:
     layers: pd.DataFrame
     tags: pd.DataFrame
     meta: dict = field(default_factory=dict)
+    #: the architecture lint RegAudit ran at train begin: run, id, rule, severity, layer,
+    #: message, source (`regaudit.lint_rules`)
+    lint: pd.DataFrame = field(default_factory=lambda: _empty(LINT_COLUMNS))
 
     @property
     def run_ids(self):
@@ -155,6 +160,9 @@ def _load_one(run_id, client):
             f"regaudit: run {run_id!r} has no regaudit data (no regaudit/ tables among its "
             "artifacts); train with model.fit(..., callbacks=[RegAudit()]) and pass that run."
         )
+    lint = pd.DataFrame(tables.get("lint", {}).get("findings", []))
+    lint = lint.reindex(columns=[c for c in LINT_COLUMNS if c != "run"])
+    lint.insert(0, "run", run_id)
     layers = pd.DataFrame(tables.get("model", {}).get("layers", []))
     layers = layers.reindex(columns=[c for c in LAYER_COLUMNS if c != "run"])
     layers.insert(0, "run", run_id)
@@ -179,6 +187,7 @@ def _load_one(run_id, client):
         "tables": {name: _run_frame(tables, name, HISTOGRAM_COLUMNS if name == TABLE_HISTOGRAMS else COLUMNS, run_id)
                    for name in TABLES},
         "layers": layers,
+        "lint": lint,
         "tags": pd.DataFrame({"run": run_id, "key": list(tags), "value": list(tags.values())}),
         "meta": tables.get("meta", {}),
     }
@@ -271,6 +280,7 @@ def load_runs(run_ids=(), experiment=None, client=None, progress=None):
     return RunSet(
         runs=pd.DataFrame([item["row"] for item in loaded]),
         layers=_concat([item["layers"] for item in loaded], LAYER_COLUMNS),
+        lint=_concat([item["lint"] for item in loaded], LINT_COLUMNS),
         tags=_concat([item["tags"] for item in loaded], ("run", "key", "value")),
         meta={item["row"]["run"]: item["meta"] for item in loaded},
         **tables,

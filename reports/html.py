@@ -51,6 +51,14 @@ shown, with what would show it.</p>
 {% for c in claims %}<tr><td>{{ c.numbers.claim }}</td><td><b>{{ c.numbers.verdict }}</b></td><td>{{ c.text.split(": " + c.numbers.verdict + ". ", 1)[-1] }}</td></tr>
 {% endfor %}</table>{% endif %}
 
+{% if lint|length %}<h2 id="lint">Architecture lint, and what was measured there</h2>
+<p>What <code>regaudit lint</code> read off the architecture before training (rules RA1xx),
+next to the audit's measurement at the same layer where one speaks to the rule.</p>
+<table>
+<tr><th>id</th><th>severity</th><th>layer</th><th>finding</th><th>measured</th><th>runs</th></tr>
+{% for row in lint.itertuples(index=False) %}<tr><td><code>{{ row.id }}</code></td><td>{{ row.severity }}</td><td>{{ row.layer }}</td><td>{{ row.finding }}</td><td>{{ row.measured }}</td><td>{{ row.runs }}</td></tr>
+{% endfor %}</table>{% endif %}
+
 <h2 id="overview">Overview</h2>
 <div class="wide"><table>
 <tr>{% for c in overview.columns %}<th>{{ c }}</th>{% endfor %}</tr>

@@ -44,6 +44,9 @@ def render_markdown(context, output):
                   f"The article regaudit grew from, {md_escape(context['article'])}: each claim's "
                   "verdict on these runs.", ""]
         lines += [f"- `{c.id}` {md_escape(c.text)}" for c in context["claims"]]
+    if len(context["lint"]):
+        lines += ["", "## Architecture lint, and what was measured there", "",
+                  _md_table(context["lint"])]
     lines += ["", "## Overview", "", _md_table(context["overview"]), ""]
     written = []
     for section, figures in context["sections"]:

@@ -23,6 +23,7 @@ from regaudit.read import DEFAULT_GROUP
 from regaudit.schema import MODEL, TAG_PREFIX
 
 from regaudit.reports import plots
+from regaudit.reports.lint_section import lint_table
 from regaudit.reports.html import render_html as _html
 from regaudit.reports.markdown import render_markdown as _markdown
 
@@ -210,6 +211,7 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
         "findings": [f for f in found if not f.id.startswith(CLAIM_PREFIX)],
         "claims": [f for f in found if f.id.startswith(CLAIM_PREFIX)],
         "article": ARTICLE,
+        "lint": lint_table(runs),
         "overview": overview(runs, groups),
         "layers": layer_tables(runs),
         "heads": output_heads(runs),

@@ -113,7 +113,7 @@ def test_html_report_renders_in_headless_chromium(study, chromium, tmp_path):
     assert all(complete and width > 100 and height > 100 for _, complete, width, height in images), images
     assert chromium.evaluate("document.scripts.length") == 0
     assert chromium.evaluate(f"document.body.innerText.includes({json.dumps(XSS_NAME)})")
-    assert chromium.evaluate("document.querySelectorAll('h2').length") == 8  # claims section
+    assert chromium.evaluate("document.querySelectorAll('h2').length") == 9  # claims, lint
     # the overview table fits the page: nothing hidden behind a horizontal scroll
     fits = chromium.evaluate(
         "(() => { const box = document.querySelector('#overview + .wide');"
