@@ -1,0 +1,109 @@
+"""The report's axes-level plotting functions, in seaborn's shape: tidy data in (columns
+named in each docstring), `ax=None` (a new Figure's Axes), the Axes out. The figure
+functions of `regaudit.reports.plots` lay them out in panels."""
+
+import seaborn as sns
+from matplotlib.figure import Figure
+
+
+def palette_of(groups):
+    """{group: colour} for the groups of a {run: group} mapping, in first-seen order."""
+    names = list(dict.fromkeys(groups.values())) or ["(none)"]
+    return dict(zip(names, sns.color_palette(n_colors=len(names))))
+
+
+def _ax(ax, width=4.0, height=3.0):
+    """The given Axes, or one on a new Figure (seaborn's ax=None)."""
+    if ax is not None:
+        return ax
+    return Figure(figsize=(width, height), layout="constrained").subplots()
+
+
+def group_lines(data, x="epoch", y="value", ax=None, palette=None, style=None):
+    """A line per run (`run`), coloured by `group`, optionally dashed by `style`."""
+    ax = _ax(ax)
+    sns.lineplot(data=data, x=x, y=y, hue="group", units="run", estimator=None, style=style,
+                 palette=palette, ax=ax, marker="o", markersize=3, linewidth=1.2)
+    return ax
+
+
+def percentile_band(data, ax=None, palette=None):
+    """The median (`p50`) as a line and the `p15`-`p85` band shaded over `epoch`, a line
+    per `run`, a colour per `group`."""
+    ax = _ax(ax)
+    palette = palette or palette_of(dict(zip(data.run, data.group)))
+    shown = set()
+    for run, line in data.groupby("run", sort=False):
+        line = line.sort_values("epoch")
+        group = line.group.iloc[0]
+        color = palette.get(group)
+        ax.plot(line.epoch, line.p50, color=color, linewidth=1.2,
+                label=group if group not in shown else None)
+        ax.fill_between(line.epoch, line.p15, line.p85, color=color, alpha=0.15)
+        shown.add(group)
+    ax.set_xlabel("epoch")
+    return ax
+
+
+def ratio_lines(data, ax=None, palette=None):
+    """A ratio over `epoch` on a log scale (so 0.5 and 2 sit as far from 1), with the
+    reference line at 1; a line per run, a colour per group."""
+    ax = group_lines(data, ax=ax, palette=palette)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_yscale("log")
+    values = data.value[data.value > 0]
+    if len(values):
+        low, high = min(float(values.min()), 0.8), max(float(values.max()), 1.25)
+        ax.set_ylim(low / 1.15, high * 1.15)
+    return ax
+
+
+def layer_heatmap(data, ax=None, order=None, cbar=True):
+    """Layer x epoch heatmap of `value` (one row per `layer`, in `order`)."""
+    grid = data.pivot_table(index="layer", columns="epoch", values="value")
+    if order is not None:
+        grid = grid.reindex([layer for layer in order if layer in grid.index])
+    ax = _ax(ax, height=0.2 * len(grid) + 1)
+    sns.heatmap(grid, ax=ax, cmap="viridis", cbar=cbar, annot=False,
+                yticklabels=True, cbar_kws={"shrink": 0.8} if cbar else None)
+    ax.set_ylabel("")
+    return ax
+
+
+def final_bars(data, ax=None, palette=None, order=None):
+    """Horizontal bars of `value` per `layer`, the mean over each `group`'s runs, the
+    whisker spanning its runs."""
+    ax = _ax(ax)
+    sns.barplot(data=data, y="layer", x="value", hue="group", palette=palette, ax=ax,
+                order=order, errorbar=("pi", 100))
+    ax.set_ylabel("")
+    return ax
+
+
+def ensemble_curve(data, deterministic=None, ax=None, palette=None):
+    """Accuracy `value` of the mean of `k` dropout samples against k (log2 axis), a line per
+    run; dashed, each run's weight-scaled accuracy (`deterministic`: run, group, value)."""
+    ax = _ax(ax, 6.4, 3.8)
+    palette = palette or palette_of(dict(zip(data.run, data.group)))
+    shown = set()
+    for run, line in data.groupby("run", sort=False):
+        line = line.sort_values("k")
+        group = line.group.iloc[0]
+        color = palette.get(group)
+        first = group not in shown
+        ax.plot(line.k, line.value, marker="o", color=color,
+                label=f"{group}: MC average of k" if first else None)
+        if deterministic is not None:
+            det = deterministic[deterministic.run == run]
+            if len(det):
+                ax.axhline(float(det.value.iloc[-1]), color=color, linestyle="--", linewidth=1,
+                           label=f"{group}: weight-scaled" if first else None)
+        shown.add(group)
+    ax.set_xscale("log", base=2)
+    ks = sorted(set(data.k))
+    ax.set_xticks(ks, labels=[str(k) for k in ks])
+    ax.set_xlabel("k, dropout samples averaged")
+    ax.set_ylabel("probe accuracy")
+    return ax
+
+
