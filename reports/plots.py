@@ -1,7 +1,7 @@
 """Figures of regaudit measures, in two layers as seaborn has them.
 
 Axes-level functions (`regaudit.reports.axes`, re-exported here) take tidy data and
-(`group_lines`, `percentile_band`, `ratio_lines`, `layer_heatmap`, `final_bars`,
+`ax=None` and return the Axes they drew on (`group_lines`, `percentile_band`, `ratio_lines`, `layer_heatmap`, `final_bars`,
 `ensemble_curve`); each is tested on a tiny frame. Figure functions take a `RunSet`, the
 run -> label and run -> group mappings, lay out panels and return a matplotlib Figure, or
 None when their data is missing. Colour is the group (the regularization setup by
