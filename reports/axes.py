@@ -59,10 +59,11 @@ def ratio_lines(data, ax=None, palette=None):
 
 
 def layer_heatmap(data, ax=None, order=None, cbar=True):
-    """Layer x epoch heatmap of `value` (one row per `layer`, in `order`)."""
+    """Layer x epoch heatmap of `value`: one row per `layer`, or per layer of `order`
+    (blank rows where `data` has none)."""
     grid = data.pivot_table(index="layer", columns="epoch", values="value")
-    if order is not None:
-        grid = grid.reindex([layer for layer in order if layer in grid.index])
+    if order is not None:  # every row of `order`, blank where this measure has none,
+        grid = grid.reindex(list(order))  # so that panels side by side line up
     ax = _ax(ax, height=0.2 * len(grid) + 1)
     sns.heatmap(grid, ax=ax, cmap="viridis", cbar=cbar, annot=False,
                 yticklabels=True, cbar_kws={"shrink": 0.8} if cbar else None)

@@ -41,6 +41,15 @@ over the comparisons of the same measure, rejects at 0.05; intervals are 95%. Th
 rule's (<code>regaudit show --json</code>).</p>
 {% for f in findings %}<div class="finding {{ f.level }}"><code>{{ f.id }}</code> {{ f.text }}</div>
 {% else %}<p>No finding: the runs hold too little data for any rule.</p>{% endfor %}
+{% if comparisons|length %}<h3 id="comparisons">Differences between groups</h3>
+<p class="meta">Each pair once, the group with the higher mean first; "significant" only when
+Holm's p (over the comparisons of that measure) is below 0.05. Otherwise: the smallest
+difference these seeds would detect with 80% power, and the seeds per group the observed
+difference would need (rule ids RA202, RA203).</p>
+<table>
+<tr>{% for c in comparisons.columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for row in comparisons.itertuples(index=False) %}<tr>{% for v in row %}<td{% if v is number %} class="num"{% endif %}>{{ fmt(v) }}</td>{% endfor %}</tr>
+{% endfor %}</table>{% endif %}
 
 {% if claims %}<h2 id="claims">The article's claims, on these runs</h2>
 <p>The article regaudit grew from, {{ article }}, makes these claims. Each gets a verdict

@@ -6,8 +6,9 @@ import pandas as pd
 from regaudit import outcomes
 
 #: lint rule id -> the measures that confirm or contradict it at the same layer
-EVIDENCE = {"RA101": ("bn_dropout_var_ratio",), "RA109": ("bn_init_share", "bn_var_ratio"),
-            "RA102": ("bn_var_ratio",)}
+EVIDENCE = {"RA101": ("bn_dropout_var_ratio",), "RA109": ("bn_init_share", "bn_var_ratio")}
+#: what speaks to a rule that no single measure at its layer does
+ELSEWHERE = {"RA102": "claim RA254 compares both placements when both were trained"}
 
 
 def lint_table(runs):
@@ -32,7 +33,7 @@ def lint_table(runs):
                 span = f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g} to {high:.3g}"
                 measured.append(f"{measure} {span}")
         rows.append({"id": rule, "severity": severity, "layer": layer, "finding": message,
-                     "measured": "; ".join(measured) or "",
+                     "measured": "; ".join(measured) or ELSEWHERE.get(rule, ""),
                      "runs": ", ".join(str(names.get(r, r)) for r in dict.fromkeys(part.run))})
     order = {"error": 0, "warning": 1, "info": 2}
     return pd.DataFrame(rows).sort_values("severity", key=lambda s: s.map(order), kind="stable")

@@ -39,6 +39,8 @@ def render_markdown(context, output):
              f"`{context['group_by'].replace('`', '')}`", "", "## Findings", ""]
     lines += [f"- {'**notice** ' if f.level == 'notice' else ''}`{f.id}` {md_escape(f.text)}"
               for f in context["findings"]] or ["No finding: the runs hold too little data for any rule."]
+    if len(context["comparisons"]):
+        lines += ["", "### Differences between groups", "", _md_table(context["comparisons"])]
     if context["claims"]:
         lines += ["", "## The article's claims, on these runs", "",
                   f"The article regaudit grew from, {md_escape(context['article'])}: each claim's "

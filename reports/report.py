@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from regaudit import outcomes
@@ -208,7 +209,8 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
         "runs": runs,
         "groups": groups,
         "group_by": group_by or DEFAULT_GROUP,
-        "findings": [f for f in found if not f.id.startswith(CLAIM_PREFIX)],
+        "findings": [f for f in found if not f.id.startswith(CLAIM_PREFIX) and not _is_comparison(f)],
+        "comparisons": comparison_table([f for f in found if _is_comparison(f)]),
         "claims": [f for f in found if f.id.startswith(CLAIM_PREFIX)],
         "article": ARTICLE,
         "lint": lint_table(runs),
@@ -243,6 +245,34 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
             "pass -o with a path in a folder you can write to.") from None
     images = [(stem, png) for _, figs in rendered for stem, _, png in figs]
     return Report(os.path.abspath(output), found, figures, time.perf_counter() - started, images)
+
+
+def _is_comparison(finding):
+    """A group comparison (RA202, RA203 with a test): a row of the comparisons table."""
+    return finding.id in ("RA202", "RA203") and "high" in finding.numbers
+
+
+def comparison_table(found):
+    """The group comparisons as a table, one row per pair: the higher group first, its
+    difference, Welch's p, Holm's p over the family, Hedges' g and the result in words."""
+    rows = []
+    for f in found:
+        n = f.numbers
+        if n["significant"]:
+            result = "higher, significant"
+        else:
+            detectable = n.get("detectable")
+            seeds = n["seeds"]
+            result = "no detectable difference"
+            if detectable is not None and np.isfinite(detectable):
+                result += (f"; {detectable:.3g} detectable at 80% power; "
+                           f"{'> 1000' if seeds > 1000 else seeds} seeds/group for this one")
+        rows.append({"measure": n["measure"], "higher": n["high"], "lower": n["low"],
+                     "means": f"{n['mean_high']:.4g} vs {n['mean_low']:.4g}",
+                     "n": f"{n['n_high']}, {n['n_low']}", "difference": n["difference"],
+                     "Welch p": n["p"], "Holm p": n["p_holm"], "family": n["family"],
+                     "Hedges g": n["g"], "result": result})
+    return pd.DataFrame(rows)
 
 
 def _title(runs):

@@ -27,7 +27,7 @@ def test_report_on_one_run_writes_html_and_logs_it_into_that_run(study, tmp_path
     result = invoke(study, "report", run_id, "-o", str(output))
     assert result.exit_code == 0, result.output
     text = output.read_text()
-    for heading in ("Findings", "The article&#39;s claims, on these runs", "Overview",
+    for heading in ("Findings", "The article's claims, on these runs", "Overview",
                     "Activation statistics", "Covariate shift",
                     "Dropout ensembles", "Layers"):
         assert f">{heading}</h2>" in text, heading
