@@ -99,6 +99,23 @@ def steps_to_catch_up(momentum, variance, share=LAG_SHARE):
     return 0 if target >= 1 else math.ceil(math.log(target) / math.log(momentum))
 
 
+def _is_upstream(layers, run, ancestor, layer):
+    """Whether `ancestor` feeds `layer` (through any path) in `run`'s layer table."""
+    if not len(layers) or "sources" not in layers:
+        return False
+    rows = layers[layers.run == run]
+    sources = {name: list(src) if src is not None else [] for name, src in zip(rows.name, rows.sources)}
+    seen, frontier = set(), list(sources.get(layer, []))
+    while frontier:
+        name = frontier.pop()
+        if name == ancestor:
+            return True
+        if name not in seen:
+            seen.add(name)
+            frontier.extend(sources.get(name, []))
+    return False
+
+
 def batchnorm_lag(runs, groups):
     """RA210/RA211, BatchNormalization statistics against the data (Ioffe & Szegedy 2015;
     Li et al. 2019). At the last audit, a BN layer whose input variance over its moving
@@ -109,9 +126,10 @@ def batchnorm_lag(runs, groups):
     has not caught up with inputs whose variance is far from 1; remedies: a lower
     momentum, more steps, re-estimating the statistics. Otherwise (RA211) the statistics
     trail an input that still changes, or the training batches differ from the inference
-    data. One finding per group, next to its validation outcome against the same setup
-    without BN. Runs written before `bn_init_share` existed fall back to momentum^steps >
-    1%."""
+    data, or (when a BN upstream lags) it inherits that layer's inference scale. One
+    finding per group and layer, in graph order, next to the group's validation outcome
+    against the same setup without BN. Runs written before `bn_init_share` existed fall
+    back to momentum^steps > 1%."""
     final = outcomes.final_layers(runs.shift, "bn_var_ratio")
     if not len(final):
         return []
@@ -122,9 +140,11 @@ def batchnorm_lag(runs, groups):
     momenta = _momenta(runs)
     steps = outcomes.final_step(runs)
     out = []
-    for group in dict.fromkeys(groups.get(r, "") for r in flagged.run):
-        part = flagged[flagged.run.map(groups) == group]
-        members = [r for r, g in groups.items() if g == group and r in set(final.run)]
+    lagging_layers = {}  # group -> the layers found lagging, in graph order
+    flagged = flagged.assign(group=flagged.run.map(groups))
+    for (group, layer), part in flagged.groupby(["group", "layer"], sort=False):
+        members = [r for r, g in groups.items() if g == group
+                   and r in set(final[final.layer == layer].run)]
         ratios = {names.get(r, r): float(v) for r, v in zip(part.run, part.value)}
         pairs = list(zip(part.run, part.layer))
         momentum = max(momenta.get(pair, DEFAULT_MOMENTUM) for pair in pairs)
@@ -135,13 +155,12 @@ def batchnorm_lag(runs, groups):
         variance = (current_variance(momentum, trained, share, float(np.median(list(ratios.values()))))
                     if share is not None else float("nan"))
         low, high = min(ratios.values()), max(ratios.values())
-        layers = ", ".join(dict.fromkeys(part.layer))
-        seen = (f"its BatchNormalization layers ({layers}) see {number(low, 2)}"
+        seen = (f"BatchNormalization layer {layer} sees {number(low, 2)}"
                 + (f" to {number(high, 2)}" if number(high, 2) != number(low, 2) else "")
-                + " times the variance their moving statistics assume (bn_var_ratio at the last "
+                + " times the variance its moving statistics assume (bn_var_ratio at the last "
                 f"audit, 1 = they agree; {part.run.nunique()} of {len(members)} runs)")
         link, link_numbers = _outcome_link(runs, groups, group)
-        numbers = {"group": group, "layers": list(dict.fromkeys(part.layer)), "bn_var_ratio": ratios,
+        numbers = {"group": group, "layer": layer, "bn_var_ratio": ratios,
                    "momentum": momentum, "steps": trained, "initial_share_left": left,
                    "bn_init_share": share, "input_variance": variance} | link_numbers
         consequence = (": inference normalizes with the wrong scale, which this lower validation is "
@@ -163,6 +182,7 @@ def batchnorm_lag(runs, groups):
                 why = (f"After {trained} training steps at momentum {momentum:g}, {left:.0%} of the "
                        f"moving statistics is still their initial value; forgetting it to 1% takes "
                        f"{needed} steps")
+            lagging_layers.setdefault(group, []).append(layer)
             text = (f"BatchNormalization statistics lag the data in '{group}': {seen}. {why}.{link}"
                     + consequence
                     + f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (catches up after "
@@ -171,19 +191,27 @@ def batchnorm_lag(runs, groups):
                     "mode without weight updates, Dropout off).")
             out.append(Finding("RA210", "batchnorm_lag", text, numbers, "notice"))
             continue
+        upstream = [other for other in lagging_layers.get(group, [])
+                    if other != layer and _is_upstream(runs.layers, part.run.iloc[0], other, layer)]
+        numbers["after_lagging"] = upstream
+        cause = (f" Its input passes through {', '.join(upstream)}, whose statistics lag (above): at "
+                 "inference that layer hands on a different scale than in training, and this "
+                 "one inherits it; fixing that lag fixes this too." if upstream else
+                 " The moving statistics average about the last "
+                 f"{round(1 / (1 - momentum))} steps, so they trail an input that still changes, "
+                 "or the training batches differ from the inference data (augmentation, "
+                 "preprocessing, Dropout before BN).")
+        remedies = (f" Remedy: fix the lag of {', '.join(upstream)}." if upstream else
+                    f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (averages about "
+                    f"{round(1 / (1 - REMEDY_MOMENTUM))} steps), re-estimate the moving statistics "
+                    "after training (run training batches through the model in training mode "
+                    "without weight updates, Dropout off), and check that validation data is "
+                    "preprocessed like training data.")
         text = (f"BatchNormalization statistics do not fit the data in '{group}': {seen}. It is not "
-                "lag: " + (f"the initial value is only {share:.0%} of the median channel's moving "
-                           "variance (bn_init_share)" if share is not None else
-                           f"{left:.1%} of the initial value is left")
-                + f". The moving statistics average about the last {round(1 / (1 - momentum))} "
-                "steps, so they trail an input that still changes, or the training batches differ "
-                "from the inference data (augmentation, preprocessing, Dropout before BN)."
-                f"{link}" + consequence
-                + f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (averages about "
-                f"{round(1 / (1 - REMEDY_MOMENTUM))} steps), re-estimate the moving statistics "
-                "after training (run training batches through the model in training mode without "
-                "weight updates, Dropout off), and check that validation data is preprocessed like "
-                "training data.")
+                "its own lag: " + (f"the initial value is only {share:.0%} of the median channel's "
+                                   "moving variance (bn_init_share)" if share is not None else
+                                   f"{left:.1%} of the initial value is left")
+                + f".{cause}{link}" + consequence + remedies)
         out.append(Finding("RA211", "batchnorm_mismatch", text, numbers, "notice"))
     return out
 

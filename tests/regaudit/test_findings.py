@@ -207,13 +207,13 @@ def test_batchnorm_statistics_that_lag_are_connected_to_the_lower_validation_wit
         moving, step = 0.99 * moving + 0.01 * variance, step + 1
     assert abs(lag.numbers["steps_needed"] - step) <= 1
     assert lag.numbers["worse"] and lag.numbers["reference_group"] == "plain"
-    for words in ("lag the data in 'bn'", "0.2 times the variance", "After 300 training steps at momentum 0.99",
+    for words in ("lag the data in 'bn'", "layer bn sees 0.2 times the variance", "After 300 training steps at momentum 0.99",
                   "still 90% of the median channel's moving variance (bn_init_share)",
                   "'bn' validates worse than 'plain', the same setup without",
                   "val_accuracy 0.71 against 0.955", "momentum=0.9", "re-estimate"):
         assert words in lag.text, words
     (converged,) = D.batchnorm_lag(*bn_runs(steps=300, share=0.05))
-    assert converged.id == "RA211" and "It is not lag" in converged.text
+    assert converged.id == "RA211" and "It is not its own lag" in converged.text
 
 
 def test_dropout_before_batchnorm_names_the_variance_shift_and_its_remedies():
