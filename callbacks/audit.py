@@ -20,7 +20,7 @@ from regaudit.errors import RegauditError, RegauditWarning, UsageError
 from regaudit.schema import (
     COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
 from regaudit.setup import regularization_tags
-from regaudit.storage import RunWriter, end_run, join_or_start_run
+from regaudit.storage import RunWriter, end_run, is_pending, join_or_start_run
 
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.context import AuditContext, Settings
@@ -200,10 +200,23 @@ class Audit(keras.callbacks.Callback):
                         self._safely("MLflow write", self.write_metrics, metrics, context)
             self._safely("MLflow write", self._finish_writes)
         if self._started_run:
-            self._safely("end of run", end_run, self.run_id)
+            if self._active and not self._fluent_run():
+                # started while the store was away: its end waits in the spool too
+                self._safely("end of run", self.writer.end_pending)
+            else:
+                self._safely("end of run", end_run, self.run_id)
             self._started_run = False
-        if self.report and self.run_id is not None and self.audits:
+        if self._active:
+            self.run_id = self.writer.run_id
+        if self.report and self.run_id is not None and self.audits and not is_pending(self.run_id):
             self.report_thread = start_report(self.run_id)
+
+    def _fluent_run(self):
+        """Whether this fit's run is MLflow's active run in this process."""
+        import mlflow
+
+        active = mlflow.active_run()
+        return active is not None and active.info.run_id == self.run_id
 
     # -- the audit -------------------------------------------------------------------
 
@@ -240,9 +253,17 @@ class Audit(keras.callbacks.Callback):
             # its path's first component
             self._metric_layers.update(name.split("/")[0] for name in self.probe_pass.dropout_taps)
             self._warn_unmeasured()
-        self.run_id, self._started_run = join_or_start_run()
+        self.run_id, self._started_run, pending = join_or_start_run(timeout=self.write_timeout)
         self.writer = RunWriter(self.run_id)
+        if pending is not None:
+            self.writer.create_pending(pending)
+            warnings.warn(
+                f"regaudit: no MLflow run could be created ({pending['reason']}); the audit goes on "
+                f"and is kept in the local spool as run {self.run_id} ({self.writer.spool.path}). "
+                "When the tracking server is back, `regaudit sync` creates the run, sends "
+                "everything and prints the run's id.", RegauditWarning, stacklevel=3)
         self.writer.begin(self.write_timeout)
+        self.run_id = self.writer.run_id
         self._audit_index = self.writer.next_part_index()
         layers = layer_table(self.model, self.probe_pass, self._metric_layers)
         tags = {TAG_PREFIX + k: v for k, v in regularization_tags(layers).items()}
@@ -400,6 +421,7 @@ class Audit(keras.callbacks.Callback):
 
     def _write(self, tables, metrics, epoch, step):
         self.writer.begin(self.write_timeout)  # replays the spool first, within the budget
+        self.run_id = self.writer.run_id  # a pending run gets its MLflow id once created
         self.write_tables(tables)
         if metrics:
             self.write_metrics(metrics, epoch=epoch, step=step)

@@ -65,6 +65,12 @@ def _uri():
     return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
 
 
+def redact(text):
+    from regaudit.secrets import redact as hide
+
+    return hide(text)
+
+
 def _load(run_ids, experiment):
     """Load runs with a progress bar on stderr."""
     from regaudit.read import load_runs, resolve_run_ids
@@ -125,7 +131,7 @@ def runs(experiment, limit):
         experiment_ids = [find_experiment(experiment, client).experiment_id]
     found_runs = audited_runs(client, experiment_ids, max_results=limit)
     if not found_runs:
-        click.echo(f"no audited runs in {_uri()}; train with callbacks=[RegAudit()] first.")
+        click.echo(f"no audited runs in {redact(_uri())}; train with callbacks=[RegAudit()] first.")
         return
     names = {}
     for run in found_runs:
@@ -166,10 +172,11 @@ def sync(run_ids):
             writer.last_error = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
         left_total += left
         skipped = f", {broken} damaged line(s) skipped" if broken else ""
-        click.echo(f"run {run_id}: {replayed} write(s) sent, {left} left{skipped}")
+        created = f" into the new MLflow run {writer.run_id}" if writer.run_id != run_id else ""
+        click.echo(f"run {run_id}: {replayed} write(s) sent{created}, {left} left{skipped}")
     if left_total:
         raise RegauditError(
-            f"regaudit: {left_total} spooled write(s) could not be sent to {_uri()}; check "
+            f"regaudit: {left_total} spooled write(s) could not be sent to {redact(_uri())}; check "
             "that the tracking server is up and run `regaudit sync` again.")
 
 
@@ -250,7 +257,7 @@ def demo(epochs, seeds, seed, output):
     experiment = runs.runs["experiment_id"].iloc[0]
     click.echo(f"report: {made.path} (also in MLflow run {target}, artifacts regaudit/report/;"
                " each training run holds its own report too)")
-    click.echo(f"browse it: mlflow ui --backend-store-uri {_uri()}, then open "
+    click.echo(f"browse it: mlflow ui --backend-store-uri {redact(_uri())}, then open "
                f"{ui_address(_uri(), experiment, target)}")
 
 

@@ -39,9 +39,12 @@ def _empty(columns):
 
 
 def tracking_uri():
+    """The tracking URI as it may be printed: credentials redacted."""
     import mlflow
 
-    return mlflow.get_tracking_uri()
+    from regaudit.secrets import redact
+
+    return redact(mlflow.get_tracking_uri())
 
 
 def _client(client=None):
@@ -55,7 +58,9 @@ def _mlflow_error(error, what):
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri()
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    from regaudit.secrets import redact
+
+    message = redact(str(error).splitlines()[0]) if str(error) else type(error).__name__
     if isinstance(error, MlflowException) and (
             getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
             or "does not exist" in message.lower()):

@@ -16,9 +16,14 @@ The root is `REGAUDIT_SPOOL_DIR`, else `$XDG_CACHE_HOME/regaudit/spool`, else
 
 import json
 import os
+import re
 import shutil
 import uuid
 import zlib
+
+#: What a run id in a spool file name may hold (MLflow's hex ids, regaudit's pending ids):
+#: nothing that could name a path outside the spool.
+RUN_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 
 def spool_root():
@@ -26,6 +31,33 @@ def spool_root():
         return os.environ["REGAUDIT_SPOOL_DIR"]
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(cache, "regaudit", "spool")
+
+
+#: A journal line longer than this is not regaudit's (its lines hold one batch of at most
+#: 1,000 metrics, well under 1 MB): it is skipped as damaged, without reading it whole.
+MAX_LINE = 4 * 1024 * 1024
+
+
+def _lines(handle):
+    """The journal's lines, a line longer than MAX_LINE yielded as "" (damaged) after its
+    rest is skipped in chunks."""
+    while True:
+        line = handle.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE and not line.endswith("\n"):
+            while line and not line.endswith("\n"):
+                line = handle.readline(MAX_LINE)
+            yield ""
+            continue
+        yield line
+
+
+def _safe_artifact_path(path):
+    """An artifact path as regaudit writes them: relative, `regaudit/...`, no `..`."""
+    parts = str(path).replace("\\", "/").split("/")
+    return (isinstance(path, str) and not path.startswith("/") and parts[0] == "regaudit"
+            and ".." not in parts and "" not in parts)
 
 
 def _line(record):
@@ -50,6 +82,11 @@ class Spool:
     """The journal of one run (see the module docstring)."""
 
     def __init__(self, run_id, root=None):
+        if not RUN_ID.fullmatch(str(run_id)):
+            from regaudit.errors import UsageError
+
+            raise UsageError(f"regaudit: {str(run_id)[:80]!r} is not a run id (letters, digits, "
+                             "'-' and '_' only); list the spooled runs with `regaudit sync`.")
         self.run_id = run_id
         self.root = root or spool_root()
         self.path = os.path.join(self.root, f"{run_id}.jsonl")
@@ -84,12 +121,16 @@ class Spool:
             return [], 0
         entries, done, broken = [], set(), 0
         with open(self.path, encoding="utf-8", errors="replace", newline="") as handle:
-            for line in handle:
+            for line in _lines(handle):
                 record = _parse(line)
+                if record is not None and "id" in record and not self._well_formed(record):
+                    record = None  # edited by hand: a path outside the spool or the run
                 if record is None:
                     broken += 1
                 elif "done" in record:
                     done.add(record["done"])
+                elif "created" in record:
+                    continue
                 else:
                     entries.append(record)
         pending = [e for e in entries if e["id"] not in done
@@ -98,6 +139,37 @@ class Spool:
 
     def pending(self):
         return self.entries()[0]
+
+    def _well_formed(self, record):
+        """An entry regaudit could have written: a known kind; an artifact's file inside
+        this run's spool folder and its artifact path under `regaudit/`."""
+        kind = record.get("kind")
+        if kind not in ("metrics", "tags", "artifact", "create_run", "end_run"):
+            return False
+        if kind != "artifact":
+            return "file" not in record
+        file = record.get("file")
+        payload = record.get("payload") or {}
+        if not isinstance(file, str) or not isinstance(payload, dict):
+            return False
+        inside = os.path.realpath(file).startswith(os.path.realpath(self.files) + os.sep)
+        return inside and _safe_artifact_path(payload.get("artifact_path", ""))
+
+    def created_run(self):
+        """The MLflow run id a pending run's journal says it became, or None."""
+        if not os.path.exists(self.path):
+            return None
+        created = None
+        with open(self.path, encoding="utf-8", errors="replace", newline="") as handle:
+            for line in _lines(handle):
+                record = _parse(line)
+                if record is not None and "created" in record:
+                    created = record["created"]
+        return created
+
+    def mark_created(self, run_id):
+        if os.path.exists(self.path):  # a create that landed late, after the journal was done
+            self._append({"created": run_id})
 
     def mark_done(self, entry):
         self._append({"done": entry["id"]})
@@ -132,4 +204,5 @@ def spooled_run_ids(root=None):
     root = root or spool_root()
     if not os.path.isdir(root):
         return []
-    return sorted(name[: -len(".jsonl")] for name in os.listdir(root) if name.endswith(".jsonl"))
+    return sorted(name[: -len(".jsonl")] for name in os.listdir(root)
+                  if name.endswith(".jsonl") and RUN_ID.fullmatch(name[: -len(".jsonl")]))

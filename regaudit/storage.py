@@ -11,16 +11,103 @@ from regaudit.schema import ARTIFACT_DIR, part_file_name, table_part_path
 MAX_BATCH = 1000
 
 
-def join_or_start_run(run_name=None):
-    """Return (run_id, started): the active MLflow run (also the one
-    `mlflow.keras.autolog()` opens inside `fit`), else a new one this process starts."""
+#: The id a run has while the tracking store could not create it: its writes wait in the
+#: spool, and `regaudit sync` (or the next replay) creates the run and sends them there.
+PENDING_PREFIX = "pending-"
+
+
+def is_pending(run_id):
+    return str(run_id).startswith(PENDING_PREFIX)
+
+
+def _bounded(function, timeout):
+    """`function()` in a daemon thread, waited for at most `timeout` seconds (None: no
+    bound); raises Unreachable on failure or timeout."""
+    if timeout is None:
+        try:
+            return function()
+        except Exception as error:  # noqa: BLE001 - said in one line by the caller
+            raise Unreachable(f"{type(error).__name__}: {_first_line(error)}") from None
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name="regaudit-mlflow-call", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise Unreachable(f"no answer within {timeout:.1f} s")
+    if "error" in outcome:
+        raise Unreachable(f"{type(outcome['error']).__name__}: {_first_line(outcome['error'])}")
+    return outcome.get("value")
+
+
+def _first_line(error):
+    from regaudit.secrets import redact
+
+    return redact(str(error).splitlines()[0][:200]) if str(error) else ""
+
+
+def join_or_start_run(run_name=None, timeout=None):
+    """Return (run_id, started, pending): the active MLflow run (also the one
+    `mlflow.keras.autolog()` opens inside `fit`), else a new one this process starts.
+    When the tracking store cannot create it within `timeout` seconds, the run is
+    pending: its id is `pending-<hex>`, `pending` holds what creating it needs (the
+    experiment, the run name, the tags MLflow would set, the start time) and its writes
+    wait in the spool until `regaudit sync` or a later replay creates it."""
     import mlflow
+    from mlflow.tracking import MlflowClient
+    from mlflow.tracking.context.registry import resolve_tags
 
     active = mlflow.active_run()
     if active is not None:
-        return active.info.run_id, False
-    run = mlflow.start_run(run_name=run_name)
-    return run.info.run_id, True
+        return active.info.run_id, False, None
+    tags = resolve_tags({})
+    pending_id = PENDING_PREFIX + __import__("uuid").uuid4().hex
+    started = int(time.time() * 1000)
+    experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    try:
+        def create():
+            from mlflow.tracking.fluent import _get_experiment_id
+
+            return MlflowClient().create_run(_get_experiment_id(), start_time=started, tags=tags,
+                                             run_name=run_name)
+
+        # a server that does not answer its health check gets no create request at all: a
+        # request left retrying in a thread could create a run after we gave up on it
+        _bounded(lambda: _check_health(mlflow.get_tracking_uri(), timeout), timeout)
+        created = _bounded(create, timeout)
+        run = mlflow.start_run(run_id=created.info.run_id)
+        return run.info.run_id, True, None
+    except Unreachable as error:
+        from regaudit.secrets import redact
+
+        pending = {"experiment_name": experiment_name, "experiment_id": experiment_id,
+                   "run_name": run_name, "tags": {k: redact(str(v)) for k, v in tags.items()},
+                   "start_time": started, "reason": str(error), "pending_id": pending_id}
+        return pending_id, True, pending
+
+
+def _check_health(uri, timeout):
+    """Raise unless an http(s) tracking server answers GET /health (other stores: no-op)."""
+    import urllib.request
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(str(uri))
+    if parts.scheme not in ("http", "https"):
+        return
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    with urllib.request.urlopen(url, timeout=timeout or 10) as answer:
+        if answer.status != 200:
+            raise ConnectionError(f"health check answered {answer.status}")
 
 
 def end_run(run_id, status="FINISHED"):
@@ -55,6 +142,10 @@ class RunWriter:
         self.run_id = run_id
         self.client = client or MlflowClient()
         self.spool = Spool(run_id)
+        #: the MLflow run a pending run became (from the spool's journal, once created)
+        created = self.spool.created_run()
+        if created:
+            self.run_id = created
         self._deadline = None
         self._offline = False
         self.spooled = 0  # writes sent to the spool by this writer
@@ -95,11 +186,22 @@ class RunWriter:
         if "error" in outcome:
             self._offline = True
             error = outcome["error"]
-            raise Unreachable(f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}")
+            raise Unreachable(f"{type(error).__name__}: {_first_line(error)}")
         return outcome.get("value")
+
+    def create_pending(self, pending):
+        """Spool the creation of a pending run, first in its journal."""
+        self.spool.add("create_run", pending)
+        self.spooled += 1
+        self._has_pending = True
 
     def _write(self, kind, payload, file=None):
         """Send one write to MLflow within the budget, else to the spool."""
+        if is_pending(self.run_id):  # no MLflow run yet: everything waits for its creation
+            self.spool.add(kind, payload, file)
+            self.spooled += 1
+            self._has_pending = True
+            return None
         if not self.spool_pending():
             try:
                 return self._call(self._apply, {"kind": kind, "payload": payload, "file": file})
@@ -131,7 +233,14 @@ class RunWriter:
         from mlflow.entities import Metric, RunTag
 
         kind, payload = entry["kind"], entry["payload"]
-        if kind == "metrics":
+        if kind == "create_run":
+            self.run_id = self._create_run(payload)
+            self.spool.mark_created(self.run_id)
+        elif kind == "end_run":
+            self.client.set_terminated(self.run_id, payload["status"], payload["end_time"])
+        elif is_pending(self.run_id):
+            raise Unreachable("the run is not created yet")
+        elif kind == "metrics":
             self.client.log_batch(self.run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in payload])
         elif kind == "tags":
             self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in payload.items()])
@@ -139,6 +248,30 @@ class RunWriter:
             self.client.log_artifact(self.run_id, entry["file"], artifact_path=payload["artifact_path"])
         else:
             raise ValueError(f"unknown spool entry kind {kind!r}")
+
+    def _create_run(self, payload):
+        """Create the MLflow run a pending run stands for and return its id; idempotent:
+        the run carries the tag `regaudit.pending_id`, and a run that already has it (a
+        create that timed out here but landed) is used instead of a second one."""
+        experiment_id = payload.get("experiment_id")
+        if not experiment_id and payload.get("experiment_name"):
+            found = self.client.get_experiment_by_name(payload["experiment_name"])
+            experiment_id = (found.experiment_id if found is not None
+                             else self.client.create_experiment(payload["experiment_name"]))
+        experiment_id = experiment_id or "0"
+        pending_id = payload.get("pending_id") or self.spool.run_id
+        existing = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`regaudit.pending_id` = '{pending_id}'", max_results=1)
+        if existing:
+            return existing[0].info.run_id
+        tags = dict(payload.get("tags") or {}, **{"regaudit.pending_id": pending_id})
+        run = self.client.create_run(experiment_id, start_time=payload["start_time"], tags=tags,
+                                     run_name=payload.get("run_name"))
+        return run.info.run_id
+
+    def end_pending(self, status="FINISHED"):
+        """Spool the end of a run regaudit started while it was pending."""
+        self._write("end_run", {"status": status, "end_time": int(time.time() * 1000)})
 
     # -- writes -------------------------------------------------------------------------
 
@@ -160,11 +293,25 @@ class RunWriter:
         """The next free audit number in this run, so a second `fit` joining the same run
         adds parts instead of overwriting the first fit's (parts still in the spool
         count too)."""
+        import random
+
         from regaudit.schema import TABLE_ACTIVATIONS
 
-        listed = self._call(self.client.list_artifacts, self.run_id, table_part_path(TABLE_ACTIVATIONS))
-        names = [item.path for item in listed]
-        names += [e["file"] for e in self.spool.pending() if "file" in e]
+        names = [e["file"] for e in self.spool.pending() if "file" in e]
+        if is_pending(self.run_id):
+            listed = []  # a run not yet created has no parts
+        else:
+            try:
+                listed = self._call(self.client.list_artifacts, self.run_id,
+                                    table_part_path(TABLE_ACTIVATIONS))
+            except Unreachable as error:
+                # the store is away: number this fit's parts from a random block of
+                # 100,000, so they cannot overwrite an earlier fit's parts in this run
+                self.last_error = str(error)
+                block = 100_000 * random.randint(1, 9)
+                return max([block - 1] + [int(n.rsplit("audit-", 1)[1].split(".")[0])
+                                          for n in names if "audit-" in n]) + 1
+        names += [item.path for item in listed]
         numbers = [int(name.rsplit("audit-", 1)[1].split(".")[0])
                    for name in names if "audit-" in name]
         return max(numbers, default=-1) + 1

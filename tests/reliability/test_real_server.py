@@ -153,3 +153,66 @@ def test_a_fit_killed_mid_epoch_keeps_every_audit_and_sync_finishes_the_job(serv
     assert f"run {run_id}:" in result.output and ", 0 left" in result.output
     assert spooled_run_ids() == []
     assert_every_audit_once(run_id, range(4))  # the audit before training and epochs 1-3
+
+
+@pytest.mark.parametrize("active_run", [False, True], ids=["no run yet", "active run"])
+def test_server_away_before_fit_loses_nothing_and_sync_creates_the_run(server, spool_dir, rng, active_run):
+    """The tracking server is stopped before `fit`: with no active run regaudit spools the
+    run's creation with everything else and `regaudit sync` creates it and prints its id;
+    with an active run, everything lands in that run. Every audit of every epoch is then
+    in the run exactly once, in every table and in the metric history."""
+    import mlflow
+
+    from regaudit import RegAudit
+
+    x = rng.normal(size=(64, 12)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    if active_run:
+        mlflow.set_experiment("outage")
+        opened = mlflow.start_run(run_name="opened-before").info.run_id
+    server.stop()
+    audit = RegAudit(probe_size=16, mc_samples=4, write_timeout=1, report=False)
+    with pytest.warns(Warning) as caught:
+        tiny_model().fit(x, y, validation_split=0.25, epochs=3, batch_size=16, verbose=0,
+                         callbacks=[audit])
+    messages = " ".join(str(w.message) for w in caught)
+    assert "switched off" not in messages
+    if active_run:
+        assert audit.run_id == opened
+    else:
+        assert audit.run_id.startswith("pending-") and "regaudit sync" in messages
+    assert spooled_run_ids() == [audit.run_id]
+    server.start()
+    if active_run:
+        mlflow.end_run()  # the user's own run: ended once its server is back
+    result = CliRunner().invoke(cli, ["sync"], env={"MLFLOW_TRACKING_URI": server.uri})
+    assert result.exit_code == 0, result.output
+    assert ", 0 left" in result.output and spooled_run_ids() == []
+    if active_run:
+        run_id = opened
+    else:
+        run_id = result.output.split("into the new MLflow run ")[1].split(",")[0]
+        run = MlflowClient().get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.tags["regaudit.setup"] == "dropout+batchnorm"
+        assert {m.step for m in MlflowClient().get_metric_history(run_id, "val_loss")} == {1, 2, 3}
+    assert_every_audit_once(run_id, range(4))
+    again = CliRunner().invoke(cli, ["sync"], env={"MLFLOW_TRACKING_URI": server.uri})
+    assert "nothing to sync" in again.output  # replayed once, never twice
+
+
+def test_credentials_in_the_tracking_uri_never_reach_a_warning_or_the_spool(spool_dir, rng, monkeypatch):
+    from regaudit import RegAudit
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cr3t-pw@127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    x = rng.normal(size=(32, 12)).astype("float32")
+    with pytest.warns(Warning) as caught:
+        tiny_model().fit(x, rng.integers(0, 3, 32), epochs=1, batch_size=16, verbose=0,
+                         callbacks=[RegAudit(probe_size=8, mc_samples=2, write_timeout=1, report=False)])
+    assert caught and all("s3cr3t" not in str(w.message) for w in caught)
+    for folder, _, files in os.walk(spool_dir):
+        for name in files:
+            assert b"s3cr3t" not in open(os.path.join(folder, name), "rb").read(), name
+    result = CliRunner().invoke(cli, ["sync"], env={"MLFLOW_TRACKING_URI": "http://alice:s3cr3t-pw@127.0.0.1:9"})
+    assert result.exit_code == 1 and "s3cr3t" not in result.output + result.stderr
