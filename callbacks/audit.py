@@ -86,6 +86,11 @@ ARGUMENTS_DOC = """
 """
 
 
+#: (id(model), id(the fit's params dict)) -> the regaudit callback auditing that fit: a
+#: second one in the same fit stays off instead of writing every table twice
+_AUDITING = {}
+
+
 class Audit(keras.callbacks.Callback):
     """Base of the regaudit callbacks.
     """ + ARGUMENTS_DOC
@@ -151,6 +156,16 @@ class Audit(keras.callbacks.Callback):
         self._reset()
         if not is_chief(self.model):
             return  # one run per fit: the chief audits, the other workers only train
+        fit = (id(self.model), id(self.params))  # Keras hands one params dict to a fit's callbacks
+        other = _AUDITING.get(fit)
+        if other is not None and other is not self:
+            warnings.warn(
+                f"regaudit: {type(other).__name__} already audits this fit, so this "
+                f"{type(self).__name__} stays off (two would write the same run twice); pass "
+                "one regaudit callback per fit (RegAudit() holds every family).",
+                RegauditWarning, stacklevel=2)
+            return
+        _AUDITING[fit] = self
         self._safely("setup", self._setup)
         if self._active and self._measuring and self.schedule.at_start:
             self._audit(epoch=0, step=0)
@@ -184,6 +199,9 @@ class Audit(keras.callbacks.Callback):
                 self._history = []
 
     def on_train_end(self, logs=None):
+        fit = (id(self.model), id(self.params))
+        if _AUDITING.get(fit) is self:
+            del _AUDITING[fit]
         if self._active:
             self.writer.begin(self.write_timeout)
             if self._history:

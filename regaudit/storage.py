@@ -54,6 +54,36 @@ def _first_line(error):
     return redact(str(error).splitlines()[0][:200]) if str(error) else ""
 
 
+_OPENED = set()
+
+
+def open_store_once():
+    """Open the tracking store once per process; for a SQLite store, under an exclusive
+    lock on `<db>.regaudit.lock`. Opening a fresh SQLite store runs MLflow's schema
+    migrations, and processes that open it at the same moment (a tuner's trials) race
+    there and can leave it broken for everyone ("table _alembic_tmp_... already exists");
+    with the lock the first process migrates and the others find the schema current."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = mlflow.get_tracking_uri()
+    if uri in _OPENED:
+        return
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    if path and path != ":memory:":
+        import fcntl
+
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.abspath(path) + ".regaudit.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                MlflowClient(uri).search_experiments(max_results=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    _OPENED.add(uri)
+
+
 def join_or_start_run(run_name=None, timeout=None):
     """Return (run_id, started, pending): the active MLflow run (also the one
     `mlflow.keras.autolog()` opens inside `fit`), else a new one this process starts.
@@ -72,18 +102,32 @@ def join_or_start_run(run_name=None, timeout=None):
     pending_id = PENDING_PREFIX + __import__("uuid").uuid4().hex
     started = int(time.time() * 1000)
     experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
-    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    from mlflow.tracking import fluent
+
+    # set_experiment() keeps its choice in the process: the pending run goes there too
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID") or getattr(fluent, "_active_experiment_id", None)
+    import threading
+
+    given_up = threading.Event()
     try:
         def create():
             from mlflow.tracking.fluent import _get_experiment_id
 
-            return MlflowClient().create_run(_get_experiment_id(), start_time=started, tags=tags,
+            open_store_once()
+            experiment = _get_experiment_id()
+            if given_up.is_set():  # the caller went on with a pending run: no orphan run
+                raise Unreachable("gave up waiting")
+            return MlflowClient().create_run(experiment, start_time=started, tags=tags,
                                              run_name=run_name)
 
         # a server that does not answer its health check gets no create request at all: a
         # request left retrying in a thread could create a run after we gave up on it
         _bounded(lambda: _check_health(mlflow.get_tracking_uri(), timeout), timeout)
-        created = _bounded(create, timeout)
+        try:
+            created = _bounded(create, timeout)
+        except Unreachable:
+            given_up.set()
+            raise
         run = mlflow.start_run(run_id=created.info.run_id)
         return run.info.run_id, True, None
     except Unreachable as error:
@@ -135,12 +179,10 @@ class RunWriter:
     """
 
     def __init__(self, run_id, client=None):
-        from mlflow.tracking import MlflowClient
-
         from regaudit.spool import Spool
 
         self.run_id = run_id
-        self.client = client or MlflowClient()
+        self._client = client
         self.spool = Spool(run_id)
         #: the MLflow run a pending run became (from the spool's journal, once created)
         created = self.spool.created_run()
@@ -151,6 +193,19 @@ class RunWriter:
         self.spooled = 0  # writes sent to the spool by this writer
         self.last_error = None
         self._has_pending = None  # whether the spool holds entries (read once, then kept)
+
+    @property
+    def client(self):
+        """The MLflow client, made on first use inside a bounded call: making it opens the
+        store (a fresh SQLite store runs its schema migrations then, and several processes
+        starting at once race there), so a failure spools like any other write and the
+        next replay tries again."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            open_store_once()
+            self._client = MlflowClient()
+        return self._client
 
     # -- the bounded path ---------------------------------------------------------------
 
@@ -302,8 +357,8 @@ class RunWriter:
             listed = []  # a run not yet created has no parts
         else:
             try:
-                listed = self._call(self.client.list_artifacts, self.run_id,
-                                    table_part_path(TABLE_ACTIVATIONS))
+                listed = self._call(lambda: self.client.list_artifacts(
+                    self.run_id, table_part_path(TABLE_ACTIVATIONS)))
             except Unreachable as error:
                 # the store is away: number this fit's parts from a random block of
                 # 100,000, so they cannot overwrite an earlier fit's parts in this run

@@ -125,3 +125,28 @@ def test_every_takes_exactly_one_positive_count():
         Every(epochs=1, steps=10)
     with pytest.raises(UsageError, match="received steps=0"):
         Every(steps=0)
+
+
+def test_two_regaudit_callbacks_in_one_fit_write_once(rng):
+    """A second regaudit callback in the same fit stays off with one warning: every
+    audit is in the run once. The same callbacks in a later fit work again."""
+    import keras
+    from mlflow.tracking import MlflowClient
+
+    from regaudit.callbacks import ActivationStats, RegAudit
+    from regaudit.storage import download_tables
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="relu"),
+                              keras.layers.Dropout(0.2), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = rng.normal(size=(48, 6)).astype("float32"), rng.integers(0, 2, 48)
+    first, second = RegAudit(probe_size=16, mc_samples=2, report=False), ActivationStats(probe_size=16)
+    with pytest.warns(Warning, match="already audits this fit"):
+        model.fit(x, y, validation_split=0.25, epochs=2, verbose=0, callbacks=[first, second])
+    assert second.run_id is None and first.run_id is not None
+    acts = download_tables(first.run_id)["activations"]
+    assert acts.groupby(["epoch", "layer", "measure"]).size().max() == 1
+    history = MlflowClient().get_metric_history(first.run_id, "regaudit/dense/mean")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    model.fit(x, y, validation_split=0.25, epochs=1, verbose=0, callbacks=[second])
+    assert second.run_id is not None

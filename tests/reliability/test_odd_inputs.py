@@ -163,25 +163,38 @@ print("RUN", audit.run_id)
 """
 
 
-def test_two_processes_logging_to_one_sqlite_store_at_once(tmp_path, monkeypatch):
+def test_four_trials_starting_at_once_on_a_fresh_sqlite_store_all_survive(tmp_path, monkeypatch):
+    """Four training processes start together on a store that does not exist yet (a tuner's
+    trials): MLflow's schema creation races between them (seen: "duplicate column name:
+    step"). A trial that cannot create its run keeps it pending and creates it at its next
+    replay; after `regaudit sync` (for anything still spooled) there are four complete
+    runs, every audit once."""
     import os
     import subprocess
     import sys
 
-    store = f"sqlite:///{tmp_path}/shared.db"
+    from click.testing import CliRunner
+
+    from regaudit.cli import cli
+
+    store = f"sqlite:///{tmp_path}/fresh.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("REGAUDIT_SPOOL_DIR", str(tmp_path / "spool"))
     script = tmp_path / "train.py"
     script.write_text(TWO_PROCESSES)
-    env = dict(os.environ, MLFLOW_TRACKING_URI=store)
-    subprocess.run([sys.executable, "-c", "import mlflow; mlflow.MlflowClient().search_experiments()"],
-                   env=env, check=True, capture_output=True)  # the schema, created once
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store, REGAUDIT_SPOOL_DIR=str(tmp_path / "spool"))
     processes = [subprocess.Popen([sys.executable, str(script), str(seed)], env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for seed in (1, 2)]
-    outputs = [p.communicate(timeout=300) for p in processes]
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for seed in (1, 2, 3, 4)]
+    outputs = [p.communicate(timeout=600) for p in processes]
     for process, (out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-2000:]
+    synced = CliRunner().invoke(cli, ["sync"], env={"MLFLOW_TRACKING_URI": store})
+    assert synced.exit_code == 0, synced.output
     run_ids = [out.split("RUN ")[1].split()[0] for out, _ in outputs]
-    assert len(set(run_ids)) == 2
+    created = {line.split("into the new MLflow run ")[1].split(",")[0]: line.split()[1].rstrip(":")
+               for line in synced.output.splitlines() if "into the new MLflow run" in line}
+    run_ids = [next((new for new, old in created.items() if old == r), r) for r in run_ids]
+    assert len(set(run_ids)) == 4 and not any(r.startswith("pending-") for r in run_ids)
     for run_id in run_ids:
         acts = download_tables(run_id)["activations"]
         assert sorted(set(acts.epoch)) == [0, 1, 2, 3, 4]
