@@ -31,6 +31,7 @@ from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choos
 from regaudit.callbacks.schedule import as_schedule
 from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
 from regaudit.callbacks.train_end_report import start_report
+from regaudit.callbacks.write_warnings import WriteWarnings
 
 
 def is_chief(model):
@@ -254,7 +255,7 @@ class Audit(keras.callbacks.Callback):
         self._keras_logs = []  # (MLflow step, {key: value}) not yet written as run metrics
         self._last_context = None  # the last audit's, for the families' finish
         self.train_probe = None
-        self._spool_warned = 0
+        self._write_warnings = WriteWarnings()
         self._epoch_started = time.perf_counter()
 
     def _setup(self):
@@ -449,15 +450,8 @@ class Audit(keras.callbacks.Callback):
         self._warn_spooled()
 
     def _warn_spooled(self):
-        """Say once per fit, at the first write that went to the spool, where it is."""
-        if self.writer.spooled and not self._spool_warned:
-            warnings.warn(
-                f"regaudit: MLflow did not take the audit's writes ({self.writer.last_error}); "
-                f"they are kept in the local spool {self.writer.spool.path} and replayed at "
-                f"the next audit and at train end (or with `regaudit sync {self.run_id}`); "
-                "training goes on.",
-                RegauditWarning, stacklevel=2)
-        self._spool_warned = self.writer.spooled
+        """Say once per fit what happened to writes MLflow did not take."""
+        self._write_warnings.after_writes(self.writer, self.run_id)
 
     def _finish_writes(self):
         """At train end: replay the spool; say what is left and how to send it."""

@@ -26,6 +26,34 @@ import zlib
 RUN_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 
+#: The spool's size bound in MB (`REGAUDIT_SPOOL_MAX_MB`, default 2048): past it a write is
+#: refused (SpoolFull) rather than filling the disk; the writer warns at 80%.
+DEFAULT_MAX_MB = 2048
+
+
+class SpoolFull(OSError):
+    """The spool reached its size bound."""
+
+
+def max_bytes():
+    try:
+        return float(os.environ.get("REGAUDIT_SPOOL_MAX_MB", DEFAULT_MAX_MB)) * 1024 * 1024
+    except ValueError:
+        return DEFAULT_MAX_MB * 1024 * 1024
+
+
+def spool_size(root=None):
+    """Bytes the whole spool holds (journals and files)."""
+    total = 0
+    for folder, _, files in os.walk(root or spool_root()):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(folder, name))
+            except OSError:
+                pass
+    return total
+
+
 def spool_root():
     if os.environ.get("REGAUDIT_SPOOL_DIR"):
         return os.environ["REGAUDIT_SPOOL_DIR"]
@@ -81,6 +109,13 @@ def _parse(line):
 class Spool:
     """The journal of one run (see the module docstring)."""
 
+    #: {spool root: bytes it holds}, counted once per process, then kept up to date by `add`
+    _sizes = {}
+
+    def usage(self):
+        """The share of the size bound in use (0 when nothing was counted yet)."""
+        return Spool._sizes.get(self.root, 0) / max_bytes()
+
     def __init__(self, run_id, root=None):
         if not RUN_ID.fullmatch(str(run_id)):
             from regaudit.errors import UsageError
@@ -102,6 +137,13 @@ class Spool:
     def add(self, kind, payload, file=None):
         """Keep one write: `kind` (metrics, tags, artifact), its JSON payload and, for an
         artifact, the local file to copy. Returns the entry id."""
+        incoming = len(json.dumps(payload, default=str)) + (os.path.getsize(file) if file else 0)
+        if self.root not in Spool._sizes:
+            Spool._sizes[self.root] = spool_size(self.root)
+        if Spool._sizes[self.root] + incoming > max_bytes():
+            raise SpoolFull(f"the spool {self.root} reached its bound of {max_bytes() / 2**20:.0f} MB "
+                            "(REGAUDIT_SPOOL_MAX_MB)")
+        Spool._sizes[self.root] += incoming
         entry_id = uuid.uuid4().hex
         record = {"id": entry_id, "kind": kind, "payload": payload}
         if file is not None:
@@ -182,9 +224,11 @@ class Spool:
             os.remove(self.path)
             shutil.rmtree(self.files, ignore_errors=True)
 
-    def replay(self, apply, should_stop=lambda: False):
+    def replay(self, apply, should_stop=lambda: False, refused=None):
         """Apply pending entries in order with `apply(entry)` (which raises on failure);
-        stop at the first failure or when `should_stop()`. Returns (replayed, left)."""
+        stop at the first failure or when `should_stop()`. `refused` = (exception type,
+        handler): an entry failing with that type is handed to `handler(entry, error)`,
+        marked done and passed over. Returns (replayed, left)."""
         pending = self.pending()
         replayed = 0
         for entry in pending:
@@ -192,8 +236,10 @@ class Spool:
                 break
             try:
                 apply(entry)
-            except Exception:  # noqa: BLE001 - the server is still away; try later
-                break
+            except Exception as error:  # noqa: BLE001 - the server is still away; try later
+                if refused is None or not isinstance(error, refused[0]):
+                    break
+                refused[1](entry, error)
             self.mark_done(entry)
             replayed += 1
         self.clear_if_done()

@@ -27,7 +27,7 @@ def _bounded(function, timeout):
         try:
             return function()
         except Exception as error:  # noqa: BLE001 - said in one line by the caller
-            raise Unreachable(f"{type(error).__name__}: {_first_line(error)}") from None
+            raise _failure(error) from None
     import threading
 
     outcome = {}
@@ -44,7 +44,7 @@ def _bounded(function, timeout):
     if worker.is_alive():
         raise Unreachable(f"no answer within {timeout:.1f} s")
     if "error" in outcome:
-        raise Unreachable(f"{type(outcome['error']).__name__}: {_first_line(outcome['error'])}")
+        raise _failure(outcome["error"])
     return outcome.get("value")
 
 
@@ -167,6 +167,24 @@ class Unreachable(Exception):
     """An MLflow write that failed or did not finish within the audit's time budget."""
 
 
+class Refused(Unreachable):
+    """A write the store refused for good (the run deleted, permission denied, a request
+    rejected as invalid): set aside, never replayed in front of later writes."""
+
+
+#: MLflow error codes no retry changes (UNAUTHENTICATED is not one: wrong credentials
+#: get fixed, and the writes wait in the spool until they are)
+PERMANENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED", "INVALID_PARAMETER_VALUE",
+                       "INVALID_STATE", "BAD_REQUEST"})
+
+
+def _failure(error):
+    """The Unreachable (or Refused, for a permanent MLflow error) that stands for `error`."""
+    code = getattr(error, "error_code", None)
+    kind = Refused if code in PERMANENT else Unreachable
+    return kind(f"{type(error).__name__}: {_first_line(error)}")
+
+
 class RunWriter:
     """Writes one run's audit data with an explicit run id: metrics in `log_batch`
     calls of at most 1,000, tables as one Parquet part per audit, JSON and PNG artifacts.
@@ -191,7 +209,11 @@ class RunWriter:
         self._deadline = None
         self._offline = False
         self.spooled = 0  # writes sent to the spool by this writer
+        self.refused = 0  # writes the store refused for good, kept aside
+        self.lost = 0  # writes neither MLflow nor the spool could take
         self.last_error = None
+        self.last_refusal = None
+        self.spool_error = None
         self._has_pending = None  # whether the spool holds entries (read once, then kept)
 
     @property
@@ -239,33 +261,53 @@ class RunWriter:
             self._offline = True
             raise Unreachable(f"no answer within {remaining:.1f} s")
         if "error" in outcome:
-            self._offline = True
-            error = outcome["error"]
-            raise Unreachable(f"{type(error).__name__}: {_first_line(error)}")
+            failure = _failure(outcome["error"])
+            if not isinstance(failure, Refused):  # a refusal says nothing of the next write
+                self._offline = True
+            raise failure
         return outcome.get("value")
 
     def create_pending(self, pending):
         """Spool the creation of a pending run, first in its journal."""
-        self.spool.add("create_run", pending)
+        self._keep("create_run", pending, None)
+
+    def _write(self, kind, payload, file=None):
+        """Send one write to MLflow within the budget, else to the spool; a write the
+        store refuses for good is set aside."""
+        if not is_pending(self.run_id) and not self.spool_pending():
+            try:
+                return self._call(self._apply, {"kind": kind, "payload": payload, "file": file})
+            except Refused as error:
+                self._set_aside({"kind": kind, "payload": payload}, file, error)
+                return None
+            except Unreachable as error:
+                self.last_error = str(error)
+        self._keep(kind, payload, file)
+        return None
+
+    def _keep(self, kind, payload, file):
+        from regaudit.spool import SpoolFull
+
+        try:
+            self.spool.add(kind, payload, file)
+        except (SpoolFull, OSError) as error:  # a full disk, an unwritable folder, the bound
+            self.lost += 1
+            self.spool_error = _first_line(error) or type(error).__name__
+            return
         self.spooled += 1
         self._has_pending = True
 
-    def _write(self, kind, payload, file=None):
-        """Send one write to MLflow within the budget, else to the spool."""
-        if is_pending(self.run_id):  # no MLflow run yet: everything waits for its creation
-            self.spool.add(kind, payload, file)
-            self.spooled += 1
-            self._has_pending = True
-            return None
-        if not self.spool_pending():
-            try:
-                return self._call(self._apply, {"kind": kind, "payload": payload, "file": file})
-            except Unreachable as error:
-                self.last_error = str(error)
-        self.spool.add(kind, payload, file)
-        self.spooled += 1
-        self._has_pending = True
-        return None
+    def _set_aside(self, entry, file, error):
+        """Keep a refused write in `<spool>/refused/` (never replayed) with the reason."""
+        from regaudit.spool import Spool
+
+        self.refused += 1
+        self.last_refusal = str(error)
+        try:
+            Spool(self.spool.run_id, root=os.path.join(self.spool.root, "refused")).add(
+                entry["kind"], {"write": entry["payload"], "reason": str(error)}, file)
+        except OSError:
+            self.lost += 1
 
     def spool_pending(self):
         if self._has_pending is None:
@@ -280,7 +322,11 @@ class RunWriter:
         def stop():
             return self._offline or (self._deadline is not None and time.monotonic() >= self._deadline)
 
-        replayed, left = self.spool.replay(lambda entry: self._call(self._apply, entry), stop)
+        def aside(entry, error):
+            self._set_aside(entry, entry.get("file"), error)
+
+        replayed, left = self.spool.replay(lambda entry: self._call(self._apply, entry), stop,
+                                           refused=(Refused, aside))
         self._has_pending = left > 0
         return replayed, left
 
