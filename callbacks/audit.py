@@ -355,6 +355,32 @@ class Audit(keras.callbacks.Callback):
         return int(optimizer.iterations.numpy()) if optimizer is not None else 0
 
     def _audit(self, epoch, step):
+        try:
+            self._audit_once(epoch, step)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+
+    def _interrupted(self):
+        """Ctrl-C during an audit: the audit's own state restores itself on the way out
+        (every model change it makes is undone in `finally` blocks); what was written
+        stays, what was spooled stays consistent (each entry is one whole line), and a
+        run regaudit started is ended as KILLED, as MLflow ends an interrupted run."""
+        self._active = False
+        fit = (id(self.model), id(self.params))
+        if _AUDITING.get(fit) is self:
+            del _AUDITING[fit]
+        if self._started_run:
+            self._started_run = False
+            try:
+                if self._fluent_run():
+                    end_run(self.run_id, status="KILLED")
+                else:
+                    self.writer.end_pending("KILLED")
+            except Exception:  # noqa: BLE001 - the interrupt is what the user must see
+                pass
+
+    def _audit_once(self, epoch, step):
         started = time.perf_counter()
         passes = self._safely("probe pass", self._run_passes)
         if passes is None:

@@ -176,3 +176,48 @@ def test_no_data_for_the_probe_warns_and_training_goes_on(tiny_model, rng):
     ours = [str(w.message) for w in caught if issubclass(w.category, RegauditWarning)]
     assert len(ours) == 1 and "probe=(x, y)" in ours[0] and "generator" in ours[0]
     assert len(history.history["loss"]) == 2
+
+
+def test_ctrl_c_during_an_audit_leaves_the_model_as_it_was_and_ends_the_run_killed(rng):
+    """KeyboardInterrupt raised inside an audit (a measure family interrupted): the model's
+    variables and seed state are bit-identical to before the audit, the run regaudit
+    started is KILLED, and the same model trains again with a new RegAudit."""
+    import keras
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from regaudit import RegAudit
+    from regaudit.callbacks.activation_stats import ActivationFamily
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dropout(0.3), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    snapshots = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append([np.array(v) for v in self.model.variables])
+
+    class Interrupting(ActivationFamily):
+        def measure(self, context):
+            if context.epoch == 2:
+                raise KeyboardInterrupt
+            return super().measure(context)
+
+    class Audit(RegAudit):
+        family_types = (Interrupting,) + RegAudit.family_types[1:]
+
+    audit = Audit(probe_size=16, mc_samples=2, report=False)
+    x, y = rng.normal(size=(48, 6)).astype("float32"), rng.integers(0, 2, 48)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, validation_split=0.25, epochs=4, verbose=0, callbacks=[Snapshot(), audit])
+    after = [np.array(v) for v in model.variables]
+    assert len(snapshots) == 2  # interrupted at the end of epoch 2, in the audit
+    for before, now in zip(snapshots[-1], after):
+        np.testing.assert_array_equal(before, now)
+    assert MlflowClient().get_run(audit.run_id).info.status == "KILLED"
+    again = RegAudit(probe_size=16, mc_samples=2, report=False)
+    model.fit(x, y, validation_split=0.25, epochs=1, verbose=0, callbacks=[again])
+    assert MlflowClient().get_run(again.run_id).info.status == "FINISHED"
