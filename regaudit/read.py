@@ -112,8 +112,17 @@ class RunSet:
             value = next((own[c] for c in candidates if c in own.index), None)
             if value is None:
                 value = next((params[c] for c in candidates if c in params), None)
-            labels[run] = "(none)" if value is None else str(value)
+            labels[run] = "(none)" if value is None else _short(str(value))
         return labels
+
+
+#: Group labels and run names longer than this are cut where they are read, so a tag
+#: crafted to flood a report or a terminal cannot.
+MAX_LABEL = 120
+
+
+def _short(text):
+    return text if len(text) <= MAX_LABEL else f"{text[:MAX_LABEL]}... ({len(text):,} characters)"
 
 
 def _run_frame(tables, name, columns, run_id):
@@ -175,7 +184,7 @@ def _load_one(run_id, client):
     info = run.info
     row = {
         "run": run_id,
-        "name": info.run_name or run_id[:8],
+        "name": _short(info.run_name or run_id[:8]),
         "experiment_id": info.experiment_id,
         "status": info.status,
         "start_time": info.start_time,
