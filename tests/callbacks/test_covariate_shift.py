@@ -185,7 +185,7 @@ def test_shift_measures_in_mlflow_equal_numpy_on_the_same_probe_tensors(tiny_mod
         assert np.isfinite(final[(bn, "bn_dropout_var_ratio")])
         steps = int(model.optimizer.iterations.numpy())  # 2 epochs of 3 steps
         share = np.minimum(1.0, model.get_layer(bn).momentum ** steps / moving_variance)
-        assert final[(bn, "bn_init_share")] == pytest.approx(np.median(share), rel=1e-9)
+        assert final[(bn, "bn_init_share")] == pytest.approx(np.median(share), rel=1e-6)  # float32 state
 
     drift = [final[(t.name, "drift_w1")] for t in audit.probe_pass.taps]
     assert final[("model", "drift_w1_mean")] == pytest.approx(np.mean(drift), rel=1e-12)

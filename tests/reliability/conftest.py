@@ -22,8 +22,9 @@ def _free_port():
 
 
 class Server:
-    def __init__(self, folder):
+    def __init__(self, folder, backend=None):
         self.folder = folder
+        self.backend = backend or f"sqlite:///{folder}/mlflow.db"
         self.port = _free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process = None
@@ -31,7 +32,7 @@ class Server:
     def start(self, timeout=90):
         mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
         command = [mlflow, "server", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db",
+                   "--backend-store-uri", self.backend,
                    "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"]
         log = open(self.folder / "server.log", "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True,
@@ -63,11 +64,22 @@ class Server:
         self.process = None
 
 
-@pytest.fixture
-def server(tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite"])
+def server(request, tmp_path, monkeypatch):
+    """A real `mlflow server` with proxied artifacts, backed by SQLite; tests that
+    parametrize it indirectly with "postgresql" get a PostgreSQL-backed one."""
     folder = tmp_path / "server"
     folder.mkdir()
-    running = Server(folder)
+    backend = None
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("postgres")
+        database = f"mlflow_{os.getpid()}_{_free_port()}"
+        subprocess.run([os.path.join(cluster.bin, "psql"), "-h", "127.0.0.1", "-p", str(cluster.port),
+                        "-U", "postgres", "-c", f"CREATE DATABASE {database}"], check=True,
+                       capture_output=True, timeout=60)
+        backend = cluster.uri.rsplit("/", 1)[0] + "/" + database
+    running = Server(folder, backend)
+    running.database = request.getfixturevalue("postgres") if request.param == "postgresql" else None
     running.start()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", running.uri)
     yield running
@@ -79,3 +91,83 @@ def spool_dir(tmp_path, monkeypatch):
     folder = tmp_path / "spool"
     monkeypatch.setenv("REGAUDIT_SPOOL_DIR", str(folder))
     return folder
+
+
+def _postgres_bin():
+    """The folder of PostgreSQL's server programs (Debian's layout, or on PATH)."""
+    import glob
+    import shutil
+
+    found = shutil.which("pg_ctl")
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return os.path.dirname(versions[-1]) if versions else None
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust authentication), run as the
+    `postgres` user when the tests run as root (PostgreSQL refuses root)."""
+
+    def __init__(self, folder, bin_dir):
+        self.folder, self.bin = folder, bin_dir
+        self.port = _free_port()
+        self.data = folder / "data"
+        self.user = None
+        if os.geteuid() == 0:
+            import pwd
+
+            self.user = pwd.getpwnam("postgres")
+
+    def _run(self, *command, check=True):
+        kwargs = {}
+        if self.user is not None:
+            kwargs.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
+        return subprocess.run([os.path.join(self.bin, command[0]), *command[1:]], check=check,
+                              capture_output=True, text=True, timeout=120, **kwargs)
+
+    def init(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:  # PostgreSQL refuses to run as root
+            os.chown(self.folder, self.user.pw_uid, self.user.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        subprocess.run([os.path.join(self.bin, "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                        "-U", "postgres", "-c", "CREATE DATABASE mlflow"], check=True,
+                       capture_output=True, timeout=60)
+
+    def start(self):
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "pg.log"), "-w", "-o",
+                  f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "start")
+
+    def stop(self):
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+
+    @property
+    def uri(self):
+        return f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    try:
+        import psycopg  # noqa: F401 - the PostgreSQL driver SQLAlchemy picks for postgresql://
+    except ImportError:
+        pytest.skip("psycopg is not installed: `pip install -e '.[test]'` brings psycopg[binary]")
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server here: .ci/run installs Debian's `postgresql` with "
+                    "apt-get when it can; install it (apt-get install postgresql) to run these")
+    import pathlib
+    import shutil
+    import tempfile
+
+    # not under pytest's own 0700 temporary folder: the `postgres` user must reach it
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="regaudit-pg-"))
+    cluster = Postgres(folder, bin_dir)
+    try:
+        cluster.init()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -50,6 +50,10 @@ def assert_every_audit_once(run_id, epochs):
     return tables
 
 
+BACKENDS = pytest.mark.parametrize("server", ["sqlite", "postgresql"], indirect=True)
+
+
+@BACKENDS
 def test_server_stopped_after_epoch_1_and_restarted_at_epoch_3_loses_nothing(server, spool_dir, rng):
     import keras
 
@@ -155,7 +159,9 @@ def test_a_fit_killed_mid_epoch_keeps_every_audit_and_sync_finishes_the_job(serv
     assert_every_audit_once(run_id, range(4))  # the audit before training and epochs 1-3
 
 
-@pytest.mark.parametrize("active_run", [False, True], ids=["no run yet", "active run"])
+@pytest.mark.parametrize("server,active_run", [("sqlite", False), ("sqlite", True), ("postgresql", False)],
+                         ids=["sqlite-no run yet", "sqlite-active run", "postgresql-no run yet"],
+                         indirect=["server"])
 def test_server_away_before_fit_loses_nothing_and_sync_creates_the_run(server, spool_dir, rng, active_run):
     """The tracking server is stopped before `fit`: with no active run regaudit spools the
     run's creation with everything else and `regaudit sync` creates it and prints its id;
@@ -216,3 +222,27 @@ def test_credentials_in_the_tracking_uri_never_reach_a_warning_or_the_spool(spoo
             assert b"s3cr3t" not in open(os.path.join(folder, name), "rb").read(), name
     result = CliRunner().invoke(cli, ["sync"], env={"MLFLOW_TRACKING_URI": "http://alice:s3cr3t-pw@127.0.0.1:9"})
     assert result.exit_code == 1 and "s3cr3t" not in result.output + result.stderr
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+def test_the_database_restarted_mid_fit_loses_nothing(server, spool_dir, rng):
+    """The PostgreSQL database behind the server goes away after epoch 1 and comes back at
+    epoch 3 (the server keeps running): every audit is in the run exactly once."""
+    import keras
+
+    from regaudit import RegAudit
+
+    class DatabaseOutage(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == 1:
+                server.database.stop()
+            elif epoch + 1 == 3:
+                server.database.start()
+
+    x = rng.normal(size=(96, 12)).astype("float32")
+    y = rng.integers(0, 3, 96)
+    audit = RegAudit(probe_size=32, mc_samples=4, write_timeout=3, report=False)
+    tiny_model().fit(x, y, validation_split=0.25, epochs=5, batch_size=16, verbose=0,
+                     callbacks=[DatabaseOutage(), audit])
+    assert audit.writer.spooled > 0 and spooled_run_ids() == []
+    assert_every_audit_once(audit.run_id, range(6))

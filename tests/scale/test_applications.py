@@ -54,7 +54,7 @@ def test_a_large_model_report_shows_a_bounded_number_of_layer_panels(tmp_path):
         assert 2 <= len(panels) <= plots.MAX_LAYER_PANELS
         assert "of 176 layers" in figure._suptitle.get_text()
         titles = [ax.get_title() for ax in panels]
-        assert titles[0] == "conv1_pad" and titles[-1] == "predictions"  # both ends kept
+        assert titles[0] == "layer conv1_pad" and titles[-1] == "layer predictions"  # both ends kept
     started = time.perf_counter()
     made = build_report(runs, str(tmp_path / "resnet50.html"))
     print(f"ResNet50 report: {time.perf_counter() - started:.1f} s")
