@@ -22,9 +22,11 @@ def _free_port():
 
 
 class Server:
-    def __init__(self, folder, backend=None):
+    def __init__(self, folder, backend=None, app_name=None, env=None):
         self.folder = folder
         self.backend = backend or f"sqlite:///{folder}/mlflow.db"
+        self.app_name = app_name
+        self.env = dict(os.environ, **(env or {}))
         self.port = _free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process = None
@@ -34,9 +36,11 @@ class Server:
         command = [mlflow, "server", "--host", "127.0.0.1", "--port", str(self.port),
                    "--backend-store-uri", self.backend,
                    "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"]
+        if self.app_name:
+            command += ["--app-name", self.app_name]
         log = open(self.folder / "server.log", "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True,
-                                        cwd=self.folder)
+                                        cwd=self.folder, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -171,3 +175,9 @@ def postgres(tmp_path_factory):
     finally:
         cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def make_server():
+    """The Server class, for a test that needs its own (basic-auth) server."""
+    return Server

@@ -246,3 +246,45 @@ def test_the_database_restarted_mid_fit_loses_nothing(server, spool_dir, rng):
                      callbacks=[DatabaseOutage(), audit])
     assert audit.writer.spooled > 0 and spooled_run_ids() == []
     assert_every_audit_once(audit.run_id, range(6))
+
+
+def test_basic_auth_with_wrong_credentials_spools_and_sync_sends_with_the_right_ones(tmp_path, spool_dir, rng,
+                                                                                      monkeypatch, make_server):
+    """`mlflow server --app-name basic-auth`, credentials from MLFLOW_TRACKING_USERNAME /
+    PASSWORD: wrong ones are one warning naming the cause, the audit spools, nothing
+    crashes, and the password is in no warning and no spool file; with the right ones
+    `regaudit sync` creates the run and sends every audit once."""
+    import warnings as _warnings
+
+    pytest.importorskip("flask_wtf", reason="the basic-auth app needs Flask-WTF (the test extra)")
+    from regaudit import RegAudit
+
+    folder = tmp_path / "auth"
+    folder.mkdir()
+    server = make_server(folder, app_name="basic-auth", env={"MLFLOW_AUTH_ADMIN_PASSWORD": "correct-horse-9",
+                                                           "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key"})
+    server.start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong-battery-7")
+        x, y = rng.normal(size=(48, 12)).astype("float32"), rng.integers(0, 3, 48)
+        audit = RegAudit(probe_size=16, mc_samples=2, write_timeout=3, report=False)
+        with _warnings.catch_warnings(record=True) as caught:
+            _warnings.simplefilter("always")
+            tiny_model().fit(x, y, validation_split=0.25, epochs=2, verbose=0, callbacks=[audit])
+        messages = [str(w.message) for w in caught if "regaudit" in str(w.message)]
+        created = [m for m in messages if "no MLflow run could be created" in m]
+        assert len(created) == 1 and ("401" in created[0] or "UNAUTHENTICATED" in created[0]
+                                      or "nauthorized" in created[0]), messages
+        assert not any("wrong-battery-7" in m for m in messages)
+        for place, _, files in os.walk(spool_dir):
+            for name in files:
+                assert b"wrong-battery-7" not in open(os.path.join(place, name), "rb").read()
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "correct-horse-9")
+        result = CliRunner().invoke(cli, ["sync"], env={"MLFLOW_TRACKING_URI": server.uri})
+        assert result.exit_code == 0, result.output
+        run_id = result.output.split("into the new MLflow run ")[1].split(",")[0]
+        assert_every_audit_once(run_id, range(3))
+    finally:
+        server.stop()
