@@ -293,6 +293,8 @@ class Audit(keras.callbacks.Callback):
             TAG_PREFIX + "probe_source": "none" if probe is None else probe.source,
             TAG_PREFIX + "probe_size": 0 if probe is None else probe.size,
             TAG_PREFIX + "step_unit": self.schedule.unit,
+            # the train-end report is due: `regaudit sync` logs it if the store was away
+            TAG_PREFIX + "report": "1" if self.report else "0",
         })
         lint, lint_tags = train_lint(layers, self.params, connected=self.probe_pass is not None)
         tags.update({TAG_PREFIX + k: v for k, v in lint_tags.items()})

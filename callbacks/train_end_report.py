@@ -9,13 +9,11 @@ first), that waits for every report still rendering.
 """
 
 import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered before ours
-import os
-import tempfile
 import threading
 import warnings
 
 from regaudit.errors import RegauditWarning
-from regaudit.storage import RunWriter
+from regaudit.secrets import redact
 
 
 def start_report(run_id):
@@ -23,24 +21,14 @@ def start_report(run_id):
     regaudit/plots/<name>.png) in a background thread; a failure is one warning."""
     def work():
         try:
-            from mlflow.tracking import MlflowClient
+            from regaudit.reports.publish import log_run_report
 
-            from regaudit.read import load_run
-            from regaudit.reports.publish import log_report
-            from regaudit.reports.report import build_report
-
-            client = MlflowClient()
-            with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
-                runs = load_run(run_id, client)
-                made = build_report(runs, os.path.join(folder, "report.html"))
-                log_report(made, runs, client=client)
-                writer = RunWriter(run_id, client)
-                for stem, png in made.images:
-                    writer.log_png(png, f"{stem}.png")
+            log_run_report(run_id)
         except Exception as error:  # noqa: BLE001 - training is over; say it, do not raise
             warnings.warn(
                 f"regaudit: the train-end report of run {run_id} failed "
-                f"({type(error).__name__}: {error}); write it with `regaudit report {run_id}`.",
+                f"({type(error).__name__}: {redact(str(error).splitlines()[0][:300] if str(error) else '')}); "
+                f"`regaudit sync` or `regaudit report {run_id}` writes it later.",
                 RegauditWarning, stacklevel=1)
         finally:
             _PENDING.discard(threading.current_thread())

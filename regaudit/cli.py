@@ -174,10 +174,27 @@ def sync(run_ids):
         skipped = f", {broken} damaged line(s) skipped" if broken else ""
         created = f" into the new MLflow run {writer.run_id}" if writer.run_id != run_id else ""
         click.echo(f"run {run_id}: {replayed} write(s) sent{created}, {left} left{skipped}")
+        if not left:
+            _report_if_due(writer.run_id)
     if left_total:
         raise RegauditError(
             f"regaudit: {left_total} spooled write(s) could not be sent to {redact(_uri())}; check "
             "that the tracking server is up and run `regaudit sync` again.")
+
+
+def _report_if_due(run_id):
+    """After a run's spool is sent: its train-end report, if the store was away then."""
+    from mlflow.tracking import MlflowClient
+
+    from regaudit.reports.publish import log_run_report, report_due
+
+    try:
+        if report_due(run_id, MlflowClient()):
+            log_run_report(run_id)
+            click.echo(f"run {run_id}: its train-end report, logged now (regaudit/report/)")
+    except Exception as error:  # noqa: BLE001 - the data is sent; the report can wait
+        click.echo(f"run {run_id}: the report could not be logged ({type(error).__name__}); "
+                   f"`regaudit report {run_id}` writes it.", err=True)
 
 
 @cli.command()

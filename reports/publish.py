@@ -55,3 +55,36 @@ def log_report(report, runs, fmt="html", client=None):
     if len(ids) > 1:
         client.set_terminated(target)
     return target
+
+
+def log_run_report(run_id, client=None):
+    """Build one run's report and log it into the run: the HTML into regaudit/report/,
+    each figure as regaudit/plots/<name>.png. What the train-end thread and `regaudit sync`
+    (for a run whose report could not be logged at train end) both do."""
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    from regaudit.read import load_run
+    from regaudit.reports.report import build_report
+    from regaudit.storage import RunWriter
+
+    client = client or MlflowClient()
+    with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
+        runs = load_run(run_id, client)
+        made = build_report(runs, os.path.join(folder, "report.html"))
+        log_report(made, runs, client=client)
+        writer = RunWriter(run_id, client)
+        for stem, png in made.images:
+            writer.log_png(png, f"{stem}.png")
+    return made
+
+
+def report_due(run_id, client):
+    """Whether a run asked for its report at train end (tag `regaudit.report` = 1) and has
+    none yet: the store was away then."""
+    run = client.get_run(run_id)
+    if run.data.tags.get(TAG_PREFIX + "report") != "1":
+        return False
+    return not any(item.path.endswith("report.html")
+                   for item in client.list_artifacts(run_id, "regaudit/report"))

@@ -177,7 +177,8 @@ def test_server_away_before_fit_loses_nothing_and_sync_creates_the_run(server, s
         mlflow.set_experiment("outage")
         opened = mlflow.start_run(run_name="opened-before").info.run_id
     server.stop()
-    audit = RegAudit(probe_size=16, mc_samples=4, write_timeout=1, report=False)
+    # a pending run asks for its train-end report: `regaudit sync` logs it once it exists
+    audit = RegAudit(probe_size=16, mc_samples=4, write_timeout=1, report=not active_run)
     with pytest.warns(Warning) as caught:
         tiny_model().fit(x, y, validation_split=0.25, epochs=3, batch_size=16, verbose=0,
                          callbacks=[audit])
@@ -200,6 +201,8 @@ def test_server_away_before_fit_loses_nothing_and_sync_creates_the_run(server, s
         run_id = result.output.split("into the new MLflow run ")[1].split(",")[0]
         run = MlflowClient().get_run(run_id)
         assert run.info.status == "FINISHED" and run.data.tags["regaudit.setup"] == "dropout+batchnorm"
+        assert "its train-end report, logged now" in result.output
+        assert "regaudit/report/report.html" in [a.path for a in MlflowClient().list_artifacts(run_id, "regaudit/report")]
         assert {m.step for m in MlflowClient().get_metric_history(run_id, "val_loss")} == {1, 2, 3}
     assert_every_audit_once(run_id, range(4))
     again = CliRunner().invoke(cli, ["sync"], env={"MLFLOW_TRACKING_URI": server.uri})
