@@ -150,3 +150,22 @@ def test_two_regaudit_callbacks_in_one_fit_write_once(rng):
     assert sorted(m.step for m in history) == [0, 1, 2]
     model.fit(x, y, validation_split=0.25, epochs=1, verbose=0, callbacks=[second])
     assert second.run_id is not None
+
+
+def test_beside_mlflows_own_keras_callback_each_writes_once(tiny_model, rng):
+    """`mlflow.keras.MlflowCallback` in the user's run with RegAudit: MLflow's callback logs
+    Keras' metrics (once per epoch: RegAudit does not repeat them in a run it did not
+    start), RegAudit its audits once each."""
+    model = tiny_model("dropout_mlp")
+    x, y = data_for(model, 64, rng)
+    with mlflow.start_run() as run:
+        audit = RegAudit(probe_size=32, report=False)
+        model.fit(x, y, epochs=2, batch_size=32, callbacks=[mlflow.keras.MlflowCallback(run), audit],
+                  verbose=0)
+    client = MlflowClient()
+    assert audit.run_id == run.info.run_id
+    loss = client.get_metric_history(run.info.run_id, "loss")
+    assert len(loss) == 2  # MLflow's callback: once per epoch
+    acts = download_tables(run.info.run_id)["activations"]
+    assert acts.groupby(["epoch", "layer", "measure"]).size().max() == 1
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "regaudit/dense/mean")) == [0, 1, 2]
