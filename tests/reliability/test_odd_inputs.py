@@ -157,7 +157,7 @@ model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, activation="r
 model.compile("adam", "sparse_categorical_crossentropy")
 rng = np.random.default_rng(int(sys.argv[1]))
 audit = RegAudit(report=False, probe_size=32)
-model.fit(rng.normal(size=(256, 8)).astype("float32"), rng.integers(0, 3, 256), epochs=4,
+model.fit(rng.normal(size=(256, 8)).astype("float32"), rng.integers(0, 3, 256), epochs=2,
           batch_size=8, validation_split=0.25, callbacks=[audit], verbose=0)
 print("RUN", audit.run_id)
 """
@@ -197,7 +197,7 @@ def test_four_trials_starting_at_once_on_a_fresh_sqlite_store_all_survive(tmp_pa
     assert len(set(run_ids)) == 4 and not any(r.startswith("pending-") for r in run_ids)
     for run_id in run_ids:
         acts = download_tables(run_id)["activations"]
-        assert sorted(set(acts.epoch)) == [0, 1, 2, 3, 4]
+        assert sorted(set(acts.epoch)) == [0, 1, 2]
         assert acts.groupby(["epoch", "layer", "measure"]).size().max() == 1
 
 
