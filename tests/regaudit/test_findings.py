@@ -87,10 +87,10 @@ def test_groups_far_apart_give_one_significant_correctly_signed_finding_per_pair
 
 def test_groups_from_one_distribution_rarely_claim_a_difference_and_say_what_they_could_detect():
     """Four groups of three seeds from one distribution: with Holm's correction at most
-    5% of studies may claim any difference (family-wise); 200 simulated studies."""
+    5% of studies may claim any difference (family-wise); 100 simulated studies."""
     rng = np.random.default_rng(7)
     claimed = 0
-    for study in range(200):
+    for study in range(100):
         draws = {g: list(0.9 + 0.01 * rng.normal(size=3)) for g in "abcd"}
         claimed += any(c.significant for c in S.compare_groups(draws))
         if study == 0:  # the same study through the finding a report prints
@@ -98,7 +98,7 @@ def test_groups_from_one_distribution_rarely_claim_a_difference_and_say_what_the
             groups = {run: run[0] for run in values}
             _, *tests = F.outcome_by_group(runset(history=outcome_history(values)), groups)
             quiet = [t for t in tests if not t.numbers["significant"]][0]
-    assert claimed / 200 <= 0.07  # 0.025 with this seed
+    assert claimed / 100 <= 0.08  # Holm keeps it under 0.05 in expectation
     assert quiet.text.startswith("No detectable difference in val_accuracy")
     assert "with 80% power" in quiet.text and "seeds per group" in quiet.text
     assert "better" not in quiet.text and quiet.level == "info"
