@@ -4,6 +4,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 
 from regaudit.schema import ARTIFACT_DIR, part_file_name, table_part_path
 
@@ -38,7 +39,7 @@ def _bounded(function, timeout):
         except BaseException as error:  # noqa: BLE001 - handed to the caller
             outcome["error"] = error
 
-    worker = threading.Thread(target=target, name="regaudit-mlflow-call", daemon=True)
+    worker = threading.Thread(target=target, name="regaudit-mlflow-write", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
@@ -99,7 +100,7 @@ def join_or_start_run(run_name=None, timeout=None):
     if active is not None:
         return active.info.run_id, False, None
     tags = resolve_tags({})
-    pending_id = PENDING_PREFIX + __import__("uuid").uuid4().hex
+    pending_id = PENDING_PREFIX + uuid.uuid4().hex
     started = int(time.time() * 1000)
     experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
     from mlflow.tracking import fluent
@@ -244,28 +245,13 @@ class RunWriter:
         remaining = self._deadline - time.monotonic()
         if self._offline or remaining <= 0:
             raise Unreachable("the audit's MLflow time budget is spent")
-        import threading
-
-        outcome = {}
-
-        def target():
-            try:
-                outcome["value"] = function(*args)
-            except BaseException as error:  # noqa: BLE001 - handed to the caller
-                outcome["error"] = error
-
-        worker = threading.Thread(target=target, name="regaudit-mlflow-write", daemon=True)
-        worker.start()
-        worker.join(remaining)
-        if worker.is_alive():
+        try:
+            return _bounded(lambda: function(*args), remaining)
+        except Refused:
+            raise  # a refusal says nothing of the next write
+        except Unreachable:
             self._offline = True
-            raise Unreachable(f"no answer within {remaining:.1f} s")
-        if "error" in outcome:
-            failure = _failure(outcome["error"])
-            if not isinstance(failure, Refused):  # a refusal says nothing of the next write
-                self._offline = True
-            raise failure
-        return outcome.get("value")
+            raise
 
     def create_pending(self, pending):
         """Spool the creation of a pending run, first in its journal."""
