@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from regaudit import outcomes
+from regaudit.lint_rules import steps_to_forget
 from regaudit.finding import Finding, number, p_text, per_layer, values_text
 from regaudit.schema import MODEL
 from regaudit.statistics import ALPHA, compare_groups, holm, mcnemar_exact
@@ -29,14 +30,6 @@ DROPOUT_VAR_LIMIT = 1.10
 DEAD_LIMIT = 0.10
 #: A layer with more than this fraction of saturated sigmoid/tanh values is flagged.
 SATURATED_LIMIT = 0.20
-
-
-def steps_to_forget(momentum, share=LAG_SHARE):
-    """Training steps after which `share` of an exponential moving average with this
-    `momentum` is still its initial value: ceil(log(share) / log(momentum))."""
-    if not 0 < momentum < 1:
-        return math.inf if momentum >= 1 else 1
-    return math.ceil(math.log(share) / math.log(momentum))
 
 
 def _momenta(runs):

@@ -31,6 +31,15 @@ BIASED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableCo
           "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "EinsumDense"}
 
 
+def steps_to_forget(momentum, share=LAG_SHARE):
+    """Training steps after which `share` of an exponential moving average with this
+    `momentum` is still its initial value: ceil(log(share) / log(momentum)). The lint's
+    RA109 and the report's BN diagnosis both use it."""
+    if not 0 < momentum < 1:
+        return math.inf if momentum >= 1 else 1
+    return math.ceil(math.log(share) / math.log(momentum))
+
+
 @dataclass
 class LintFinding:
     """One lint finding: stable rule `id`, rule name, `severity`, the `layer` path, a
@@ -277,7 +286,7 @@ def batchnorm_momentum_steps(rows, by_name, context):
             continue
         left = momentum ** steps
         if left > LAG_SHARE:
-            needed = math.ceil(math.log(LAG_SHARE) / math.log(momentum))
+            needed = steps_to_forget(momentum)
             lower = math.floor(LAG_SHARE ** (1 / steps) * 100) / 100
             out.append(LintFinding(
                 "RA109", "batchnorm_momentum_steps", "warning", row["name"],
