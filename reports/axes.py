@@ -19,6 +19,17 @@ def _ax(ax, width=4.0, height=3.0):
     return Figure(figsize=(width, height), layout="constrained").subplots()
 
 
+def _runs(data, order_by, palette):
+    """(run, its rows sorted by `order_by`, colour, first run of its group) per run in
+    `data`, in order: for drawing by hand a line per run, coloured by group, labelled once."""
+    palette = palette or palette_of(dict(zip(data.run, data.group)))
+    shown = set()
+    for run, line in data.groupby("run", sort=False):
+        group = line.group.iloc[0]
+        yield run, line.sort_values(order_by), group, palette.get(group), group not in shown
+        shown.add(group)
+
+
 def group_lines(data, x="epoch", y="value", ax=None, palette=None, style=None):
     """A line per run (`run`), coloured by `group`, optionally dashed by `style`."""
     ax = _ax(ax)
@@ -31,16 +42,9 @@ def percentile_band(data, ax=None, palette=None):
     """The median (`p50`) as a line and the `p15`-`p85` band shaded over `epoch`, a line
     per `run`, a colour per `group`."""
     ax = _ax(ax)
-    palette = palette or palette_of(dict(zip(data.run, data.group)))
-    shown = set()
-    for run, line in data.groupby("run", sort=False):
-        line = line.sort_values("epoch")
-        group = line.group.iloc[0]
-        color = palette.get(group)
-        ax.plot(line.epoch, line.p50, color=color, linewidth=1.2,
-                label=group if group not in shown else None)
+    for _, line, group, color, first in _runs(data, "epoch", palette):
+        ax.plot(line.epoch, line.p50, color=color, linewidth=1.2, label=group if first else None)
         ax.fill_between(line.epoch, line.p15, line.p85, color=color, alpha=0.15)
-        shown.add(group)
     ax.set_xlabel("epoch")
     return ax
 
@@ -85,13 +89,7 @@ def ensemble_curve(data, deterministic=None, ax=None, palette=None):
     """Accuracy `value` of the mean of `k` dropout samples against k (log2 axis), a line per
     run; dashed, each run's weight-scaled accuracy (`deterministic`: run, group, value)."""
     ax = _ax(ax, 6.4, 3.8)
-    palette = palette or palette_of(dict(zip(data.run, data.group)))
-    shown = set()
-    for run, line in data.groupby("run", sort=False):
-        line = line.sort_values("k")
-        group = line.group.iloc[0]
-        color = palette.get(group)
-        first = group not in shown
+    for run, line, group, color, first in _runs(data, "k", palette):
         ax.plot(line.k, line.value, marker="o", color=color,
                 label=f"{group}: MC average of k" if first else None)
         if deterministic is not None:
@@ -99,7 +97,6 @@ def ensemble_curve(data, deterministic=None, ax=None, palette=None):
             if len(det):
                 ax.axhline(float(det.value.iloc[-1]), color=color, linestyle="--", linewidth=1,
                            label=f"{group}: weight-scaled" if first else None)
-        shown.add(group)
     ax.set_xscale("log", base=2)
     ks = sorted(set(data.k))
     ax.set_xticks(ks, labels=[str(k) for k in ks])
