@@ -20,8 +20,9 @@ from regaudit.errors import RegauditError, RegauditWarning, UsageError
 from regaudit.schema import (
     COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
 from regaudit.setup import regularization_tags
-from regaudit.storage import RunWriter, end_run, is_pending, join_or_start_run
+from regaudit.storage import RunWriter, is_pending, join_or_start_run
 
+from regaudit.callbacks import fits
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.context import AuditContext, Settings
 from regaudit.callbacks.lint_model import train_lint
@@ -87,11 +88,6 @@ ARGUMENTS_DOC = """
 """
 
 
-#: (id(model), id(the fit's params dict)) -> the regaudit callback auditing that fit: a
-#: second one in the same fit stays off instead of writing every table twice
-_AUDITING = {}
-
-
 class Audit(keras.callbacks.Callback):
     """Base of the regaudit callbacks.
     """ + ARGUMENTS_DOC
@@ -150,23 +146,24 @@ class Audit(keras.callbacks.Callback):
             None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics, "gradient_ics"))
         self.run_id = None
         self.probe_pass = None
+        self._active = self._started_run = False
 
     # -- hooks -----------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        chief = is_chief(self.model)
+        # first: a run this callback started for an earlier fit that never ended is ended
+        other = fits.claim(self) if chief else None
         self._reset()
-        if not is_chief(self.model):
+        if not chief:
             return  # one run per fit: the chief audits, the other workers only train
-        fit = (id(self.model), id(self.params))  # Keras hands one params dict to a fit's callbacks
-        other = _AUDITING.get(fit)
-        if other is not None and other is not self:
+        if other is not None:
             warnings.warn(
                 f"regaudit: {type(other).__name__} already audits this fit, so this "
                 f"{type(self).__name__} stays off (two would write the same run twice); pass "
                 "one regaudit callback per fit (RegAudit() holds every family).",
                 RegauditWarning, stacklevel=2)
             return
-        _AUDITING[fit] = self
         self._safely("setup", self._setup)
         if self._active and self._measuring and self.schedule.at_start:
             self._audit(epoch=0, step=0)
@@ -200,9 +197,7 @@ class Audit(keras.callbacks.Callback):
                 self._history = []
 
     def on_train_end(self, logs=None):
-        fit = (id(self.model), id(self.params))
-        if _AUDITING.get(fit) is self:
-            del _AUDITING[fit]
+        fits.release(self)
         if self._active:
             self.writer.begin(self.write_timeout)
             if self._history:
@@ -219,23 +214,12 @@ class Audit(keras.callbacks.Callback):
                         self._safely("MLflow write", self.write_metrics, metrics, context)
             self._safely("MLflow write", self._finish_writes)
         if self._started_run:
-            if self._active and not self._fluent_run():
-                # started while the store was away: its end waits in the spool too
-                self._safely("end of run", self.writer.end_pending)
-            else:
-                self._safely("end of run", end_run, self.run_id)
             self._started_run = False
+            self._safely("end of run", self.writer.end, "FINISHED", self.write_timeout)
         if self._active:
             self.run_id = self.writer.run_id
         if self.report and self.run_id is not None and self.audits and not is_pending(self.run_id):
             self.report_thread = start_report(self.run_id)
-
-    def _fluent_run(self):
-        """Whether this fit's run is MLflow's active run in this process."""
-        import mlflow
-
-        active = mlflow.active_run()
-        return active is not None and active.info.run_id == self.run_id
 
     # -- the audit -------------------------------------------------------------------
 
@@ -273,6 +257,8 @@ class Audit(keras.callbacks.Callback):
             self._metric_layers.update(name.split("/")[0] for name in self.probe_pass.dropout_taps)
             self._warn_unmeasured()
         self.run_id, self._started_run, pending = join_or_start_run(timeout=self.write_timeout)
+        if self._started_run:
+            fits.hook_exit()  # a fit that never ends still ends its run, as KILLED or FAILED
         self.writer = RunWriter(self.run_id)
         if pending is not None:
             self.writer.create_pending(pending)
@@ -360,27 +346,22 @@ class Audit(keras.callbacks.Callback):
         try:
             self._audit_once(epoch, step)
         except KeyboardInterrupt:
-            self._interrupted()
+            # Ctrl-C during an audit: its own state restores itself on the way out (every
+            # model change it makes is undone in `finally` blocks), what was written stays,
+            # what was spooled stays consistent (each entry is one whole line)
+            fits.release(self)
+            self.end_unended("KILLED")
             raise
 
-    def _interrupted(self):
-        """Ctrl-C during an audit: the audit's own state restores itself on the way out
-        (every model change it makes is undone in `finally` blocks); what was written
-        stays, what was spooled stays consistent (each entry is one whole line), and a
-        run regaudit started is ended as KILLED, as MLflow ends an interrupted run."""
+    def end_unended(self, status):
+        """End, as `status`, the run regaudit started for a fit that did not reach its end
+        (`regaudit.callbacks.fits`); True when there was one."""
         self._active = False
-        fit = (id(self.model), id(self.params))
-        if _AUDITING.get(fit) is self:
-            del _AUDITING[fit]
-        if self._started_run:
-            self._started_run = False
-            try:
-                if self._fluent_run():
-                    end_run(self.run_id, status="KILLED")
-                else:
-                    self.writer.end_pending("KILLED")
-            except Exception:  # noqa: BLE001 - the interrupt is what the user must see
-                pass
+        if not self._started_run:
+            return False
+        self._started_run = False
+        self.writer.end(status, self.write_timeout)
+        return True
 
     def _audit_once(self, epoch, step):
         started = time.perf_counter()

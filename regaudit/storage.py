@@ -155,13 +155,26 @@ def _check_health(uri, timeout):
             raise ConnectionError(f"health check answered {answer.status}")
 
 
-def end_run(run_id, status="FINISHED"):
-    """End the run this process started, if it is still the active one."""
-    import mlflow
+class _quick_requests:
+    """MLflow's HTTP requests inside the block: no retries, `timeout` seconds each (both
+    are read from the environment at each request)."""
 
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        mlflow.end_run(status=status)
+    NAMES = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+
+    def __init__(self, timeout):
+        self.values = None if timeout is None else ("0", str(max(1, int(-(-timeout // 1)))))
+
+    def __enter__(self):
+        self.saved = {name: os.environ.get(name) for name in self.NAMES}
+        if self.values is not None:
+            os.environ.update(dict(zip(self.NAMES, self.values)))
+
+    def __exit__(self, *exc):
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class Unreachable(Exception):
@@ -356,9 +369,34 @@ class RunWriter:
                                      run_name=payload.get("run_name"))
         return run.info.run_id
 
-    def end_pending(self, status="FINISHED"):
-        """Spool the end of a run regaudit started while it was pending."""
-        self._write("end_run", {"status": status, "end_time": int(time.time() * 1000)})
+    def end(self, status="FINISHED", timeout=None):
+        """End the run regaudit started. A pending run's end is spooled with its other
+        writes. MLflow's active run is ended with MLflow's own `end_run` (which takes it
+        off the active-run stack, so MLflow's exit hook does not end it again), its
+        request given `timeout` seconds and no retries (MLflow would retry for minutes
+        against a server that is away); an end the store did not take is spooled too,
+        for the next replay or `regaudit sync`. No thread is started: this also runs
+        from the interpreter's exit hook."""
+        import mlflow
+
+        entry = {"status": status, "end_time": int(time.time() * 1000)}
+        if is_pending(self.run_id):
+            self._keep("end_run", entry, None)
+            return
+        active = mlflow.active_run()
+        try:
+            with _quick_requests(timeout):
+                if active is not None and active.info.run_id == self.run_id:
+                    mlflow.end_run(status=status)
+                else:  # a pending run a replay created: never on MLflow's stack
+                    self.client.set_terminated(self.run_id, status, entry["end_time"])
+        except Exception as error:  # noqa: BLE001 - kept, as every write the store did not take
+            failure = _failure(error)
+            if isinstance(failure, Refused):
+                self._set_aside({"kind": "end_run", "payload": entry}, None, failure)
+            else:
+                self.last_error = str(failure)
+                self._keep("end_run", entry, None)
 
     # -- writes -------------------------------------------------------------------------
 

@@ -221,3 +221,50 @@ def test_ctrl_c_during_an_audit_leaves_the_model_as_it_was_and_ends_the_run_kill
     again = RegAudit(probe_size=16, mc_samples=2, report=False)
     model.fit(x, y, validation_split=0.25, epochs=1, verbose=0, callbacks=[again])
     assert MlflowClient().get_run(again.run_id).info.status == "FINISHED"
+
+
+def test_a_fit_stopped_between_audits_ends_its_run_when_the_next_fit_starts(rng, monkeypatch):
+    """The notebook case: a cell's fit is stopped during a training step (no audit runs,
+    Keras calls no on_train_end), so the run regaudit started stays open; when the cell
+    runs fit again, that run is ended as KILLED (FAILED after another error, which IPython
+    keeps in sys.last_type) and the new fit gets a run of its own, not the stale one."""
+    import sys
+
+    import keras
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from regaudit import RegAudit
+    from regaudit.errors import RegauditWarning
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dropout(0.3), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = rng.normal(size=(48, 6)).astype("float32"), rng.integers(0, 2, 48)
+
+    class Stop(keras.callbacks.Callback):
+        def __init__(self, error):
+            super().__init__()
+            self.error = error
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 1:
+                raise self.error
+
+    monkeypatch.delattr(sys, "last_type", raising=False)
+    audit = RegAudit(probe_size=16, mc_samples=2, report=False)
+    runs = []
+    for error, status in ((KeyboardInterrupt(), "KILLED"), (ValueError("user code"), "FAILED")):
+        with pytest.raises(type(error)):
+            model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[audit, Stop(error)])
+        runs.append(audit.run_id)
+        assert mlflow.active_run().info.run_id == audit.run_id  # Keras left it open
+        if status == "FAILED":
+            monkeypatch.setattr(sys, "last_type", ValueError, raising=False)
+        with pytest.warns(RegauditWarning, match=f"never reached its end.*ended as {status}"):
+            model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[RegAudit(probe_size=16, report=False)]
+                      if status == "FAILED" else [audit])
+        assert MlflowClient().get_run(runs[-1]).info.status == status
+    assert mlflow.active_run() is None  # the last fit ended its own run
+    assert len(set(runs)) == 2

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(__file__))  # test_real_server's model and checks
 
 
 def _free_port():
@@ -53,6 +54,14 @@ class Server:
                 time.sleep(0.3)
         raise RuntimeError("mlflow server did not answer /health in time")
 
+    def pause(self):
+        """SIGSTOP the server's processes: a server that hangs (connections are accepted,
+        nothing answers), the slow case of an outage."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self):
         if self.process is None:
             return
@@ -68,26 +77,54 @@ class Server:
         self.process = None
 
 
+def _backend(request, kind):
+    """The backend store of a server of `kind`: None (SQLite in the server's folder) or a
+    new database in the session's PostgreSQL cluster."""
+    if kind != "postgresql":
+        return None
+    cluster = request.getfixturevalue("postgres")
+    database = f"mlflow_{os.getpid()}_{_free_port()}"
+    subprocess.run([os.path.join(cluster.bin, "psql"), "-h", "127.0.0.1", "-p", str(cluster.port),
+                    "-U", "postgres", "-c", f"CREATE DATABASE {database}"], check=True,
+                   capture_output=True, timeout=60)
+    return cluster.uri.rsplit("/", 1)[0] + "/" + database
+
+
+def _started(request, folder, kind):
+    running = Server(folder, _backend(request, kind))
+    running.database = request.getfixturevalue("postgres") if kind == "postgresql" else None
+    running.start()
+    return running
+
+
 @pytest.fixture(params=["sqlite"])
 def server(request, tmp_path, monkeypatch):
-    """A real `mlflow server` with proxied artifacts, backed by SQLite; tests that
-    parametrize it indirectly with "postgresql" get a PostgreSQL-backed one."""
+    """A real `mlflow server` of the test's own (it may stop it), with proxied artifacts,
+    backed by SQLite; tests that parametrize it indirectly with "postgresql" get a
+    PostgreSQL-backed one."""
     folder = tmp_path / "server"
     folder.mkdir()
-    backend = None
-    if request.param == "postgresql":
-        cluster = request.getfixturevalue("postgres")
-        database = f"mlflow_{os.getpid()}_{_free_port()}"
-        subprocess.run([os.path.join(cluster.bin, "psql"), "-h", "127.0.0.1", "-p", str(cluster.port),
-                        "-U", "postgres", "-c", f"CREATE DATABASE {database}"], check=True,
-                       capture_output=True, timeout=60)
-        backend = cluster.uri.rsplit("/", 1)[0] + "/" + database
-    running = Server(folder, backend)
-    running.database = request.getfixturevalue("postgres") if request.param == "postgresql" else None
-    running.start()
+    running = _started(request, folder, request.param)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", running.uri)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_server(request, tmp_path_factory):
+    """One real `mlflow server` per backend (SQLite, PostgreSQL) for a module's tests that
+    do not stop it (a test that pauses it resumes it): each start costs 10-15 s."""
+    running = _started(request, tmp_path_factory.mktemp("shared-server"), request.param)
+    yield running
+    running.resume()
+    running.stop()
+
+
+@pytest.fixture
+def live_server(shared_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_server.uri)
+    yield shared_server
+    shared_server.resume()  # a failed test must not leave it paused for the next
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,97 @@
+"""Which regaudit callback audits which fit, and what becomes of a fit that never ends.
+
+Keras calls `on_train_end` only when `fit` returns. A fit interrupted between audits
+(Ctrl-C during a training step, an error in the user's own code, a notebook cell
+stopped) never calls it, and a run regaudit started would stay open until MLflow's own
+exit hook ends it as FINISHED, which it was not. This module keeps one home for fits in
+progress and ends such runs as MLflow ends an interrupted run:
+
+- when the interpreter exits (a hook registered after MLflow's, so it runs first);
+- when a later fit starts in the same thread (the notebook case: the cell was stopped,
+  then run again): the old run is ended and the new fit gets a run of its own.
+
+The status is KILLED after a KeyboardInterrupt (or when no uncaught error is known), and
+FAILED when the last uncaught error was another exception.
+"""
+
+import atexit
+import sys
+import threading
+import warnings
+
+from regaudit.errors import RegauditWarning
+
+#: (id(model), id(the fit's params dict)) -> (the regaudit callback auditing that fit,
+#: the thread it runs in): a second callback in the same fit stays off
+_AUDITING = {}
+_HOOKED = []
+
+
+def fit_key(callback):
+    # Keras hands one params dict to all of a fit's callbacks
+    return id(callback.model), id(callback.params)
+
+
+def claim(callback):
+    """Register `callback` as the auditor of its fit; return the callback that already
+    audits it (then this one stays off), else None. Runs of earlier fits in this thread
+    that never ended are ended first."""
+    key = fit_key(callback)
+    other = _AUDITING.get(key, (None, None))[0]
+    if other is not None and other is not callback:
+        return other
+    _end_stale(key, callback)
+    _AUDITING[key] = (callback, threading.get_ident())
+    return None
+
+
+def release(callback):
+    """The fit of `callback` ended (normally or by an interrupt it handled)."""
+    for key, (registered, _) in list(_AUDITING.items()):
+        if registered is callback:
+            del _AUDITING[key]
+
+
+def hook_exit():
+    """Register the exit hook once, after MLflow's own (atexit runs the last one first)."""
+    if not _HOOKED:
+        import mlflow.tracking.fluent  # noqa: F401 - registers MLflow's hook before ours
+
+        atexit.register(_at_exit)
+        _HOOKED.append(True)
+
+
+def interrupted_status():
+    """KILLED after a KeyboardInterrupt or when no uncaught error is known; FAILED after
+    another uncaught exception (Python and IPython keep the last one in sys.last_type)."""
+    last = getattr(sys, "last_type", None)
+    if last is None or issubclass(last, KeyboardInterrupt):
+        return "KILLED"
+    return "FAILED"
+
+
+def _end_stale(current, claiming):
+    """Fits in this thread are not nested: an entry of another fit, or one of the claiming
+    callback itself (its earlier fit), is a fit that never ended."""
+    this_thread = threading.get_ident()
+    for key, (callback, thread) in list(_AUDITING.items()):
+        if thread != this_thread or (key == current and callback is not claiming):
+            continue
+        del _AUDITING[key]
+        run_id = getattr(callback, "run_id", None)
+        status = interrupted_status()
+        if callback.end_unended(status):
+            warnings.warn(
+                f"regaudit: an earlier fit of model '{getattr(callback.model, 'name', '?')}' never "
+                f"reached its end (interrupted), so its run {run_id} is ended as {status} and this "
+                "fit gets a run of its own.", RegauditWarning, stacklevel=4)
+
+
+def _at_exit():
+    status = interrupted_status()
+    for key, (callback, _) in list(_AUDITING.items()):
+        del _AUDITING[key]
+        try:
+            callback.end_unended(status)
+        except Exception:  # noqa: BLE001 - the interpreter is exiting; MLflow's hook follows
+            pass
