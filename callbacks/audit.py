@@ -218,8 +218,13 @@ class Audit(keras.callbacks.Callback):
             self._safely("end of run", self.writer.end, "FINISHED", self.write_timeout)
         if self._active:
             self.run_id = self.writer.run_id
-        if self.report and self.run_id is not None and self.audits and not is_pending(self.run_id):
-            self.report_thread = start_report(self.run_id)
+        if self.report and self.run_id is not None and self.audits:
+            if is_pending(self.run_id) or self.writer.spool_pending():
+                # a report now would read a run without its spooled audits: it stays due
+                # (tag regaudit.report) and `regaudit sync` logs it once they are sent
+                self._write_warnings.report_waits(self.run_id)
+            else:
+                self.report_thread = start_report(self.run_id)
 
     # -- the audit -------------------------------------------------------------------
 

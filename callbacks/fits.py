@@ -10,8 +10,9 @@ progress and ends such runs as MLflow ends an interrupted run:
 - when a later fit starts in the same thread (the notebook case: the cell was stopped,
   then run again): the old run is ended and the new fit gets a run of its own.
 
-The status is KILLED after a KeyboardInterrupt (or when no uncaught error is known), and
-FAILED when the last uncaught error was another exception.
+The status is KILLED after a KeyboardInterrupt, FAILED otherwise: after another error,
+and when regaudit cannot see why the fit stopped (an exception the user's code caught), as
+MLflow's own `with mlflow.start_run()` ends a run an exception left.
 """
 
 import atexit
@@ -62,12 +63,10 @@ def hook_exit():
 
 
 def interrupted_status():
-    """KILLED after a KeyboardInterrupt or when no uncaught error is known; FAILED after
-    another uncaught exception (Python and IPython keep the last one in sys.last_type)."""
+    """KILLED when the last uncaught error was a KeyboardInterrupt (Python and IPython keep
+    it in sys.last_type), else FAILED."""
     last = getattr(sys, "last_type", None)
-    if last is None or issubclass(last, KeyboardInterrupt):
-        return "KILLED"
-    return "FAILED"
+    return "KILLED" if last is not None and issubclass(last, KeyboardInterrupt) else "FAILED"
 
 
 def _end_stale(current, claiming):
@@ -83,8 +82,8 @@ def _end_stale(current, claiming):
         if callback.end_unended(status):
             warnings.warn(
                 f"regaudit: an earlier fit of model '{getattr(callback.model, 'name', '?')}' never "
-                f"reached its end (interrupted), so its run {run_id} is ended as {status} and this "
-                "fit gets a run of its own.", RegauditWarning, stacklevel=4)
+                f"reached its end (stopped by an error or an interrupt), so its run {run_id} is "
+                f"ended as {status} and this fit gets a run of its own.", RegauditWarning, stacklevel=4)
 
 
 def _at_exit():

@@ -47,3 +47,9 @@ class WriteWarnings:
                 "full (REGAUDIT_SPOOL_MAX_MB); when it is full, audit writes made while MLflow "
                 "is away are lost. Run `regaudit sync` once the server is back.",
                 RegauditWarning, stacklevel=stacklevel)
+
+    def report_waits(self, run_id):
+        warnings.warn(
+            f"regaudit: the train-end report of run {run_id} waits until its spooled writes "
+            f"reach MLflow; `regaudit sync` sends them and then logs the report.",
+            RegauditWarning, stacklevel=3)

@@ -55,23 +55,52 @@ def test_a_server_hanging_from_epoch_1_through_train_end_loses_nothing(live_serv
             if epoch == 0:
                 live_server.pause()
 
-    audit = RegAudit(probe_size=16, mc_samples=2, write_timeout=1, report=False)
+    audit = RegAudit(probe_size=16, mc_samples=2, write_timeout=1, report=True)
     started = time.perf_counter()
     history, messages = fit([audit, Hang()], rng)
     elapsed = time.perf_counter() - started
     live_server.resume()
     assert len(history.history["loss"]) == 3 and "switched off" not in " ".join(messages)
     assert any("kept in the local spool" in m for m in messages)
+    assert any("report of run" in m and "waits until its spooled writes" in m for m in messages)
+    assert audit.report_thread is None  # not rendered from a run without its audits
     assert spooled_run_ids() == [audit.run_id]
     assert elapsed < 60  # bounded waits, not MLflow's minutes of retries
     output = sync(live_server)
     assert f"run {audit.run_id}:" in output and ", 0 left" in output
+    assert "its train-end report, logged now" in output
     time.sleep(1)  # the requests that hung have been answered by now
     tables = assert_every_audit_once(audit.run_id, range(4))
     assert sorted(tables["history"].epoch.unique()) == [1, 2, 3]
     run = MlflowClient().get_run(audit.run_id)
     assert run.info.status == "FINISHED"
     assert sorted(m.step for m in MlflowClient().get_metric_history(audit.run_id, "val_loss")) == [1, 2, 3]
+
+
+def test_the_scripts_end_waits_for_a_report_at_most_exit_wait_when_the_server_hangs(live_server, rng,
+                                                                                   monkeypatch, capsys):
+    """The server stops answering while the train-end report renders: the interpreter's
+    exit hook waits for it at most EXIT_WAIT seconds (not MLflow's minutes of retries) and
+    says that `regaudit sync RUN` logs it later."""
+    from regaudit import RegAudit
+    from regaudit.callbacks import train_end_report
+
+    audit = RegAudit(probe_size=16, mc_samples=2, report=False)
+    fit([audit], rng, epochs=1)
+    monkeypatch.setattr(train_end_report, "EXIT_WAIT", 2.0)
+    live_server.pause()
+    thread = train_end_report.start_report(audit.run_id)
+    started = time.perf_counter()
+    train_end_report._wait_for_reports()
+    waited = time.perf_counter() - started
+    live_server.resume()
+    assert 1.5 < waited < 10 and thread.is_alive()
+    assert f"the train-end report of run {audit.run_id} did not finish" in capsys.readouterr().err
+    thread.join(120)
+    sync_output = CliRunner().invoke(cli, ["sync", audit.run_id],
+                                     env={"MLFLOW_TRACKING_URI": live_server.uri}).output
+    html = [a.path for a in MlflowClient().list_artifacts(audit.run_id, "regaudit/report")]
+    assert "regaudit/report/report.html" in html, sync_output
 
 
 def test_a_spool_at_its_bound_or_unwritable_while_the_server_hangs_is_one_warning(live_server, tmp_path,
