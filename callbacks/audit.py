@@ -20,7 +20,8 @@ from regaudit.errors import RegauditError, RegauditWarning, UsageError
 from regaudit.schema import (
     COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
 from regaudit.setup import regularization_tags
-from regaudit.storage import RunWriter, is_pending, join_or_start_run
+from regaudit.storage import RunWriter
+from regaudit.store import is_pending, join_or_start_run
 
 from regaudit.callbacks import fits
 from regaudit.callbacks import keras_internals as internals

@@ -159,8 +159,10 @@ def test_a_fit_killed_mid_epoch_keeps_every_audit_and_sync_finishes_the_job(serv
     assert_every_audit_once(run_id, range(4))  # the audit before training and epochs 1-3
 
 
-@pytest.mark.parametrize("server,active_run", [("sqlite", False), ("sqlite", True), ("postgresql", False)],
-                         ids=["sqlite-no run yet", "sqlite-active run", "postgresql-no run yet"],
+@pytest.mark.parametrize("server,active_run", [("sqlite", False), ("sqlite", True), ("postgresql", False),
+                                               ("postgresql", True)],
+                         ids=["sqlite-no run yet", "sqlite-active run", "postgresql-no run yet",
+                              "postgresql-active run"],
                          indirect=["server"])
 def test_server_away_before_fit_loses_nothing_and_sync_creates_the_run(server, spool_dir, rng, active_run):
     """The tracking server is stopped before `fit`: with no active run regaudit spools the

@@ -6,13 +6,13 @@ import warnings
 
 import keras
 import mlflow
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from regaudit import RegAudit
 from regaudit.spool import Spool, spooled_run_ids
-from regaudit.storage import Refused, RunWriter
+from regaudit.storage import RunWriter
+from regaudit.store import Refused
 
 
 def tiny():

@@ -23,6 +23,9 @@ from regaudit.spool import Spool, spooled_run_ids
 from regaudit.storage import download_tables
 from test_real_server import assert_every_audit_once, tiny_model, wait_for
 
+# one worker runs this module under `pytest -n 2`: its two servers start once, not per worker
+pytestmark = pytest.mark.xdist_group("servers")
+
 
 def fit(callbacks, rng, epochs=3, n=64):
     x = rng.normal(size=(n, 12)).astype("float32")
