@@ -173,7 +173,9 @@ def sync(run_ids):
         left_total += left
         skipped = f", {broken} damaged line(s) skipped" if broken else ""
         created = f" into the new MLflow run {writer.run_id}" if writer.run_id != run_id else ""
-        click.echo(f"run {run_id}: {replayed} write(s) sent{created}, {left} left{skipped}")
+        reason = f" ({redact(writer.last_error)})" if left and writer.last_error else ""
+        aside = f", {writer.refused} refused for good and kept aside ({writer.last_refusal})" if writer.refused else ""
+        click.echo(f"run {run_id}: {replayed} write(s) sent{created}, {left} left{reason}{aside}{skipped}")
         if not left:
             _report_if_due(writer.run_id)
     if left_total:

@@ -141,7 +141,7 @@ class Spool:
         if self.root not in Spool._sizes:
             Spool._sizes[self.root] = spool_size(self.root)
         if Spool._sizes[self.root] + incoming > max_bytes():
-            raise SpoolFull(f"the spool {self.root} reached its bound of {max_bytes() / 2**20:.0f} MB "
+            raise SpoolFull(f"the spool {self.root} reached its bound of {max_bytes() / 2**20:g} MB "
                             "(REGAUDIT_SPOOL_MAX_MB)")
         Spool._sizes[self.root] += incoming
         entry_id = uuid.uuid4().hex

@@ -140,8 +140,16 @@ class RunWriter:
         def aside(entry, error):
             self._set_aside(entry, entry.get("file"), error)
 
-        replayed, left = self.spool.replay(lambda entry: self._call(self._apply, entry), stop,
-                                           refused=(Refused, aside))
+        def apply(entry):
+            try:
+                return self._call(self._apply, entry)
+            except Exception as error:  # noqa: BLE001 - unbounded calls (`regaudit sync`) too
+                failure = error if isinstance(error, Unreachable) else _failure(error)
+                if not isinstance(failure, Refused):
+                    self.last_error = str(failure)
+                raise failure from None
+
+        replayed, left = self.spool.replay(apply, stop, refused=(Refused, aside))
         self._has_pending = left > 0
         return replayed, left
 

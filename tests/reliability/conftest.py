@@ -110,14 +110,37 @@ def server(request, tmp_path, monkeypatch):
     running.stop()
 
 
+#: kind -> the shared server of this process; stopped when the session ends, not at
+#: fixture teardown: a pytest-xdist worker can tear every fixture down between two tests
+#: of a module (it runs a test before it knows the next), which would start it again
+_SHARED = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for running in _SHARED.values():
+        running.resume()
+        running.stop()
+    _SHARED.clear()
+    while _CLUSTER:
+        _CLUSTER.pop().remove()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def shared_server(request, tmp_path_factory):
-    """One real `mlflow server` per backend (SQLite, PostgreSQL) for a module's tests that
-    do not stop it (a test that pauses it resumes it): each start costs 10-15 s."""
-    running = _started(request, tmp_path_factory.mktemp("shared-server"), request.param)
+    """One real `mlflow server` per backend (SQLite, PostgreSQL) for the tests that do not
+    stop it (a test that pauses it resumes it): each start costs 10-15 s."""
+    running = _SHARED.get(request.param)
+    if running is None:
+        running = _started(request, tmp_path_factory.mktemp("shared-server"), request.param)
+        # a server's first requests are slow (lazy imports, the store's first connections):
+        # made here, so a test's first create gets the answer time a running server has
+        from mlflow.tracking import MlflowClient
+
+        warm = MlflowClient(running.uri)
+        warm.delete_run(warm.create_run("0").info.run_id)
+        _SHARED[request.param] = running
     yield running
     running.resume()
-    running.stop()
 
 
 @pytest.fixture
@@ -184,13 +207,24 @@ class Postgres:
     def stop(self):
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
 
+    def remove(self):
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     @property
     def uri(self):
         return f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
 
 
+_CLUSTER = []
+
+
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
+def postgres():
+    """The process's throwaway PostgreSQL cluster, made once and removed when the session
+    ends (for the same reason as the shared servers)."""
     try:
         import psycopg  # noqa: F401 - the PostgreSQL driver SQLAlchemy picks for postgresql://
     except ImportError:
@@ -199,19 +233,16 @@ def postgres(tmp_path_factory):
     if bin_dir is None:
         pytest.skip("no PostgreSQL server here: .ci/run installs Debian's `postgresql` with "
                     "apt-get when it can; install it (apt-get install postgresql) to run these")
-    import pathlib
-    import shutil
-    import tempfile
+    if not _CLUSTER:
+        import pathlib
+        import tempfile
 
-    # not under pytest's own 0700 temporary folder: the `postgres` user must reach it
-    folder = pathlib.Path(tempfile.mkdtemp(prefix="regaudit-pg-"))
-    cluster = Postgres(folder, bin_dir)
-    try:
+        # not under pytest's own 0700 temporary folder: the `postgres` user must reach it
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="regaudit-pg-"))
+        cluster = Postgres(folder, bin_dir)
+        _CLUSTER.append(cluster)  # removed by pytest_sessionfinish
         cluster.init()
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    return _CLUSTER[0]
 
 
 @pytest.fixture
