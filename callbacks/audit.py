@@ -466,7 +466,7 @@ class Audit(keras.callbacks.Callback):
 
     def _warn_spooled(self):
         """Say once per fit what happened to writes MLflow did not take."""
-        self._write_warnings.after_writes(self.writer, self.run_id)
+        self._write_warnings.after_writes(self.writer, self.writer.spool.run_id)
 
     def _finish_writes(self):
         """At train end: replay the spool; say what is left and how to send it."""
@@ -474,10 +474,13 @@ class Audit(keras.callbacks.Callback):
         self._warn_spooled()
         left = len(self.writer.spool.pending())
         if left:
+            lost = (f" {self.writer.lost} other write(s) could not be kept ({self.writer.spool_error}) "
+                    "and are lost." if self.writer.lost else "")
+            # the spool's name: a run created from a pending one keeps its pending journal
             warnings.warn(
                 f"regaudit: {left} audit writes could not reach MLflow by train end; they "
-                f"wait in {self.writer.spool.path}: run `regaudit sync {self.run_id}` when "
-                "the tracking server is back.",
+                f"wait in {self.writer.spool.path}: run `regaudit sync {self.writer.spool.run_id}` "
+                f"when the tracking server is back.{lost}",
                 RegauditWarning, stacklevel=2)
 
     def write_metrics(self, metrics, context=None, epoch=None, step=None):

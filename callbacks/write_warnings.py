@@ -19,7 +19,7 @@ class WriteWarnings:
 
     def after_writes(self, writer, run_id, stacklevel=3):
         if writer.spooled and not self.spooled:
-            reason = writer.last_error or ("the run is not created yet" if is_pending(run_id) else "")
+            reason = writer.last_error or ("the run is not created yet" if is_pending(writer.run_id) else "")
             warnings.warn(
                 f"regaudit: MLflow did not take the audit's writes ({reason}); they are kept in "
                 f"the local spool {writer.spool.path} and replayed at the next audit and at "

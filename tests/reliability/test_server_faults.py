@@ -145,6 +145,9 @@ def test_a_spool_at_its_bound_or_unwritable_while_the_server_hangs_is_one_warnin
         if case == "bound":
             assert "reached its bound" in lost[0]
             assert audit.writer.spooled > 0
+            # train end says both: what waits in the spool, and every write lost in the fit
+            at_end = [m for m in messages if "could not reach MLflow by train end" in m]
+            assert len(at_end) == 1 and " other write(s) could not be kept" in at_end[0]
             output = sync(live_server)
             assert "refused" not in output
         acts = download_tables(final_run_id(audit, output if case == "bound" else ""))["activations"]
