@@ -21,7 +21,7 @@ from regaudit.schema import (
     COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
 from regaudit.setup import regularization_tags
 from regaudit.storage import RunWriter
-from regaudit.store import is_pending, join_or_start_run
+from regaudit.store import error_line, is_pending, join_or_start_run
 
 from regaudit.callbacks import fits
 from regaudit.callbacks import keras_internals as internals
@@ -366,7 +366,12 @@ class Audit(keras.callbacks.Callback):
         if not self._started_run:
             return False
         self._started_run = False
-        self.writer.end(status, self.write_timeout)
+        try:  # called from a new fit's start, an interrupt and the exit hook: never raises
+            self.writer.end(status, self.write_timeout)
+        except Exception as error:  # noqa: BLE001 - said in one line; training goes on
+            warnings.warn(f"regaudit: run {self.run_id} could not be ended as {status} "
+                          f"({type(error).__name__}: {error_line(error)}); end it in MLflow's UI.",
+                          RegauditWarning, stacklevel=2)
         return True
 
     def _audit_once(self, epoch, step):
@@ -466,7 +471,7 @@ class Audit(keras.callbacks.Callback):
 
     def _warn_spooled(self):
         """Say once per fit what happened to writes MLflow did not take."""
-        self._write_warnings.after_writes(self.writer, self.writer.spool.run_id)
+        self._write_warnings.after_writes(self.writer)
 
     def _finish_writes(self):
         """At train end: replay the spool; say what is left and how to send it."""

@@ -18,7 +18,7 @@ import time
 import warnings
 
 from regaudit.errors import RegauditWarning
-from regaudit.secrets import redact
+from regaudit.store import error_line
 
 
 def start_report(run_id):
@@ -32,7 +32,7 @@ def start_report(run_id):
         except Exception as error:  # noqa: BLE001 - training is over; say it, do not raise
             warnings.warn(
                 f"regaudit: the train-end report of run {run_id} failed "
-                f"({type(error).__name__}: {redact(str(error).splitlines()[0][:300] if str(error) else '')}); "
+                f"({type(error).__name__}: {error_line(error)}); "
                 f"`regaudit sync {run_id}` logs it later.",
                 RegauditWarning, stacklevel=1)
         finally:

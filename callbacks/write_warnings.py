@@ -17,7 +17,9 @@ class WriteWarnings:
         self.spooled = self.refused = self.lost = 0
         self.filling = False
 
-    def after_writes(self, writer, run_id, stacklevel=3):
+    def after_writes(self, writer, stacklevel=3):
+        # the spool's own id: a run created from a pending one keeps its pending journal
+        run_id = writer.spool.run_id
         if writer.spooled and not self.spooled:
             reason = writer.last_error or ("the run is not created yet" if is_pending(writer.run_id) else "")
             warnings.warn(

@@ -9,7 +9,7 @@ import time
 
 from regaudit.schema import ARTIFACT_DIR, part_file_name, table_part_path
 from regaudit.store import (
-    Refused, Unreachable, _bounded, _failure, _first_line, _quick_requests, is_pending, open_store_once)
+    Refused, Unreachable, _bounded, _failure, error_line, _quick_requests, is_pending, open_store_once)
 
 #: MLflow accepts at most 1,000 metrics in one log_batch call.
 MAX_BATCH = 1000
@@ -92,13 +92,19 @@ class RunWriter:
         if not is_pending(self.run_id) and not self.spool_pending():
             try:
                 return self._call(self._apply, {"kind": kind, "payload": payload, "file": file})
-            except Refused as error:
-                self._set_aside({"kind": kind, "payload": payload}, file, error)
-                return None
             except Unreachable as error:
-                self.last_error = str(error)
+                self._not_taken(kind, payload, file, error)
+                return None
         self._keep(kind, payload, file)
         return None
+
+    def _not_taken(self, kind, payload, file, failure):
+        """A write the store did not take: set aside when refused for good, else spooled."""
+        if isinstance(failure, Refused):
+            self._set_aside({"kind": kind, "payload": payload}, file, failure)
+        else:
+            self.last_error = str(failure)
+            self._keep(kind, payload, file)
 
     def _keep(self, kind, payload, file):
         from regaudit.spool import SpoolFull
@@ -107,7 +113,7 @@ class RunWriter:
             self.spool.add(kind, payload, file)
         except (SpoolFull, OSError) as error:  # a full disk, an unwritable folder, the bound
             self.lost += 1
-            self.spool_error = _first_line(error) or type(error).__name__
+            self.spool_error = error_line(error) or type(error).__name__
             return
         self.spooled += 1
         self._has_pending = True
@@ -215,12 +221,7 @@ class RunWriter:
                 else:  # a pending run a replay created: never on MLflow's stack
                     self.client.set_terminated(self.run_id, status, entry["end_time"])
         except Exception as error:  # noqa: BLE001 - kept, as every write the store did not take
-            failure = _failure(error)
-            if isinstance(failure, Refused):
-                self._set_aside({"kind": "end_run", "payload": entry}, None, failure)
-            else:
-                self.last_error = str(failure)
-                self._keep("end_run", entry, None)
+            self._not_taken("end_run", entry, None, _failure(error))
 
     # -- writes -------------------------------------------------------------------------
 

@@ -44,7 +44,8 @@ def _bounded(function, timeout):
     return outcome.get("value")
 
 
-def _first_line(error):
+def error_line(error):
+    """The first line of an error, at most 200 characters, with credentials redacted."""
     from regaudit.secrets import redact
 
     return redact(str(error).splitlines()[0][:200]) if str(error) else ""
@@ -191,4 +192,4 @@ def _failure(error):
     """The Unreachable (or Refused, for a permanent MLflow error) that stands for `error`."""
     code = getattr(error, "error_code", None)
     kind = Refused if code in PERMANENT else Unreachable
-    return kind(f"{type(error).__name__}: {_first_line(error)}")
+    return kind(f"{type(error).__name__}: {error_line(error)}")
