@@ -89,6 +89,10 @@ class _Walk:
         inputs = keras.tree.flatten(model._standardize_inputs(inputs))
         if sources is None:
             sources = [f"input:{ref.name}" for ref in model.inputs]
+        else:
+            # called inside a custom layer on the output of a raw op (`ops.transpose`):
+            # no tap produced that input, so it has no source
+            sources = (list(sources) + [None] * len(model.inputs))[:len(model.inputs)]
         tensors, producers = {}, {}
         for ref, value, source in zip(model.inputs, inputs, sources):
             tensors[id(ref)], producers[id(ref)] = value, source
@@ -113,7 +117,8 @@ class _Walk:
             return self.model(layer, args[0], name + "/", sources, parent)
         outputs = self.call(layer, args, kwargs, name, name + "/")
         tap = Tap(name=name, layer=layer, parent=prefix.rstrip("/"),
-                  sources=tuple(sources or ()), parent_layer=parent)
+                  sources=tuple(source for source in sources or () if source is not None),
+                  parent_layer=parent)
         self.on_output(tap, outputs, args)
         flat = keras.tree.flatten(outputs)
         for tensor in flat:
@@ -152,8 +157,8 @@ class _Walk:
         if internals.current_graph() is not self.graph:
             return internals.original_call(layer, *args, **kwargs)
         prefix, parent = self.stack[-1] if self.stack else ("", None)
-        sources = [self.producers[id(t)] for t in keras.tree.flatten(args)
-                   if id(t) in self.producers]
+        # one entry per flattened input, None where no tap made it (a raw op's output)
+        sources = [self.producers.get(id(t)) for t in keras.tree.flatten(args)]
         return self.layer(layer, args, kwargs, prefix, sources, parent)[0]
 
 
