@@ -32,6 +32,7 @@ from regaudit.callbacks.probe import ProbePass
 from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choose_probe, choose_train_probe
 from regaudit.callbacks.schedule import as_schedule
 from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
+from regaudit.callbacks.stochastic import kept_seed_state
 from regaudit.callbacks.train_end_report import start_report
 from regaudit.callbacks.write_warnings import WriteWarnings
 
@@ -207,7 +208,8 @@ class Audit(keras.callbacks.Callback):
             context = self._last_context
             for family in self.families:
                 if hasattr(family, "finish") and context is not None:
-                    done = self._guarded(MODEL, f"{family.name} at train end", family.finish, context)
+                    with kept_seed_state(self.model):
+                        done = self._guarded(MODEL, f"{family.name} at train end", family.finish, context)
                     tables, metrics = done if done is not None else ({}, {})
                     if tables:
                         self._safely("MLflow write", self.write_tables, tables)
@@ -350,7 +352,8 @@ class Audit(keras.callbacks.Callback):
 
     def _audit(self, epoch, step):
         try:
-            self._audit_once(epoch, step)
+            with kept_seed_state(self.model):  # a layer random in inference draws
+                self._audit_once(epoch, step)
         except KeyboardInterrupt:
             # Ctrl-C during an audit: its own state restores itself on the way out (every
             # model change it makes is undone in `finally` blocks), what was written stays,

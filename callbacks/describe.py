@@ -17,11 +17,12 @@ def layer_table(model, probe_pass, metric_layers):
     if probe_pass is None:
         calls = [(name, layer, parent, None, None, ()) for name, layer, parent
                  in internals.layer_tree(model)]
-        audited = set()
+        audited, stochastic = set(), set()
     else:
         calls = [(t.name, t.layer, t.parent, t.shape, t.activation, t.sources)
                  for t in probe_pass.all_taps]
         audited = {tap.name for tap in probe_pass.taps}
+        stochastic = set(probe_pass.stochastic)
         regularizers = {t.name: (t.regularizer, t.noise) for t in probe_pass.all_taps}
     rows = []
     for name, layer, parent, shape, activation, sources in calls:
@@ -45,6 +46,7 @@ def layer_table(model, probe_pass, metric_layers):
             "noise_sources": [{"name": s.name, "kind": s.kind, "rate": s.rate} for s in noise],
             **layer_facts(layer),
             "audited": name in audited,
+            "stochastic": name in stochastic,
             "metrics": name in metric_layers,
         })
     return rows

@@ -40,18 +40,19 @@ def _output_layers(model):
 
 def _loss_of(loss, index, name):
     """The compiled loss of output `index` (named `name`): a list's index-th, a dict's
-    entry, else the loss itself; as (name, from_logits)."""
+    entry, else the loss itself; as (name, from_logits, ignore_class)."""
     if isinstance(loss, dict):
         loss = loss.get(name)
     elif isinstance(loss, (list, tuple)):
         loss = loss[index] if index < len(loss) else None
     if loss is None:
-        return None, None
+        return None, None, None
     if isinstance(loss, str):
-        return loss, None
+        return loss, None, None
     config = loss.get_config() if hasattr(loss, "get_config") else {}
     from_logits = getattr(loss, "from_logits", config.get("from_logits"))
-    return getattr(loss, "__name__", type(loss).__name__), from_logits
+    ignore_class = getattr(loss, "ignore_class", config.get("ignore_class"))
+    return getattr(loss, "__name__", type(loss).__name__), from_logits, ignore_class
 
 
 def output_heads(model, det):
@@ -63,10 +64,11 @@ def output_heads(model, det):
     heads = []
     for index, values in enumerate(det):
         name = names[index] if index < len(names) else None
-        loss_name, from_logits = _loss_of(getattr(model, "loss", None), index, name)
+        loss_name, from_logits, _ = _loss_of(getattr(model, "loss", None), index, name)
         layer = layers[index] if index < len(layers) else None
         activation = getattr(getattr(layer, "activation", None), "__name__", None)
-        units = values.shape[-1] if values.ndim == 2 else None
+        # the classes are the last axis, after any sequence or spatial axes
+        units = values.shape[-1] if values.ndim >= 2 else None
         heads.append(heads_module.head_kind(loss_name, from_logits, activation, units))
     return heads
 
@@ -81,6 +83,13 @@ def _targets(model, targets, outputs):
         return [targets.get(name) for name in names[:outputs]] + [None] * (outputs - len(names))
     flat = keras.tree.flatten(targets)
     return flat if len(flat) == outputs else [None] * outputs
+
+
+def _ignore_class(model, index):
+    """The compiled loss's `ignore_class` for output `index` (None if it has none)."""
+    names = list(getattr(model, "output_names", None) or [])
+    name = names[index] if index < len(names) else None
+    return _loss_of(getattr(model, "loss", None), index, name)[2]
 
 
 def _labels(target, classes):
@@ -123,8 +132,9 @@ class EnsembleFamily:
         probe, size = context.probe_pass.probe, context.settings.ensemble_probe_size
         take = lambda a: a[:size]  # noqa: E731
         targets = None if probe.targets is None else keras.tree.map_structure(take, probe.targets)
+        weights = None if probe.weights is None else keras.tree.map_structure(take, probe.weights)
         return ProbeData(keras.tree.map_structure(take, probe.inputs), targets, probe.source,
-                         probe.indices[:size])
+                         probe.indices[:size], weights)
 
     def _present(self, context):
         if context.probe_pass.noise_sources:
@@ -142,8 +152,12 @@ class EnsembleFamily:
         """{(output label, measure): value} for every model output."""
         if self.heads is None:
             self.heads = output_heads(context.model, det)
-            context.set_tags({f"{TAG_PREFIX}heads": ",".join(self.heads)})
+            model_class = type(context.model).__name__
+            context.set_tags({f"{TAG_PREFIX}heads": ",".join(
+                heads_module.describe_head(head, d.shape, model_class) for head, d in zip(self.heads, det))})
         targets = _targets(context.model, probe.targets, len(det))
+        weights = _targets(context.model, probe.weights, len(det))
+        masks = context.probe_pass.output_masks
         out = {}
         for i, (d, m) in enumerate(zip(det, members)):
             label = MODEL if len(det) == 1 else f"{MODEL}:{i}"
@@ -154,11 +168,35 @@ class EnsembleFamily:
                 out[(label, "det_mc_mse")] = float(np.mean((m.mean(axis=0) - d) ** 2))
                 continue
             p_members = heads_module.as_probabilities(m, self.heads[i])
-            labels = None if targets[i] is None else _labels(targets[i], p_det.shape[-1])
-            for name, value in ensemble.classification_measures(
-                    p_members, p_det, labels, seed=context.settings.seed).items():
-                out[(label, name)] = value
+            if p_det.ndim > 2:
+                measured = self._per_position(context, i, p_det, p_members, targets[i], weights[i],
+                                              masks[i] if i < len(masks) else None)
+            else:
+                labels = None if targets[i] is None else _labels(targets[i], p_det.shape[-1])
+                measured = ensemble.classification_measures(p_members, p_det, labels,
+                                                            seed=context.settings.seed)
+            out.update({(label, name): value for name, value in measured.items()})
         return out
+
+    @staticmethod
+    def _per_position(context, index, p_det, p_members, target, weights, keras_mask):
+        """A per-position head (`regaudit.heads`): every position that is not padding (the
+        Keras mask, the loss's `ignore_class`, a zero sample weight) is one
+        classification. The paired McNemar counts are left out: positions of one sequence
+        are not independent, so a test over positions would overstate the evidence;
+        `probe_positions` says how many positions counted."""
+        positions = p_det.shape[:-1]
+        labels = None if target is None else heads_module.position_labels(
+            target, positions, p_det.shape[-1])
+        keep = heads_module.position_mask(positions, keras_mask, labels,
+                                          _ignore_class(context.model, index), weights)
+        measured = ensemble.classification_measures(
+            p_members[:, keep], p_det[keep], None if labels is None else labels[keep],
+            seed=context.settings.seed)
+        for paired in ("det_only_correct", "mc_only_correct", "probe_samples"):
+            measured.pop(paired, None)
+        measured["probe_positions"] = float(keep.sum())
+        return measured
 
     def measure(self, context):
         if not self._present(context):

@@ -11,7 +11,9 @@
 - RNN cells' dropout masks (`DropoutRNNCell.get_dropout_mask` /
   `get_recurrent_dropout_mask`), replaced for the duration of a twin trace;
 - `Layer._flatten_layers` (every sublayer, recursively), SpatialDropout's
-  `_get_noise_shape`.
+  `_get_noise_shape`;
+- a tensor's Keras mask (`get_keras_mask` / `set_keras_mask`: padding positions from
+  `Embedding(mask_zero=True)`, carried from layer to layer by `Layer.__call__`).
 """
 
 import contextlib
@@ -19,11 +21,12 @@ import threading
 
 import keras
 from keras.src.backend.common import global_state
+from keras.src.backend.common.masking import get_keras_mask, set_keras_mask
 from keras.src.layers.layer import Layer
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 from keras.src.models.functional import Functional
 
-__all__ = ["Functional", "intercepted_calls", "sublayers", "rnn_masks", "no_rnn_masks", "restoring_training",
+__all__ = ["Functional", "get_keras_mask", "set_keras_mask", "intercepted_calls", "sublayers", "rnn_masks", "no_rnn_masks", "restoring_training",
            "spatial_noise_shape", "defines_call"]
 
 _ORIGINAL_CALL = Layer.__call__

@@ -23,6 +23,7 @@ from regaudit.shift import ChannelMoments
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.graph import run_graph
 from regaudit.callbacks.probe_choice import ProbeData  # noqa: F401 - re-exported
+from regaudit.callbacks.stochastic import drawing_generators, stochastic_layers
 from regaudit.callbacks.reductions import (
     UNCHANGED, UNCHANGED_MARK, channel_moments, fast_path_held, merge_channels, summaries,
     to_summary, zero_moments)
@@ -115,8 +116,15 @@ class ProbePass:
         #: layer outputs inside custom layers whose first axis is not the batch (not measured)
         self.unmeasured = []
         self._noisy = {}
-        self._concrete = self._compile().get_concrete_function()
+        drawn = set()
+        with drawing_generators(drawn):
+            self._concrete = self._compile().get_concrete_function()
+        #: the layer calls that draw random numbers in inference (`stochastic`): every
+        #: prediction differs; the audit keeps their seed state (`kept_seed_state`)
+        owners = {id(layer) for layer in stochastic_layers(model, drawn)}
+        self.stochastic = [tap.name for tap in self.all_taps if id(tap.layer) in owners]
         self._exact = None  # the float64 fallback, compiled the first time a batch needs it
+        self.output_masks = []
 
     @property
     def has_dropout(self):
@@ -314,7 +322,8 @@ class ProbePass:
             ]
             counts = [control.counts.get(i, tf.zeros([2], tf.float64))
                       for i in range(len(self.noise_sources))]
-            return {"outputs": flat, "counts": tf.stack(counts) if counts else tf.zeros([0, 2], tf.float64)}
+            return {"outputs": flat, "counts": tf.stack(counts) if counts else tf.zeros([0, 2], tf.float64),
+                    "masks": [_output_mask(o, batch) for o in keras.tree.flatten(outputs)]}
 
         return ensemble
 
@@ -396,7 +405,7 @@ class ProbePass:
             self._ensemble = self._compile_ensemble().get_concrete_function()
         layers = len(self.dropout_taps)
         active = np.ones(layers, np.float32) if active is None else np.asarray(active, np.float32)
-        det, members, counts = [], [], np.zeros((layers, 2))
+        det, members, counts, masks = [], [], np.zeros((layers, 2)), []
         for chunk, start in self.batches(probe):
             rows = len(keras.tree.flatten(chunk)[0])
             block = max(1, min(samples, max_rows // rows - 1))
@@ -408,12 +417,27 @@ class ProbePass:
                 values = [o.numpy() for o in out["outputs"]]
                 if offset == 0:
                     det.append([v[0] for v in values])
+                    masks.append([m.numpy() for m in out["masks"]])
                 parts.append([v[1:] for v in values])
                 counts += out["counts"].numpy()
             members.append([np.concatenate(p, axis=0) for p in zip(*parts)])
         det = [np.concatenate(d, axis=0) for d in zip(*det)]
         members = [np.concatenate(m, axis=1) for m in zip(*members)]
+        #: per flattened output, the Keras mask of these rows (False at padding
+        #: positions: `Embedding(mask_zero=True)` and the layers it flows through), or
+        #: None where the output carries none
+        self.output_masks = [None if parts[0].size == 0 else np.concatenate(parts, axis=0)
+                             for parts in zip(*masks)]
         return det, members, counts
+
+
+def _output_mask(output, batch):
+    """The Keras mask of a model output's first `batch` rows (the deterministic copy), or
+    an empty tensor when it carries none."""
+    mask = internals.get_keras_mask(output)
+    if mask is None:
+        return tf.zeros([0], tf.bool)
+    return tf.cast(mask, tf.bool)[:batch]
 
 
 def _tap_values(out):

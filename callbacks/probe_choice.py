@@ -26,12 +26,15 @@ class ProbeUnavailable(UsageError):
 @dataclass
 class ProbeData:
     """The probe samples: `inputs` (as the model takes them), `targets` (or None),
-    `source` ("user", "val" or "train") and the indices taken from that source."""
+    `source` ("user", "val" or "train"), the indices taken from that source and the
+    sample weights given with them (or None: a per-token head leaves out positions of
+    weight 0, the padding)."""
 
     inputs: object
     targets: object
     source: str
     indices: np.ndarray
+    weights: object = None
 
     @property
     def size(self):
@@ -47,7 +50,7 @@ def find_fit_data(model):
         while frame is not None:
             local = frame.f_locals
             if frame.f_code.co_name == "fit" and local.get("self") is model:
-                return {key: local.get(key) for key in ("x", "y", "validation_data")}
+                return {key: local.get(key) for key in ("x", "y", "sample_weight", "validation_data")}
             frame = frame.f_back
     finally:
         del frame
@@ -62,30 +65,39 @@ def _unpack(data):
     return data, None
 
 
+def _weights(data):
+    """The sample weights of an `(x, y, sample_weight)` tuple, else None."""
+    return data[2] if isinstance(data, tuple) and len(data) == 3 else None
+
+
 def _to_numpy(structure):
     return keras.tree.map_structure(lambda a: np.asarray(a), structure)
 
 
 def _collect_batches(batches, size):
     """Take batches (x, y[, w]) or x from an iterable until `size` samples are in."""
-    xs, ys, count = [], [], 0
+    xs, ys, ws, count = [], [], [], 0
     for element in batches:
-        x, y = _unpack(tuple(element) if isinstance(element, list) else element)
+        element = tuple(element) if isinstance(element, list) else element
+        x, y = _unpack(element)
+        w = _weights(element)
         xs.append(_to_numpy(x))
         ys.append(None if y is None else _to_numpy(y))
+        ws.append(None if w is None else np.asarray(w))
         count += len(keras.tree.flatten(xs[-1])[0])
         if count >= size:
             break
     if not xs:
-        return None, None
-    x = keras.tree.map_structure(lambda *parts: np.concatenate(parts), *xs)
-    y = None if ys[0] is None else keras.tree.map_structure(lambda *p: np.concatenate(p), *ys)
-    return x, y
+        return None, None, None
+    join = lambda parts: None if any(p is None for p in parts) else keras.tree.map_structure(  # noqa: E731
+        lambda *p: np.concatenate(p), *parts)
+    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *xs), join(ys), join(ws)
 
 
-def _materialize(x, y, size):
-    """(inputs, targets) as numpy structures, reading at most about `size` samples of a
-    dataset. Python generators are refused: reading them would steal training batches."""
+def _materialize(x, y, size, weights=None):
+    """(inputs, targets, sample weights) as numpy structures, reading at most about
+    `size` samples of a dataset (whose elements carry the weights). Python generators are
+    refused: reading them would steal training batches."""
     if isinstance(x, tf.data.Dataset):
         return _collect_batches(x.as_numpy_iterator(), size)
     if isinstance(x, keras.utils.PyDataset):
@@ -95,7 +107,8 @@ def _materialize(x, y, size):
             f"regaudit: cannot take a probe from a {type(x).__name__} without consuming "
             "training batches; pass probe=(x, y) with a few hundred samples."
         )
-    return _to_numpy(x), (None if y is None else _to_numpy(y))
+    return _to_numpy(x), (None if y is None else _to_numpy(y)), (
+        None if weights is None else np.asarray(weights))
 
 
 def _touches_training(x):
@@ -114,14 +127,15 @@ def choose_probe(model, probe, probe_size, seed):
     exist)."""
     if probe is not None:
         x, y = _unpack(probe)
-        source = "user"
+        weights, source = _weights(probe), "user"
     else:
         found = find_fit_data(model) or {}
         if found.get("validation_data") is not None:
             x, y = _unpack(found["validation_data"])
-            source = "val"
+            weights, source = _weights(found["validation_data"]), "val"
         elif found.get("x") is not None:
             x, y, source = found["x"], found.get("y"), "train"
+            weights = found.get("sample_weight")
             if _touches_training(x):
                 raise ProbeUnavailable(
                     f"regaudit: the training data is a {type(x).__name__} and there is no "
@@ -134,14 +148,14 @@ def choose_probe(model, probe, probe_size, seed):
                 "regaudit: found no data for the probe (received no probe= and no x in "
                 "model.fit); pass probe=(x, y) to the callback."
             )
-    x, y = _materialize(x, y, probe_size)
+    x, y, weights = _materialize(x, y, probe_size, weights)
     if x is None or len(keras.tree.flatten(x)[0]) == 0:
         raise UsageError(
             f"regaudit: the {source} data for the probe is empty; expected at least one "
             "sample. Pass probe=(x, y) with data."
         )
     # a probe the user passed is used whole
-    return _draw(x, y, source, None if source == "user" else probe_size, seed)
+    return _draw(x, y, source, None if source == "user" else probe_size, seed, weights)
 
 
 def check_probe(probe):
@@ -168,13 +182,13 @@ def choose_train_probe(model, size, seed):
     if found.get("x") is None or _touches_training(found["x"]):
         return None
     try:
-        x, y = _materialize(found["x"], found.get("y"), size)
+        x, y, weights = _materialize(found["x"], found.get("y"), size, found.get("sample_weight"))
     except UsageError:
         return None
-    return _draw(x, y, "train", size, seed)
+    return _draw(x, y, "train", size, seed, weights)
 
 
-def _draw(x, y, source, size, seed):
+def _draw(x, y, source, size, seed, weights=None):
     """ProbeData of `size` samples of (x, y) drawn without replacement with `seed`, in
     their original order (all samples when `size` is None or fewer exist)."""
     available = len(keras.tree.flatten(x)[0])
@@ -184,4 +198,5 @@ def _draw(x, y, source, size, seed):
         indices = np.sort(np.random.default_rng(seed).choice(available, size=size, replace=False))
     take = lambda a: a[indices]  # noqa: E731
     targets = None if y is None else keras.tree.map_structure(take, y)
-    return ProbeData(keras.tree.map_structure(take, x), targets, source, indices)
+    weights = None if weights is None else keras.tree.map_structure(take, weights)
+    return ProbeData(keras.tree.map_structure(take, x), targets, source, indices, weights)

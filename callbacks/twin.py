@@ -57,7 +57,15 @@ class NoiseTwin:
         index = self._index()
         if name in index:
             position, source = index[name]
-            return lambda proceed, x, *args, **kwargs: self._layer_noise(position, source, layer, x)
+            def noise(proceed, x, *args, **kwargs):
+                out = self._layer_noise(position, source, layer, x)
+                # a Dropout passes its input's mask on (padding stays padding downstream)
+                mask = kwargs.get("mask", internals.get_keras_mask(x))
+                if mask is not None:
+                    internals.set_keras_mask(out, mask)
+                return out
+
+            return noise
         if is_rnn(layer) and any(key.startswith(name + "/") for key in index):
             return self._rnn(layer, name, index)
         return None
@@ -168,6 +176,10 @@ class LazyTile:
             return t
         multiples = tf.concat([[self.copies], tf.ones([tf.rank(t) - 1], tf.int32)], 0)
         out = tf.tile(t, multiples)
+        mask = internals.get_keras_mask(t)
+        if mask is not None:  # padding positions stay masked in every copy (an RNN reads them)
+            mask_multiples = tf.concat([[self.copies], tf.ones([tf.rank(mask) - 1], tf.int32)], 0)
+            internals.set_keras_mask(out, tf.tile(mask, mask_multiples))
         self._tiled.add(id(out))
         return out
 

@@ -13,6 +13,12 @@ output layer's activation (MEASURES.md section 3, "Heads"):
 
 Any other loss (MSE, Huber, binary cross-entropy over several units, ...) is a
 `regression` output: the ensemble measures its predictive variance.
+
+A classification output with axes between the batch and the classes (a language model's
+or a token classifier's [batch, sequence, classes], a segmentation map's [batch, height,
+width, classes]) is a *per-position* head: every position is one classification, and
+the measures run over the positions that are not padding (`position_mask`). It is named
+`per-token logits (vocabulary 50257)` and the like (`describe_head`).
 """
 
 import numpy as np
@@ -63,3 +69,47 @@ def as_probabilities(values, head):
         p = 1.0 / (1.0 + np.exp(-values)) if head == "binary_logits" else values
         return np.concatenate([1.0 - p, p], axis=-1)  # [..., 1] -> [..., 2]
     return None
+
+
+def describe_head(head, shape, model_class=""):
+    """How the report and the tag `regaudit.heads` name an output of kind `head` whose
+    deterministic values have `shape` [batch, ..., classes]: the kind itself for one
+    prediction per sample (`logits`), else `per-token logits (12 classes)` for one axis
+    between, `per-position ...` for more; a language model's (a class named `...LM`)
+    classes are its `vocabulary`."""
+    if head not in CLASSIFICATION or len(shape) <= 2:
+        return head
+    where = "per-token" if len(shape) == 3 else "per-position"
+    classes = 2 if head.startswith("binary") else int(shape[-1])
+    what = f"vocabulary {classes}" if model_class.endswith("LM") else f"{classes} classes"
+    return f"{where} {head} ({what})"
+
+
+def position_labels(target, positions_shape, classes):
+    """Integer labels [batch, ...positions] of a per-position target: sparse labels as
+    they are ([..., 1] squeezed), one-hot rows (last axis `classes`) by their argmax."""
+    target = np.asarray(target)
+    if target.shape == tuple(positions_shape) + (classes,) and classes > 1:
+        return np.argmax(target, axis=-1)
+    if target.shape == tuple(positions_shape) + (1,):
+        target = target[..., 0]
+    return np.rint(target.reshape(positions_shape)).astype(np.int64)
+
+
+def position_mask(positions_shape, keras_mask=None, labels=None, ignore_class=None, weights=None):
+    """The positions that count [batch, ...positions] (bool): not masked by Keras
+    (`Embedding(mask_zero=True)` and what it flows through), not labelled with the loss's
+    `ignore_class`, and of nonzero sample weight (a per-sample weight covers every
+    position of its sample)."""
+    keep = np.ones(positions_shape, bool)
+    if keras_mask is not None:
+        keep &= np.asarray(keras_mask, bool).reshape(positions_shape)
+    if labels is not None and ignore_class is not None:
+        keep &= np.asarray(labels) != ignore_class
+    if weights is not None:
+        weights = np.asarray(weights, np.float64)
+        if weights.ndim > 1 and weights.shape[-1] == 1 and weights.shape != tuple(positions_shape):
+            weights = weights[..., 0]
+        weights = weights.reshape(weights.shape + (1,) * (len(positions_shape) - weights.ndim))
+        keep &= np.broadcast_to(weights != 0, positions_shape)
+    return keep
