@@ -167,8 +167,6 @@ class Audit(keras.callbacks.Callback):
                 RegauditWarning, stacklevel=2)
             return
         self._safely("setup", self._setup)
-        if self._active and self._measuring and self.schedule.at_start:
-            self._audit(epoch=0, step=0)
 
     def on_train_batch_begin(self, batch, logs=None):
         # begin, not end: overriding *_batch_end would stop Keras' async dispatch
@@ -183,7 +181,22 @@ class Audit(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        if self._before_first_step:
+            self._start(epoch)
         self._epoch_started = time.perf_counter()
+
+    def _start(self, epoch):
+        """At the first epoch of the fit, where the model really is: `fit(initial_epoch=)`
+        and `BackupAndRestore` (whose `on_train_begin` restores the weights, the optimizer's
+        iterations and the epoch, before or after this callback's) are known only now. The
+        audit before the first step is labelled with that epoch and optimizer step."""
+        self._before_first_step = False
+        if not self._active:
+            return
+        self._epoch_base_step = self._global_step()
+        self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
+        if self._measuring and self.schedule.at_start:
+            self._audit(epoch=epoch, step=self._epoch_base_step)
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._active:
@@ -241,6 +254,9 @@ class Audit(keras.callbacks.Callback):
         self._epoch = 0
         self._epoch_base_step = 0
         self._last_step_bucket = 0
+        self._before_first_step = True
+        #: MLflow steps an earlier fit already audited in this run (a resumed fit)
+        self._steps_written = set()
         self.families = [family_type() for family_type in self.family_types]
         self.audits = []
         self._history = []  # Keras' epoch logs not yet written
@@ -251,8 +267,6 @@ class Audit(keras.callbacks.Callback):
         self._epoch_started = time.perf_counter()
 
     def _setup(self):
-        self._epoch_base_step = self._global_step()
-        self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
         self.probe_pass = self._probe_pass()
         self._metric_layers = set()
         if self.probe_pass is not None:
@@ -278,6 +292,8 @@ class Audit(keras.callbacks.Callback):
         self.writer.begin(self.write_timeout)
         self.run_id = self.writer.run_id
         self._audit_index = self.writer.next_part_index()
+        if self._audit_index > 0:  # an earlier fit audited this run: which steps it holds
+            self._steps_written = self.writer.logged_steps(metric_key(MODEL, "audit_seconds"))
         layers = layer_table(self.model, self.probe_pass, self._metric_layers)
         tags = {TAG_PREFIX + k: v for k, v in regularization_tags(layers).items()}
         probe = None if self.probe_pass is None else self.probe_pass.probe
@@ -378,6 +394,18 @@ class Audit(keras.callbacks.Callback):
         return True
 
     def _audit_once(self, epoch, step):
+        if self._mlflow_step(epoch, step) in self._steps_written:
+            # a resumed fit's audit before its first step, where the previous fit of this
+            # run audited the same model last: measured (the next audit's drift is taken
+            # against it) but not written again, so no MLflow step holds two values
+            self._steps_written.discard(self._mlflow_step(epoch, step))
+            passes = self._safely("probe pass", self._run_passes)
+            if passes is not None:
+                context = self._context(passes, epoch, step)
+                for family in self.families:
+                    self._guarded(MODEL, family.name, family.measure, context)
+                self._last_context = context
+            return
         started = time.perf_counter()
         passes = self._safely("probe pass", self._run_passes)
         if passes is None:
@@ -497,12 +525,16 @@ class Audit(keras.callbacks.Callback):
         layers and every Dropout layer (the rest is in the tables)."""
         if context is not None:
             epoch, step = context.epoch, context.step
-        mlflow_step = epoch if self.schedule.unit == "epoch" else step
+        mlflow_step = self._mlflow_step(epoch, step)
         self.writer.log_metrics(
             {metric_key(layer, measure): value for (layer, measure), value in metrics.items()
              if layer in self._metric_layers or layer == MODEL or layer.startswith(MODEL + ":")},
             mlflow_step,
         )
+
+    def _mlflow_step(self, epoch, step):
+        """An audit's MLflow step: its epoch, or its optimizer step for step schedules."""
+        return epoch if self.schedule.unit == "epoch" else step
 
     def write_tables(self, tables):
         """Store {table: rows} as the next audit part of each table (also outside a

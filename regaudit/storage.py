@@ -266,6 +266,20 @@ class RunWriter:
                    for name in names if "audit-" in name]
         return max(numbers, default=-1) + 1
 
+    def logged_steps(self, key):
+        """The steps at which metric `key` already has a value in this run (MLflow's
+        history and the spool's waiting writes); only what the spool holds when the store
+        is away or the run is pending."""
+        steps = {entry[3] for e in self.spool.pending() if e.get("kind") == "metrics"
+                 for entry in e.get("payload", ()) if entry[0] == key}
+        if not is_pending(self.run_id):
+            try:
+                history = self._call(lambda: self.client.get_metric_history(self.run_id, key))
+                steps.update(metric.step for metric in history)
+            except Unreachable as error:
+                self.last_error = str(error)
+        return steps
+
     def _log_file(self, name, artifact_path, write):
         """Write a file with `write(path)` in a temporary folder and log it."""
         with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:
