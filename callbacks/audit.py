@@ -28,7 +28,7 @@ from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.context import AuditContext, Settings
 from regaudit.callbacks.lint_model import train_lint
 from regaudit.callbacks.describe import layer_table, meta
-from regaudit.callbacks.probe import ProbePass
+from regaudit.callbacks.probe import NO_BATCH_AXIS, ProbePass
 from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choose_probe, choose_train_probe
 from regaudit.callbacks.schedule import as_schedule
 from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
@@ -352,15 +352,19 @@ class Audit(keras.callbacks.Callback):
                 f"({names}{', ...' if len(self.probe_pass.all_taps) > 12 else ''}).")
 
     def _warn_unmeasured(self):
-        """Say once which layer outputs are not measured: inside a custom layer, an
-        output whose first axis is not the batch (position embeddings, weights)."""
-        unmeasured = self.probe_pass.unmeasured
-        if unmeasured:
-            listed = ", ".join(unmeasured[:6]) + (", ..." if len(unmeasured) > 6 else "")
+        """Say once which layer outputs are not measured and why (`probe.UNMEASURED_REASONS`:
+        an output whose first axis is not the batch, an integer output); model.json and the
+        report's layer table say it per layer."""
+        parts = []
+        for reason, names in self.probe_pass.unmeasured.items():
+            listed = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+            why = "their first axis is not the batch" if reason == NO_BATCH_AXIS else f"of type: {reason}"
+            parts.append(f"{len(names)} because {why} ({listed})")
+        if parts:
+            count = sum(len(names) for names in self.probe_pass.unmeasured.values())
             warnings.warn(
-                f"regaudit: {len(unmeasured)} layer output(s) of model '{self.model.name}' are "
-                f"not measured because their first axis is not the batch ({listed}); every "
-                "other layer call is.", RegauditWarning, stacklevel=3)
+                f"regaudit: {count} layer output(s) of model '{self.model.name}' are not measured: "
+                f"{'; '.join(parts)}; every other layer call is.", RegauditWarning, stacklevel=3)
 
     def _global_step(self):
         optimizer = getattr(self.model, "optimizer", None)

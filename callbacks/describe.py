@@ -18,9 +18,12 @@ def layer_table(model, probe_pass, metric_layers):
         calls = [(name, layer, parent, None, None, ()) for name, layer, parent
                  in internals.layer_tree(model)]
         audited, stochastic = set(), set()
+        # no call() or no probe: the fit's warning says which
+        reasons = {call[0]: "no probe pass" for call in calls}
     else:
         calls = [(t.name, t.layer, t.parent, t.shape, t.activation, t.sources)
                  for t in probe_pass.all_taps]
+        reasons = {t.name: t.reason for t in probe_pass.all_taps}
         audited = {tap.name for tap in probe_pass.taps}
         stochastic = set(probe_pass.stochastic)
         regularizers = {t.name: (t.regularizer, t.noise) for t in probe_pass.all_taps}
@@ -46,6 +49,8 @@ def layer_table(model, probe_pass, metric_layers):
             "noise_sources": [{"name": s.name, "kind": s.kind, "rate": s.rate} for s in noise],
             **layer_facts(layer),
             "audited": name in audited,
+            # why not: `regaudit.callbacks.probe.UNMEASURED_REASONS`
+            "reason": None if name in audited else reasons.get(name),
             "stochastic": name in stochastic,
             "metrics": name in metric_layers,
         })

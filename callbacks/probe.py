@@ -51,6 +51,26 @@ class TapInfo:
     regularizer: str | None = None
     #: the noise sources this call brings (`regaudit.regularizers.Source`)
     noise: tuple = ()
+    #: why this output is not measured (`UNMEASURED_REASONS`), None when it is
+    reason: str | None = None
+
+
+#: why a layer output is not measured, as model.json and the report say it
+NOT_FLOAT = "integer output"
+NO_BATCH_AXIS = "no batch axis"
+NOT_SELECTED = "outside the selection"
+UNMEASURED_REASONS = (NOT_FLOAT, NO_BATCH_AXIS, NOT_SELECTED)
+
+
+def _unmeasured_reason(tensor, selected, batch_first):
+    """Why an output is not measured, or None: a non-float output (`StringLookup` and
+    `IntegerLookup` return int64 whatever they declare; `not_equal` a bool), an output
+    with no batch axis (position embeddings, weights), a layer outside `layers=`."""
+    if not tensor.dtype.is_floating:
+        return NOT_FLOAT if tensor.dtype.is_integer else f"{tensor.dtype.name} output"
+    if not batch_first(tensor):
+        return NO_BATCH_AXIS
+    return None if selected else NOT_SELECTED
 
 
 #: reservoir values kept over all layers together, before the per-layer floor
@@ -113,8 +133,9 @@ class ProbePass:
         #: every noise source the model's calls bring (`regaudit.regularizers.Source`), in
         #: call order: the order of the ensemble's `active` and of its drop measures
         self.noise_sources = []
-        #: layer outputs inside custom layers whose first axis is not the batch (not measured)
-        self.unmeasured = []
+        #: {reason: [layer outputs]} of the outputs not measured for a reason the user
+        #: did not choose (`NOT_FLOAT`, `NO_BATCH_AXIS`)
+        self.unmeasured = {}
         self._noisy = {}
         drawn = set()
         with drawing_generators(drawn):
@@ -203,7 +224,7 @@ class ProbePass:
             train_rows = tf.range(start, start + total - split) if with_train else None
             own = (lambda t: t[:split]) if with_train else (lambda t: t)
             for registry in (self.taps, self.all_taps, self.noise_sources, self.unmeasured):
-                registry.clear()
+                registry.clear()  # the float64 pass traces again
             self.aliases.clear()
             self.batchnorm_alias.clear()
 
@@ -235,8 +256,12 @@ class ProbePass:
                     self._batchnorm_input(tap, args[0], seen, batchnorm, own)
                 flat = keras.tree.flatten(outputs)
                 for position, tensor in enumerate(flat):
-                    if not tf.is_tensor(tensor) or not tensor.dtype.is_floating:
+                    if not tf.is_tensor(tensor):
                         continue
+                    reason = _unmeasured_reason(tensor, selected, batch_first)
+                    if reason is not None and reason != NOT_SELECTED and not isinstance(
+                            tap.layer, keras.layers.Layer):
+                        continue  # a raw op's mask or index in a Functional graph
                     name = tap.name if len(flat) == 1 else f"{tap.name}.{position}"
                     activation = _activation_name(tap.layer)
                     # the shape per sample; an output with no batch axis, whole
@@ -245,12 +270,12 @@ class ProbePass:
                         name=name, layer_class=tap.layer_class, parent=tap.parent,
                         shape=shape, activation=activation,
                         bounds=BOUNDED_ACTIVATIONS.get(activation), sources=tap.sources,
-                        layer=tap.layer, regularizer=regularizer, noise=noise)
+                        layer=tap.layer, regularizer=regularizer, noise=noise, reason=reason)
                     self.all_taps.append(info)
-                    if not batch_first(tensor):
-                        self.unmeasured.append(name)  # positions, weights: no batch axis
-                    elif selected:
+                    if reason is None:
                         measure(info, tensor)
+                    elif reason != NOT_SELECTED:
+                        self.unmeasured.setdefault(reason, []).append(name)
 
             run_graph(self.model, inputs, on_output, cache=cache, noisy=self.noisy)
             inference_inputs = {name: id(x) for name, x in self._bn_inputs.items()}

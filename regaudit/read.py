@@ -26,7 +26,7 @@ from regaudit.schema import (
 
 TABLES = (TABLE_ACTIVATIONS, TABLE_HISTOGRAMS, TABLE_SHIFT, TABLE_ENSEMBLE, TABLE_HISTORY)
 LAYER_COLUMNS = ("run", "name", "layer_class", "parent", "shape", "activation", "rate",
-                 "momentum", "regularizer", "params", "sources")
+                 "momentum", "regularizer", "params", "sources", "audited", "reason", "stochastic")
 LINT_COLUMNS = ("run", "id", "rule", "severity", "layer", "message", "source")
 #: The tag that marks a report run (not an audited training run).
 REPORT_TAG = TAG_PREFIX + "report_of"

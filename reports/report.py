@@ -140,6 +140,20 @@ def output_heads(runs):
     return {models.get(run) or "model": value for run, value in zip(tags.run, tags.value)}
 
 
+def _measured(row):
+    """A layer row's "measured" cell: yes, or why not (model.json's `reason`), and
+    whether the layer is random in inference (model.json's `stochastic`)."""
+    if row.audited is True or row.audited == 1:
+        measured = "yes"
+    elif isinstance(row.reason, str):
+        measured = f"no: {row.reason}"
+    else:
+        measured = "" if pd.isna(row.audited) else "no"  # a run older than the reasons
+    if row.stochastic is True or row.stochastic == 1:
+        measured += " (random in inference: every prediction differs)"
+    return measured
+
+
 def layer_tables(runs):
     """[(model name, runs using it, layer DataFrame)] per distinct model architecture; the
     `regularizer` column says which layers regaudit treats as noise sources or
@@ -152,7 +166,8 @@ def layer_tables(runs):
     out, seen = [], {}
     for run in runs.run_ids:
         table = layers[layers.run == run][["name", "layer_class", "shape", "activation", "rate",
-                                           "momentum", "regularizer", "params"]]
+                                           "momentum", "regularizer", "params"]].copy()
+        table["measured"] = [_measured(row) for row in layers[layers.run == run].itertuples()]
         key = (models.get(run), tuple(map(str, table.itertuples(index=False))))
         if key in seen:
             out[seen[key]][1].append(names.get(run, run))

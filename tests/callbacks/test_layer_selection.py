@@ -50,9 +50,11 @@ def test_layers_selects_by_regex_name_and_class(spec, expected, rng):
     assert set(runs.shift.layer) - {"model"} <= expected
     # the layer table and the regularization tags still see the whole model
     assert runs.tags.set_index("key").value["regaudit.setup"] == "dropout+batchnorm"
-    table = {row["name"]: row["audited"] for row in
-             json.loads(mlflow.artifacts.load_text(f"runs:/{callback.run_id}/regaudit/model.json"))["layers"]}
+    rows = json.loads(mlflow.artifacts.load_text(f"runs:/{callback.run_id}/regaudit/model.json"))["layers"]
+    table = {row["name"]: row["audited"] for row in rows}
     assert {name for name, audited in table.items() if audited} == expected
+    assert {row["name"]: row["reason"] for row in rows if not row["audited"]} == {
+        name: "outside the selection" for name in set(table) - expected}
     assert set(table) == {"dense_a", "bn_a", "drop", "dense_b", "bn_b", "out"}
     # the dropout ensemble is the whole model's, whatever is selected
     assert "mc_acc" in set(runs.ensemble.measure)

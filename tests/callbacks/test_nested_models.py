@@ -106,6 +106,13 @@ def test_a_vae_whose_call_runs_encoder_and_decoder_is_measured_and_its_sampling_
     assert rows["encoder/sampling"]["stochastic"] is True
     assert not any(row["stochastic"] for name, row in rows.items() if name != "encoder/sampling")
     _drops_at_rate(probe_pass)
+    from regaudit.read import load_run
+    from regaudit.reports.report import layer_tables
+
+    ((_, _, table),) = layer_tables(load_run(callback.run_id))
+    measured = dict(zip(table.name, table.measured))
+    assert measured["encoder/sampling"] == "yes (random in inference: every prediction differs)"
+    assert measured["decoder/reshape"] == "yes"
     # z_mean (upstream of the sampling) by hand
     x = probe_pass.probe.inputs
     upstream = keras.Model(model.encoder.inputs, model.encoder.get_layer("z_mean").output)
@@ -237,3 +244,37 @@ def test_fit_is_bit_identical_with_and_without_the_audit_on_the_nested_models(tm
     assert len(lines) == len(nested_models.FACTORIES), result.stdout
     for line in lines:
         assert " SAME 3 " in line + " ", line
+
+
+def test_outputs_not_measured_say_why_in_model_json_the_warning_and_the_report(tmp_path):
+    """A lookup layer returns int64 whatever it declares: no rows, and said so; a
+    position embedding has no batch axis."""
+    from regaudit.read import load_run
+    from regaudit.reports.report import build_report
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,), dtype="int64")
+    ids = keras.layers.IntegerLookup(vocabulary=list(range(1, 9)), name="lookup")(inputs)
+    x = keras.layers.Embedding(10, 4)(ids)
+    positions = keras.layers.Embedding(5, 4, name="positions")(keras.ops.arange(5))
+    x = keras.layers.Flatten()(x + positions)
+    x = keras.layers.Dropout(0.2)(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="lookup_model")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 9, (96, 5)).astype("int64")
+    callback = RegAudit(strict=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(data, data[:, 0] % 3, epochs=1, batch_size=32, validation_split=0.25,
+                  callbacks=[callback], verbose=0)
+    said = [str(w.message) for w in caught if issubclass(w.category, RegauditWarning)
+            and "not measured" in str(w.message)]
+    assert len(said) == 1 and "lookup" in said[0] and "integer output" in said[0], said
+    rows = _model_json(callback)
+    assert rows["lookup"]["audited"] is False and rows["lookup"]["reason"] == "integer output"
+    assert all(row["reason"] is None for row in rows.values() if row["audited"])
+    assert "lookup" not in set(download_tables(callback.run_id)["activations"].layer)
+    made = build_report(load_run(callback.run_id), str(tmp_path / "report.html"))
+    text = open(made.path, encoding="utf-8").read()
+    assert "integer output" in text
