@@ -336,7 +336,9 @@ def ensemble_gain(runs, groups):
     if untested:
         out.append(Finding(
             "RA231", "ensemble_agreement",
-            "Runs " + ", ".join(untested) + " predate the paired counts McNemar's test needs: "
-            "their Monte-Carlo and weight-scaled accuracies are in the overview, untested.",
+            "Runs " + ", ".join(untested) + " have no paired counts for McNemar's test (runs "
+            "older than the counts, or a per-position head, whose positions in one sequence "
+            "are not independent samples): their Monte-Carlo and weight-scaled accuracies "
+            "are in the overview, untested.",
             {"runs": untested}))
     return out

@@ -161,36 +161,6 @@ def test_per_token_logits_are_measured_over_the_positions_that_are_not_padding()
     np.testing.assert_allclose(det[0], model.predict(probe.inputs, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-def test_a_keras_hub_causal_lm_is_read_as_per_token_logits_with_its_padding_left_out():
-    keras_hub = pytest.importorskip("keras_hub", reason="keras-hub is not installed (.ci/run adds it)")
-    from mlflow.tracking import MlflowClient
-
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
-                                             intermediate_dim=32, max_sequence_length=12, dropout=0.1)
-    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(4, 13, 128)
-    padding = np.arange(12)[None] < lengths[:, None]
-    tokens = np.where(padding, rng.integers(1, 50, (128, 12)), 0)
-    x = {"token_ids": tokens, "padding_mask": padding}
-    y, weights = np.roll(tokens, -1, axis=1), padding.astype("float32")
-    weights[:, -1] = 0.0
-    callback = RegAudit(strict=True, probe_size=32, ensemble_probe_size=32)
-    model.fit(x, y, sample_weight=weights, epochs=1, batch_size=32, validation_split=0.25,
-              callbacks=[callback], verbose=0)
-    assert MlflowClient().get_run(callback.run_id).data.tags["regaudit.heads"] == \
-        "per-token logits (vocabulary 50)"
-    probe = callback.probe_pass.probe
-    kept = probe.weights > 0
-    logits = model.predict(probe.inputs, verbose=0)
-    final = _final(callback, "ensemble")
-    assert final[("model", "probe_positions")] == kept.sum() < kept.size
-    assert final[("model", "det_acc")] == pytest.approx(np.mean(logits.argmax(-1)[kept] == probe.targets[kept]))
-    assert len(callback.probe_pass.noise_sources) == 4
-
-
 @pytest.mark.parametrize("name", list(nested_models.FACTORIES))
 def test_an_audit_leaves_every_variable_and_seed_state_as_it_was(name):
     model, x, y = nested_models.build(name)
