@@ -196,7 +196,11 @@ class Audit(keras.callbacks.Callback):
         self._epoch_base_step = self._global_step()
         self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
         if self._measuring and self.schedule.at_start:
-            self._audit(epoch=epoch, step=self._epoch_base_step)
+            step = self._epoch_base_step
+            # a resumed fit in a run an earlier fit audited up to here: that audit is
+            # measured again (the next audit's drift is taken against it), not written
+            repeat = self._mlflow_step(epoch, step) in self._steps_written
+            self._audit(epoch=epoch, step=step, write=not repeat)
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._active:
@@ -370,10 +374,10 @@ class Audit(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         return int(optimizer.iterations.numpy()) if optimizer is not None else 0
 
-    def _audit(self, epoch, step):
+    def _audit(self, epoch, step, write=True):
         try:
             with kept_seed_state(self.model):  # a layer random in inference draws
-                self._audit_once(epoch, step)
+                self._audit_once(epoch, step, write)
         except KeyboardInterrupt:
             # Ctrl-C during an audit: its own state restores itself on the way out (every
             # model change it makes is undone in `finally` blocks), what was written stays,
@@ -397,12 +401,9 @@ class Audit(keras.callbacks.Callback):
                           RegauditWarning, stacklevel=2)
         return True
 
-    def _audit_once(self, epoch, step):
-        if self._mlflow_step(epoch, step) in self._steps_written:
-            # a resumed fit's audit before its first step, where the previous fit of this
-            # run audited the same model last: measured (the next audit's drift is taken
-            # against it) but not written again, so no MLflow step holds two values
-            self._steps_written.discard(self._mlflow_step(epoch, step))
+    def _audit_once(self, epoch, step, write=True):
+        if not write:
+            # measured for the families' state (the drift baseline), not written
             passes = self._safely("probe pass", self._run_passes)
             if passes is not None:
                 context = self._context(passes, epoch, step)

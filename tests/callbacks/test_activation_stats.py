@@ -60,7 +60,11 @@ def test_every_measure_matches_numpy_on_the_same_probe_tensors(name, tiny_model,
                 assert np.isnan(got[measure]), (tap.name, measure)
                 continue
             if measure in ("p01", "p15", "p50", "p85", "p99"):
-                assert got[measure] == expected, (tap.name, measure)  # same reservoir values
+                # the same reservoir positions; the compiled pass may fuse a layer's ops
+                # (matmul, bias, activation) and round differently from the eager reference
+                # in the last float32 bits on some CPUs
+                assert got[measure] == pytest.approx(expected, rel=1e-6, abs=1e-5 * scale), (
+                    tap.name, measure)
                 continue
             # 1e-5 relative; location measures relative to the tensor's spread
             atol = 1e-5 * scale if measure in ("mean", "min", "max", "unit_mean_spread") else 1e-7

@@ -20,6 +20,7 @@ def audit_once(model, x, y=None, **options):
     callback = RegAudit(probe=(x,) if y is None else (x, y), strict=True, probe_batch_size=256, **options)
     callback.set_model(model)
     callback.on_train_begin()
+    callback.on_epoch_begin(0)  # the audit before the first step runs here, as in fit
     callback.on_train_end()
     return callback, download_tables(callback.run_id)["shift"].set_index(["layer", "measure"])["value"]
 

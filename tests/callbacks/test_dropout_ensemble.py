@@ -28,6 +28,7 @@ def attached(model, x, y=None, **options):
     callback = DropoutEnsemble(probe=(x,) if y is None else (x, y), strict=True, **options)
     callback.set_model(model)
     callback.on_train_begin()
+    callback.on_epoch_begin(0)  # the audit before the first step runs here, as in fit
     return callback
 
 
