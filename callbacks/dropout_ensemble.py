@@ -55,10 +55,13 @@ def _loss_of(loss, index, name):
     return getattr(loss, "__name__", type(loss).__name__), from_logits, ignore_class
 
 
-def output_heads(model, det):
+def output_heads(model, det, targets=None):
     """The head of every flattened output (`regaudit.heads.head_kind`), from the loss
     `compile` was given and the output layer's activation; `det`: the deterministic
-    outputs, for their widths."""
+    outputs, for their widths. A per-position binary head whose targets are not all 0 or
+    1 (a VAE's or an autoencoder's pixel intensities under binary cross-entropy) is a
+    `regression`: there is no class to be right about."""
+    targets = targets or [None] * len(det)
     names = list(getattr(model, "output_names", None) or [])
     layers = _output_layers(model)
     heads = []
@@ -69,7 +72,12 @@ def output_heads(model, det):
         activation = getattr(getattr(layer, "activation", None), "__name__", None)
         # the classes are the last axis, after any sequence or spatial axes
         units = values.shape[-1] if values.ndim >= 2 else None
-        heads.append(heads_module.head_kind(loss_name, from_logits, activation, units))
+        head = heads_module.head_kind(loss_name, from_logits, activation, units)
+        target = targets[index] if index < len(targets) else None
+        if head.startswith("binary") and values.ndim > 2 and target is not None \
+                and not np.all(np.isin(np.asarray(target), (0, 1))):
+            head = "regression"
+        heads.append(head)
     return heads
 
 
@@ -150,12 +158,12 @@ class EnsembleFamily:
 
     def _output_measures(self, context, probe, det, members):
         """{(output label, measure): value} for every model output."""
+        targets = _targets(context.model, probe.targets, len(det))
         if self.heads is None:
-            self.heads = output_heads(context.model, det)
+            self.heads = output_heads(context.model, det, targets)
             model_class = type(context.model).__name__
             context.set_tags({f"{TAG_PREFIX}heads": ",".join(
                 heads_module.describe_head(head, d.shape, model_class) for head, d in zip(self.heads, det))})
-        targets = _targets(context.model, probe.targets, len(det))
         weights = _targets(context.model, probe.weights, len(det))
         masks = context.probe_pass.output_masks
         out = {}

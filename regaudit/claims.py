@@ -198,8 +198,10 @@ def weight_scaling(runs, groups, setups):
     claim = "The weight-scaled network stands for the dropout ensemble's average"
     if not tested:
         return _finding("RA257", "claim_weight_scaling", claim, "not shown",
-                        "No run here has Dropout with a labelled probe (or the runs predate the "
-                        "paired counts); train a Dropout model with validation data.", {})
+                        "No run here has the paired counts McNemar's test needs: Dropout with "
+                        "a labelled probe and one prediction per sample (runs older than the "
+                        "counts and per-position heads, whose positions are not independent, "
+                        "have none); train a Dropout model with validation data.", {})
     adjusted = holm([mcnemar_exact(b[r], c[r]) for r in tested])
     total = sum(n[r] for r in tested)
     gain = sum(c[r] - b[r] for r in tested) / total

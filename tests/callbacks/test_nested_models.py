@@ -113,6 +113,11 @@ def test_a_vae_whose_call_runs_encoder_and_decoder_is_measured_and_its_sampling_
     measured = dict(zip(table.name, table.measured))
     assert measured["encoder/sampling"] == "yes (random in inference: every prediction differs)"
     assert measured["decoder/reshape"] == "yes"
+    # binary cross-entropy on pixel intensities: no class to be right about
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient().get_run(callback.run_id).data.tags["regaudit.heads"] == "regression"
+    assert ("model", "pred_var") in _final(callback, "ensemble").index
     # z_mean (upstream of the sampling) by hand
     x = probe_pass.probe.inputs
     upstream = keras.Model(model.encoder.inputs, model.encoder.get_layer("z_mean").output)
@@ -172,48 +177,6 @@ def test_an_audit_leaves_every_variable_and_seed_state_as_it_was(name):
     after = model_state(model)
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
-
-
-def test_fit_is_bit_identical_with_and_without_the_audit_on_the_nested_models(tmp_path):
-    """A fresh process (op determinism is global): every model above, the VAE with its
-    Sampling layer drawing from its seed generator in training and in the audit."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    script = textwrap.dedent(f"""
-        import os, sys, warnings
-        import numpy as np, keras, tensorflow as tf
-        os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///{tmp_path}/m.db"
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
-        tf.config.experimental.enable_op_determinism()
-        from regaudit import RegAudit
-        import nested_models
-
-        def fit(name, callbacks):
-            model, x, y = nested_models.build(name, seed=5)
-            model.fit(x, y, epochs=2, batch_size=32, validation_split=0.25, callbacks=callbacks, verbose=0)
-            return [np.array(v) for v in model.variables]
-
-        for name in nested_models.FACTORIES:
-            plain = fit(name, [])
-            callback = RegAudit()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                audited = fit(name, [callback])
-            said = [str(w.message) for w in caught if "regaudit" in str(w.message)]
-            same = len(plain) == len(audited) and all(np.array_equal(a, b) for a, b in zip(plain, audited))
-            print(name, "SAME" if same else "DIFFERENT", len(callback.audits), "|".join(said))
-    """)
-    env = dict(os.environ, REGAUDIT_REPORT="0")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=900, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == len(nested_models.FACTORIES), result.stdout
-    for line in lines:
-        assert " SAME 3 " in line + " ", line
 
 
 def test_outputs_not_measured_say_why_in_model_json_the_warning_and_the_report(tmp_path):

@@ -15,6 +15,7 @@ from regaudit import RegAudit, RegauditWarning
 from regaudit.regularizers import DROP_FRAC, is_rnn
 from regaudit.storage import download_tables
 
+import nested_models
 import user_models
 from model_zoo import reference_measures
 from test_invariants import model_state, two_audits
@@ -256,8 +257,9 @@ def test_a_model_trained_only_through_train_step_gets_one_plain_warning_and_its_
 def test_fit_with_the_default_callback_is_bit_identical_on_every_user_model(tmp_path):
     """With fixed seeds and op determinism (a fresh process: op determinism is global),
     `fit` with `RegAudit()` (no probe=) ends with the same variables as without it, on
-    every model above and on a tf.data pipeline with random augmentation in its `map`,
-    with validation data and without (where the probe must not come from it)."""
+    every model above and in nested_models.py, and on a tf.data pipeline with random
+    augmentation in its `map`, with validation data and without (where the probe must not
+    come from it)."""
     import os
     import subprocess
     import sys
@@ -270,13 +272,13 @@ def test_fit_with_the_default_callback_is_bit_identical_on_every_user_model(tmp_
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         tf.config.experimental.enable_op_determinism()
         from regaudit import RegAudit
-        import user_models
+        import nested_models, user_models
 
         def weights(model):
             return [np.array(v) for v in model.variables]
 
-        def numpy_fit(name, callbacks):
-            model, x, y = user_models.build(name, seed=5)
+        def numpy_fit(name, callbacks, models=user_models):
+            model, x, y = models.build(name, seed=5)
             model.fit(x, y, epochs=2, batch_size=32, validation_split=0.25, callbacks=callbacks, verbose=0)
             return weights(model)
 
@@ -289,6 +291,10 @@ def test_fit_with_the_default_callback_is_bit_identical_on_every_user_model(tmp_
             return weights(model)
 
         cases = {{name: (lambda cb, n=name: numpy_fit(n, cb)) for name in user_models.FACTORIES}}
+        # nested models in custom code, per-token heads, the VAE's Sampling layer drawing
+        # from its seed generator in training and in the audit
+        cases.update({{name: (lambda cb, n=name: numpy_fit(n, cb, nested_models))
+                      for name in nested_models.FACTORIES}})
         cases["augmented+validation"] = lambda cb: augmented_fit(cb, True)
         cases["augmented only"] = lambda cb: augmented_fit(cb, False)
         for name, fit in cases.items():
@@ -307,7 +313,7 @@ def test_fit_with_the_default_callback_is_bit_identical_on_every_user_model(tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     lines = {line.split(" ")[0] if not line.startswith("augmented") else " ".join(line.split(" ")[:2]): line
              for line in result.stdout.strip().splitlines()}
-    assert len(lines) == len(user_models.FACTORIES) + 2, result.stdout
+    assert len(lines) == len(user_models.FACTORIES) + len(nested_models.FACTORIES) + 2, result.stdout
     for name, line in lines.items():
         assert " SAME " in line, line
         if name == "augmented only":  # no probe without touching the pipeline: said, nothing audited
