@@ -176,10 +176,6 @@ class LazyTile:
             return t
         multiples = tf.concat([[self.copies], tf.ones([tf.rank(t) - 1], tf.int32)], 0)
         out = tf.tile(t, multiples)
-        mask = internals.get_keras_mask(t)
-        if mask is not None:  # padding positions stay masked in every copy (an RNN reads them)
-            mask_multiples = tf.concat([[self.copies], tf.ones([tf.rank(mask) - 1], tf.int32)], 0)
-            internals.set_keras_mask(out, tf.tile(mask, mask_multiples))
         self._tiled.add(id(out))
         return out
 
