@@ -128,7 +128,32 @@ def test_keras_loss_objects_are_read_for_their_from_logits_flag():
     from regaudit.callbacks.dropout_ensemble import _loss_of
 
     assert _loss_of(keras.losses.SparseCategoricalCrossentropy(from_logits=True), 0, "out") == (
-        "SparseCategoricalCrossentropy", True)
-    assert _loss_of({"b": "mse", "a": keras.losses.BinaryCrossentropy()}, 1, "a") == ("BinaryCrossentropy", False)
-    assert _loss_of(["mse", "binary_crossentropy"], 1, None) == ("binary_crossentropy", None)
+        "SparseCategoricalCrossentropy", True, None)
+    assert _loss_of(keras.losses.SparseCategoricalCrossentropy(ignore_class=-1), 0, "out") == (
+        "SparseCategoricalCrossentropy", False, -1)
+    assert _loss_of({"b": "mse", "a": keras.losses.BinaryCrossentropy()}, 1, "a") == (
+        "BinaryCrossentropy", False, None)
+    assert _loss_of(["mse", "binary_crossentropy"], 1, None) == ("binary_crossentropy", None, None)
     assert _loss_of(keras.losses.sparse_categorical_crossentropy, 0, None)[0] == "sparse_categorical_crossentropy"
+
+
+def test_per_position_heads_are_named_and_their_padding_left_out():
+    from regaudit.heads import describe_head, position_labels, position_mask
+
+    assert describe_head("logits", (8, 5)) == "logits"
+    assert describe_head("logits", (8, 12, 50257), "GPT2CausalLM") == "per-token logits (vocabulary 50257)"
+    assert describe_head("probabilities", (8, 4, 4, 3)) == "per-position probabilities (3 classes)"
+    assert describe_head("regression", (8, 12, 3)) == "regression"
+    rng = np.random.default_rng(0)
+    sparse = rng.integers(0, 4, (6, 5))
+    assert np.array_equal(position_labels(sparse, (6, 5), 4), sparse)
+    assert np.array_equal(position_labels(sparse[..., None], (6, 5), 4), sparse)
+    assert np.array_equal(position_labels(np.eye(4)[sparse], (6, 5), 4), sparse)
+    keras_mask = rng.random((6, 5)) > 0.3
+    labels = np.where(rng.random((6, 5)) > 0.8, -1, sparse)
+    per_sample = np.array([1.0, 0.0, 2.0, 1.0, 1.0, 0.5])
+    per_token = rng.integers(0, 2, (6, 5)).astype(float)
+    want = keras_mask & (labels != -1) & (per_sample[:, None] != 0)
+    assert np.array_equal(position_mask((6, 5), keras_mask, labels, -1, per_sample), want)
+    assert np.array_equal(position_mask((6, 5), None, None, None, per_token[..., None]), per_token != 0)
+    assert position_mask((6, 5)).all()
