@@ -283,6 +283,9 @@ def demo(epochs, seeds, seed, output):
 from regaudit.cli_lint import lint  # noqa: E402 - the lint command, registered on the group
 
 cli.add_command(lint)
+from regaudit.cli_study import study  # noqa: E402 - the study command
+
+cli.add_command(study)
 
 
 def main(argv=None):

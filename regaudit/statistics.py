@@ -184,3 +184,37 @@ def compare_groups(by_group, pairs=None):
             family, hedges_g(x, y), detectable_difference(sd, x.size, y.size, ALPHA / family),
             seeds_needed(difference, sd, ALPHA / family)))
     return out
+
+
+def welch_interval(a, b, level=1 - ALPHA):
+    """(difference, low, high): mean(a) - mean(b) and its Welch t-interval at `level`
+    (Welch-Satterthwaite degrees of freedom); NaN bounds for fewer than two values each."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    difference = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return difference, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return difference, difference, difference
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df) * se)
+    return difference, difference - half, difference + half
+
+
+def interaction(a, b, c, d, level=1 - ALPHA):
+    """The difference of differences (mean b - mean a) - (mean d - mean c) of four
+    independent groups, its t-interval at `level` and two-sided p (Welch-Satterthwaite
+    degrees of freedom): (estimate, low, high, p). NaN where a group has one value."""
+    groups = [np.asarray(g, float) for g in (a, b, c, d)]
+    estimate = float((groups[1].mean() - groups[0].mean()) - (groups[3].mean() - groups[2].mean()))
+    if any(g.size < 2 for g in groups):
+        return estimate, float("nan"), float("nan"), float("nan")
+    parts = [g.var(ddof=1) / g.size for g in groups]
+    se = float(np.sqrt(sum(parts)))
+    if se == 0:
+        return estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0
+    df = sum(parts) ** 2 / sum(p**2 / (g.size - 1) for p, g in zip(parts, groups))
+    half = float(stats.t.ppf(0.5 + level / 2, df) * se)
+    p = float(2 * stats.t.sf(abs(estimate) / se, df))
+    return estimate, estimate - half, estimate + half, p

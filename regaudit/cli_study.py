@@ -1,0 +1,107 @@
+"""`regaudit study`: train controlled variants of the user's model with seeds on Ray Tune,
+then conclude (the recommendation, the article's claims as a table, the notices one line
+each, where the report is). Usage errors exit 2, run-time failures 1, in one line."""
+
+import json
+import os
+import sys
+
+import click
+
+from regaudit.study.design import DESIGNS
+
+
+def _claims_table(found):
+    rows = [(f.id, f.numbers.get("verdict", ""), f.numbers.get("claim", "")) for f in found
+            if f.id.startswith("RA25")]
+    return [f"  {i}  {verdict:<12} {claim}" for i, verdict, claim in rows]
+
+
+def summary(result, verbose=False):
+    """The lines the terminal shows: one screen, unless --verbose."""
+    found = result.findings
+    lines = [f"study {result.study_id}: {len(result.run_ids)} runs in experiment "
+             f"'{result.experiment}' ({result.trained} trained now)"]
+    lines += [f"{f.text}" for f in found if f.id == "RA260"]
+    if verbose:
+        return lines + [f" {'!' if f.level == 'notice' else '-'} [{f.id}] {f.text}" for f in found
+                        if f.id != "RA260"]
+    table = _claims_table(found)
+    if table:
+        lines += ["the article's claims:"] + table
+    notices = [f for f in found if f.level == "notice" and f.id != "RA260" and not f.id.startswith("RA25")]
+    if notices:
+        lines.append(f"{len(notices)} notices (--verbose for each in full):")
+        lines += [f"  ! [{f.id}] {f.text[:110] + ('...' if len(f.text) > 110 else '')}" for f in notices]
+    for trial, error in result.failed:
+        lines.append(f"failed: {trial.get('variant')}, seed {trial.get('seed')}: {error}")
+    return lines
+
+
+@click.command()
+@click.argument("model")
+@click.option("--data", required=True, metavar="MODULE:FUNCTION",
+              help="Returns ((x_train, y_train), (x_val, y_val)) arrays or (train, val) datasets.")
+@click.option("--design", default="article", show_default=True,
+              help=f"{', '.join(DESIGNS)}, or a YAML/JSON file of factors and levels.")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
+              help="Seeds per variant.")
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 10**7))
+@click.option("--experiment", default="regaudit-study", show_default=True)
+@click.option("--study-id", default=None, help="Resume this study: only trials without a FINISHED run run.")
+@click.option("--address", default=None, help="Join this Ray cluster (default: Ray on this machine).")
+@click.option("--max-concurrent", default=2, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0, None))
+@click.option("--gpus-per-trial", default=0.0, show_default=True, type=click.FloatRange(0, None))
+@click.option("--dry-run", is_flag=True, help="Print the trials and their estimated cost; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON (regaudit.findings/1).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="The report's path (default: regaudit-study-ID.html).")
+@click.option("-v", "--verbose", is_flag=True, help="Every finding in full.")
+def study(model, data, design, seeds, epochs, batch_size, experiment, study_id, address,
+          max_concurrent, cpus_per_trial, gpus_per_trial, dry_run, as_json, output, verbose):
+    """Answer "what do Dropout and BatchNormalization do to MY model?" by experiment:
+    train its variants (MODEL: a saved .keras file or module:function) with seeds, each an
+    audited MLflow run, on Ray Tune; then the recommendation and the article's claims."""
+    from regaudit import study as studies
+    from regaudit.cli_lint import _import_keras_quietly
+    from regaudit.study.design import variants
+
+    sys.path.insert(0, os.getcwd())
+    trials = studies.plan(model, data, design, seeds)
+    _import_keras_quietly()
+    from regaudit.callbacks.study_trial import check_variants, load_data
+
+    load_data(data)
+    notes = check_variants(studies._spec_part(model, "model"), variants(design))
+    if dry_run:
+        seconds = studies.timed_epoch(model, data, batch_size)
+        total = seconds * epochs * len(trials) / max_concurrent
+        click.echo(f"{len(trials)} trials ({len(notes)} variants x {seeds} seeds), {epochs} epochs each")
+        for variant, said in notes.items():
+            click.echo(f"  {variant}{': ' + '; '.join(said) if said else ''}")
+        click.echo(f"estimated training time: about {total:.0f} s with {max_concurrent} at a time "
+                   f"(one epoch of the model as given took {seconds:.1f} s here, without the audit; "
+                   "the audit adds to it)")
+        return
+    try:
+        import ray  # noqa: F401 - said before anything starts
+    except ImportError:
+        raise click.UsageError("Ray is not installed; a study runs its trials on Ray Tune: "
+                               "pip install 'regaudit[study]'") from None
+    result = studies.study(model, data, design, seeds, epochs, batch_size, experiment, study_id,
+                           address, max_concurrent, cpus_per_trial, gpus_per_trial, output,
+                           progress=not as_json)
+    if as_json:
+        click.echo(json.dumps({"schema": "regaudit.findings/1", "study": result.study_id,
+                               "runs": result.run_ids, "group_by": "regaudit.variant",
+                               "findings": [f.as_dict() for f in result.findings]},
+                              indent=2, allow_nan=False))
+    else:
+        for line in summary(result, verbose):
+            click.echo(line)
+        if result.report:
+            click.echo(f"report: {result.report} (also in MLflow run {result.report_run})")
+    if result.failed:
+        sys.exit(1)

@@ -1,0 +1,156 @@
+"""`regaudit.study`: the question answered by experiment on the user's own model.
+
+    result = regaudit.study("model.keras", "mydata:load", design="article", seeds=3, epochs=5)
+    result.findings     # RA260 (the recommendation) first, then the claims and comparisons
+    result              # in Jupyter: the study's report, inline
+
+A study trains controlled variants of the model (`regaudit.study.design`, rewritten by
+`regaudit.study.rewrite` or built by the user's builder) with several seeds each, every
+trial an audited MLflow run in the study's experiment, on Ray Tune
+(`regaudit.study.run`); then reports them grouped by variant, the recommendation against
+the model as given (`regaudit.study.recommend`) at the top, logged to MLflow.
+"""
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from regaudit.errors import UsageError
+from regaudit.study import design as designs
+from regaudit.study.runs import VARIANT_TAG, end_stale, finished_trials
+
+DEFAULT_EXPERIMENT = "regaudit-study"
+
+
+@dataclass
+class StudyResult:
+    """A finished study: its id, experiment, run ids (one FINISHED run per trial), the
+    findings (`Finding`s, RA260 first), the report's path and the MLflow run holding it,
+    and the trials that failed [(trial, error line)]."""
+
+    study_id: str
+    experiment: str
+    run_ids: list
+    findings: list = field(default_factory=list)
+    report: str = None
+    report_run: str = None
+    failed: list = field(default_factory=list)
+    trained: int = 0
+
+    def _repr_html_(self):
+        import html
+
+        if not self.report or not os.path.isfile(self.report):
+            return f"<p>study {html.escape(self.study_id)}: {len(self.run_ids)} runs, no report</p>"
+        with open(self.report, encoding="utf-8") as handle:
+            page = handle.read()
+        return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:800px;'
+                f'border:0"></iframe>')
+
+
+def _spec_part(value, what):
+    """A model or data given as a path or `module:function` stays a string; a Python
+    function or a keras.Model object is carried as is (Ray pickles functions by value)."""
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if what == "model" and text.endswith((".keras", ".h5")):
+            if not os.path.isfile(text):
+                raise UsageError(f"model file {text} does not exist; expected a saved .keras file "
+                                 "or a builder module:function")
+            return os.path.abspath(text)
+        if ":" not in text:
+            raise UsageError(f"{what} {text!r}; expected "
+                             f"{'a saved .keras file or ' if what == 'model' else ''}module:function")
+        return text
+    if callable(value) and not hasattr(value, "get_config"):
+        return value
+    if what == "model" and hasattr(value, "save"):
+        return value
+    raise UsageError(f"{what} {type(value).__name__}; expected a path, module:function or a function")
+
+
+def tracking_uri():
+    """The tracking URI every trial writes to, with a relative SQLite path made absolute."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+    return uri
+
+
+def plan(model, data, design="article", seeds=3, first_seed=0):
+    """The trial table [(variant, levels, seed)] of a study (what `--dry-run` prints)."""
+    _spec_part(model, "model")
+    _spec_part(data, "data")
+    if seeds < 1:
+        raise UsageError(f"seeds {seeds}; expected 1 or more (3 or more for tests)")
+    return designs.trials(design, seeds, first_seed)
+
+
+def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, experiment=None,
+          study_id=None, address=None, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0,
+          output=None, progress=True, first_seed=0):
+    """Run (or resume, with the same `study_id`) a study; return a `StudyResult`."""
+    import mlflow
+
+    from regaudit.study.run import run_trials
+
+    trials = plan(model, data, design, seeds, first_seed)
+    model_part, data_part = _spec_part(model, "model"), _spec_part(data, "data")
+    if not isinstance(model_part, str) and hasattr(model_part, "save"):
+        folder = os.path.abspath(os.path.join(".regaudit-study"))
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{model_part.name}-{uuid.uuid4().hex[:8]}.keras")
+        model_part.save(path)
+        model_part = path
+    study_id = study_id or uuid.uuid4().hex[:12]
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    experiment_id = mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT).experiment_id
+    client = mlflow.MlflowClient(uri)
+    end_stale(client, experiment_id, study_id)
+    done = finished_trials(client, experiment_id, study_id)
+    pending = [{"variant": v, "levels": levels, "seed": s} for v, levels, s in trials
+               if (v, s) not in done]
+    spec = {"model": model_part, "data": data_part, "tracking_uri": uri, "study_id": study_id,
+            "experiment": experiment or DEFAULT_EXPERIMENT, "epochs": int(epochs),
+            "batch_size": int(batch_size), "sys_path": [os.getcwd()]}
+    _, failed = run_trials(pending, spec, address, max_concurrent, cpus_per_trial, gpus_per_trial,
+                           progress=progress)
+    done = finished_trials(client, experiment_id, study_id)
+    run_ids = [done[(v, s)] for v, _, s in trials if (v, s) in done]
+    result = StudyResult(study_id, experiment or DEFAULT_EXPERIMENT, run_ids, failed=failed,
+                         trained=len(pending) - len(failed))
+    if run_ids:
+        report(result, output)
+    return result
+
+
+def report(result, output=None):
+    """The study's findings and report (grouped by variant), logged to MLflow."""
+    from regaudit.read import load_runs
+    from regaudit.reports.publish import log_report
+    from regaudit.reports.report import build_report
+
+    runs = load_runs(result.run_ids)
+    path = os.path.abspath(output or f"regaudit-study-{result.study_id}.html")
+    made = build_report(runs, path, group_by=VARIANT_TAG)
+    result.findings, result.report = made.findings, made.path
+    result.report_run = log_report(made, runs)
+    return result
+
+
+def timed_epoch(model, data, batch_size=32):
+    """Seconds of one training epoch of the model as given (no audit), here."""
+    from regaudit.callbacks.study_trial import build, load_data
+
+    train, validation = load_data(data) if isinstance(data, str) else data()
+    built, _ = build(_spec_part(model, "model"), {})
+    started = time.perf_counter()
+    if isinstance(train, (tuple, list)):
+        built.fit(*train, batch_size=batch_size, epochs=1, verbose=0)
+    else:
+        built.fit(train, epochs=1, verbose=0)
+    return time.perf_counter() - started

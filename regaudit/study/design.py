@@ -1,0 +1,133 @@
+"""A study's design: which variants of the user's model it trains, named by their levels.
+
+A variant is a dict of factor levels (`regaudit.study.rewrite.FACTORS` and `lr`, the
+learning-rate factor); the empty dict is the model as given, which every design holds
+(the recommendation is measured against it). A design is a list of blocks, each a full
+factorial of its factors' levels; variants that two blocks share are trained once.
+
+- `article` (the default): the levels that give each claim of the seed article a test:
+  Dropout off/on (0 / 0.5) x BN none/after/before, a dropout-rate grid (0.1, 0.3, 0.8 with
+  BN after the activation; 0.2-0.7 is the article's good range), and the learning rate
+  x3 and x10 with and without BN.
+- `dropout-rates`: the rate grid 0, 0.1, 0.3, 0.5, 0.7, the rest as given.
+- `bn-placement`: BN none / after / before the activation, the rest as given.
+- a file (YAML or JSON): `{"factors": {"dropout": [0, 0.3], "bn": ["none", "after"]}}` or
+  `{"blocks": [{"dropout": [...]}, {"lr": [...]}]}`.
+"""
+
+import itertools
+import json
+import os
+
+from regaudit.errors import UsageError
+from regaudit.study.rewrite import BN_LEVELS, FACTORS
+
+GIVEN = "as given"
+ORDER = FACTORS + ("lr",)
+DESIGNS = {
+    "article": [
+        {"dropout": [0.0, 0.5], "bn": ["none", "after", "before"]},
+        {"dropout": [0.1, 0.3, 0.8], "bn": ["after"]},
+        {"dropout": [0.5], "bn": ["none", "after"], "lr": [3.0, 10.0]},
+    ],
+    "dropout-rates": [{"dropout": [0.0, 0.1, 0.3, 0.5, 0.7]}],
+    "bn-placement": [{"bn": list(BN_LEVELS)}],
+}
+
+
+def _level(factor, value, where):
+    if factor == "bn":
+        if value not in BN_LEVELS:
+            raise UsageError(f"{where}: bn level {value!r}; expected one of {', '.join(BN_LEVELS)}")
+        return value
+    if factor in ("dropout_after_bn", "spatial"):
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: {factor} level {value!r}; expected true or false")
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}: {factor} level {value!r}; expected a number") from None
+    if factor == "dropout" and not 0 <= number < 1:
+        raise UsageError(f"{where}: dropout rate {number:g}; expected a rate in [0, 1)")
+    if factor == "lr" and not number > 0:
+        raise UsageError(f"{where}: learning-rate factor {number:g}; expected a positive factor")
+    if factor == "bn_momentum" and not 0 <= number < 1:
+        raise UsageError(f"{where}: bn_momentum {number:g}; expected a momentum in [0, 1)")
+    return number
+
+
+def _block(block, where):
+    if not isinstance(block, dict) or not block:
+        raise UsageError(f"{where}: a block {block!r}; expected a mapping of factor to levels")
+    unknown = sorted(set(block) - set(ORDER))
+    if unknown:
+        raise UsageError(f"{where}: unknown factor {', '.join(map(repr, unknown))}; expected "
+                         f"one of {', '.join(ORDER)}")
+    out = {}
+    for factor, levels in block.items():
+        levels = levels if isinstance(levels, list) else [levels]
+        if not levels:
+            raise UsageError(f"{where}: factor {factor!r} has no levels; give one or more")
+        out[factor] = [_level(factor, value, where) for value in levels]
+    return out
+
+
+def load(design):
+    """The blocks of a design name or file."""
+    if design in DESIGNS:
+        return DESIGNS[design]
+    if not os.path.isfile(str(design)):
+        raise UsageError(f"design {design!r} is neither a design ({', '.join(DESIGNS)}) nor a file; "
+                         "give one of those or a YAML/JSON file of factors and levels")
+    with open(design, encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        if str(design).endswith(".json"):
+            data = json.loads(text)
+        else:
+            import yaml
+            data = yaml.safe_load(text)
+    except Exception as error:  # noqa: BLE001 - any parse error is the file's
+        raise UsageError(f"design file {design}: cannot be read ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}); expected YAML or JSON") from None
+    if not isinstance(data, dict) or not ({"factors", "blocks"} & set(data)):
+        raise UsageError(f"design file {design}: expected a mapping with 'factors' (factor -> levels) "
+                         "or 'blocks' (a list of such mappings)")
+    blocks = data.get("blocks") or [data["factors"]]
+    if not isinstance(blocks, list):
+        raise UsageError(f"design file {design}: 'blocks' is {type(blocks).__name__}; expected a list")
+    return [_block(b, f"design file {design}") for b in blocks]
+
+
+def name(levels):
+    """'dropout=0.3,bn=before' (factors in a fixed order), or 'as given'."""
+    if not levels:
+        return GIVEN
+    parts = []
+    for factor in ORDER:
+        if factor in levels:
+            value = levels[factor]
+            parts.append(f"{factor}={value:g}" if isinstance(value, float) else
+                         f"{factor}={str(value).lower()}")
+    return ",".join(parts)
+
+
+def variants(design):
+    """[(name, levels)]: the model as given first, then every block's combinations, once."""
+    out = {GIVEN: {}}
+    for block in load(design):
+        factors = [f for f in ORDER if f in block]
+        for combination in itertools.product(*(block[f] for f in factors)):
+            levels = dict(zip(factors, combination))
+            if levels.get("lr") == 1.0:
+                levels.pop("lr")
+            out.setdefault(name(levels), levels)
+    return list(out.items())
+
+
+def trials(design, seeds, first_seed=0):
+    """[(variant name, levels, seed)]: every variant with each seed, seed-major (the
+    first seed of every variant before any second seed, so an early stop stays balanced)."""
+    return [(variant, levels, seed) for seed in range(first_seed, first_seed + seeds)
+            for variant, levels in variants(design)]

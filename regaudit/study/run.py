@@ -1,0 +1,145 @@
+"""Running a study's trials on Ray Tune.
+
+On one machine Ray starts locally (no server to set up); `address` joins an existing
+cluster. Each trial is one Ray Tune trial (`_trainable`) that trains one variant with one
+seed (`regaudit.callbacks.study_trial.train_trial`) as its own MLflow run. Trials that
+already have a FINISHED run are not started (a resumed study), runs a killed study left
+RUNNING are marked KILLED first, and Ray retries a crashed trial once (`FailureConfig`),
+the crashed attempt's run ending FAILED. Progress goes to stderr: one updating line on a
+terminal, one line per finished trial otherwise.
+"""
+
+import os
+import sys
+import time
+
+from regaudit.errors import RegauditError, UsageError
+
+#: Ray retries a crashed trial this many times
+MAX_FAILURES = 1
+
+
+def _trainable(config):
+    from ray import tune
+
+    from regaudit.callbacks.study_trial import train_trial
+
+    result = train_trial(config["spec"], config["trial"], tune.get_context().get_trial_id() or "")
+    tune.report({k: v for k, v in result.items() if k != "skipped"} | {"skipped": int(result["skipped"])})
+
+
+def _local_store(uri):
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def start_ray(address, tracking_uri):
+    """Start Ray locally (address None) or join the cluster at `address`."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("Ray is not installed; a study runs its trials on Ray Tune: "
+                         "pip install 'regaudit[study]'") from None
+    if address and _local_store(tracking_uri):
+        raise UsageError(f"MLflow store {tracking_uri} is a local file, which trials on other machines "
+                         "of a Ray cluster cannot reach; set MLFLOW_TRACKING_URI to an MLflow server "
+                         "(http://...) for a study with --address")
+    env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True, logging_level="ERROR", configure_logging=False,
+                 runtime_env={"env_vars": env})
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RegauditError(f"Ray cluster at {address or 'this machine'} cannot be reached ({first}); "
+                            "expected a running cluster (`ray start --head`) or no --address") from None
+    return ray
+
+
+class _Progress:
+    """Trials done / running / left and the estimated time left."""
+
+    def __init__(self, total, concurrent, stream=None):
+        self.total, self.concurrent = total, max(1, concurrent)
+        self.stream = stream or sys.stderr
+        self.done, self.failed, self.started = 0, 0, time.perf_counter()
+        self.tty = self.stream.isatty()
+
+    def line(self, running):
+        elapsed = time.perf_counter() - self.started
+        left = self.total - self.done - self.failed
+        eta = ""
+        if self.done:
+            per = elapsed / self.done
+            eta = f", about {per * max(0, left - running / 2):.0f} s left"
+        return (f"trials: {self.done} done, {running} running, {left - running} waiting"
+                f"{f', {self.failed} failed' if self.failed else ''}{eta}")
+
+    def finished(self, trial, running, error=None):
+        if error is None:
+            self.done += 1
+        else:
+            self.failed += 1
+        config = trial.config["trial"]
+        what = f"{config['variant']}, seed {config['seed']}"
+        if self.tty:
+            self.stream.write("\r\033[K" + self.line(running))
+        else:
+            result = "failed" if error is not None else "done"
+            self.stream.write(f"[{self.done + self.failed}/{self.total}] {what}: {result}; {self.line(running)}\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _callback(progress):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            progress.finished(trial, sum(t.status == "RUNNING" for t in trials) - 1)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            progress.finished(trial, sum(t.status == "RUNNING" for t in trials) - 1, error=True)
+
+    return Progress()
+
+
+def run_trials(pending, spec, address=None, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0,
+               storage=None, progress=True):
+    """Run `pending` [{"variant", "levels", "seed"}] on Ray Tune; return (results
+    [{run_id, ...}], errors [(trial, error line)])."""
+    if not pending:
+        return [], []
+    ray = start_ray(address, spec["tracking_uri"])
+    from ray import tune
+
+    meter = _Progress(len(pending), max_concurrent) if progress else None
+    tuner = tune.Tuner(
+        tune.with_resources(_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+        param_space={"spec": spec, "trial": tune.grid_search(pending)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, num_samples=1),
+        run_config=tune.RunConfig(
+            name=f"regaudit-{spec['study_id']}-{int(time.time())}",
+            storage_path=storage or os.path.join(os.path.expanduser("~"), "ray_results"),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES), verbose=0,
+            callbacks=[_callback(meter)] if meter else []))
+    try:
+        grid = tuner.fit()
+    finally:
+        if meter:
+            meter.close()
+        if address is None:
+            ray.shutdown()
+    results, errors = [], []
+    for result in grid:
+        trial = result.config["trial"] if result.config else {}
+        if result.error is not None:
+            first = str(result.error).strip().splitlines()
+            errors.append((trial, first[-1] if first else type(result.error).__name__))
+        elif result.metrics:
+            results.append(result.metrics | {"trial": trial})
+    return results, errors

@@ -1,0 +1,58 @@
+"""A study's MLflow runs: the tags that make a run a trial, and the queries a resumed
+study needs (which trials already have a FINISHED run; runs a killed study left RUNNING)."""
+
+from regaudit.schema import TAG_PREFIX
+
+STUDY_TAG = TAG_PREFIX + "study"
+VARIANT_TAG = TAG_PREFIX + "variant"
+SEED_TAG = TAG_PREFIX + "seed"
+TRIAL_TAG = TAG_PREFIX + "study.trial"
+NOTES_TAG = TAG_PREFIX + "study.notes"
+#: the param prefix of a variant's factor levels (`study.dropout`, `study.bn`, ...)
+LEVEL_PARAM = "study."
+
+
+def _study_filter(study_id):
+    return f"tags.`{STUDY_TAG}` = '{study_id}'"
+
+
+def study_runs(client, experiment_id, study_id, status=None):
+    """Every run of the study (optionally only those with `status`), oldest first."""
+    query = _study_filter(study_id) + (f" and attributes.status = '{status}'" if status else "")
+    out, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], query, max_results=1000, page_token=token,
+                                  order_by=["attributes.start_time ASC"])
+        out += list(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def finished_run(study_id, variant, seed, experiment_id):
+    """The id of this trial's FINISHED run, if one exists."""
+    import mlflow
+
+    found = mlflow.search_runs(
+        [experiment_id], output_format="list", max_results=1,
+        filter_string=(f"{_study_filter(study_id)} and tags.`{VARIANT_TAG}` = '{variant}' "
+                       f"and tags.`{SEED_TAG}` = '{seed}' and attributes.status = 'FINISHED'"))
+    return found[0].info.run_id if found else None
+
+
+def finished_trials(client, experiment_id, study_id):
+    """{(variant, seed): run id} of the study's FINISHED runs (the first of each)."""
+    out = {}
+    for run in study_runs(client, experiment_id, study_id, "FINISHED"):
+        key = (run.data.tags.get(VARIANT_TAG), int(run.data.tags.get(SEED_TAG, -1)))
+        out.setdefault(key, run.info.run_id)
+    return out
+
+
+def end_stale(client, experiment_id, study_id):
+    """Mark the study's RUNNING runs KILLED (a study interrupted before they ended; this
+    study's own trials are not started yet); return how many."""
+    stale = study_runs(client, experiment_id, study_id, "RUNNING")
+    for run in stale:
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return len(stale)

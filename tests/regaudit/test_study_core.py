@@ -1,0 +1,211 @@
+"""The study's core (no TensorFlow): designs, the config rewrite, the interval and
+interaction statistics against closed forms and simulation, and the recommendation."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from regaudit import statistics as S
+from regaudit.errors import UsageError
+from regaudit.study import design as D
+from regaudit.study import rewrite as R
+from regaudit.study.recommend import recommendation
+
+from .test_findings import outcome_history, runset
+
+
+# -- designs -----------------------------------------------------------------------------
+
+def test_article_design_holds_every_claims_contrast_once_with_the_model_as_given_first():
+    names = [name for name, _ in D.variants("article")]
+    assert names[0] == D.GIVEN and len(names) == len(set(names)) == 14
+    for bn in ("none", "after", "before"):  # Dropout off/on x BN none/after/before
+        assert f"dropout=0,bn={bn}" in names and f"dropout=0.5,bn={bn}" in names
+    assert {"dropout=0.1,bn=after", "dropout=0.8,bn=after"} <= set(names)  # outside 0.2-0.7
+    assert {"dropout=0.5,bn=none,lr=10", "dropout=0.5,bn=after,lr=10"} <= set(names)
+    trials = D.trials("article", 3)
+    assert len(trials) == 42 and [s for _, _, s in trials[:14]] == [0] * 14  # seed-major
+
+
+def test_design_files_in_yaml_and_json_and_their_errors(tmp_path):
+    (tmp_path / "d.yaml").write_text("blocks:\n  - {dropout: [0, 0.3]}\n  - {bn: [none, before], lr: [1, 3]}\n")
+    names = [n for n, _ in D.variants(str(tmp_path / "d.yaml"))]
+    assert names == ["as given", "dropout=0", "dropout=0.3", "bn=none", "bn=none,lr=3", "bn=before",
+                     "bn=before,lr=3"]  # lr=1 is no factor
+    (tmp_path / "d.json").write_text(json.dumps({"factors": {"spatial": [True], "bn_momentum": [0.9]}}))
+    assert [n for n, _ in D.variants(str(tmp_path / "d.json"))][1] == "spatial=true,bn_momentum=0.9"
+    bad = {"u.json": {"factors": {"dropuot": [0.1]}}, "r.json": {"factors": {"dropout": [1.5]}},
+           "b.json": {"factors": {"bn": ["sideways"]}}, "e.json": {"levels": {}}}
+    said = {"u.json": "unknown factor 'dropuot'", "r.json": "dropout rate 1.5; expected a rate in [0, 1)",
+            "b.json": "bn level 'sideways'", "e.json": "expected a mapping with 'factors'"}
+    for name, content in bad.items():
+        (tmp_path / name).write_text(json.dumps(content))
+        with pytest.raises(UsageError, match=said[name].replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            D.variants(str(tmp_path / name))
+    with pytest.raises(UsageError, match="neither a design"):
+        D.variants("no-such-design")
+
+
+# -- the config rewrite on hand-written configs ------------------------------------------
+
+def layer(class_name, name, **config):
+    return {"module": "keras.layers", "class_name": class_name, "config": {"name": name, **config}}
+
+
+def sequential(*layers):
+    return {"class_name": "Sequential", "config": {"name": "m", "layers": list(layers)}}
+
+
+def classes(config):
+    inner = config["config"]
+    return [(e["class_name"], e["config"].get("activation"), e["config"].get("rate"))
+            for e in inner["layers"]]
+
+
+SEED_CNN = sequential(layer("InputLayer", "in"), layer("Conv2D", "c1", activation="relu"),
+                      layer("BatchNormalization", "bn1", momentum=0.9), layer("MaxPooling2D", "p"),
+                      layer("Dropout", "d1", rate=0.25), layer("Conv2D", "c2", activation="relu"),
+                      layer("BatchNormalization", "bn2", momentum=0.9), layer("Flatten", "f"),
+                      layer("Dropout", "d2", rate=0.5), layer("Dense", "out", activation="softmax"))
+
+
+def test_bn_before_splits_each_fused_activation_and_keeps_the_models_bn_settings():
+    config, notes = R.apply(SEED_CNN, {"bn": "before"})
+    assert classes(config) == [
+        ("InputLayer", None, None), ("Conv2D", "linear", None), ("BatchNormalization", None, None),
+        ("Activation", "relu", None), ("MaxPooling2D", None, None), ("Dropout", None, 0.25),
+        ("Conv2D", "linear", None), ("BatchNormalization", None, None), ("Activation", "relu", None),
+        ("Flatten", None, None), ("Dropout", None, 0.5), ("Dense", "softmax", None)]
+    assert {e["config"].get("momentum") for e in config["config"]["layers"]
+            if e["class_name"] == "BatchNormalization"} == {0.9}
+    assert notes == [] and SEED_CNN["config"]["layers"][1]["config"]["activation"] == "relu"  # a copy
+    back, _ = R.apply(config, {"bn": "after"})  # before -> after folds nothing: BN after the Activation
+    assert [c for c, _, _ in classes(back)][1:5] == ["Conv2D", "Activation", "BatchNormalization", "MaxPooling2D"]
+
+
+def test_dropout_levels_none_rate_and_inserted_before_the_output_layer():
+    off, _ = R.apply(SEED_CNN, {"dropout": 0, "bn": "none"})
+    assert [c for c, _, _ in classes(off)] == ["InputLayer", "Conv2D", "MaxPooling2D", "Conv2D", "Flatten", "Dense"]
+    rate, _ = R.apply(SEED_CNN, {"dropout": 0.3})
+    assert [r for c, _, r in classes(rate) if c == "Dropout"] == [0.3, 0.3]
+    plain = sequential(layer("InputLayer", "in"), layer("Dense", "h", activation="relu"),
+                       layer("Dense", "out", activation="softmax"))
+    added, notes = R.apply(plain, {"dropout": 0.2})
+    assert [c for c, _, _ in classes(added)] == ["InputLayer", "Dense", "Dropout", "Dense"]
+    assert notes and "inserted before the output layer 'out'" in notes[0]
+
+
+def test_dropout_after_bn_is_li_et_al_remedy_and_spatial_follows_the_input_rank():
+    moved, notes = R.apply(SEED_CNN, {"dropout_after_bn": True})
+    assert [c for c, _, _ in classes(moved)] == ["InputLayer", "Conv2D", "BatchNormalization", "MaxPooling2D",
+                                                 "Conv2D", "BatchNormalization", "Flatten", "Dropout", "Dense"]
+    assert [r for c, _, r in classes(moved) if c == "Dropout"] == [0.5] and "'d2'" in notes[0]
+    spatial, notes = R.apply(SEED_CNN, {"spatial": True}, ranks={"d1": 4, "d2": 2})
+    assert [c for c, _, _ in classes(spatial) if "Dropout" in c] == ["SpatialDropout2D", "Dropout"]
+
+
+def functional():
+    """input -> Dense(relu) -> Dense(relu) -> Dense(softmax), as Keras serializes it."""
+    def tensor(source, shape):
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": shape, "dtype": "float32", "keras_history": [source, 0, 0]}}
+
+    def node(source, shape):
+        return [{"args": [tensor(source, shape)], "kwargs": {}}]
+
+    layers = [layer("InputLayer", "in") | {"name": "in", "inbound_nodes": []},
+              layer("Dense", "h1", activation="relu") | {"name": "h1", "inbound_nodes": node("in", [None, 8])},
+              layer("Dense", "h2", activation="relu") | {"name": "h2", "inbound_nodes": node("h1", [None, 4])},
+              layer("Dense", "out", activation="softmax") | {"name": "out", "inbound_nodes": node("h2", [None, 4])}]
+    return {"class_name": "Functional", "config": {"name": "f", "layers": layers,
+                                                   "input_layers": [["in", 0, 0]], "output_layers": [["out", 0, 0]]}}
+
+
+def test_functional_configs_are_rewired_through_keras_history():
+    config, _ = R.apply(functional(), {"bn": "before"})
+    entries = {e["config"]["name"]: e for e in config["config"]["layers"]}
+    chain, current = [], "out"
+    while entries[current]["inbound_nodes"]:
+        current = entries[current]["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0]
+        chain.append(entries[current]["class_name"])
+    assert chain == ["Activation", "BatchNormalization", "Dense", "Activation", "BatchNormalization",
+                     "Dense", "InputLayer"]
+    removed, _ = R.apply(config, {"bn": "none"})
+    names = [e["class_name"] for e in removed["config"]["layers"]]
+    assert "BatchNormalization" not in names
+    assert removed["config"]["output_layers"] == [["out", 0, 0]]
+
+
+def test_what_a_config_cannot_rewrite_asks_for_a_builder():
+    shared = functional()
+    shared["config"]["layers"][1]["inbound_nodes"] *= 2  # h1 called twice
+    with pytest.raises(R.NeedsBuilder, match="layer 'h1' is called 2 times.*builder"):
+        R.apply(shared, {"bn": "after"})
+    with pytest.raises(R.NeedsBuilder, match="layer 'block' holds Dropout"):
+        R.apply(SEED_CNN, {"dropout": 0.1}, roles={"block": "custom"})
+    with pytest.raises(R.NeedsBuilder, match="subclassed"):
+        R.apply({"class_name": "VAE", "config": {"name": "vae"}}, {"dropout": 0.1})
+
+
+# -- statistics -------------------------------------------------------------------------
+
+def test_welch_interval_and_interaction_match_closed_forms_and_cover_at_95_percent():
+    a, b = [0.91, 0.93, 0.92, 0.95], [0.85, 0.88, 0.86]
+    d, low, high = S.welch_interval(a, b)
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    se = np.sqrt(np.var(a, ddof=1) / 4 + np.var(b, ddof=1) / 3)
+    df = se**4 / ((np.var(a, ddof=1) / 4) ** 2 / 3 + (np.var(b, ddof=1) / 3) ** 2 / 2)
+    assert d == pytest.approx(np.mean(a) - np.mean(b))
+    assert high - d == pytest.approx(stats.t.ppf(0.975, df) * se)
+    assert 2 * stats.t.sf(d / se, df) == pytest.approx(welch.pvalue)  # the same t and df as scipy
+    rng = np.random.default_rng(0)
+    covered, rejected = 0, 0
+    for _ in range(2000):  # true interaction 0.3, then 0
+        g = [rng.normal(m, s, 4) for m, s in ((0, 1), (1, 2), (0, 0.5), (0.7, 1))]
+        estimate, lo, hi, p = S.interaction(*g)
+        covered += lo <= 0.3 <= hi
+        g[3] = g[3] + 0.3
+        rejected += S.interaction(*g)[3] < 0.05
+    assert 0.93 <= covered / 2000 <= 0.97  # Welch-Satterthwaite is approximate: near 95%
+    assert rejected / 2000 <= 0.065
+
+
+# -- the recommendation ----------------------------------------------------------------
+
+def study_runs(means, n=3, sd=0.005, seed=0):
+    rng = np.random.default_rng(seed)
+    values, groups = {}, {}
+    for variant, mean in means.items():
+        for i in range(n):
+            run = f"{variant}#{i}"
+            values[run] = (1.0, float(np.clip(mean + sd * rng.normal(), 0, 1)))
+            groups[run] = variant
+    return runset(history=outcome_history(values)), groups
+
+
+def test_recommendation_names_the_best_significant_variant_with_its_interval_and_holm_p():
+    runs, groups = study_runs({"as given": 0.90, "bn=before": 0.95, "dropout=0.3": 0.93, "bn=none": 0.90})
+    [found] = recommendation(runs, groups)
+    n = found.numbers
+    assert found.id == "RA260" and n["variant"] == "bn=before" and n["comparisons"] == 3
+    best = [runs.history.query("measure == 'val_accuracy' and epoch == 2 and run == @r").value.item()
+            for r in groups if groups[r] == "bn=before"]
+    given = [runs.history.query("measure == 'val_accuracy' and epoch == 2 and run == @r").value.item()
+             for r in groups if groups[r] == "as given"]
+    assert n["difference"] == pytest.approx(np.mean(best) - np.mean(given))
+    _, low, high = S.welch_interval(best, given, 1 - 0.05 / 3)  # simultaneous over 3
+    assert (n["low"], n["high"]) == pytest.approx((low, high))
+    assert n["p_holm"] < 0.05 and found.text.startswith("For this model: bn=before: val_accuracy +0.04883 (simultaneous 95% interval [+0.04178, +0.05587] over 3 comparisons")
+
+
+def test_no_better_variant_is_said_with_what_the_seeds_could_detect():
+    runs, groups = study_runs({"as given": 0.90, "bn=none": 0.80, "dropout=0": 0.90}, sd=0.02)
+    [found] = recommendation(runs, groups)
+    assert found.numbers["variant"] is None and found.numbers["worse"] == ["bn=none"]
+    assert "no variant is detectably better than the model as given" in found.text
+    assert found.numbers["detectable"] > 0
+    one, groups1 = study_runs({"as given": 0.9, "bn=none": 0.8}, n=1)
+    assert "need two seeds or more" in recommendation(one, groups1)[0].text
+    assert recommendation(*study_runs({"bn=none": 0.8, "bn=after": 0.9})) == []  # no model as given
