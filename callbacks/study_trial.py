@@ -14,7 +14,9 @@ import sys
 import warnings
 
 from regaudit.errors import RegauditError, UsageError
-from regaudit.study.runs import NOTES_TAG, SEED_TAG, STUDY_TAG, TRIAL_TAG, VARIANT_TAG, finished_run
+from regaudit.studies.runs import (
+    LEVEL_PARAM, NOTES_TAG, SEED_TAG, STUDY_TAG, TRIAL_TAG, VARIANT_TAG, finished_run,
+)
 
 
 def resolve(spec, what):
@@ -78,7 +80,10 @@ def build(model_spec, levels):
     if isinstance(model_spec, str) and model_spec.endswith((".keras", ".h5")):
         if not os.path.isfile(model_spec):
             raise UsageError(f"model file {model_spec} does not exist; expected a saved .keras file")
-        return build_variant(keras.saving.load_model(model_spec), levels)
+        with warnings.catch_warnings():  # a variant trains a fresh optimizer anyway
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+            model = keras.saving.load_model(model_spec)
+        return build_variant(model, levels)
     builder = resolve(model_spec, "model builder")
     if structural and _builder_takes(builder, structural):
         model = builder(**structural)
@@ -111,7 +116,7 @@ def train_trial(spec, trial, trial_id=""):
         tags[NOTES_TAG] = "; ".join(notes)[:4000]
     with mlflow.start_run(run_name=f"{variant} seed {seed}", tags=tags) as run, warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*has no noise source.*", RegauditWarning)
-        mlflow.log_params({**{f"study.{k}": v for k, v in levels.items()}, "seed": seed,
+        mlflow.log_params({**{LEVEL_PARAM + k: v for k, v in levels.items()}, "seed": seed,
                            "epochs": spec["epochs"], "batch_size": spec.get("batch_size")})
         fit = dict(epochs=int(spec["epochs"]), verbose=0,
                    callbacks=[RegAudit(seed=seed, report=False)])

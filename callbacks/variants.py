@@ -1,5 +1,5 @@
 """A study's variant of the user's model, built and compiled (the Keras side of
-`regaudit.study.rewrite`).
+`regaudit.studies.rewrite`).
 
 Each layer's role comes from the live layer through `regaudit.regularizers` (a subclass of
 Dropout is a Dropout), so the config rewrite never guesses from a class name it does not
@@ -11,7 +11,7 @@ import keras
 
 from regaudit import regularizers
 from regaudit.errors import RegauditError
-from regaudit.study import rewrite
+from regaudit.studies import rewrite
 
 
 def _role(layer):
@@ -110,5 +110,6 @@ def build_variant(model, levels):
         raise rewrite.NeedsBuilder(why)
     config = keras.saving.serialize_keras_object(model)
     new_config, notes = rewrite.apply(config, structural, roles(model), ranks(model))
-    variant = keras.saving.deserialize_keras_object(new_config)
+    classes = {type(layer).__name__: type(layer) for layer in model._flatten_layers(include_self=True)}
+    variant = keras.saving.deserialize_keras_object(new_config, custom_objects=classes)
     return compile_like(variant, model, float(levels.get("lr", 1.0))), notes

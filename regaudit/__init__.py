@@ -1,7 +1,8 @@
 """regaudit: measure how Dropout and BatchNormalization shape a Keras model as it trains.
 
 Importing regaudit does not import TensorFlow; `regaudit.RegAudit`, `regaudit.Every` and
-`regaudit.lint(model)` load the Keras side on first use, `regaudit.load_run(s)` the read API (MLflow, pandas).
+`regaudit.lint(model)` load the Keras side on first use, `regaudit.load_run(s)` the read API (MLflow, pandas),
+`regaudit.study(...)` a study's runner (`regaudit.studies`; Ray Tune).
 """
 
 from regaudit._version import __version__
@@ -9,9 +10,10 @@ from regaudit.errors import RegauditError, RegauditWarning, UsageError
 
 _KERAS_SIDE = ("RegAudit", "ActivationStats", "CovariateShift", "DropoutEnsemble", "Every", "lint")
 _READ_SIDE = ("load_run", "load_runs")
+_STUDY_SIDE = ("study",)
 
 __all__ = ["RegauditError", "RegauditWarning", "UsageError", "__version__", *_KERAS_SIDE,
-           *_READ_SIDE]
+           *_READ_SIDE, *_STUDY_SIDE]
 
 
 def __getattr__(name):
@@ -23,6 +25,10 @@ def __getattr__(name):
         from regaudit import callbacks
 
         return getattr(callbacks, name)
+    if name in _STUDY_SIDE:
+        from regaudit import studies
+
+        return getattr(studies, name)
     if name in _READ_SIDE:
         from regaudit import read
 

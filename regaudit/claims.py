@@ -13,7 +13,7 @@ import numpy as np
 from regaudit import outcomes
 from regaudit.finding import Finding, number, p_text, seeds_text
 from regaudit.schema import MODEL
-from regaudit.statistics import ALPHA, compare_groups, holm, mcnemar_exact
+from regaudit.statistics import ALPHA, compare_groups, holm, interaction, mcnemar_exact
 
 ARTICLE = ("\"How do dropout and batch normalization layers affect a DNN model's "
            "performance?\" (2025-01-30)")
@@ -30,7 +30,8 @@ def _group_setups(runs, groups):
     out = {}
     for group in dict.fromkeys(groups.values()):
         members = [setup[r] for r, g in groups.items() if g == group and r in setup]
-        keys = {(s["dropout"], s["batchnorm"]) for s in members}
+        keys = {(s["dropout"], s["batchnorm"], s["placement"], tuple(s["rates"]), s["others"])
+                for s in members}
         if len(keys) == 1:
             out[group] = members[0]
     return out
@@ -71,12 +72,16 @@ def _finding(claim_id, rule, claim, verdict, evidence, numbers):
 
 
 def _pairs(setups, with_key):
-    """[(group with `with_key`, the group without it and otherwise the same setup)]."""
+    """[(group with `with_key`, the group without it and otherwise the same setup)]: the
+    same other regularizer, the same study levels (learning rate, ...), and for Dropout
+    the same BN placement, for BN the same dropout rates."""
     out = []
+    other = "batchnorm" if with_key == "dropout" else "dropout"
+    same = "placement" if with_key == "dropout" else "rates"
     for a, sa in setups.items():
         for b, sb in setups.items():
-            other = "batchnorm" if with_key == "dropout" else "dropout"
-            if sa[with_key] and not sb[with_key] and sa[other] == sb[other]:
+            if sa[with_key] and not sb[with_key] and sa[other] == sb[other] and \
+                    sa["others"] == sb["others"] and sa[same] == sb[same]:
                 out.append((a, b))
     return out
 
@@ -111,19 +116,65 @@ def batchnorm_speed(runs, groups, setups):
                     "mean training loss in epoch 1", True, missing)
 
 
+def _rate_quads(setups):
+    """[(lr factor, BN at 1, BN at factor, no BN at 1, no BN at factor)]: groups alike but
+    for BN and the study's learning-rate factor (the same dropout rates and other levels)."""
+    def key(s):
+        return (s["dropout"], tuple(s["rates"]), tuple(kv for kv in s["others"] if kv[0] != "lr"))
+
+    out = []
+    for base_bn, sb in setups.items():
+        if not sb["batchnorm"] or sb["lr"] != 1.0:
+            continue
+        for base_plain, sp in setups.items():
+            if sp["batchnorm"] or sp["lr"] != 1.0 or key(sp) != key(sb):
+                continue
+            for high_bn, hb in setups.items():
+                if not hb["batchnorm"] or hb["lr"] == 1.0 or key(hb) != key(sb) or \
+                        hb["placement"] != sb["placement"]:
+                    continue
+                for high_plain, hp in setups.items():
+                    if not hp["batchnorm"] and hp["lr"] == hb["lr"] and key(hp) == key(sb):
+                        out.append((hb["lr"], base_bn, high_bn, base_plain, high_plain))
+    return out
+
+
 def batchnorm_learning_rate(runs, groups, setups):
-    """RA253 "BatchNormalization allows higher learning rates": needs BN and non-BN runs
-    at several learning rates; regaudit does not judge it from one learning rate."""
-    history = runs.history
-    lr = history[(history.measure == "learning_rate") & (history.layer == MODEL)]
-    rates = sorted({round(float(v), 12) for v in lr.groupby("run")["value"].first()})
-    seen = f"these runs train at learning rate {', '.join(f'{r:g}' for r in rates)}" if rates else \
-        "these runs do not log their learning rate"
-    return _finding("RA253", "claim_batchnorm_learning_rate",
-                    "BatchNormalization allows higher learning rates", "not shown",
-                    f"It needs runs with and without BN at several learning rates; {seen}. "
-                    "Train both setups at, say, 1e-3, 1e-2 and 1e-1 with 3 seeds each and compare "
-                    "the highest rate at which each still converges.", {"learning_rates": rates})
+    """RA253 "BatchNormalization allows higher learning rates": where a study trained the
+    same model with and without BN at its learning rate and at a higher factor, the
+    interaction (outcome at the higher rate minus at the given rate, with BN, minus the
+    same without BN; Welch-Satterthwaite t, Holm over the factors) is the test: supported
+    when BN loses significantly less, contradicted when it loses significantly more."""
+    measure, values, higher, _ = outcomes.outcome(runs)
+    by = outcomes.by_group(values, groups)
+    claim = "BatchNormalization allows higher learning rates"
+    quads = [q for q in _rate_quads(setups) if all(len(by.get(g, ())) >= 2 for g in q[1:])]
+    if not quads:
+        factors = sorted({s["lr"] for s in setups.values()})
+        seen = ("these runs train at one learning rate" if len(factors) < 2 else
+                f"these runs have learning-rate factors {', '.join(f'{f:g}' for f in factors)} but not "
+                "with and without BN alike, with two seeds or more each")
+        return _finding("RA253", "claim_batchnorm_learning_rate", claim, "not shown",
+                        f"It needs the same model with and without BN at its learning rate and at a "
+                        f"higher one; {seen}. Run `regaudit study` (its article design trains x3 and "
+                        "x10 with and without BN).", {"factors": factors})
+    tests = [(q, interaction(*(by[g] for g in q[1:]))) for q in quads]
+    adjusted = holm([t[3] for _, t in tests])
+    sign = 1 if higher else -1
+    parts, verdicts, numbers = [], [], []
+    for ((factor, bn1, bnf, p1, pf), (estimate, low, high, p)), p_holm in zip(tests, adjusted):
+        significant = p_holm < ALPHA
+        verdicts.append(("supported" if sign * estimate > 0 else "contradicted") if significant else "not shown")
+        parts.append(f"x{factor:g}: {measure} changes by {number(np.mean(by[bnf]) - np.mean(by[bn1]))} "
+                     f"with BN ('{bn1}' to '{bnf}') and {number(np.mean(by[pf]) - np.mean(by[p1]))} "
+                     f"without ('{p1}' to '{pf}'); difference {estimate:+.4g}, 95% interval "
+                     f"[{low:+.4g}, {high:+.4g}], Holm-adjusted {p_text(p_holm)}")
+        numbers.append({"factor": factor, "estimate": estimate, "low": low, "high": high,
+                        "p": p, "p_holm": float(p_holm)})
+    verdict = ("contradicted" if "contradicted" in verdicts else
+               "supported" if "supported" in verdicts else "not shown")
+    return _finding("RA253", "claim_batchnorm_learning_rate", claim, verdict,
+                    "; ".join(parts) + ".", {"interactions": numbers, "measure": measure})
 
 
 def batchnorm_placement(runs, groups, setups):

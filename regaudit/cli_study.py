@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from regaudit.study.design import DESIGNS
+from regaudit.studies.design import DESIGNS
 
 
 def _claims_table(found):
@@ -64,9 +64,9 @@ def study(model, data, design, seeds, epochs, batch_size, experiment, study_id, 
     """Answer "what do Dropout and BatchNormalization do to MY model?" by experiment:
     train its variants (MODEL: a saved .keras file or module:function) with seeds, each an
     audited MLflow run, on Ray Tune; then the recommendation and the article's claims."""
-    from regaudit import study as studies
+    from regaudit import studies
     from regaudit.cli_lint import _import_keras_quietly
-    from regaudit.study.design import variants
+    from regaudit.studies.design import variants
 
     sys.path.insert(0, os.getcwd())
     trials = studies.plan(model, data, design, seeds)
@@ -76,14 +76,14 @@ def study(model, data, design, seeds, epochs, batch_size, experiment, study_id, 
     load_data(data)
     notes = check_variants(studies._spec_part(model, "model"), variants(design))
     if dry_run:
-        seconds = studies.timed_epoch(model, data, batch_size)
-        total = seconds * epochs * len(trials) / max_concurrent
+        seconds, parts = studies.trial_seconds(model, data, epochs, batch_size)
         click.echo(f"{len(trials)} trials ({len(notes)} variants x {seeds} seeds), {epochs} epochs each")
         for variant, said in notes.items():
             click.echo(f"  {variant}{': ' + '; '.join(said) if said else ''}")
-        click.echo(f"estimated training time: about {total:.0f} s with {max_concurrent} at a time "
-                   f"(one epoch of the model as given took {seconds:.1f} s here, without the audit; "
-                   "the audit adds to it)")
+        made_of = ", ".join(f"{what} {value:.1f} s" for what, value in parts.items())
+        click.echo(f"estimated time: about {seconds * len(trials) / max_concurrent:.0f} s with "
+                   f"{max_concurrent} at a time, if they do not slow each other ({seconds:.0f} s per "
+                   f"trial, timed here on the model as given: {made_of})")
         return
     try:
         import ray  # noqa: F401 - said before anything starts

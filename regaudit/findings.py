@@ -10,7 +10,7 @@ Rule ids (stable, for CI gates on `regaudit show --json`):
 RA201 outcome by group, RA202 group difference, RA203 generalization gap,
 RA210-RA222 diagnoses (`regaudit.diagnoses`), RA230-RA231 dropout ensemble,
 RA240-RA241 drift, RA251-RA257 the seed article's claims (`regaudit.claims`), RA260 a
-study's recommendation (`regaudit.study.recommend`, runs grouped by variant).
+study's recommendation (`regaudit.studies.recommend`, runs grouped by variant).
 """
 
 import numpy as np
@@ -161,7 +161,7 @@ def drift(runs, groups):
 def findings(runs, groups):
     """Every rule's findings; notices first, then in rule order."""
     from regaudit import claims, diagnoses
-    from regaudit.study.recommend import recommendation
+    from regaudit.studies.recommend import recommendation
 
     found = []
     for rule in (recommendation, diagnoses.nonfinite, outcome_by_group, generalization_gap,

@@ -122,16 +122,24 @@ def as_int(value):
         return 0
 
 
+#: the param prefix of a study variant's levels (`regaudit.studies.runs.LEVEL_PARAM`)
+STUDY_PARAM = "study."
+
+
 def setups(runs):
     """{run: {"dropout": bool, "batchnorm": bool, "rates": [float], "placement": str,
-    "dropout_before_batchnorm": [layer]}} from the tags RegAudit writes."""
+    "dropout_before_batchnorm": [layer], "lr": float, "others": ((level, value), ...)}} from
+    the tags RegAudit writes and a study's level params (`study.lr`, ...)."""
     dropout = tag_values(runs, "dropout_layers")
     batchnorm = tag_values(runs, "batchnorm_layers")
     rates = tag_values(runs, "dropout_rates")
     placement = tag_values(runs, "batchnorm_placement")
     feeding = tag_values(runs, "dropout_before_batchnorm")
+    params = dict(zip(runs.runs["run"], runs.runs["params"])) if "params" in runs.runs else {}
     out = {}
     for run in runs.run_ids:
+        own = params.get(run) or {}
+        levels = {k[len(STUDY_PARAM):]: v for k, v in own.items() if str(k).startswith(STUDY_PARAM)}
         rate_list = [float(r) for r in str(rates.get(run) or "").split(",") if r.strip()]
         out[run] = {
             "dropout": as_int(dropout.get(run)) > 0 and any(r > 0 for r in rate_list or [1]),
@@ -140,6 +148,9 @@ def setups(runs):
             "placement": placement.get(run, "none"),
             "dropout_before_batchnorm": [] if feeding.get(run, "none") == "none"
             else str(feeding[run]).split(","),
+            # a study's learning-rate factor and its levels other than dropout and bn
+            "lr": float(levels.get("lr", 1.0)),
+            "others": tuple(sorted((k, str(v)) for k, v in levels.items() if k not in ("dropout", "bn"))),
         }
     return out
 

@@ -4,14 +4,15 @@ interaction statistics against closed forms and simulation, and the recommendati
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from regaudit import statistics as S
 from regaudit.errors import UsageError
-from regaudit.study import design as D
-from regaudit.study import rewrite as R
-from regaudit.study.recommend import recommendation
+from regaudit.studies import design as D
+from regaudit.studies import rewrite as R
+from regaudit.studies.recommend import recommendation
 
 from .test_findings import outcome_history, runset
 
@@ -209,3 +210,56 @@ def test_no_better_variant_is_said_with_what_the_seeds_could_detect():
     one, groups1 = study_runs({"as given": 0.9, "bn=none": 0.8}, n=1)
     assert "need two seeds or more" in recommendation(one, groups1)[0].text
     assert recommendation(*study_runs({"bn=none": 0.8, "bn=after": 0.9})) == []  # no model as given
+
+
+# -- the article's claims on a study's groups ------------------------------------------
+
+def tagged_study(means, n=3, sd=0.005, seed=0):
+    """A study's runs: groups named by levels (bn, dropout, lr), with the tags RegAudit
+    writes and the level params a study trial logs."""
+    runs, groups = study_runs(means, n, sd, seed)
+    tags, params = [], []
+    for run in runs.runs["run"]:
+        levels = dict(part.split("=") for part in groups[run].split(","))
+        bn, rate = levels.get("bn", "after"), float(levels.get("dropout", 0.5))
+        tags += [(run, "regaudit.dropout_layers", "1" if rate else "0"),
+                 (run, "regaudit.dropout_rates", str(rate) if rate else ""),
+                 (run, "regaudit.batchnorm_layers", "0" if bn == "none" else "2"),
+                 (run, "regaudit.batchnorm_placement", {"none": "none", "after": "after_activation",
+                                                        "before": "before_activation"}[bn])]
+        params.append({f"study.{k}": v for k, v in levels.items()})
+    runs.tags = pd.DataFrame(tags, columns=["run", "key", "value"])
+    runs.runs["params"] = params
+    return runs, groups
+
+
+def test_bn_learning_rate_claim_is_the_interaction_of_bn_and_the_rate_factor():
+    from regaudit.claims import batchnorm_learning_rate, _group_setups
+
+    means = {"bn=none": 0.93, "bn=after": 0.95, "bn=none,lr=10": 0.70, "bn=after,lr=10": 0.94}
+    runs, groups = tagged_study(means)
+    found = batchnorm_learning_rate(runs, groups, _group_setups(runs, groups))
+    final = runs.history.query("measure == 'val_accuracy' and epoch == 2")
+    by = {g: [v for r, v in zip(final.run, final.value) if groups[r] == g] for g in means}
+    expected = ((np.mean(by["bn=after,lr=10"]) - np.mean(by["bn=after"]))
+                - (np.mean(by["bn=none,lr=10"]) - np.mean(by["bn=none"])))
+    [tested] = found.numbers["interactions"]
+    assert tested["factor"] == 10 and tested["estimate"] == pytest.approx(expected)
+    assert found.numbers["verdict"] == "supported" and tested["p_holm"] < 0.05
+    runs, groups = tagged_study({"bn=none": 0.93, "bn=after": 0.95, "bn=none,lr=10": 0.93,
+                                 "bn=after,lr=10": 0.70})
+    assert batchnorm_learning_rate(runs, groups, _group_setups(runs, groups)).numbers["verdict"] == "contradicted"
+    runs, groups = tagged_study({"bn=none": 0.93, "bn=after": 0.95})
+    found = batchnorm_learning_rate(runs, groups, _group_setups(runs, groups))
+    assert found.numbers["verdict"] == "not shown" and "one learning rate" in found.text
+
+
+def test_dropout_claim_pairs_only_variants_alike_but_for_dropout():
+    from regaudit.claims import _group_setups, _pairs
+
+    runs, groups = tagged_study({"dropout=0,bn=after": 0.9, "dropout=0.5,bn=after": 0.9,
+                                 "dropout=0.5,bn=before": 0.9, "dropout=0,bn=before": 0.9,
+                                 "dropout=0.5,bn=after,lr=10": 0.9})
+    pairs = _pairs(_group_setups(runs, groups), "dropout")
+    assert sorted(pairs) == [("dropout=0.5,bn=after", "dropout=0,bn=after"),
+                             ("dropout=0.5,bn=before", "dropout=0,bn=before")]

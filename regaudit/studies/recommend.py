@@ -14,7 +14,7 @@ import numpy as np
 from regaudit import outcomes
 from regaudit.finding import Finding, number, p_text
 from regaudit.statistics import ALPHA, compare_groups, welch_interval
-from regaudit.study.design import GIVEN
+from regaudit.studies.design import GIVEN
 
 RULE = ("RA260", "study_recommendation")
 

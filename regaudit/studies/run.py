@@ -114,6 +114,7 @@ def run_trials(pending, spec, address=None, max_concurrent=2, cpus_per_trial=1, 
     [{run_id, ...}], errors [(trial, error line)])."""
     if not pending:
         return [], []
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables on the terminal
     ray = start_ray(address, spec["tracking_uri"])
     from ray import tune
 

@@ -29,7 +29,7 @@ The learning-rate factor is a compile setting (`regaudit.callbacks.study_trial`)
 import copy
 import json
 
-from regaudit.errors import RegauditError
+from regaudit.errors import RegauditError, UsageError
 
 DROPOUT_CLASSES = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
 BATCHNORM_CLASSES = ("BatchNormalization",)
@@ -45,7 +45,7 @@ BUILDER_SIGNATURE = ("def build(dropout=0.5, bn='after', dropout_after_bn=False,
 _LINEAR = (None, "linear")
 
 
-class NeedsBuilder(RegauditError):
+class NeedsBuilder(UsageError):
     """The model cannot be rewritten for these levels: give a builder `module:function`."""
 
 
@@ -191,16 +191,19 @@ def _redirect(node, name, source):
             history[:] = list(source)
 
 
-def graphs(config):
-    """[Graph] for a model config and every nested model config inside it."""
+def graphs(config, final=True):
+    """[Graph] for a model config and every nested model config inside it; a graph is
+    `final` when its outputs are the whole model's (its output layer is the model's)."""
     inner = config.get("config", config)
     if "layers" not in inner:
         return []
-    out = [Graph(inner, config.get("class_name") == "Sequential" or "inbound_nodes" not in
-                 (inner["layers"][0] if inner["layers"] else {}))]
+    graph = Graph(inner, config.get("class_name") == "Sequential" or "inbound_nodes" not in
+                  (inner["layers"][0] if inner["layers"] else {}))
+    graph.final = final
+    out = [graph]
     for entry in inner["layers"]:
         if _is(entry, MODEL_CLASSES):
-            out += graphs(entry)
+            out += graphs(entry, final and _reaches_output(graph, _name(entry), None))
     return out
 
 
@@ -242,24 +245,29 @@ def _activation_of(graph, name, roles):
     return None, None
 
 
-def _output_units(graph, roles):
-    """Units whose output reaches a model output through no other unit (the output layer)."""
-    out = set()
-    for name in graph.names():
-        if _role(graph.entry(name), roles) != "unit":
+def _reaches_output(graph, name, roles):
+    """Whether `name`'s output reaches a model output through no unit, model, attention
+    or RNN layer."""
+    seen, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
             continue
-        seen, todo = set(), [name]
-        while todo:
-            current = todo.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            if graph.is_output(current):
-                out.add(name)
-                break
-            todo += [c for c in graph.consumers(current)
-                     if _role(graph.entry(c), roles) not in ("unit", "model", "attention", "rnn")]
-    return out
+        seen.add(current)
+        if graph.is_output(current):
+            return True
+        todo += [c for c in graph.consumers(current)
+                 if _role(graph.entry(c), roles) not in ("unit", "model", "attention", "rnn")]
+    return False
+
+
+def _output_units(graph, roles):
+    """Units whose output reaches the model's output through no other unit (the output
+    layer); none in a nested model whose output is not the model's."""
+    if not getattr(graph, "final", True):
+        return set()
+    return {name for name in graph.names()
+            if _role(graph.entry(name), roles) == "unit" and _reaches_output(graph, name, roles)}
 
 
 def _default_batchnorm():

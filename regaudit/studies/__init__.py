@@ -1,14 +1,15 @@
-"""`regaudit.study`: the question answered by experiment on the user's own model.
+"""`regaudit.studies`: the question answered by experiment on the user's own model,
+run by `regaudit.study(...)` and `regaudit study`.
 
     result = regaudit.study("model.keras", "mydata:load", design="article", seeds=3, epochs=5)
     result.findings     # RA260 (the recommendation) first, then the claims and comparisons
     result              # in Jupyter: the study's report, inline
 
-A study trains controlled variants of the model (`regaudit.study.design`, rewritten by
-`regaudit.study.rewrite` or built by the user's builder) with several seeds each, every
+A study trains controlled variants of the model (`regaudit.studies.design`, rewritten by
+`regaudit.studies.rewrite` or built by the user's builder) with several seeds each, every
 trial an audited MLflow run in the study's experiment, on Ray Tune
-(`regaudit.study.run`); then reports them grouped by variant, the recommendation against
-the model as given (`regaudit.study.recommend`) at the top, logged to MLflow.
+(`regaudit.studies.run`); then reports them grouped by variant, the recommendation against
+the model as given (`regaudit.studies.recommend`) at the top, logged to MLflow.
 """
 
 import os
@@ -17,8 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from regaudit.errors import UsageError
-from regaudit.study import design as designs
-from regaudit.study.runs import VARIANT_TAG, end_stale, finished_trials
+from regaudit.studies import design as designs
+from regaudit.studies.runs import VARIANT_TAG, end_stale, finished_trials
 
 DEFAULT_EXPERIMENT = "regaudit-study"
 
@@ -95,7 +96,7 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
     """Run (or resume, with the same `study_id`) a study; return a `StudyResult`."""
     import mlflow
 
-    from regaudit.study.run import run_trials
+    from regaudit.studies.run import run_trials
 
     trials = plan(model, data, design, seeds, first_seed)
     model_part, data_part = _spec_part(model, "model"), _spec_part(data, "data")
@@ -142,15 +143,50 @@ def report(result, output=None):
     return result
 
 
-def timed_epoch(model, data, batch_size=32):
-    """Seconds of one training epoch of the model as given (no audit), here."""
+def trial_seconds(model, data, epochs, batch_size=32):
+    """(seconds one trial takes here, what it was made of): the start of a fresh Python
+    process importing Keras (what each Ray trial pays), and two audited epochs of the model
+    as given into a throwaway MLflow store (the first holds the audit's setup), scaled to
+    `epochs`. What `--dry-run` estimates the study's time from."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import keras
+    import mlflow
+
+    from regaudit.callbacks import RegAudit
     from regaudit.callbacks.study_trial import build, load_data
 
-    train, validation = load_data(data) if isinstance(data, str) else data()
-    built, _ = build(_spec_part(model, "model"), {})
     started = time.perf_counter()
-    if isinstance(train, (tuple, list)):
-        built.fit(*train, batch_size=batch_size, epochs=1, verbose=0)
-    else:
-        built.fit(train, epochs=1, verbose=0)
-    return time.perf_counter() - started
+    subprocess.run([sys.executable, "-c", "import keras, mlflow"], capture_output=True,
+                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), check=False)
+    start = time.perf_counter() - started
+    train, validation = load_data(data)
+    built, _ = build(_spec_part(model, "model"), {})
+    ends = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            ends.append(time.perf_counter())
+
+    saved = mlflow.get_tracking_uri()
+    with tempfile.TemporaryDirectory() as folder:
+        mlflow.set_tracking_uri(f"sqlite:///{folder}/dry-run.db")
+        try:
+            mlflow.set_experiment(experiment_id=mlflow.create_experiment(
+                "regaudit-dry-run", artifact_location=f"file://{folder}/artifacts"))
+            fit = dict(epochs=2, verbose=0, callbacks=[RegAudit(report=False), Clock()])
+            began = time.perf_counter()
+            if isinstance(train, (tuple, list)):
+                built.fit(*train, validation_data=tuple(validation), batch_size=batch_size, **fit)
+            else:
+                built.fit(train, validation_data=validation, **fit)
+            finished = time.perf_counter()
+        finally:
+            mlflow.set_tracking_uri(saved)
+    first, later = ends[0] - began, ends[1] - ends[0]
+    end = finished - ends[1]
+    total = start + first + later * (epochs - 1) + end
+    return total, {"process start": start, "first epoch (with the audit's setup)": first,
+                   "each further epoch": later, "train end": end}

@@ -1,6 +1,6 @@
 """A study's design: which variants of the user's model it trains, named by their levels.
 
-A variant is a dict of factor levels (`regaudit.study.rewrite.FACTORS` and `lr`, the
+A variant is a dict of factor levels (`regaudit.studies.rewrite.FACTORS` and `lr`, the
 learning-rate factor); the empty dict is the model as given, which every design holds
 (the recommendation is measured against it). A design is a list of blocks, each a full
 factorial of its factors' levels; variants that two blocks share are trained once.
@@ -20,7 +20,7 @@ import json
 import os
 
 from regaudit.errors import UsageError
-from regaudit.study.rewrite import BN_LEVELS, FACTORS
+from regaudit.studies.rewrite import BN_LEVELS, FACTORS
 
 GIVEN = "as given"
 ORDER = FACTORS + ("lr",)

@@ -1,6 +1,7 @@
 """A study's MLflow runs: the tags that make a run a trial, and the queries a resumed
 study needs (which trials already have a FINISHED run; runs a killed study left RUNNING)."""
 
+from regaudit.outcomes import STUDY_PARAM
 from regaudit.schema import TAG_PREFIX
 
 STUDY_TAG = TAG_PREFIX + "study"
@@ -9,7 +10,7 @@ SEED_TAG = TAG_PREFIX + "seed"
 TRIAL_TAG = TAG_PREFIX + "study.trial"
 NOTES_TAG = TAG_PREFIX + "study.notes"
 #: the param prefix of a variant's factor levels (`study.dropout`, `study.bn`, ...)
-LEVEL_PARAM = "study."
+LEVEL_PARAM = STUDY_PARAM
 
 
 def _study_filter(study_id):

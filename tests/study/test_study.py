@@ -1,0 +1,170 @@
+"""`regaudit study` as a user runs it: the CLI in a subprocess, Ray started locally, every
+trial an audited MLflow run in a SQLite store; resumed after an interruption with every
+trial's run exactly once; bad input in one line."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("ray", reason="regaudit study needs Ray Tune: pip install 'regaudit[study]'")
+
+USER_CODE = textwrap.dedent('''
+    import numpy as np
+
+
+    def data():
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(240, 8)).astype("float32")
+        y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+        return (x[:180], y[:180]), (x[180:], y[180:])
+
+
+    def broken_data():
+        raise OSError("no such bucket")
+
+
+    def model():
+        import keras
+        from keras import layers
+        m = keras.Sequential([keras.Input((8,)), layers.Dense(16, activation="relu"),
+                              layers.Dropout(0.3), layers.Dense(2, activation="softmax")], name="mlp")
+        m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return m
+
+
+    def custom():
+        import keras
+        from keras import layers
+
+        class Block(layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.dense, self.drop = layers.Dense(8, activation="relu"), layers.Dropout(0.2)
+
+            def call(self, x, training=None):
+                return self.drop(self.dense(x), training=training)
+
+        inputs = keras.Input((8,))
+        m = keras.Model(inputs, layers.Dense(2, activation="softmax")(Block(name="block")(inputs)))
+        m.compile("adam", "sparse_categorical_crossentropy")
+        return m
+''')
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    (folder / "usercode.py").write_text(USER_CODE)
+    (folder / "design.json").write_text(json.dumps({"factors": {"dropout": [0.0], "bn": ["after"]}}))
+    return folder
+
+
+def regaudit(workdir, *args, store="mlflow.db"):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{workdir}/{store}", TF_CPP_MIN_LOG_LEVEL="2",
+               RAY_DEDUP_LOGS="0")
+    return subprocess.run([sys.executable, "-m", "regaudit", "study", *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def client(workdir):
+    import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+
+
+def study_runs(workdir, study_id, status=None):
+    c = client(workdir)
+    experiment = c.get_experiment_by_name("regaudit-study")
+    query = f"tags.`regaudit.study` = '{study_id}'" + (f" and attributes.status = '{status}'" if status else "")
+    return c.search_runs([experiment.experiment_id], query)
+
+
+@pytest.fixture(scope="module")
+def first(workdir):
+    done = regaudit(workdir, "usercode:model", "--data", "usercode:data", "--design", "design.json",
+                    "--seeds", "2", "--epochs", "2", "--max-concurrent", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study_id = done.stdout.split()[1].rstrip(":")
+    return done, study_id
+
+
+def test_every_trial_is_an_audited_tagged_mlflow_run_of_its_variant(workdir, first):
+    done, study_id = first
+    runs = study_runs(workdir, study_id)
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    trials = {(r.data.tags["regaudit.variant"], r.data.tags["regaudit.seed"]) for r in runs}
+    assert trials == {("as given", "0"), ("as given", "1"), ("dropout=0,bn=after", "0"), ("dropout=0,bn=after", "1")}
+    assert len({r.data.tags["regaudit.study.trial"] for r in runs}) == 4  # Ray's trial ids
+    for run in runs:
+        tags, params = run.data.tags, run.data.params
+        variant = tags["regaudit.variant"]
+        if variant == "as given":
+            assert (tags["regaudit.dropout_layers"], tags["regaudit.batchnorm_layers"]) == ("1", "0")
+        else:  # the variant's model, audited: no Dropout, BN after the hidden layer's activation
+            assert (tags["regaudit.dropout_layers"], tags["regaudit.batchnorm_layers"]) == ("0", "1")
+            assert tags["regaudit.batchnorm_placement"] == "after_activation"
+            assert (params["study.dropout"], params["study.bn"]) == ("0.0", "after")
+        assert params["seed"] == tags["regaudit.seed"] and params["epochs"] == "2"
+        assert "val_accuracy" in run.data.metrics or any(
+            a.path == "regaudit" for a in client(workdir).list_artifacts(run.info.run_id))
+    lines = done.stderr.splitlines()  # not a terminal: one line per finished trial
+    assert sum(line.startswith("[") and "/4] " in line for line in lines) == 4
+    assert "For this model" in done.stdout and "RA251" in done.stdout
+    report = done.stdout.split("report: ")[1].split(" (also")[0]
+    assert os.path.isfile(report) and "For this model" in open(report, encoding="utf-8").read()
+
+
+def test_a_resumed_study_runs_each_trial_exactly_once(workdir, first):
+    _, study_id = first
+    again = regaudit(workdir, "usercode:model", "--data", "usercode:data", "--design", "design.json",
+                     "--seeds", "2", "--epochs", "2", "--study-id", study_id)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "(0 trained now)" in again.stdout and len(study_runs(workdir, study_id)) == 4
+    # interrupted: one trial's run lost with its node, another left RUNNING when killed
+    c = client(workdir)
+    runs = study_runs(workdir, study_id)
+    lost = next(r for r in runs if r.data.tags["regaudit.variant"] == "as given")
+    c.delete_run(lost.info.run_id)
+    killed = next(r for r in runs if r.data.tags["regaudit.variant"] != "as given")
+    c.delete_run(killed.info.run_id)
+    stale = c.create_run(killed.info.experiment_id, tags={k: killed.data.tags[k] for k in
+                                                          ("regaudit.study", "regaudit.variant", "regaudit.seed")})
+    resumed = regaudit(workdir, "usercode:model", "--data", "usercode:data", "--design", "design.json",
+                       "--seeds", "2", "--epochs", "2", "--study-id", study_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert c.get_run(stale.info.run_id).info.status == "KILLED"
+    finished = study_runs(workdir, study_id, "FINISHED")
+    keys = [(r.data.tags["regaudit.variant"], r.data.tags["regaudit.seed"]) for r in finished]
+    assert len(keys) == len(set(keys)) == 4
+    printed = json.loads(resumed.stdout)
+    assert printed["schema"] == "regaudit.findings/1" and printed["findings"][0]["id"] == "RA260"
+    assert sorted(printed["runs"]) == sorted(r.info.run_id for r in finished)
+
+
+def test_dry_run_prints_the_trials_and_their_cost_and_trains_nothing(workdir):
+    done = regaudit(workdir, "usercode:model", "--data", "usercode:data", "--design", "article",
+                    "--seeds", "3", "--dry-run", store="dry.db")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("42 trials (14 variants x 3 seeds), 5 epochs each")
+    assert "dropout=0.5,bn=none: Dropout" not in done.stdout  # the model has a Dropout to set
+    assert "  dropout=0.5,bn=before\n" in done.stdout and "estimated time: about" in done.stdout
+    assert not (workdir / "dry.db").exists()  # no store opened, no run
+
+
+@pytest.mark.parametrize("args, said", [
+    (("usercode:model", "--data", "usercode:data", "--design", "sideways"), "design 'sideways' is neither a design"),
+    (("usercode:model", "--data", "usercode:broken_data"), "data function usercode:broken_data raised OSError: no such bucket"),
+    (("usercode:custom", "--data", "usercode:data"), "layer 'block' holds Dropout or BatchNormalization"),
+    (("nomodule:model", "--data", "usercode:data"), "model builder 'nomodule:model' cannot be imported"),
+    (("usercode:model", "--data", "usercode:data", "--design", "design.json", "--address", "127.0.0.1:1"),
+     "is a local file, which trials on other machines"),
+])
+def test_bad_input_is_one_line_and_exits_2(workdir, args, said):
+    done = regaudit(workdir, *args)
+    assert done.returncode == 2, (done.stdout, done.stderr[-2000:])
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert said in lines[-1] and "Traceback" not in done.stderr  # one line, the last
