@@ -4,6 +4,7 @@ from regaudit.callbacks.activation_stats import ActivationFamily
 from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
 from regaudit.callbacks.covariate_shift import ShiftFamily
 from regaudit.callbacks.dropout_ensemble import EnsembleFamily
+from regaudit.callbacks.remedy import RemedyFamily
 
 
 class RegAudit(Audit):
@@ -11,7 +12,9 @@ class RegAudit(Audit):
     probe batch: per-layer activation statistics (`ActivationStats`), covariate shift
     (`CovariateShift`: drift, train vs validation, BatchNormalization variance shift) and
     the effective dropout ensemble (`DropoutEnsemble`: Monte-Carlo dropout against the
-    weight-scaled network), logged to MLflow. One probe pass serves every measure family.
+    weight-scaled network), logged to MLflow, and at train end the BatchNormalization
+    remedy measured (`regaudit.callbacks.remedy`: moving statistics re-estimated on a
+    copy, validation metrics before and after). One probe pass serves every measure family.
 
     Arguments: see `regaudit.callbacks.audit.ARGUMENTS_DOC` (appended below).
 
@@ -26,7 +29,7 @@ class RegAudit(Audit):
     ```
     """
 
-    family_types = (ActivationFamily, ShiftFamily, EnsembleFamily)
+    family_types = (ActivationFamily, ShiftFamily, EnsembleFamily, RemedyFamily)
 
 
 RegAudit.__doc__ += ARGUMENTS_DOC

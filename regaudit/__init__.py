@@ -8,7 +8,8 @@ Importing regaudit does not import TensorFlow; `regaudit.RegAudit`, `regaudit.Ev
 from regaudit._version import __version__
 from regaudit.errors import RegauditError, RegauditWarning, UsageError
 
-_KERAS_SIDE = ("RegAudit", "ActivationStats", "CovariateShift", "DropoutEnsemble", "Every", "lint")
+_KERAS_SIDE = ("RegAudit", "ActivationStats", "CovariateShift", "DropoutEnsemble", "Every", "lint",
+               "reestimate_batchnorm")
 _READ_SIDE = ("load_run", "load_runs")
 _STUDY_SIDE = ("study",)
 
@@ -21,6 +22,10 @@ def __getattr__(name):
         from regaudit.callbacks.lint_model import lint
 
         return lint
+    if name == "reestimate_batchnorm":
+        from regaudit.callbacks.remedy import reestimate_batchnorm
+
+        return reestimate_batchnorm
     if name in _KERAS_SIDE:
         from regaudit import callbacks
 

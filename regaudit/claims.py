@@ -13,7 +13,7 @@ import numpy as np
 from regaudit import outcomes
 from regaudit.finding import Finding, number, p_text, seeds_text
 from regaudit.schema import MODEL
-from regaudit.statistics import ALPHA, compare_groups, holm, interaction, mcnemar_exact
+from regaudit.statistics import compare_groups, holm, interaction, level, mcnemar_exact
 
 ARTICLE = ("\"How do dropout and batch normalization layers affect a DNN model's "
            "performance?\" (2025-01-30)")
@@ -163,7 +163,7 @@ def batchnorm_learning_rate(runs, groups, setups):
     sign = 1 if higher else -1
     parts, verdicts, numbers = [], [], []
     for ((factor, bn1, bnf, p1, pf), (estimate, low, high, p)), p_holm in zip(tests, adjusted):
-        significant = p_holm < ALPHA
+        significant = p_holm < level()
         verdicts.append(("supported" if sign * estimate > 0 else "contradicted") if significant else "not shown")
         parts.append(f"x{factor:g}: {measure} changes by {number(np.mean(by[bnf]) - np.mean(by[bn1]))} "
                      f"with BN ('{bn1}' to '{bnf}') and {number(np.mean(by[pf]) - np.mean(by[p1]))} "
@@ -263,7 +263,7 @@ def weight_scaling(runs, groups, setups):
     evidence = (f"Over {len(tested)} run(s) and {int(total)} probe predictions Monte-Carlo dropout "
                 f"minus weight-scaled accuracy is {gain:+.4f}, 95% interval [{gain - half:+.4f}, "
                 f"{gain + half:+.4f}]; smallest Holm-adjusted McNemar {p_text(min(adjusted))}")
-    if min(adjusted) < ALPHA:
+    if min(adjusted) < level():
         return _finding("RA257", "claim_weight_scaling", claim, "contradicted",
                         evidence + ": in at least one run they differ.", numbers)
     if -ENSEMBLE_MARGIN < gain - half and gain + half < ENSEMBLE_MARGIN:

@@ -20,8 +20,10 @@ def _claims_table(found):
 def summary(result, verbose=False):
     """The lines the terminal shows: one screen, unless --verbose."""
     found = result.findings
+    looks = (f"; {len(result.looks)} looks, tested at {result.level:.3g}" if len(result.looks) > 1
+             or result.level < 0.05 else "")
     lines = [f"study {result.study_id}: {len(result.run_ids)} runs in experiment "
-             f"'{result.experiment}' ({result.trained} trained now)"]
+             f"'{result.experiment}' ({result.trained} trained now{looks})"]
     lines += [f"{f.text}" for f in found if f.id == "RA260"]
     if verbose:
         return lines + [f" {'!' if f.level == 'notice' else '-'} [{f.id}] {f.text}" for f in found
@@ -31,8 +33,11 @@ def summary(result, verbose=False):
         lines += ["the article's claims:"] + table
     notices = [f for f in found if f.level == "notice" and f.id != "RA260" and not f.id.startswith("RA25")]
     if notices:
-        lines.append(f"{len(notices)} notices (--verbose for each in full):")
-        lines += [f"  ! [{f.id}] {f.text[:110] + ('...' if len(f.text) > 110 else '')}" for f in notices]
+        lines.append(f"{len(notices)} notices, by rule (the report and --verbose have each in full):")
+        for rule in dict.fromkeys(f.id for f in notices):
+            same = [f for f in notices if f.id == rule]
+            text = same[0].text if len(same[0].text) <= 100 else same[0].text[:97] + "..."
+            lines.append(f"  ! [{rule}] {text}" + (f" (+{len(same) - 1} more)" if len(same) > 1 else ""))
     for trial, error in result.failed:
         lines.append(f"failed: {trial.get('variant')}, seed {trial.get('seed')}: {error}")
     return lines
@@ -46,6 +51,9 @@ def summary(result, verbose=False):
               help=f"{', '.join(DESIGNS)}, or a YAML/JSON file of factors and levels.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
               help="Seeds per variant.")
+@click.option("--max-seeds", default=8, show_default=True, type=click.IntRange(1, 100),
+              help="Seeds per variant at most: added while a test is undecided and reachable, each look "
+                   "at its share of the 5% level (O'Brien-Fleming spending). Equal to --seeds: one look.")
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 10**7))
 @click.option("--experiment", default="regaudit-study", show_default=True)
@@ -59,7 +67,7 @@ def summary(result, verbose=False):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="The report's path (default: regaudit-study-ID.html).")
 @click.option("-v", "--verbose", is_flag=True, help="Every finding in full.")
-def study(model, data, design, seeds, epochs, batch_size, experiment, study_id, address,
+def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment, study_id, address,
           max_concurrent, cpus_per_trial, gpus_per_trial, dry_run, as_json, output, verbose):
     """Answer "what do Dropout and BatchNormalization do to MY model?" by experiment:
     train its variants (MODEL: a saved .keras file or module:function) with seeds, each an
@@ -77,7 +85,9 @@ def study(model, data, design, seeds, epochs, batch_size, experiment, study_id, 
     notes = check_variants(studies._spec_part(model, "model"), variants(design))
     if dry_run:
         seconds, parts = studies.trial_seconds(model, data, epochs, batch_size)
-        click.echo(f"{len(trials)} trials ({len(notes)} variants x {seeds} seeds), {epochs} epochs each")
+        more = (f", up to {len(notes) * max(seeds, max_seeds)} if seeds are added (up to {max_seeds} each)"
+                if max_seeds > seeds else "")
+        click.echo(f"{len(trials)} trials ({len(notes)} variants x {seeds} seeds{more}), {epochs} epochs each")
         for variant, said in notes.items():
             click.echo(f"  {variant}{': ' + '; '.join(said) if said else ''}")
         made_of = ", ".join(f"{what} {value:.1f} s" for what, value in parts.items())
@@ -92,7 +102,8 @@ def study(model, data, design, seeds, epochs, batch_size, experiment, study_id, 
                                "pip install 'regaudit[study]'") from None
     result = studies.study(model, data, design, seeds, epochs, batch_size, experiment, study_id,
                            address, max_concurrent, cpus_per_trial, gpus_per_trial, output,
-                           progress=not as_json)
+                           progress=not as_json, max_seeds=max_seeds,
+                           echo=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps({"schema": "regaudit.findings/1", "study": result.study_id,
                                "runs": result.run_ids, "group_by": "regaudit.variant",

@@ -12,7 +12,7 @@ from regaudit import outcomes
 from regaudit.lint_rules import steps_to_forget
 from regaudit.finding import Finding, number, p_text, per_layer, values_text
 from regaudit.schema import MODEL
-from regaudit.statistics import ALPHA, compare_groups, holm, mcnemar_exact
+from regaudit.statistics import compare_groups, holm, level, mcnemar_exact
 
 #: bn_var_ratio outside [1/BN_RATIO_LIMIT, BN_RATIO_LIMIT]: BN's inference statistics
 #: do not fit the data it normalizes.
@@ -310,14 +310,14 @@ def ensemble_gain(runs, groups):
                       f"{int(mc_only[run])} right only with MC, {int(det_only[run])} only with the "
                       f"weight-scaled network; exact McNemar {p_text(p)}, Holm-adjusted "
                       f"{p_text(p_holm)} over {len(tested)} run{'s' if len(tested) > 1 else ''}")
-            if p_holm < ALPHA and gain > 0:
+            if p_holm < level() and gain > 0:
                 out.append(Finding(
                     "RA230", "ensemble_gain",
                     f"In run {names.get(run, run)} Monte-Carlo dropout at inference would gain "
                     f"{gain:.3f} accuracy at T = {top_k} ({counts}). Predict with the mean of "
                     f"{top_k} passes with only the Dropout layers in training mode "
                     "(BatchNormalization stays in inference mode).", numbers, "notice"))
-            elif p_holm < ALPHA:
+            elif p_holm < level():
                 out.append(Finding(
                     "RA230", "ensemble_gain",
                     f"In run {names.get(run, run)} the weight-scaled network beats Monte-Carlo "

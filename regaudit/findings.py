@@ -8,7 +8,8 @@ docstring and a module constant. Rules say nothing when their data is missing.
 
 Rule ids (stable, for CI gates on `regaudit show --json`):
 RA201 outcome by group, RA202 group difference, RA203 generalization gap,
-RA210-RA222 diagnoses (`regaudit.diagnoses`), RA230-RA231 dropout ensemble,
+RA210-RA222 diagnoses (`regaudit.diagnoses`; RA213, the BN remedy measured, in
+`regaudit.remedies`), RA230-RA231 dropout ensemble,
 RA240-RA241 drift, RA251-RA257 the seed article's claims (`regaudit.claims`), RA260 a
 study's recommendation (`regaudit.studies.recommend`, runs grouped by variant).
 """
@@ -161,11 +162,12 @@ def drift(runs, groups):
 def findings(runs, groups):
     """Every rule's findings; notices first, then in rule order."""
     from regaudit import claims, diagnoses
+    from regaudit.remedies import batchnorm_reestimated
     from regaudit.studies.recommend import recommendation
 
     found = []
     for rule in (recommendation, diagnoses.nonfinite, outcome_by_group, generalization_gap,
-                 diagnoses.batchnorm_lag, diagnoses.dropout_before_batchnorm,
+                 diagnoses.batchnorm_lag, batchnorm_reestimated, diagnoses.dropout_before_batchnorm,
                  diagnoses.dead_and_saturated, drift, diagnoses.ensemble_gain, claims.claims):
         found.extend(rule(runs, groups))
     return sorted(found, key=lambda f: (f.id != "RA260", f.level != "notice"))

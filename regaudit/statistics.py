@@ -9,6 +9,8 @@ what these seeds could have detected (the smallest difference with 80% power) an
 many seeds per group the observed difference would need.
 """
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +18,25 @@ from scipy import optimize, stats
 
 #: Significance level of every test and 1 - level of every interval.
 ALPHA = 0.05
+_LEVEL = contextvars.ContextVar("regaudit_significance_level", default=ALPHA)
+
+
+def level():
+    """The significance level tests use now: ALPHA, or a study look's level
+    (`regaudit.studies.sequential`) inside `at_level`."""
+    return _LEVEL.get()
+
+
+@contextlib.contextmanager
+def at_level(alpha):
+    """Every test inside tests at `alpha` (a group-sequential look's share of ALPHA)."""
+    token = _LEVEL.set(float(alpha))
+    try:
+        yield
+    finally:
+        _LEVEL.reset(token)
+
+
 #: Power of the "what could these runs have detected" statements.
 POWER = 0.8
 #: Seeds-per-group answers stop here ("more than 1000").
@@ -135,7 +156,9 @@ class Comparison:
     mean(high) - mean(low) >= 0, `p` Welch's p, `p_holm` Holm-adjusted over `family`
     comparisons, `g` Hedges' g of high against low, `detectable` the smallest difference
     these seeds detect with 80% power at the Holm-corrected level of a single test
-    (ALPHA / family), `seeds` the seeds per group the observed difference would need."""
+    (level / family), `seeds` the seeds per group the observed difference would need,
+    `level` the significance level it was tested at (`level()`: ALPHA but in a study's
+    sequential look), `sd` the pooled standard deviation."""
 
     high: str
     low: str
@@ -150,10 +173,12 @@ class Comparison:
     g: float
     detectable: float
     seeds: int
+    level: float = ALPHA
+    sd: float = float("nan")
 
     @property
     def significant(self):
-        return self.p_holm < ALPHA
+        return self.p_holm < self.level
 
     def as_numbers(self):
         return {key: (float(value) if isinstance(value, (float, np.floating)) else value)
@@ -172,6 +197,7 @@ def compare_groups(by_group, pairs=None):
     raw = [welch_p(by_group[a], by_group[b]) for a, b in pairs]
     adjusted = holm(raw)
     family = len(pairs)
+    alpha = level()
     out = []
     for (a, b), p, p_holm in zip(pairs, raw, adjusted):
         x, y = np.asarray(by_group[a], float), np.asarray(by_group[b], float)
@@ -181,8 +207,8 @@ def compare_groups(by_group, pairs=None):
         difference = float(x.mean() - y.mean())
         out.append(Comparison(
             a, b, float(x.mean()), float(y.mean()), x.size, y.size, difference, p, float(p_holm),
-            family, hedges_g(x, y), detectable_difference(sd, x.size, y.size, ALPHA / family),
-            seeds_needed(difference, sd, ALPHA / family)))
+            family, hedges_g(x, y), detectable_difference(sd, x.size, y.size, alpha / family),
+            seeds_needed(difference, sd, alpha / family), alpha, sd))
     return out
 
 

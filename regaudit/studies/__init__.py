@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from regaudit.errors import UsageError
+from regaudit.statistics import ALPHA
 from regaudit.studies import design as designs
 from regaudit.studies.runs import VARIANT_TAG, end_stale, finished_trials
 
@@ -27,8 +28,8 @@ DEFAULT_EXPERIMENT = "regaudit-study"
 @dataclass
 class StudyResult:
     """A finished study: its id, experiment, run ids (one FINISHED run per trial), the
-    findings (`Finding`s, RA260 first), the report's path and the MLflow run holding it,
-    and the trials that failed [(trial, error line)]."""
+    findings (`Finding`s, RA260 first, tested at `level`), the report's path and the
+    MLflow run holding it, and the trials that failed [(trial, error line)]."""
 
     study_id: str
     experiment: str
@@ -38,6 +39,9 @@ class StudyResult:
     report_run: str = None
     failed: list = field(default_factory=list)
     trained: int = 0
+    #: the significance level of the look the study stopped at, and every look (seeds, level)
+    level: float = ALPHA
+    looks: list = field(default_factory=list)
 
     def _repr_html_(self):
         import html
@@ -92,13 +96,23 @@ def plan(model, data, design="article", seeds=3, first_seed=0):
 
 def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, experiment=None,
           study_id=None, address=None, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0,
-          output=None, progress=True, first_seed=0):
-    """Run (or resume, with the same `study_id`) a study; return a `StudyResult`."""
+          output=None, progress=True, first_seed=0, max_seeds=None, echo=None):
+    """Run (or resume, with the same `study_id`) a study; return a `StudyResult`.
+
+    Seeds: `seeds` per variant first; while a test is undecided and `max_seeds` could
+    decide it, more seeds are added to every variant and the study looks again, each look
+    at its share of the 5% level (`regaudit.studies.sequential`). `max_seeds` None: one
+    look, the fixed design."""
     import mlflow
 
+    from regaudit.findings import findings as find
+    from regaudit.read import load_runs
+    from regaudit.statistics import at_level
+    from regaudit.studies import sequential
     from regaudit.studies.run import run_trials
 
-    trials = plan(model, data, design, seeds, first_seed)
+    max_seeds = max(seeds, max_seeds or seeds)
+    plan(model, data, design, seeds, first_seed)
     model_part, data_part = _spec_part(model, "model"), _spec_part(data, "data")
     if not isinstance(model_part, str) and hasattr(model_part, "save"):
         folder = os.path.abspath(os.path.join(".regaudit-study"))
@@ -107,25 +121,45 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
         model_part.save(path)
         model_part = path
     study_id = study_id or uuid.uuid4().hex[:12]
+    name = experiment or DEFAULT_EXPERIMENT
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    experiment_id = mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT).experiment_id
+    experiment_id = mlflow.set_experiment(name).experiment_id
     client = mlflow.MlflowClient(uri)
     end_stale(client, experiment_id, study_id)
-    done = finished_trials(client, experiment_id, study_id)
-    pending = [{"variant": v, "levels": levels, "seed": s} for v, levels, s in trials
-               if (v, s) not in done]
     spec = {"model": model_part, "data": data_part, "tracking_uri": uri, "study_id": study_id,
-            "experiment": experiment or DEFAULT_EXPERIMENT, "epochs": int(epochs),
-            "batch_size": int(batch_size), "sys_path": [os.getcwd()]}
-    _, failed = run_trials(pending, spec, address, max_concurrent, cpus_per_trial, gpus_per_trial,
-                           progress=progress)
-    done = finished_trials(client, experiment_id, study_id)
-    run_ids = [done[(v, s)] for v, _, s in trials if (v, s) in done]
-    result = StudyResult(study_id, experiment or DEFAULT_EXPERIMENT, run_ids, failed=failed,
-                         trained=len(pending) - len(failed))
-    if run_ids:
-        report(result, output)
+            "experiment": name, "epochs": int(epochs), "batch_size": int(batch_size),
+            "sys_path": [os.getcwd()]}
+    result = StudyResult(study_id, name, [])
+    n, previous = seeds, 0
+    while True:
+        trials = designs.trials(design, n, first_seed)
+        done = finished_trials(client, experiment_id, study_id)
+        pending = [{"variant": v, "levels": levels, "seed": s} for v, levels, s in trials
+                   if (v, s) not in done]
+        _, failed = run_trials(pending, spec, address, max_concurrent, cpus_per_trial,
+                               gpus_per_trial, progress=progress)
+        result.failed += failed
+        result.trained += len(pending) - len(failed)
+        done = finished_trials(client, experiment_id, study_id)
+        result.run_ids = [done[(v, s)] for v, _, s in trials if (v, s) in done]
+        result.level = sequential.look_level(n, previous, max_seeds)
+        result.looks.append((n, result.level))
+        if not result.run_ids:
+            return result
+        if n >= max_seeds:
+            break
+        runs = load_runs(result.run_ids)
+        with at_level(result.level):
+            decision = sequential.decide(sequential.tests_of(find(runs, runs.group(VARIANT_TAG))),
+                                         n, max_seeds)
+        if decision.next_seeds is None:
+            break
+        if echo is not None:
+            echo(f"look {len(result.looks)} at {n} seeds (level {result.level:.3g}): "
+                 f"{decision.undecided} tests undecided; adding seeds up to {decision.next_seeds}")
+        previous, n = n, decision.next_seeds
+    report(result, output)
     return result
 
 
@@ -135,9 +169,12 @@ def report(result, output=None):
     from regaudit.reports.publish import log_report
     from regaudit.reports.report import build_report
 
+    from regaudit.statistics import at_level
+
     runs = load_runs(result.run_ids)
     path = os.path.abspath(output or f"regaudit-study-{result.study_id}.html")
-    made = build_report(runs, path, group_by=VARIANT_TAG)
+    with at_level(result.level):
+        made = build_report(runs, path, group_by=VARIANT_TAG)
     result.findings, result.report = made.findings, made.path
     result.report_run = log_report(made, runs)
     return result

@@ -13,10 +13,21 @@ import numpy as np
 
 from regaudit import outcomes
 from regaudit.finding import Finding, number, p_text
-from regaudit.statistics import ALPHA, compare_groups, welch_interval
+from regaudit.statistics import ALPHA, compare_groups, level, welch_interval
 from regaudit.studies.design import GIVEN
 
 RULE = ("RA260", "study_recommendation")
+
+
+def _percent(value):
+    return f"{value:.0%}" if round(value, 2) == value else f"{value:.2%}"
+
+
+def _look():
+    """How the level was chosen, when a sequential look set it below ALPHA."""
+    if level() >= ALPHA:
+        return ""
+    return f", tested at {level():.3g}, this look's share of {ALPHA:g} in the sequential plan"
 
 
 def recommendation(runs, groups):
@@ -42,22 +53,25 @@ def recommendation(runs, groups):
         each = f"{low_n} seeds each" if low_n == high_n else f"{low_n} to {high_n} seeds each"
         text = (f"For this model no variant is detectably better than the model as given on "
                 f"{measure} ({len(comparisons)} variant{'s' if len(comparisons) > 1 else ''}, {each}, "
-                f"Welch t-tests Holm-corrected over {family}); these seeds detect a difference of {number(detectable)} or more with "
+                f"Welch t-tests Holm-corrected over {family}{_look()}); these seeds detect a difference of {number(detectable)} or more with "
                 f"80% power, so a smaller benefit is not excluded.")
         if worse:
             text += f" Detectably worse: {', '.join(repr(w) for w in worse)}."
         return [Finding(*RULE, text, {"measure": measure, "variant": None, "detectable": detectable,
-                                      "worse": worse, "comparisons": family}, "info")]
+                                      "worse": worse, "comparisons": family,
+                                      "tests": [c.as_numbers() for c in comparisons]}, "info")]
     best = max(better, key=lambda c: c.difference)
     variant = best.high if higher else best.low
-    difference, low, high = welch_interval(by_group[variant], given, 1 - ALPHA / family)
+    difference, low, high = welch_interval(by_group[variant], given, 1 - level() / family)
     span = bounds[1] - bounds[0]
     low, high = max(low, -span), min(high, span)
-    text = (f"For this model: {variant}: {measure} {difference:+.4g} (simultaneous 95% interval "
-            f"[{low:+.4g}, {high:+.4g}] over {family} comparisons, Holm-adjusted {p_text(best.p_holm)}, "
-            f"{seeds[variant]} and {seeds[GIVEN]} seeds) over the model as given "
-            f"({number(np.mean(by_group[variant]))} against {number(np.mean(given))}).")
+    text = (f"For this model: {variant}: {measure} {difference:+.4g} (simultaneous "
+            f"{_percent(1 - level())} interval [{low:+.4g}, {high:+.4g}] over {family} comparisons, "
+            f"Holm-adjusted {p_text(best.p_holm)}{_look()}, {seeds[variant]} and {seeds[GIVEN]} seeds) "
+            f"over the model as given ({number(np.mean(by_group[variant]))} against "
+            f"{number(np.mean(given))}).")
     return [Finding(*RULE, text, {"measure": measure, "variant": variant, "difference": difference,
-                                  "low": low, "high": high, "p_holm": best.p_holm,
+                                  "low": low, "high": high, "p_holm": best.p_holm, "level": level(),
                                   "n_variant": seeds[variant], "n_given": seeds[GIVEN],
-                                  "comparisons": family}, "notice")]
+                                  "comparisons": family,
+                                  "tests": [c.as_numbers() for c in comparisons]}, "notice")]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from regaudit.statistics import ALPHA
+from regaudit.statistics import ALPHA, seeds_needed
 
 
 def spent(t, alpha=ALPHA):
@@ -55,12 +55,45 @@ class Decision:
     next_seeds: object
 
 
-def decide(comparisons, seeds, max_seeds):
-    """A look's decision from its comparisons [{"significant": bool, "seeds": int}] (as
-    `statistics.Comparison.as_numbers()` gives them, computed at the look's level)."""
-    significant = sum(bool(c["significant"]) for c in comparisons)
-    wanted = [int(c["seeds"]) for c in comparisons if not c["significant"] and int(c["seeds"]) <= max_seeds]
+#: A test stays undecided while the upper end of the observed difference's one-sided
+#: interval at this confidence would be detectable with `max_seeds`.
+PLAUSIBLE = 0.9
+
+
+def decide(comparisons, seeds, max_seeds, alpha=ALPHA):
+    """A look's decision from its comparisons [`statistics.Comparison.as_numbers()`,
+    computed at the look's level]. A comparison not significant is undecided when a
+    difference it leaves plausible (the upper end of its one-sided 90% interval) would be
+    detected with 80% power by `max_seeds` per group at the level a last look at
+    `max_seeds` would have (Holm's first step: level / family); the next look asks for
+    the seeds the observed difference needs, at least one more, at most `max_seeds`."""
+    final = look_level(max_seeds, seeds, max_seeds, alpha)
+    significant, wanted = 0, []
+    for c in comparisons:
+        if c["significant"]:
+            significant += 1
+            continue
+        sd, n_high, n_low = c.get("sd", float("nan")), c["n_high"], c["n_low"]
+        if not sd > 0:
+            continue
+        se = sd * np.sqrt(1 / n_high + 1 / n_low)
+        upper = abs(c["difference"]) + stats.t.ppf(PLAUSIBLE, n_high + n_low - 2) * se
+        level = final / max(1, c["family"])
+        if seeds_needed(upper, sd, level) <= max_seeds:
+            wanted.append(seeds_needed(abs(c["difference"]), sd, level))
     out = len(comparisons) - significant - len(wanted)
     if not wanted or seeds >= max_seeds:
         return Decision(significant, len(wanted), out, None)
     return Decision(significant, len(wanted), out, int(min(max_seeds, max(seeds + 1, max(wanted)))))
+
+
+def tests_of(findings):
+    """The comparisons a look decides on: RA260's (each variant against the model as
+    given) and those of the article's claims (RA251-RA256)."""
+    out = []
+    for finding in findings:
+        if finding.id == "RA260":
+            out += finding.numbers.get("tests", [])
+        elif finding.id.startswith("RA25") and isinstance(finding.numbers.get("comparisons"), list):
+            out += finding.numbers["comparisons"]
+    return out

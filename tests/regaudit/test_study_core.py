@@ -263,3 +263,55 @@ def test_dropout_claim_pairs_only_variants_alike_but_for_dropout():
     pairs = _pairs(_group_setups(runs, groups), "dropout")
     assert sorted(pairs) == [("dropout=0.5,bn=after", "dropout=0,bn=after"),
                              ("dropout=0.5,bn=before", "dropout=0,bn=before")]
+
+
+# -- seeds by power, honestly: the group-sequential plan -------------------------------
+
+def simulated_study(rng, means, seeds=3, max_seeds=8, sd=1.0):
+    """One study of `means` {variant: true mean}, looked at as `regaudit.study` does:
+    each look at its spent level, seeds added while a test is undecided. Returns the
+    significant comparisons of the look it stopped at, and its seeds per variant."""
+    from regaudit.statistics import at_level, compare_groups
+    from regaudit.studies.sequential import decide, look_level
+
+    data = {g: rng.normal(m, sd, max_seeds) for g, m in means.items()}
+    n, previous = seeds, 0
+    while True:
+        level = look_level(n, previous, max_seeds)
+        with at_level(level):
+            found = compare_groups({g: v[:n] for g, v in data.items()},
+                                   [(g, D.GIVEN) for g in means if g != D.GIVEN])
+        decision = decide([c.as_numbers() for c in found], n, max_seeds)
+        if decision.next_seeds is None:
+            return [c for c in found if c.significant], n
+        previous, n = n, decision.next_seeds
+
+
+def test_spending_releases_alpha_once_over_the_looks():
+    from regaudit.studies.sequential import look_level, spent
+
+    assert spent(1.0) == pytest.approx(0.05) and spent(0.375) == pytest.approx(
+        2 - 2 * stats.norm.cdf(stats.norm.ppf(0.975) / np.sqrt(0.375)))
+    looks = [(3, 0), (5, 3), (6, 5), (8, 6)]
+    assert sum(look_level(n, p, 8) for n, p in looks) == pytest.approx(0.05)
+    assert look_level(3, 0, 3) == pytest.approx(0.05)  # seeds == max_seeds: the fixed design
+
+
+def test_under_a_true_null_the_sequential_study_claims_a_difference_in_at_most_5_percent():
+    rng = np.random.default_rng(7)
+    trials = 500
+    wrong = sum(bool(simulated_study(rng, {D.GIVEN: 0.0, "a": 0.0, "b": 0.0, "c": 0.0})[0])
+                for _ in range(trials))
+    assert wrong / trials <= 0.05 + 2.58 * np.sqrt(0.05 * 0.95 / trials)  # 99% binomial margin
+
+
+def test_under_a_stated_effect_the_sequential_study_finds_it_at_the_planned_power():
+    # an effect a fixed design of max_seeds per group detects with 88% power (Holm's first
+    # step over 3 comparisons); the plan promises POWER = 80%
+    assert S.power(2.0, 1.0, 8, 8, 0.05 / 3) == pytest.approx(0.88, abs=0.01)
+    rng = np.random.default_rng(8)
+    trials = 300
+    outcomes = [simulated_study(rng, {D.GIVEN: 0.0, "a": 2.0, "b": 0.0, "c": 0.0}) for _ in range(trials)]
+    found = np.mean([any(c.high == "a" for c in significant) for significant, _ in outcomes])
+    assert found >= S.POWER - 2.58 * np.sqrt(S.POWER * (1 - S.POWER) / trials)
+    assert np.mean([n for _, n in outcomes]) <= 8

@@ -86,7 +86,7 @@ def study_runs(workdir, study_id, status=None):
 @pytest.fixture(scope="module")
 def first(workdir):
     done = regaudit(workdir, "usercode:model", "--data", "usercode:data", "--design", "design.json",
-                    "--seeds", "2", "--epochs", "2", "--max-concurrent", "2")
+                    "--seeds", "2", "--max-seeds", "2", "--epochs", "2", "--max-concurrent", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     study_id = done.stdout.split()[1].rstrip(":")
     return done, study_id
@@ -121,7 +121,7 @@ def test_every_trial_is_an_audited_tagged_mlflow_run_of_its_variant(workdir, fir
 def test_a_resumed_study_runs_each_trial_exactly_once(workdir, first):
     _, study_id = first
     again = regaudit(workdir, "usercode:model", "--data", "usercode:data", "--design", "design.json",
-                     "--seeds", "2", "--epochs", "2", "--study-id", study_id)
+                     "--seeds", "2", "--max-seeds", "2", "--epochs", "2", "--study-id", study_id)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "(0 trained now)" in again.stdout and len(study_runs(workdir, study_id)) == 4
     # interrupted: one trial's run lost with its node, another left RUNNING when killed
@@ -134,7 +134,7 @@ def test_a_resumed_study_runs_each_trial_exactly_once(workdir, first):
     stale = c.create_run(killed.info.experiment_id, tags={k: killed.data.tags[k] for k in
                                                           ("regaudit.study", "regaudit.variant", "regaudit.seed")})
     resumed = regaudit(workdir, "usercode:model", "--data", "usercode:data", "--design", "design.json",
-                       "--seeds", "2", "--epochs", "2", "--study-id", study_id, "--json")
+                       "--seeds", "2", "--max-seeds", "2", "--epochs", "2", "--study-id", study_id, "--json")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert c.get_run(stale.info.run_id).info.status == "KILLED"
     finished = study_runs(workdir, study_id, "FINISHED")
@@ -149,7 +149,8 @@ def test_dry_run_prints_the_trials_and_their_cost_and_trains_nothing(workdir):
     done = regaudit(workdir, "usercode:model", "--data", "usercode:data", "--design", "article",
                     "--seeds", "3", "--dry-run", store="dry.db")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("42 trials (14 variants x 3 seeds), 5 epochs each")
+    assert done.stdout.startswith("42 trials (14 variants x 3 seeds, up to 112 if seeds are added "
+                                  "(up to 8 each)), 5 epochs each")
     assert "dropout=0.5,bn=none: Dropout" not in done.stdout  # the model has a Dropout to set
     assert "  dropout=0.5,bn=before\n" in done.stdout and "estimated time: about" in done.stdout
     assert not (workdir / "dry.db").exists()  # no store opened, no run
