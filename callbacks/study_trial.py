@@ -2,7 +2,8 @@
 `RegAudit`, as its own MLflow run in the study's experiment (what each Ray Tune trial runs).
 
 The run is tagged `regaudit.study` (the study id), `regaudit.variant`, `regaudit.seed` and
-`regaudit.study.trial` (Ray's trial id), with each factor's level, the seed, the epochs and
+`regaudit.study.trial` (Ray's trial id), `regaudit.study.node` (the Ray node it ran on),
+with each factor's level, the seed, the epochs and
 the batch size as params. A trial whose FINISHED run already exists returns it without
 training (a resumed study, or Ray retrying a trial that finished): no run twice.
 """
@@ -15,7 +16,7 @@ import warnings
 
 from regaudit.errors import RegauditError, UsageError
 from regaudit.studies.runs import (
-    LEVEL_PARAM, NOTES_TAG, SEED_TAG, STUDY_TAG, TRIAL_TAG, VARIANT_TAG, finished_run,
+    LEVEL_PARAM, NODE_TAG, NOTES_TAG, SEED_TAG, STUDY_TAG, TRIAL_TAG, VARIANT_TAG, finished_run,
 )
 
 
@@ -91,7 +92,7 @@ def build(model_spec, levels):
     return build_variant(builder(), levels)
 
 
-def train_trial(spec, trial, trial_id=""):
+def train_trial(spec, trial, trial_id="", node=""):
     """Train one (variant, seed); return {"run_id", "val_accuracy"/"val_loss", "skipped"}."""
     for entry in spec.get("sys_path", []):
         if entry not in sys.path:
@@ -111,7 +112,8 @@ def train_trial(spec, trial, trial_id=""):
     train, validation = load_data(spec["data"])
     keras.utils.set_random_seed(seed)
     model, notes = build(spec["model"], levels)
-    tags = {STUDY_TAG: spec["study_id"], VARIANT_TAG: variant, SEED_TAG: str(seed), TRIAL_TAG: trial_id}
+    tags = {STUDY_TAG: spec["study_id"], VARIANT_TAG: variant, SEED_TAG: str(seed), TRIAL_TAG: trial_id,
+            NODE_TAG: node}
     if notes:
         tags[NOTES_TAG] = "; ".join(notes)[:4000]
     with mlflow.start_run(run_name=f"{variant} seed {seed}", tags=tags) as run, warnings.catch_warnings():

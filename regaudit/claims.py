@@ -180,7 +180,8 @@ def batchnorm_learning_rate(runs, groups, setups):
 def batchnorm_placement(runs, groups, setups):
     """RA254 "BN before the activation works better than after": runs whose BN layers all
     sit before their activation against runs whose BN layers all sit after, on the
-    final outcome; not shown unless both placements were trained."""
+    final outcome, compared only within runs alike in dropout rates and a study's other
+    levels; not shown unless both placements were trained."""
     measure, values, higher, _ = outcomes.outcome(runs)
     placement = outcomes.tag_values(runs, "batchnorm_placement")
     by_place = outcomes.by_group(values, {r: p for r, p in placement.items()
@@ -196,14 +197,48 @@ def batchnorm_placement(runs, groups, setups):
                         "BN after Conv2D(..., activation='relu')); train a variant with "
                         "Conv2D(activation=None), BatchNormalization(), Activation('relu').",
                         {"placements": list(by_place)})
-    return _verdict("RA254", "claim_batchnorm_placement", claim,
-                    [("before_activation", "after_activation")], by_place, measure, not higher,
-                    "Each placement needs two seeds or more.")
+    labelled, pairs = _within(values, outcomes.setups(runs), placement.get, _rates_context,
+                              ("before_activation", "after_activation"))
+    return _verdict("RA254", "claim_batchnorm_placement", claim, pairs, labelled, measure, not higher,
+                    "Each placement needs two seeds or more, with the same Dropout and other levels.")
+
+
+def _rates_context(s):
+    """What else a BN placement comparison holds equal: the dropout rates, a study's levels."""
+    rates = ",".join(f"{r:g}" for r in s["rates"]) or "none"
+    return (f"dropout {rates}" + "".join(f", {k}={v}" for k, v in s["others"]))
+
+
+def _bn_context(s):
+    """What else a dropout-rate comparison holds equal: BN and its placement, a study's levels."""
+    bn = "no BN" if not s["batchnorm"] else f"BN {s['placement'].replace('_activation', '')}"
+    return bn + "".join(f", {k}={v}" for k, v in s["others"])
+
+
+def _within(values, setup, level_of, context_of, levels):
+    """({label: [values]}, [(first level's label, second's)]): the runs compared level
+    against level only within a context (the rest of their setup) that holds both, so no
+    other difference rides along; labels carry the context when there are several."""
+    cells = {}
+    for run, value in values.items():
+        level = level_of(run) if run in setup else None
+        if level in levels:
+            cells.setdefault(context_of(setup[run]), {}).setdefault(level, []).append(value)
+    both = {c: by for c, by in cells.items() if all(level in by for level in levels)}
+    label = (lambda level, context: level) if len(both) == 1 else \
+        (lambda level, context: f"{level} ({context})")
+    labelled, pairs = {}, []
+    for context, by in both.items():
+        for level in levels:
+            labelled[label(level, context)] = by[level]
+        pairs.append(tuple(label(level, context) for level in levels))
+    return labelled, pairs
 
 
 def dropout_rates(runs, groups, setups):
     """RA255 "rates between 0.2 and 0.7 work best": Dropout runs whose rates all lie in
-    [0.2, 0.7] against Dropout runs with a rate outside, on the final outcome."""
+    [0.2, 0.7] against Dropout runs with a rate outside, on the final outcome, compared
+    only within runs alike in BN, its placement and a study's other levels."""
     measure, values, higher, _ = outcomes.outcome(runs)
     setup = outcomes.setups(runs)
     inside = {r: ("inside" if all(RATE_RANGE[0] <= x <= RATE_RANGE[1] for x in s["rates"] if x > 0)
@@ -220,8 +255,9 @@ def dropout_rates(runs, groups, setups):
         return _finding("RA255", "claim_dropout_rates", claim, "not shown",
                         seen + "; train the same model at rates such as 0.1, 0.5 and 0.8, 3 seeds "
                         "each.", {"rates": rates})
-    return _verdict("RA255", "claim_dropout_rates", claim, [("inside", "outside")], by_range,
-                    measure, not higher, "Each range needs two seeds or more.")
+    labelled, pairs = _within(values, setup, inside.get, _bn_context, ("inside", "outside"))
+    return _verdict("RA255", "claim_dropout_rates", claim, pairs, labelled, measure, not higher,
+                    "Each range needs two seeds or more, with the same BN and other levels.")
 
 
 def combined(runs, groups, setups):

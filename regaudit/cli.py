@@ -17,7 +17,10 @@ from regaudit.errors import RegauditError
 #: A tracking server that does not answer fails a command in seconds, not after
 #: MLflow's default of several minutes of retries (the user's own settings win).
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0"}
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+                 # the commands print the UI address themselves; MLflow's own "View run"
+                 # line would land in stdout that --json users parse
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 class Group(click.Group):
@@ -47,9 +50,9 @@ def cli(context, tracking_uri, verbose):
     """regaudit: how Dropout and BatchNormalization shape your Keras model, measured
     while it trains and logged to MLflow."""
     context.obj = {"verbose": verbose}
-    if tracking_uri:
-        # the environment, not mlflow.set_tracking_uri: MLflow stays unimported here
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    # the environment, not mlflow.set_tracking_uri: MLflow stays unimported here, and a
+    # study's trials (other processes) write where this command reads
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri or _uri()
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
 
@@ -234,50 +237,35 @@ def show(run_ids, experiment, group_by, as_json):
 @cli.command()
 @click.option("--epochs", default=6, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seeds", default=2, show_default=True, type=click.IntRange(1, 20),
-              help="Seeds per setup.")
-@click.option("--seed", default=0, show_default=True, type=int, help="The first seed.")
+              help="Seeds per variant.")
+@click.option("--max-concurrent", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               default="regaudit-demo-report.html", show_default=True)
-def demo(epochs, seeds, seed, output):
-    """The seed article's study on real data: its CNN with no regularization, Dropout
-    only, BatchNormalization only and both, trained with RegAudit on scikit-learn's
-    bundled digits with several seeds each, then the comparative report."""
-    from regaudit.callbacks.demo import SETUPS, run_study
-    from regaudit.read import load_runs
-    from regaudit.reports.publish import log_report, ui_address
-    from regaudit.reports.report import build_report
+def demo(epochs, seeds, max_concurrent, output):
+    """A study of the seed article's CNN on real data: Dropout off and on x
+    BatchNormalization none, after and before the activation, and the model as given,
+    trained with RegAudit on scikit-learn's bundled digits with several seeds each on Ray
+    Tune, then the recommendation, the article's claims and the report."""
+    from regaudit import studies
+    from regaudit.callbacks.demo import DEMO_EXPERIMENT, DESIGN
+    from regaudit.cli_study import summary
+    from regaudit.reports.publish import ui_address
 
     started = time.perf_counter()
-    total = len(SETUPS) * seeds
-    click.echo(f"training {total} runs ({len(SETUPS)} setups x {seeds} seeds, {epochs} epochs each)")
-    done = []
+    result = studies.study("regaudit.callbacks.demo:article_model",
+                           "regaudit.callbacks.demo:load_digits_28", design=DESIGN, seeds=seeds,
+                           epochs=epochs, batch_size=16, experiment=DEMO_EXPERIMENT,
+                           max_concurrent=max_concurrent, output=os.path.abspath(output))
+    click.echo(f"trained {result.trained} runs in {time.perf_counter() - started:.0f} s")
+    for line in summary(result):
+        click.echo(line)
+    import mlflow
 
-    def on_run(setup, run_seed, seconds):
-        done.append(setup)
-        if not sys.stderr.isatty():  # no bar: a line per run
-            click.echo(f"[{len(done)}/{total}] {setup}, seed {run_seed}: {seconds:.0f} s", err=True)
-
-    with _bar(total * epochs, "training", show_pos=True) as bar:
-        run_ids = run_study(epochs=epochs, seeds=range(seed, seed + seeds),
-                            progress=lambda: bar.update(1), on_run=on_run)
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder, _bar(len(run_ids), "run reports") as bar:
-        for run_id in run_ids:  # each run's own report, in the run, as RegAudit logs it
-            own = load_runs([run_id])
-            log_report(build_report(own, os.path.join(folder, "report.html")), own)
-            bar.update(1)
-    runs = load_runs(run_ids)
-    made = build_report(runs, os.path.abspath(output))
-    target = log_report(made, runs)
-    click.echo(f"trained {total} runs in {time.perf_counter() - started:.0f} s")
-    for finding in made.findings:
-        click.echo(f" {'!' if finding.level == 'notice' else '-'} [{finding.id}] {finding.text}")
-    experiment = runs.runs["experiment_id"].iloc[0]
-    click.echo(f"report: {made.path} (also in MLflow run {target}, artifacts regaudit/report/;"
-               " each training run holds its own report too)")
+    experiment = mlflow.get_experiment_by_name(DEMO_EXPERIMENT).experiment_id
+    click.echo(f"report: {result.report} (also in MLflow run {result.report_run}, artifacts "
+               "regaudit/report/; each training run holds its own audit)")
     click.echo(f"browse it: mlflow ui --backend-store-uri {redact(_uri())}, then open "
-               f"{ui_address(_uri(), experiment, target)}")
+               f"{ui_address(_uri(), experiment, result.report_run)}")
 
 
 from regaudit.cli_lint import lint  # noqa: E402 - the lint command, registered on the group

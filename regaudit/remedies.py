@@ -80,7 +80,8 @@ def batchnorm_reestimated(runs, groups):
             elif significant:
                 text = f"{head} ({test}): here the re-estimated statistics do worse; keep the model's own."
             else:
-                text = f"{head} ({test}): no detectable change; the moving statistics are not what costs accuracy here."
+                text = (f"{head} ({test}): no detectable change with these runs; whether the "
+                        "moving statistics cost accuracy here they do not show.")
             severity = "notice" if better else "info"
         out.append(Finding(*RULE, text, numbers, severity))
     return out

@@ -23,7 +23,7 @@ from regaudit.findings import findings as find
 from regaudit.read import DEFAULT_GROUP
 from regaudit.schema import MODEL, TAG_PREFIX
 
-from regaudit.reports import plots
+from regaudit.reports import plots, study_plots
 from regaudit.reports.lint_section import lint_table
 from regaudit.reports.html import render_html as _html
 from regaudit.reports.markdown import render_markdown as _markdown
@@ -39,6 +39,18 @@ class Section:
 
 
 SECTIONS = (
+    Section("Study", "history",
+            "The variants of a study against their levels: each point a variant's mean over "
+            "its seeds, with its 95% t-interval (within the quantity's bounds).",
+            (("dose_response", study_plots.dose_response,
+              "Validation outcome and generalization gap against the dropout rate, a line per "
+              "BatchNormalization setting (variants at the model's learning rate)."),
+             ("batchnorm_grid", study_plots.batchnorm_grid,
+              "The outcome with BatchNormalization removed, after or before the activation, a "
+              "line per dropout rate."),
+             ("learning_rate_tolerance", study_plots.learning_rate_tolerance,
+              "The outcome against the learning-rate factor, with and without "
+              "BatchNormalization (the same dropout)."))),
     Section("Training", "history",
             "Keras' epoch logs as the audit recorded them.",
             (("learning_curves", plots.learning_curves,

@@ -9,6 +9,7 @@ factorial of its factors' levels; variants that two blocks share are trained onc
   Dropout off/on (0 / 0.5) x BN none/after/before, a dropout-rate grid (0.1, 0.3, 0.8 with
   BN after the activation; 0.2-0.7 is the article's good range), and the learning rate
   x3 and x10 with and without BN.
+- `dropout-x-bn`: Dropout off/on (0 / 0.5) x BN none/after/before (the demo's design).
 - `dropout-rates`: the rate grid 0, 0.1, 0.3, 0.5, 0.7, the rest as given.
 - `bn-placement`: BN none / after / before the activation, the rest as given.
 - a file (YAML or JSON): `{"factors": {"dropout": [0, 0.3], "bn": ["none", "after"]}}` or
@@ -30,6 +31,7 @@ DESIGNS = {
         {"dropout": [0.1, 0.3, 0.8], "bn": ["after"]},
         {"dropout": [0.5], "bn": ["none", "after"], "lr": [3.0, 10.0]},
     ],
+    "dropout-x-bn": [{"dropout": [0.0, 0.5], "bn": ["none", "after", "before"]}],
     "dropout-rates": [{"dropout": [0.0, 0.1, 0.3, 0.5, 0.7]}],
     "bn-placement": [{"bn": list(BN_LEVELS)}],
 }

@@ -30,6 +30,22 @@ def _look():
     return f", tested at {level():.3g}, this look's share of {ALPHA:g} in the sequential plan"
 
 
+def _given_remedy(runs, groups):
+    """A sentence on the model as given with its BN statistics re-estimated (RA213), when
+    that was measured and raised its validation-probe accuracy; else ""."""
+    from regaudit.remedies import _pairs
+
+    pairs = [p for run, p in _pairs(runs, "accuracy").items() if groups.get(run) == GIVEN]
+    if not pairs:
+        return ""
+    before, after = np.mean(pairs, axis=0)
+    if after <= before:
+        return ""
+    return (f" With its BatchNormalization statistics re-estimated after training, the model as "
+            f"given scores {number(after)} instead of {number(before)} on the validation probe "
+            f"(RA213, {len(pairs)} runs): try that remedy before changing the architecture.")
+
+
 def recommendation(runs, groups):
     """[the RA260 finding] for runs grouped by variant, or [] without the model as given."""
     measure, values, higher, bounds = outcomes.outcome(runs)
@@ -61,6 +77,7 @@ def recommendation(runs, groups):
                                       "worse": worse, "comparisons": family,
                                       "tests": [c.as_numbers() for c in comparisons]}, "info")]
     best = max(better, key=lambda c: c.difference)
+    remedy = _given_remedy(runs, groups)
     variant = best.high if higher else best.low
     difference, low, high = welch_interval(by_group[variant], given, 1 - level() / family)
     span = bounds[1] - bounds[0]
@@ -69,7 +86,7 @@ def recommendation(runs, groups):
             f"{_percent(1 - level())} interval [{low:+.4g}, {high:+.4g}] over {family} comparisons, "
             f"Holm-adjusted {p_text(best.p_holm)}{_look()}, {seeds[variant]} and {seeds[GIVEN]} seeds) "
             f"over the model as given ({number(np.mean(by_group[variant]))} against "
-            f"{number(np.mean(given))}).")
+            f"{number(np.mean(given))}).") + remedy
     return [Finding(*RULE, text, {"measure": measure, "variant": variant, "difference": difference,
                                   "low": low, "high": high, "p_holm": best.p_holm, "level": level(),
                                   "n_variant": seeds[variant], "n_given": seeds[GIVEN],

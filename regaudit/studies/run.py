@@ -20,11 +20,13 @@ MAX_FAILURES = 1
 
 
 def _trainable(config):
+    import ray
     from ray import tune
 
     from regaudit.callbacks.study_trial import train_trial
 
-    result = train_trial(config["spec"], config["trial"], tune.get_context().get_trial_id() or "")
+    result = train_trial(config["spec"], config["trial"], tune.get_context().get_trial_id() or "",
+                         ray.get_runtime_context().get_node_id() or "")
     tune.report({k: v for k, v in result.items() if k != "skipped"} | {"skipped": int(result["skipped"])})
 
 
@@ -46,7 +48,9 @@ def start_ray(address, tracking_uri):
     env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TF_CPP_MIN_LOG_LEVEL": "2",
            "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        # no address: a Ray of its own on this machine ("local"), never a cluster some
+        # `ray start` left running here
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True, logging_level="ERROR", configure_logging=False,
                  runtime_env={"env_vars": env})
     except (ConnectionError, RuntimeError, ValueError) as error:

@@ -9,6 +9,7 @@ VARIANT_TAG = TAG_PREFIX + "variant"
 SEED_TAG = TAG_PREFIX + "seed"
 TRIAL_TAG = TAG_PREFIX + "study.trial"
 NOTES_TAG = TAG_PREFIX + "study.notes"
+NODE_TAG = TAG_PREFIX + "study.node"
 #: the param prefix of a variant's factor levels (`study.dropout`, `study.bn`, ...)
 LEVEL_PARAM = STUDY_PARAM
 

@@ -315,3 +315,20 @@ def test_under_a_stated_effect_the_sequential_study_finds_it_at_the_planned_powe
     found = np.mean([any(c.high == "a" for c in significant) for significant, _ in outcomes])
     assert found >= S.POWER - 2.58 * np.sqrt(S.POWER * (1 - S.POWER) / trials)
     assert np.mean([n for _, n in outcomes]) <= 8
+
+
+def test_dropout_rate_claim_compares_only_variants_alike_but_for_the_rate():
+    from regaudit.claims import _group_setups, dropout_rates
+
+    # inside the range only without BN, outside only with BN (which fails): pooled, the
+    # range would look decisive; alike but for the rate, nothing compares
+    runs, groups = tagged_study({"dropout=0.3,bn=none": 0.97, "dropout=0.5,bn=none": 0.97,
+                                 "dropout=0.1,bn=after": 0.2, "dropout=0.8,bn=after": 0.2})
+    found = dropout_rates(runs, groups, _group_setups(runs, groups))
+    assert found.numbers["verdict"] == "not shown"
+    runs, groups = tagged_study({"dropout=0.3,bn=none": 0.97, "dropout=0.8,bn=none": 0.90,
+                                 "dropout=0.3,bn=after": 0.50, "dropout=0.8,bn=after": 0.45})
+    found = dropout_rates(runs, groups, _group_setups(runs, groups))
+    pairs = {(c["high"], c["low"]) for c in found.numbers["comparisons"]}
+    assert pairs == {("inside (no BN)", "outside (no BN)"), ("inside (BN after)", "outside (BN after)")}
+    assert found.numbers["verdict"] == "supported"

@@ -1,16 +1,24 @@
 """`regaudit study` as a user runs it: the CLI in a subprocess, Ray started locally, every
 trial an audited MLflow run in a SQLite store; resumed after an interruption with every
-trial's run exactly once; bad input in one line."""
+trial's run exactly once; bad input in one line; and on a real two-node Ray cluster on
+127.0.0.1 (`ray start --head` and a second `ray start --address`, one CPU each) into one
+SQLite-backed `mlflow server`, the trials on both nodes. One file: the cluster and the
+local Ray never run at once."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 pytest.importorskip("ray", reason="regaudit study needs Ray Tune: pip install 'regaudit[study]'")
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reliability"))
+from servers import Server, _free_port  # noqa: E402
 
 USER_CODE = textwrap.dedent('''
     import numpy as np
@@ -169,3 +177,112 @@ def test_bad_input_is_one_line_and_exits_2(workdir, args, said):
     assert done.returncode == 2, (done.stdout, done.stderr[-2000:])
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert said in lines[-1] and "Traceback" not in done.stderr  # one line, the last
+
+
+# -- the demo: a study of the article's CNN on digits ---------------------------------
+
+def test_demo_is_a_study_of_the_article_cnn_with_its_report_in_mlflow(tmp_path):
+    import mlflow
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    output = tmp_path / "demo.html"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-m", "regaudit", "demo", "--epochs", "1", "--seeds", "2",
+                           "-o", str(output)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "trained 14 runs" in done.stdout and output.exists()
+    assert "For this model" in done.stdout  # RA260 first
+    table = [line for line in done.stdout.splitlines() if line.startswith("  RA25")]
+    assert [line.split()[0] for line in table] == [f"RA25{i}" for i in range(1, 8)]
+    report_run = done.stdout.split("also in MLflow run ")[1].split(",")[0]
+    client = mlflow.MlflowClient(store)
+    compared = client.get_run(report_run).data.tags["regaudit.report_of"].split(",")
+    variants = {client.get_run(r).data.tags["regaudit.variant"] for r in compared}
+    assert variants == {"as given"} | {f"dropout={d},bn={b}" for d in ("0", "0.5")
+                                       for b in ("none", "after", "before")}
+    given = next(r for r in compared if client.get_run(r).data.tags["regaudit.variant"] == "as given")
+    assert "regaudit/conv2d/mean" in client.get_run(given).data.metrics
+    assert f"#/experiments/{client.get_run(report_run).info.experiment_id}/runs/{report_run}/artifacts" in done.stdout
+
+
+# -- a real two-node cluster -------------------------------------------------------
+
+def ray_command():
+    return os.path.join(os.path.dirname(sys.executable), "ray")
+
+
+#: the test cluster runs without Ray's token authentication, head, worker and driver alike
+#: (a real cluster's token reaches the driver as Ray's docs say: ~/.ray/auth_token)
+CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}
+
+
+def _ray_start(*args):
+    """`ray start ...` in a new session: its daemons stay in that process group, which the
+    teardown ends (never `ray stop`, which would end every Ray on the machine)."""
+    process = subprocess.Popen([ray_command(), "start", *args, "--disable-usage-stats"],
+                               env=dict(os.environ, **CLUSTER_ENV), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _, err = process.communicate(timeout=180)
+    return process.pid, process.returncode, err
+
+
+def _end_group(pgid):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    port = _free_port()
+    groups = []
+    try:
+        pgid, code, err = _ray_start("--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false")
+        groups.append(pgid)
+        assert code == 0, err[-2000:]
+        pgid, code, err = _ray_start(f"--address=127.0.0.1:{port}", "--num-cpus=1")
+        groups.append(pgid)
+        assert code == 0, err[-2000:]
+        yield f"127.0.0.1:{port}"
+    finally:
+        for pgid in reversed(groups):
+            _end_group(pgid)
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = Server(tmp_path)
+    running.start()
+    yield running.uri
+    running.stop()
+
+
+def test_a_study_on_two_ray_nodes_writes_every_trial_to_one_mlflow_server(tmp_path, cluster, server):
+    import mlflow
+
+    (tmp_path / "usercode.py").write_text(USER_CODE)
+    (tmp_path / "design.json").write_text(json.dumps({"factors": {"dropout": [0.0]}}))
+    env = dict(os.environ, MLFLOW_TRACKING_URI=server, TF_CPP_MIN_LOG_LEVEL="2", **CLUSTER_ENV)
+    done = subprocess.run(
+        [sys.executable, "-m", "regaudit", "study", "usercode:model", "--data", "usercode:data",
+         "--design", "design.json", "--seeds", "2", "--max-seeds", "2", "--epochs", "1",
+         "--address", cluster, "--max-concurrent", "2", "--cpus-per-trial", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study_id = done.stdout.split()[1].rstrip(":")
+    client = mlflow.MlflowClient(server)
+    experiment = client.get_experiment_by_name("regaudit-study")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`regaudit.study` = '{study_id}'")
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}, (done.stdout, done.stderr[-3000:])
+    nodes = {r.data.tags["regaudit.study.node"] for r in runs}
+    assert len(nodes) == 2, nodes  # one CPU per node, two trials at a time: both nodes train
