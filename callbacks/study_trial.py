@@ -88,7 +88,8 @@ def build(model_spec, levels):
     builder = resolve(model_spec, "model builder")
     if structural and _builder_takes(builder, structural):
         model = builder(**structural)
-        return compile_like(model, model, float(levels.get("lr", 1.0))), []
+        lr = float(levels.get("lr", 1.0))
+        return (model if lr == 1.0 else compile_like(model, model, lr)), []
     return build_variant(builder(), levels)
 
 
@@ -109,17 +110,18 @@ def train_trial(spec, trial, trial_id="", node=""):
     done = finished_run(spec["study_id"], variant, seed, experiment.experiment_id)
     if done is not None:
         return {"run_id": done, "skipped": True}
-    train, validation = load_data(spec["data"])
-    keras.utils.set_random_seed(seed)
-    model, notes = build(spec["model"], levels)
     tags = {STUDY_TAG: spec["study_id"], VARIANT_TAG: variant, SEED_TAG: str(seed), TRIAL_TAG: trial_id,
             NODE_TAG: node}
-    if notes:
-        tags[NOTES_TAG] = "; ".join(notes)[:4000]
+    # everything that can fail happens inside the run: a crashed trial's run ends FAILED
     with mlflow.start_run(run_name=f"{variant} seed {seed}", tags=tags) as run, warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*has no noise source.*", RegauditWarning)
         mlflow.log_params({**{LEVEL_PARAM + k: v for k, v in levels.items()}, "seed": seed,
                            "epochs": spec["epochs"], "batch_size": spec.get("batch_size")})
+        train, validation = load_data(spec["data"])
+        keras.utils.set_random_seed(seed)
+        model, notes = build(spec["model"], levels)
+        if notes:
+            mlflow.set_tag(NOTES_TAG, "; ".join(notes)[:4000])
         fit = dict(epochs=int(spec["epochs"]), verbose=0,
                    callbacks=[RegAudit(seed=seed, report=False)])
         if isinstance(train, (tuple, list)):

@@ -209,9 +209,11 @@ def _report_if_due(run_id):
               help="Group runs by this tag or param (default: regaudit.setup).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the findings as JSON (schema in the README), for CI gates.")
-def show(run_ids, experiment, group_by, as_json):
-    """Print the findings of audited runs (compared by group when there are several):
-    notices (!) first, each with its rule id."""
+@click.option("--verbose", is_flag=True, help="Every finding in full.")
+def show(run_ids, experiment, group_by, as_json, verbose):
+    """Print the findings of audited runs (compared by group when there are several) in
+    one screen: a study's recommendation, the article's claims as a table, then one line
+    per rule, notices (!) first, each with its rule id."""
     import json
 
     from regaudit.findings import findings
@@ -227,11 +229,15 @@ def show(run_ids, experiment, group_by, as_json):
             "group_by": group_by or DEFAULT_GROUP,
             "findings": [f.as_dict() for f in found]}, indent=2, allow_nan=False))
         return
-    for run, name in zip(runs.runs["run"], runs.runs["name"]):
+    from regaudit.cli_study import finding_lines
+
+    listed = list(zip(runs.runs["run"], runs.runs["name"]))
+    for run, name in listed[:5]:
         click.echo(f"{name} ({run})")
-    for finding in found:
-        marker = "!" if finding.level == "notice" else "-"
-        click.echo(f" {marker} [{finding.id}] {finding.text}")
+    if len(listed) > 5:
+        click.echo(f"... and {len(listed) - 5} more runs")
+    for line in finding_lines(found, verbose):
+        click.echo(line)
 
 
 @cli.command()

@@ -13,31 +13,44 @@ from regaudit.studies.design import DESIGNS
 
 def _claims_table(found):
     rows = [(f.id, f.numbers.get("verdict", ""), f.numbers.get("claim", "")) for f in found
-            if f.id.startswith("RA25")]
+            if f.id.startswith("RA25") and "verdict" in f.numbers]
     return [f"  {i}  {verdict:<12} {claim}" for i, verdict, claim in rows]
 
 
+def _one_line(text, width=100):
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def finding_lines(found, verbose=False):
+    """Findings as the terminal shows them, one screen: the recommendation (RA260), the
+    article's claims as a table, then every other rule in one line (notices "!" first,
+    "+n more" for its other findings); `verbose`: every finding in full."""
+    lines = [f.text for f in found if f.id == "RA260"]
+    rest = [f for f in found if f.id != "RA260"]
+    if verbose:
+        return lines + [f" {'!' if f.level == 'notice' else '-'} [{f.id}] {f.text}" for f in rest]
+    table = _claims_table(rest)
+    if table:
+        lines += ["the article's claims:"] + table
+    rest = [f for f in rest if not f.id.startswith("RA25")]
+    for level, marker in (("notice", "!"), ("info", "-")):
+        same_level = [f for f in rest if f.level == level]
+        for rule in dict.fromkeys(f.id for f in same_level):
+            group = [f for f in same_level if f.id == rule]
+            more = f" (+{len(group) - 1} more)" if len(group) > 1 else ""
+            lines.append(f" {marker} [{rule}] {_one_line(group[0].text)}{more}")
+    if rest:
+        lines.append("(--verbose: every finding in full; the report has them too)")
+    return lines
+
+
 def summary(result, verbose=False):
-    """The lines the terminal shows: one screen, unless --verbose."""
-    found = result.findings
+    """The study's lines for the terminal."""
     looks = (f"; {len(result.looks)} looks, tested at {result.level:.3g}" if len(result.looks) > 1
              or result.level < 0.05 else "")
     lines = [f"study {result.study_id}: {len(result.run_ids)} runs in experiment "
              f"'{result.experiment}' ({result.trained} trained now{looks})"]
-    lines += [f"{f.text}" for f in found if f.id == "RA260"]
-    if verbose:
-        return lines + [f" {'!' if f.level == 'notice' else '-'} [{f.id}] {f.text}" for f in found
-                        if f.id != "RA260"]
-    table = _claims_table(found)
-    if table:
-        lines += ["the article's claims:"] + table
-    notices = [f for f in found if f.level == "notice" and f.id != "RA260" and not f.id.startswith("RA25")]
-    if notices:
-        lines.append(f"{len(notices)} notices, by rule (the report and --verbose have each in full):")
-        for rule in dict.fromkeys(f.id for f in notices):
-            same = [f for f in notices if f.id == rule]
-            text = same[0].text if len(same[0].text) <= 100 else same[0].text[:97] + "..."
-            lines.append(f"  ! [{rule}] {text}" + (f" (+{len(same) - 1} more)" if len(same) > 1 else ""))
+    lines += finding_lines(result.findings, verbose)
     for trial, error in result.failed:
         lines.append(f"failed: {trial.get('variant')}, seed {trial.get('seed')}: {error}")
     return lines
@@ -95,11 +108,6 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
                    f"{max_concurrent} at a time, if they do not slow each other ({seconds:.0f} s per "
                    f"trial, timed here on the model as given: {made_of})")
         return
-    try:
-        import ray  # noqa: F401 - said before anything starts
-    except ImportError:
-        raise click.UsageError("Ray is not installed; a study runs its trials on Ray Tune: "
-                               "pip install 'regaudit[study]'") from None
     result = studies.study(model, data, design, seeds, epochs, batch_size, experiment, study_id,
                            address, max_concurrent, cpus_per_trial, gpus_per_trial, output,
                            progress=not as_json, max_seeds=max_seeds,

@@ -11,7 +11,8 @@ RA201 outcome by group, RA202 group difference, RA203 generalization gap,
 RA210-RA222 diagnoses (`regaudit.diagnoses`; RA213, the BN remedy measured, in
 `regaudit.remedies`), RA230-RA231 dropout ensemble,
 RA240-RA241 drift, RA251-RA257 the seed article's claims (`regaudit.claims`), RA260 a
-study's recommendation (`regaudit.studies.recommend`, runs grouped by variant).
+study's recommendation (`regaudit.studies.recommend`, runs grouped by variant), RA261 the
+Dropout x BN interaction (`regaudit.studies.effects`).
 """
 
 import numpy as np
@@ -163,11 +164,13 @@ def findings(runs, groups):
     """Every rule's findings; notices first, then in rule order."""
     from regaudit import claims, diagnoses
     from regaudit.remedies import batchnorm_reestimated
+    from regaudit.studies.effects import dropout_batchnorm_interaction
     from regaudit.studies.recommend import recommendation
 
     found = []
     for rule in (recommendation, diagnoses.nonfinite, outcome_by_group, generalization_gap,
                  diagnoses.batchnorm_lag, batchnorm_reestimated, diagnoses.dropout_before_batchnorm,
-                 diagnoses.dead_and_saturated, drift, diagnoses.ensemble_gain, claims.claims):
+                 diagnoses.dead_and_saturated, drift, diagnoses.ensemble_gain, claims.claims,
+                 dropout_batchnorm_interaction):
         found.extend(rule(runs, groups))
     return sorted(found, key=lambda f: (f.id != "RA260", f.level != "notice"))

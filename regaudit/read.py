@@ -99,6 +99,16 @@ class RunSet:
     def table(self, name):
         return getattr(self, name)
 
+    def _repr_html_(self):
+        """In Jupyter: the report of these runs (grouped by `regaudit.setup`), inline."""
+        import tempfile
+
+        from regaudit.reports.html import inline
+        from regaudit.reports.report import build_report
+
+        with tempfile.TemporaryDirectory() as folder:
+            return inline(build_report(self, os.path.join(folder, "report.html")).path)
+
     def group(self, by=DEFAULT_GROUP):
         """{run id: group label} by a tag (`regaudit.setup`, or any tag or param name;
         `setup` is short for `regaudit.setup`). Runs without it are "(none)"."""

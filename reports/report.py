@@ -199,7 +199,7 @@ def _png(figure):
 
 
 def render_figures(runs, labels, groups, progress=None):
-    """[(section, [(stem, caption, png bytes)])] for the sections with data."""
+    """[(section, [(stem, caption, png bytes)])] for the sections with a figure."""
     import matplotlib
 
     out = []
@@ -215,7 +215,8 @@ def render_figures(runs, labels, groups, progress=None):
                 progress(stem)
             if png is not None:
                 figures.append((stem, caption, png))
-        out.append((section, figures))
+        if figures:  # a section none of whose figures has data is left out (a study's, elsewhere)
+            out.append((section, figures))
     return out
 
 

@@ -44,14 +44,14 @@ class StudyResult:
     looks: list = field(default_factory=list)
 
     def _repr_html_(self):
+        """In Jupyter: the study's report, inline."""
         import html
+
+        from regaudit.reports.html import inline
 
         if not self.report or not os.path.isfile(self.report):
             return f"<p>study {html.escape(self.study_id)}: {len(self.run_ids)} runs, no report</p>"
-        with open(self.report, encoding="utf-8") as handle:
-            page = handle.read()
-        return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:800px;'
-                f'border:0"></iframe>')
+        return inline(self.report)
 
 
 def _spec_part(value, what):
@@ -109,7 +109,7 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
     from regaudit.read import load_runs
     from regaudit.statistics import at_level
     from regaudit.studies import sequential
-    from regaudit.studies.run import run_trials
+    from regaudit.studies.run import check_cluster, run_trials
 
     max_seeds = max(seeds, max_seeds or seeds)
     plan(model, data, design, seeds, first_seed)
@@ -123,6 +123,7 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
     study_id = study_id or uuid.uuid4().hex[:12]
     name = experiment or DEFAULT_EXPERIMENT
     uri = tracking_uri()
+    check_cluster(address, uri)
     mlflow.set_tracking_uri(uri)
     experiment_id = mlflow.set_experiment(name).experiment_id
     client = mlflow.MlflowClient(uri)

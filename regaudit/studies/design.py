@@ -12,6 +12,8 @@ factorial of its factors' levels; variants that two blocks share are trained onc
 - `dropout-x-bn`: Dropout off/on (0 / 0.5) x BN none/after/before (the demo's design).
 - `dropout-rates`: the rate grid 0, 0.1, 0.3, 0.5, 0.7, the rest as given.
 - `bn-placement`: BN none / after / before the activation, the rest as given.
+- `remedies`: Dropout moved after the last BN (Li et al.), BN momentum 0.9 (a lagging BN
+  catches up sooner); BN re-estimated after training is measured in every BN run (RA213).
 - a file (YAML or JSON): `{"factors": {"dropout": [0, 0.3], "bn": ["none", "after"]}}` or
   `{"blocks": [{"dropout": [...]}, {"lr": [...]}]}`.
 """
@@ -34,6 +36,7 @@ DESIGNS = {
     "dropout-x-bn": [{"dropout": [0.0, 0.5], "bn": ["none", "after", "before"]}],
     "dropout-rates": [{"dropout": [0.0, 0.1, 0.3, 0.5, 0.7]}],
     "bn-placement": [{"bn": list(BN_LEVELS)}],
+    "remedies": [{"dropout_after_bn": [True]}, {"bn_momentum": [0.9]}],
 }
 
 

@@ -34,10 +34,10 @@ def _local_store(uri):
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
-def start_ray(address, tracking_uri):
-    """Start Ray locally (address None) or join the cluster at `address`."""
+def check_cluster(address, tracking_uri):
+    """Before anything starts: Ray installed, a store every node reaches, the cluster there."""
     try:
-        import ray
+        import ray  # noqa: F401
     except ImportError:
         raise UsageError("Ray is not installed; a study runs its trials on Ray Tune: "
                          "pip install 'regaudit[study]'") from None
@@ -45,6 +45,15 @@ def start_ray(address, tracking_uri):
         raise UsageError(f"MLflow store {tracking_uri} is a local file, which trials on other machines "
                          "of a Ray cluster cannot reach; set MLFLOW_TRACKING_URI to an MLflow server "
                          "(http://...) for a study with --address")
+    if address:
+        _reachable(address)
+
+
+def start_ray(address, tracking_uri):
+    """Start Ray locally (address None) or join the cluster at `address`."""
+    check_cluster(address, tracking_uri)
+    import ray
+
     env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TF_CPP_MIN_LOG_LEVEL": "2",
            "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     try:
@@ -58,6 +67,23 @@ def start_ray(address, tracking_uri):
         raise RegauditError(f"Ray cluster at {address or 'this machine'} cannot be reached ({first}); "
                             "expected a running cluster (`ray start --head`) or no --address") from None
     return ray
+
+
+def _reachable(address, timeout=3.0):
+    """Fail in one line, before Ray's own minute of retries, when nothing listens at a
+    cluster address `host:port` (or `ray://host:port`; `auto` is left to Ray)."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise UsageError(f"Ray cluster at {address} cannot be reached ({error.strerror or error}); "
+                         "expected the address of a running cluster (`ray start --head` prints it), "
+                         "or no --address to run Ray on this machine") from None
 
 
 class _Progress:

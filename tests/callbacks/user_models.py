@@ -13,9 +13,10 @@ VOCAB, MAXLEN = 40, 12
 # -- keras.io "Text classification with Transformer" ------------------------------------
 
 class TransformerBlock(layers.Layer):
-    def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1, **kwargs):
+    def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1, attention_dropout=0.2, **kwargs):
         super().__init__(**kwargs)
-        self.att = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim, dropout=0.2)
+        self.att = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim,
+                                             dropout=attention_dropout)
         self.ffn = keras.Sequential([layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)])
         self.layernorm1 = layers.LayerNormalization(epsilon=1e-6)
         self.layernorm2 = layers.LayerNormalization(epsilon=1e-6)

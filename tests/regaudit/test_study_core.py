@@ -332,3 +332,21 @@ def test_dropout_rate_claim_compares_only_variants_alike_but_for_the_rate():
     pairs = {(c["high"], c["low"]) for c in found.numbers["comparisons"]}
     assert pairs == {("inside (no BN)", "outside (no BN)"), ("inside (BN after)", "outside (BN after)")}
     assert found.numbers["verdict"] == "supported"
+
+
+def test_dropout_batchnorm_interaction_is_the_difference_of_dropouts_effects():
+    from regaudit.studies.effects import dropout_batchnorm_interaction
+
+    means = {"dropout=0,bn=none": 0.90, "dropout=0.5,bn=none": 0.95,
+             "dropout=0,bn=after": 0.96, "dropout=0.5,bn=after": 0.91}
+    runs, groups = tagged_study(means)
+    [found] = dropout_batchnorm_interaction(runs, groups)
+    final = runs.history.query("measure == 'val_accuracy' and epoch == 2")
+    by = {g: [v for r, v in zip(final.run, final.value) if groups[r] == g] for g in means}
+    expected = S.interaction(by["dropout=0,bn=after"], by["dropout=0.5,bn=after"],
+                             by["dropout=0,bn=none"], by["dropout=0.5,bn=none"])
+    assert (found.numbers["estimate"], found.numbers["low"], found.numbers["high"], found.numbers["p"]) == \
+        pytest.approx(expected)
+    assert found.numbers["estimate"] == pytest.approx((np.mean(by["dropout=0.5,bn=after"]) - np.mean(by["dropout=0,bn=after"]))
+                                                      - (np.mean(by["dropout=0.5,bn=none"]) - np.mean(by["dropout=0,bn=none"])))
+    assert "they clash" in found.text and found.level == "notice"

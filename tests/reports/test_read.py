@@ -60,3 +60,14 @@ def test_unknown_and_unaudited_runs_are_one_line_errors(study):
     with pytest.raises(RegauditError, match="has no regaudit data") as plain:
         regaudit.load_run(study["plain"])
     assert "\n" not in str(plain.value)
+
+
+def test_runs_display_their_report_inline_in_jupyter(study):
+    import html
+
+    runs = regaudit.load_runs(list(study["runs"].values()))
+    page = runs._repr_html_()
+    assert page.startswith('<iframe srcdoc="') and page.endswith("</iframe>")
+    inner = html.unescape(page[len('<iframe srcdoc="'):page.index('" style=')])
+    assert inner.lstrip().lower().startswith("<!doctype html") and "Dropout reduces overfitting" in inner
+    assert "<script" not in inner.lower()  # self-contained, no scripts

@@ -44,6 +44,45 @@ USER_CODE = textwrap.dedent('''
         return m
 
 
+    def tokens():
+        rng = np.random.default_rng(0)
+        x = rng.integers(1, 50, size=(160, 12))
+        y = (x[:, :3].sum(axis=1) > 75).astype("int64")
+        return (x[:120], y[:120]), (x[120:], y[120:])
+
+
+    def transformer(dropout=0.1):
+        """keras.io's text classification with a Transformer (the block and embedding of
+        tests/callbacks/user_models.py): the builder takes the rate of its attention and
+        feed-forward dropouts."""
+        import os, sys
+        sys.path.insert(0, os.path.join(TESTS, "callbacks"))
+        import keras
+        from keras import layers
+        from user_models import TokenAndPositionEmbedding, TransformerBlock
+
+        inputs = layers.Input(shape=(12,))
+        x = TokenAndPositionEmbedding(12, 50, 16)(inputs)
+        x = TransformerBlock(16, 2, 16, rate=dropout, attention_dropout=dropout)(x)
+        x = layers.GlobalAveragePooling1D()(x)
+        x = layers.Dropout(dropout)(x)
+        outputs = layers.Dense(2)(layers.Dense(8, activation="relu")(x))
+        model = keras.Model(inputs, outputs)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        return model
+
+
+    def crashing(dropout=0.1):
+        """A model whose loss fails in fit at dropout 0.3 (a trial that crashes)."""
+        m = model()
+        if dropout == 0.3:
+            def failing_loss(y_true, y_pred):
+                raise ValueError("the loss failed")
+            m.compile("adam", failing_loss)
+        return m
+
+
     def custom():
         import keras
         from keras import layers
@@ -63,10 +102,16 @@ USER_CODE = textwrap.dedent('''
 ''')
 
 
+def write_user_code(folder):
+    """usercode.py in `folder`, knowing where the tests' keras.io models are."""
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (folder / "usercode.py").write_text(f"TESTS = {tests!r}\n" + USER_CODE)
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
-    (folder / "usercode.py").write_text(USER_CODE)
+    write_user_code(folder)
     (folder / "design.json").write_text(json.dumps({"factors": {"dropout": [0.0], "bn": ["after"]}}))
     return folder
 
@@ -179,6 +224,49 @@ def test_bad_input_is_one_line_and_exits_2(workdir, args, said):
     assert said in lines[-1] and "Traceback" not in done.stderr  # one line, the last
 
 
+def test_a_transformer_given_as_a_builder_trains_each_dropout_rate(workdir):
+    (workdir / "rates.json").write_text(json.dumps({"factors": {"dropout": [0.0, 0.3]}}))
+    done = regaudit(workdir, "usercode:transformer", "--data", "usercode:tokens", "--design", "rates.json",
+                    "--seeds", "2", "--max-seeds", "2", "--epochs", "1", "--experiment", "transformer")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study_id = done.stdout.split()[1].rstrip(":")
+    c = client(workdir)
+    experiment = c.get_experiment_by_name("transformer")
+    runs = c.search_runs([experiment.experiment_id], f"tags.`regaudit.study` = '{study_id}'")
+    by_variant = {}
+    for run in runs:
+        by_variant.setdefault(run.data.tags["regaudit.variant"], []).append(run)
+    assert sorted(by_variant) == ["as given", "dropout=0", "dropout=0.3"] and len(runs) == 6
+    for run in by_variant["dropout=0.3"]:  # attention, both block dropouts and the head: 0.3 each
+        assert run.data.tags["regaudit.dropout_rates"].split(",") == ["0.3"] * 4
+        assert run.data.tags["regaudit.heads"] == "logits"
+    for run in by_variant["as given"]:
+        assert set(run.data.tags["regaudit.dropout_rates"].split(",")) == {"0.1"}
+    assert "For this model" in done.stdout
+
+
+def test_a_crashed_trial_is_retried_its_runs_end_failed_and_the_study_says_so(workdir):
+    (workdir / "crash.json").write_text(json.dumps({"factors": {"dropout": [0.3]}}))
+    done = regaudit(workdir, "usercode:crashing", "--data", "usercode:data", "--design", "crash.json",
+                    "--seeds", "1", "--max-seeds", "1", "--epochs", "1", "--experiment", "crashing")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "failed: dropout=0.3, seed 0:" in done.stdout and "the loss failed" in done.stdout
+    c = client(workdir)
+    runs = c.search_runs([c.get_experiment_by_name("crashing").experiment_id])
+    statuses = sorted((r.data.tags["regaudit.variant"], r.info.status) for r in runs)
+    assert statuses == [("as given", "FINISHED"), ("dropout=0.3", "FAILED"), ("dropout=0.3", "FAILED")]
+
+
+def test_an_unreachable_cluster_is_one_line_and_exits_2(workdir):
+    env = dict(os.environ, MLFLOW_TRACKING_URI="http://127.0.0.1:9", TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-m", "regaudit", "study", "usercode:model", "--data", "usercode:data",
+                           "--design", "design.json", "--address", f"127.0.0.1:{_free_port()}"],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+    assert "Ray cluster at 127.0.0.1:" in last and "cannot be reached" in last and "Traceback" not in done.stderr
+
+
 # -- the demo: a study of the article's CNN on digits ---------------------------------
 
 def test_demo_is_a_study_of_the_article_cnn_with_its_report_in_mlflow(tmp_path):
@@ -270,7 +358,7 @@ def server(tmp_path):
 def test_a_study_on_two_ray_nodes_writes_every_trial_to_one_mlflow_server(tmp_path, cluster, server):
     import mlflow
 
-    (tmp_path / "usercode.py").write_text(USER_CODE)
+    write_user_code(tmp_path)
     (tmp_path / "design.json").write_text(json.dumps({"factors": {"dropout": [0.0]}}))
     env = dict(os.environ, MLFLOW_TRACKING_URI=server, TF_CPP_MIN_LOG_LEVEL="2", **CLUSTER_ENV)
     done = subprocess.run(
