@@ -242,7 +242,7 @@ def show(run_ids, experiment, group_by, as_json, verbose):
 
 @cli.command()
 @click.option("--epochs", default=6, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--seeds", default=2, show_default=True, type=click.IntRange(1, 20),
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 20),
               help="Seeds per variant.")
 @click.option("--max-concurrent", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),

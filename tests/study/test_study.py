@@ -245,6 +245,29 @@ def test_a_transformer_given_as_a_builder_trains_each_dropout_rate(workdir):
     assert "For this model" in done.stdout
 
 
+def test_seeds_added_by_power_keep_every_variant_balanced_and_say_the_looks_level(workdir):
+    from regaudit.studies.sequential import look_level
+
+    done = regaudit(workdir, "usercode:model", "--data", "usercode:data", "--design", "design.json",
+                    "--seeds", "2", "--max-seeds", "3", "--epochs", "1", "--experiment", "sequential")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study_id = done.stdout.split()[1].rstrip(":")
+    c = client(workdir)
+    runs = c.search_runs([c.get_experiment_by_name("sequential").experiment_id],
+                         f"tags.`regaudit.study` = '{study_id}'")
+    seeds = {}
+    for run in runs:
+        seeds.setdefault(run.data.tags["regaudit.variant"], set()).add(int(run.data.tags["regaudit.seed"]))
+    assert len(seeds) == 2 and len({frozenset(s) for s in seeds.values()}) == 1  # balanced
+    final = len(next(iter(seeds.values())))
+    assert final in (2, 3)
+    if final == 3:  # a look at 2 seeds asked for a third, at its share of the level
+        assert "look 1 at 2 seeds (level " in done.stderr
+        assert f"2 looks, tested at {look_level(3, 2, 3):.3g}" in done.stdout
+    else:  # stopped at the first look, tested at its share
+        assert f"tested at {look_level(2, 0, 3):.3g}" in done.stdout
+
+
 def test_a_crashed_trial_is_retried_its_runs_end_failed_and_the_study_says_so(workdir):
     (workdir / "crash.json").write_text(json.dumps({"factors": {"dropout": [0.3]}}))
     done = regaudit(workdir, "usercode:crashing", "--data", "usercode:data", "--design", "crash.json",
