@@ -20,6 +20,8 @@ ARTICLE = ("\"How do dropout and batch normalization layers affect a DNN model's
 #: The weight-scaled network "stands for" the ensemble when the 95% interval of the
 #: paired accuracy difference lies within +-ENSEMBLE_MARGIN.
 ENSEMBLE_MARGIN = 0.01
+#: The ids of the claims' findings (RA251-RA257) start with this.
+CLAIM_PREFIX = "RA25"
 #: The article's range of good dropout rates.
 RATE_RANGE = (0.2, 0.7)
 

@@ -11,9 +11,19 @@ import click
 from regaudit.studies.design import DESIGNS
 
 
+def _ids():
+    """(the recommendation's id, the claims' id prefix), from their homes (imported late:
+    the command line starts without scipy)."""
+    from regaudit.claims import CLAIM_PREFIX
+    from regaudit.studies.recommend import RULE
+
+    return RULE[0], CLAIM_PREFIX
+
+
 def _claims_table(found):
+    _, claim_prefix = _ids()
     rows = [(f.id, f.numbers.get("verdict", ""), f.numbers.get("claim", "")) for f in found
-            if f.id.startswith("RA25") and "verdict" in f.numbers]
+            if f.id.startswith(claim_prefix) and "verdict" in f.numbers]
     return [f"  {i}  {verdict:<12} {claim}" for i, verdict, claim in rows]
 
 
@@ -25,14 +35,15 @@ def finding_lines(found, verbose=False):
     """Findings as the terminal shows them, one screen: the recommendation (RA260), the
     article's claims as a table, then every other rule in one line (notices "!" first,
     "+n more" for its other findings); `verbose`: every finding in full."""
-    lines = [f.text for f in found if f.id == "RA260"]
-    rest = [f for f in found if f.id != "RA260"]
+    recommendation, claim_prefix = _ids()
+    lines = [f.text for f in found if f.id == recommendation]
+    rest = [f for f in found if f.id != recommendation]
     if verbose:
         return lines + [f" {'!' if f.level == 'notice' else '-'} [{f.id}] {f.text}" for f in rest]
     table = _claims_table(rest)
     if table:
         lines += ["the article's claims:"] + table
-    rest = [f for f in rest if not f.id.startswith("RA25")]
+    rest = [f for f in rest if not f.id.startswith(claim_prefix)]
     for level, marker in (("notice", "!"), ("info", "-")):
         same_level = [f for f in rest if f.level == level]
         for rule in dict.fromkeys(f.id for f in same_level):

@@ -165,7 +165,7 @@ def findings(runs, groups):
     from regaudit import claims, diagnoses
     from regaudit.remedies import batchnorm_reestimated
     from regaudit.studies.effects import dropout_batchnorm_interaction
-    from regaudit.studies.recommend import recommendation
+    from regaudit.studies.recommend import RULE as RECOMMENDATION, recommendation
 
     found = []
     for rule in (recommendation, diagnoses.nonfinite, outcome_by_group, generalization_gap,
@@ -173,4 +173,4 @@ def findings(runs, groups):
                  diagnoses.dead_and_saturated, drift, diagnoses.ensemble_gain, claims.claims,
                  dropout_batchnorm_interaction):
         found.extend(rule(runs, groups))
-    return sorted(found, key=lambda f: (f.id != "RA260", f.level != "notice"))
+    return sorted(found, key=lambda f: (f.id != RECOMMENDATION[0], f.level != "notice"))

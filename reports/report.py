@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from regaudit import outcomes
-from regaudit.claims import ARTICLE
+from regaudit.claims import ARTICLE, CLAIM_PREFIX  # the claims' ids: their own section
 from regaudit.errors import RegauditError
 from regaudit.findings import findings as find
 from regaudit.read import DEFAULT_GROUP
@@ -88,8 +88,6 @@ SECTIONS = (
 
 OVERVIEW_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
 ENSEMBLE_METRICS = ("det_acc", "mc_acc")
-#: Finding ids of the seed article's claims (`regaudit.claims`): their own section.
-CLAIM_PREFIX = "RA25"
 
 
 @dataclass

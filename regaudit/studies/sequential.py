@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from regaudit.claims import CLAIM_PREFIX
 from regaudit.statistics import ALPHA, seeds_needed
+from regaudit.studies.recommend import RULE
 
 
 def spent(t, alpha=ALPHA):
@@ -92,8 +94,8 @@ def tests_of(findings):
     given) and those of the article's claims (RA251-RA256)."""
     out = []
     for finding in findings:
-        if finding.id == "RA260":
+        if finding.id == RULE[0]:
             out += finding.numbers.get("tests", [])
-        elif finding.id.startswith("RA25") and isinstance(finding.numbers.get("comparisons"), list):
+        elif finding.id.startswith(CLAIM_PREFIX) and isinstance(finding.numbers.get("comparisons"), list):
             out += finding.numbers["comparisons"]
     return out
