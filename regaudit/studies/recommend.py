@@ -33,7 +33,7 @@ def _look():
 def _given_remedy(runs, groups):
     """A sentence on the model as given with its BN statistics re-estimated (RA213), when
     that was measured and raised its validation-probe accuracy; else ""."""
-    from regaudit.remedies import _pairs
+    from regaudit.remedies import RULE as REMEDY, _pairs
 
     pairs = [p for run, p in _pairs(runs, "accuracy").items() if groups.get(run) == GIVEN]
     if not pairs:
@@ -43,7 +43,7 @@ def _given_remedy(runs, groups):
         return ""
     return (f" With its BatchNormalization statistics re-estimated after training, the model as "
             f"given scores {number(after)} instead of {number(before)} on the validation probe "
-            f"(RA213, {len(pairs)} runs): try that remedy before changing the architecture.")
+            f"({REMEDY[0]}, {len(pairs)} runs): try that remedy before changing the architecture.")
 
 
 def recommendation(runs, groups):
