@@ -37,15 +37,13 @@ def copy_model(model):
 
     import keras
 
-    from regaudit.callbacks.variants import compile_like
+    from regaudit.callbacks.variants import compile_like, rebuild
 
-    classes = {type(layer).__name__: type(layer) for layer in model._flatten_layers(include_self=True)}
     # new layers draw their default seeds from Python's and numpy's global generators:
     # the user's next layers get the seeds they would have got without the copy
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
-        copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model),
-                                                     custom_objects=classes)
+        copy = rebuild(model, keras.saving.serialize_keras_object(model))
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)

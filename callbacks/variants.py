@@ -102,6 +102,13 @@ def compile_like(variant, model, lr=1.0):
     return variant
 
 
+def rebuild(model, config):
+    """A fresh model from `config` (a serialized `model`, rewritten or not), the model's
+    own layer classes given as custom objects (so unregistered custom layers load)."""
+    classes = {type(layer).__name__: type(layer) for layer in model._flatten_layers(include_self=True)}
+    return keras.saving.deserialize_keras_object(config, custom_objects=classes)
+
+
 def build_variant(model, levels):
     """(a fresh compiled model with `levels`, [notes]) from a Sequential or Functional model."""
     why = needs_builder(model)
@@ -110,6 +117,5 @@ def build_variant(model, levels):
         raise rewrite.NeedsBuilder(why)
     config = keras.saving.serialize_keras_object(model)
     new_config, notes = rewrite.apply(config, structural, roles(model), ranks(model))
-    classes = {type(layer).__name__: type(layer) for layer in model._flatten_layers(include_self=True)}
-    variant = keras.saving.deserialize_keras_object(new_config, custom_objects=classes)
+    variant = rebuild(model, new_config)
     return compile_like(variant, model, float(levels.get("lr", 1.0))), notes
