@@ -149,6 +149,7 @@ class Audit(keras.callbacks.Callback):
         self.run_id = None
         self.probe_pass = None
         self._active = self._started_run = False
+        self._log_keras = True  # Keras' epoch logs as run metrics (unless MLflow logs them)
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -166,6 +167,8 @@ class Audit(keras.callbacks.Callback):
                 "one regaudit callback per fit (RegAudit() holds every family).",
                 RegauditWarning, stacklevel=2)
             return
+        # read here, in the hook Keras' CallbackList calls: who else logs Keras' metrics
+        self._log_keras = not fits.others_log_keras_metrics(internals.fit_callbacks(self))
         self._safely("setup", self._setup)
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -218,7 +221,7 @@ class Audit(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         fits.release(self)
         if self._active:
-            self.writer.begin(self.write_timeout)
+            self.writer.begin(self.write_timeout, final=True)
             if self._history:
                 self._safely("MLflow write", self.write_tables, {TABLE_HISTORY: self._history})
                 self._history = []
@@ -436,8 +439,9 @@ class Audit(keras.callbacks.Callback):
 
     def _record_history(self, epoch, logs):
         """Keras' epoch logs (loss, accuracy, val_*, ...) and the epoch's wall time as
-        rows of the history table, written with the next audit or at train end; in a run
-        regaudit started, the logs as run metrics too (`_keras_metrics`)."""
+        rows of the history table, written with the next audit or at train end; and as
+        run metrics (`_keras_metrics`) unless MLflow's Keras callback or autolog logs them
+        in this fit."""
         scalars = {}
         for measure, value in (logs or {}).items():
             try:
@@ -450,12 +454,12 @@ class Audit(keras.callbacks.Callback):
             self._history.append(dict(zip(COLUMNS, (
                 self.run_id, epoch + 1, self._epoch_base_step, probe, MODEL, "Model",
                 measure, value))))
-        if self._started_run:
+        if self._log_keras:
             self._keras_logs.append(self._keras_metrics(epoch, scalars))
 
     def _keras_metrics(self, epoch, scalars):
-        """(MLflow step, Keras' scalar epoch logs and the learning rate) as run metrics,
-        for a run regaudit started (where autolog owns the run, it logs them itself):
+        """(MLflow step, Keras' scalar epoch logs and the learning rate) as run metrics in
+        the run regaudit writes to (its own, or the user's `mlflow.start_run()`), once:
         `loss`, `val_loss`, every compiled metric, `learning_rate`, at the step of the
         audit that follows this epoch (epoch + 1, or the global step), so they line up
         with the regaudit/* charts."""

@@ -91,3 +91,19 @@ def _at_exit():
     for key, (callback, _) in list(_AUDITING.items()):
         del _AUDITING[key]
         callback.end_unended(status)  # never raises
+
+
+def others_log_keras_metrics(callbacks):
+    """Whether MLflow logs Keras' epoch logs in this fit itself: MLflow's Keras callback
+    (`mlflow.keras.MlflowCallback`, which `mlflow.keras.autolog()` also adds to every
+    fit) among the fit's `callbacks` (None when they could not be read: then whether
+    autolog is on for Keras)."""
+    if callbacks is None:
+        try:
+            from mlflow.utils.autologging_utils import autologging_is_disabled
+
+            return not autologging_is_disabled("keras")
+        except Exception:  # noqa: BLE001 - an MLflow without it: regaudit logs them
+            return False
+    return any(type(c).__module__.split(".")[0] == "mlflow" and hasattr(c, "on_epoch_end")
+               for c in callbacks)

@@ -12,6 +12,7 @@
   `get_recurrent_dropout_mask`), replaced for the duration of a twin trace;
 - `Layer._flatten_layers` (every sublayer, recursively), SpatialDropout's
   `_get_noise_shape`;
+- the fit's `CallbackList` (`fit_callbacks`: which callbacks share the fit);
 - a tensor's Keras mask (`get_keras_mask` / `set_keras_mask`: padding positions from
   `Embedding(mask_zero=True)`, carried from layer to layer by `Layer.__call__`).
 """
@@ -27,7 +28,7 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 from keras.src.models.functional import Functional
 
 __all__ = ["Functional", "get_keras_mask", "set_keras_mask", "intercepted_calls", "sublayers", "rnn_masks", "no_rnn_masks", "restoring_training",
-           "spatial_noise_shape", "defines_call"]
+           "spatial_noise_shape", "defines_call", "fit_callbacks"]
 
 _ORIGINAL_CALL = Layer.__call__
 _LOCK = threading.RLock()
@@ -167,3 +168,22 @@ def layer_tree(model):
 
     visit(model, "", None)
     return out
+
+
+def fit_callbacks(callback, depth=8):
+    """The callbacks of the fit `callback` is in, read from the `CallbackList` calling its
+    hook (`CallbackList.callbacks`, a few frames up the stack), or None when it cannot be
+    found (a hook called by hand)."""
+    import sys
+
+    from keras.src.callbacks.callback_list import CallbackList
+
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, CallbackList) and any(c is callback for c in owner.callbacks):
+            return list(owner.callbacks)
+        frame = frame.f_back
+    return None

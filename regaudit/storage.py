@@ -29,8 +29,11 @@ class RunWriter:
     def __init__(self, run_id, client=None):
         from regaudit.spool import Spool
 
+        import mlflow
+
         self.run_id = run_id
         self._client = client
+        self._uri = mlflow.get_tracking_uri() if client is None else client.tracking_uri
         self.spool = Spool(run_id)
         #: the MLflow run a pending run became (from the spool's journal, once created)
         created = self.spool.created_run()
@@ -38,6 +41,7 @@ class RunWriter:
             self.run_id = created
         self._deadline = None
         self._offline = False
+        self._away = None  # why the store is away, when it is
         self.spooled = 0  # writes sent to the spool by this writer
         self.refused = 0  # writes the store refused for good, kept aside
         self.lost = 0  # writes neither MLflow nor the spool could take
@@ -61,25 +65,40 @@ class RunWriter:
 
     # -- the bounded path ---------------------------------------------------------------
 
-    def begin(self, seconds):
+    def begin(self, seconds, final=False):
         """Start an audit's writes with a budget of `seconds` (None: unbounded), after
-        replaying what the spool holds."""
+        replaying what the spool holds. A store known away (`regaudit.outage`) costs
+        nothing: the writes go straight to the spool; at train end (`final`) it is probed
+        once more, within PROBE_TIMEOUT, so a server back since the last audit gets them."""
+        from regaudit import outage
+
         self._deadline = None if seconds is None else time.monotonic() + seconds
         self._offline = False
+        if seconds is not None:
+            if final and outage.away(self._uri) is not None:
+                outage.probe(self._uri, min(seconds, outage.PROBE_TIMEOUT))
+            self._away = outage.check(self._uri, seconds)
+            self._offline = self._away is not None
+            if self._offline:
+                self.last_error = self._away
         return self.replay()
 
     def _call(self, function, *args):
+        from regaudit import outage
+
         if self._deadline is None:
             return function(*args)
         remaining = self._deadline - time.monotonic()
         if self._offline or remaining <= 0:
-            raise Unreachable("the audit's MLflow time budget is spent")
+            raise Unreachable(self._away or "the audit's MLflow time budget is spent")
         try:
             return _bounded(lambda: function(*args), remaining)
         except Refused:
             raise  # a refusal says nothing of the next write
-        except Unreachable:
+        except Unreachable as error:
             self._offline = True
+            self._away = str(error)
+            outage.mark_away(self._uri, error)
             raise
 
     def create_pending(self, pending):
@@ -213,7 +232,11 @@ class RunWriter:
         if is_pending(self.run_id):
             self._keep("end_run", entry, None)
             return
+        from regaudit import outage
+
         active = mlflow.active_run()
+        if outage.away(self._uri) is not None and timeout is not None:
+            timeout = min(timeout, 1.0)  # the store is away: one short try, then the spool
         try:
             with _quick_requests(timeout):
                 if active is not None and active.info.run_id == self.run_id:

@@ -118,12 +118,20 @@ def join_or_start_run(run_name=None, timeout=None):
                                              run_name=run_name)
 
         # a server that does not answer its health check gets no create request at all: a
-        # request left retrying in a thread could create a run after we gave up on it
-        _bounded(lambda: _check_health(mlflow.get_tracking_uri(), timeout), timeout)
+        # request left retrying in a thread could create a run after we gave up on it; a
+        # store already known away (an earlier fit's writes) is not waited for again
+        from regaudit import outage
+
+        uri = mlflow.get_tracking_uri()
+        reason = outage.check(uri, timeout)
+        if reason is not None:
+            raise Unreachable(reason)
         try:
             created = _bounded(create, timeout)
-        except Unreachable:
+        except Unreachable as error:
             given_up.set()
+            if not isinstance(error, Refused):
+                outage.mark_away(uri, error)
             raise
         run = mlflow.start_run(run_id=created.info.run_id)
         return run.info.run_id, True, None
@@ -136,14 +144,26 @@ def join_or_start_run(run_name=None, timeout=None):
         return pending_id, True, pending
 
 
-def _check_health(uri, timeout):
-    """Raise unless an http(s) tracking server answers GET /health (other stores: no-op)."""
+def is_http(uri):
+    """Whether `uri` names a tracking server (http or https)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(str(uri)).scheme in ("http", "https")
+
+
+def check_health(uri, timeout):
+    """Raise unless the store at `uri` answers: an http(s) tracking server its GET /health,
+    any other store one small query (`search_experiments`)."""
     import urllib.request
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(str(uri))
-    if parts.scheme not in ("http", "https"):
+    if not is_http(uri):
+        from mlflow.tracking import MlflowClient
+
+        open_store_once()  # a fresh SQLite store migrates under its lock, as everywhere
+        MlflowClient(str(uri)).search_experiments(max_results=1)
         return
+    parts = urlsplit(str(uri))
     netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
     url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
     with urllib.request.urlopen(url, timeout=timeout or 10) as answer:

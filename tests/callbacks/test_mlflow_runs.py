@@ -46,16 +46,24 @@ def test_keras_epoch_logs_are_run_metrics_in_a_run_regaudit_starts(tiny_model, r
     assert [m.value for m in rates] == pytest.approx([0.003] * 3)
 
 
-def test_joins_an_active_run_and_leaves_it_open(tiny_model, rng):
+def test_joins_an_active_run_and_leaves_it_open_with_keras_metrics_once_each(tiny_model, rng):
+    """The most common setup, `with mlflow.start_run():` around `fit`: the run gets Keras'
+    epoch logs as run metrics (sortable in the MLflow UI), each once per epoch."""
     model = tiny_model("dropout_mlp")
+    model.compile(optimizer="adam", loss=model.loss, metrics=["accuracy"])
     x, y = data_for(model, 64, rng)
     with mlflow.start_run() as run:
-        callback = RegAudit(probe_size=32)
-        model.fit(x, y, epochs=1, callbacks=[callback], verbose=0)
+        callback = RegAudit(probe_size=32, report=False)
+        history = model.fit(x, y, epochs=2, validation_split=0.25, callbacks=[callback], verbose=0).history
         assert callback.run_id == run.info.run_id
         assert mlflow.active_run().info.run_id == run.info.run_id
         mlflow.log_metric("after_fit", 1.0)
-    assert MlflowClient().get_run(run.info.run_id).data.metrics["after_fit"] == 1.0
+    client = MlflowClient()
+    assert client.get_run(run.info.run_id).data.metrics["after_fit"] == 1.0
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        logged = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        assert [m.step for m in logged] == [1, 2], key
+        assert [m.value for m in logged] == pytest.approx(history[key])
 
 
 def test_every_audit_up_to_epoch_k_is_stored_by_the_end_of_epoch_k(tiny_model, rng):
@@ -157,8 +165,8 @@ def test_two_regaudit_callbacks_in_one_fit_write_once(rng):
 
 def test_beside_mlflows_own_keras_callback_each_writes_once(tiny_model, rng):
     """`mlflow.keras.MlflowCallback` in the user's run with RegAudit: MLflow's callback logs
-    Keras' metrics (once per epoch: RegAudit does not repeat them in a run it did not
-    start), RegAudit its audits once each."""
+    Keras' metrics (once per epoch: RegAudit sees MLflow's callback in the fit and does not
+    repeat them), RegAudit its audits once each."""
     model = tiny_model("dropout_mlp")
     x, y = data_for(model, 64, rng)
     with mlflow.start_run() as run:
