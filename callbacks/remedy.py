@@ -73,12 +73,18 @@ def reestimate_batchnorm(model, data, batches=BATCHES, batch_size=BATCH_SIZE, se
     """A copy of `model` whose BN moving statistics are re-estimated on `batches` batches
     of `data` (inputs as the model takes them: arrays or a structure of arrays; a seeded
     draw without replacement when there are more samples than batches x batch_size)."""
+    copy = copy_model(model)
+    _reestimate(copy, data, batches, batch_size, seed)
+    return copy
+
+
+def _reestimate(copy, data, batches, batch_size, seed):
+    """`reestimate_batchnorm` in place, on a copy the caller owns."""
     import keras
 
-    copy = copy_model(model)
     norms = batchnorm_layers(copy)
     if not norms:
-        return copy
+        return
     _noise_off(copy)
     flat = keras.tree.flatten(data)
     available = len(flat[0])
@@ -94,7 +100,6 @@ def reestimate_batchnorm(model, data, batches=BATCHES, batch_size=BATCH_SIZE, se
     finally:
         for bn in norms:
             bn.momentum = momenta[id(bn)]
-    return copy
 
 
 class RemedyFamily:
@@ -113,15 +118,18 @@ class RemedyFamily:
                 probe.targets is None or not getattr(model, "compiled", False):
             return {}, {}
         try:
-            before = copy_model(model)
-            after = reestimate_batchnorm(model, train.inputs, seed=context.settings.seed)
+            copy = copy_model(model)
         except Exception as error:  # noqa: BLE001 - a model its config cannot rebuild
             first = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
             context.set_tags({TAG: f"not measured: the model cannot be copied from its config "
                                    f"({type(error).__name__}: {first})"})
             return {}, {}
         rows, metrics = [], {}
-        for when, copy in (("before", before), ("after", after)):
+        # one copy, evaluated as trained, re-estimated in place, evaluated again: its
+        # compiled evaluation serves both (the variables change, not the graph)
+        for when in ("before", "after"):
+            if when == "after":
+                _reestimate(copy, train.inputs, BATCHES, BATCH_SIZE, context.settings.seed)
             scores = copy.evaluate(probe.inputs, probe.targets, sample_weight=probe.weights,
                                    batch_size=context.settings.probe_batch_size, verbose=0,
                                    return_dict=True)

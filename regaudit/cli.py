@@ -76,11 +76,11 @@ def redact(text):
 
 def _load(run_ids, experiment):
     """Load runs with a progress bar on stderr."""
-    from regaudit.read import load_runs, resolve_run_ids
+    from regaudit.read import load_runs, resolve_runs
 
-    ids = resolve_run_ids(run_ids, experiment)
+    ids, found = resolve_runs(run_ids, experiment)
     with _bar(len(ids), "loading runs") as bar:
-        return load_runs(ids, progress=lambda _: bar.update(1))
+        return load_runs(ids, progress=lambda _: bar.update(1), runs=found)
 
 
 @cli.command()

@@ -151,11 +151,11 @@ def _final_history(history):
     return {k: float(v) for k, v in last.items()}
 
 
-def _load_one(run_id, client):
+def _load_one(run_id, client, run=None):
     from regaudit.storage import download_tables
 
     try:
-        run = client.get_run(run_id)
+        run = run or client.get_run(run_id)
     except Exception as error:  # MlflowException, connection errors
         raise _mlflow_error(error, f"run {run_id!r}") from None
     tags = dict(run.data.tags)
@@ -165,7 +165,7 @@ def _load_one(run_id, client):
             f"pass the runs it compares ({tags[REPORT_TAG]})."
         )
     try:
-        tables = download_tables(run_id, client)
+        tables = download_tables(run_id, client, run.info.artifact_uri)
     except RegauditError:
         raise
     except Exception as error:
@@ -243,6 +243,12 @@ def find_experiment(experiment, client=None):
 
 def experiment_run_ids(experiment, client=None):
     """The audited training runs of an experiment (by name or id), oldest first."""
+    return [run.info.run_id for run in experiment_runs(experiment, client)]
+
+
+def experiment_runs(experiment, client=None):
+    """The audited training runs of an experiment (MLflow Run objects), oldest first; a
+    one-line error when there are none."""
     client = _client(client)
     runs = audited_runs(client, experiment_ids=[find_experiment(experiment, client).experiment_id])
     if not runs:
@@ -250,7 +256,7 @@ def experiment_run_ids(experiment, client=None):
             f"regaudit: experiment {experiment!r} has no audited runs; train with "
             "model.fit(..., callbacks=[RegAudit()]) inside it first."
         )
-    return [run.info.run_id for run in sorted(runs, key=lambda r: r.info.start_time or 0)]
+    return sorted(runs, key=lambda r: r.info.start_time or 0)
 
 
 def audited_runs(client=None, experiment_ids=None, max_results=1000):
@@ -275,27 +281,56 @@ def audited_runs(client=None, experiment_ids=None, max_results=1000):
 def resolve_run_ids(run_ids=(), experiment=None, client=None):
     """The given run ids, then every audited run of `experiment` not among them; a
     one-line error when that leaves none."""
-    ids = list(dict.fromkeys(run_ids))
+    return resolve_runs(run_ids, experiment, client)[0]
+
+
+def resolve_runs(run_ids=(), experiment=None, client=None):
+    """(`resolve_run_ids`, the MLflow Run objects the experiment's search returned)."""
+    ids, found = list(dict.fromkeys(run_ids)), []
     if experiment is not None:
-        ids += [i for i in experiment_run_ids(experiment, client) if i not in ids]
+        found = experiment_runs(experiment, client)
+        ids += [run.info.run_id for run in found if run.info.run_id not in ids]
     if not ids:
         raise RegauditError(
             "regaudit: no runs given; pass run ids or --experiment NAME "
             "(list the audited runs with `regaudit runs`)."
         )
-    return ids
+    return ids, found
 
 
-def load_runs(run_ids=(), experiment=None, client=None, progress=None):
-    """A `RunSet` of the given runs and/or every audited run of `experiment`.
-    `progress(run_id)` is called after each run loads (for a progress bar)."""
+#: runs downloaded at once from a tracking server: each download waits on the network,
+#: so a report on 100 runs reads them side by side. A local store (SQLite, files) is read
+#: one run at a time: there the work is Python's, and threads only contend for it.
+LOAD_THREADS = 8
+
+
+def load_runs(run_ids=(), experiment=None, client=None, progress=None, runs=None):
+    """A `RunSet` of the given runs and/or every audited run of `experiment`, each read
+    once (its MLflow record, then one download of its `regaudit/` folder), LOAD_THREADS
+    at a time, in the order given. `progress(run_id)` is called after each run loads (for
+    a progress bar); `runs`, MLflow Run objects already fetched (a search's), spare a
+    `get_run` each."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     client = _client(client)
-    ids = resolve_run_ids(run_ids, experiment, client)
-    loaded = []
-    for run_id in ids:
-        loaded.append(_load_one(run_id, client))
-        if progress is not None:
-            progress(run_id)
+    ids, found = resolve_runs(run_ids, experiment, client)
+    known = {run.info.run_id: run for run in list(runs or ()) + found}
+    from regaudit.store import is_http
+
+    threads = min(LOAD_THREADS if is_http(client.tracking_uri) else 1, len(ids))
+    with ThreadPoolExecutor(threads, thread_name_prefix="regaudit-load") as pool:
+        futures = {pool.submit(_load_one, run_id, client, known.get(run_id)): run_id for run_id in ids}
+        done = {}
+        try:
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                if progress is not None:
+                    progress(futures[future])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    loaded = [done[run_id] for run_id in ids]
     tables = {
         name: _concat([item["tables"][name] for item in loaded],
                       HISTOGRAM_COLUMNS if name == TABLE_HISTOGRAMS else COLUMNS)

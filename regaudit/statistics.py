@@ -13,8 +13,23 @@ import contextlib
 import contextvars
 from dataclasses import dataclass
 
+import importlib
+
 import numpy as np
-from scipy import optimize, stats
+
+
+class _Later:
+    """A module imported at its first use: scipy's stats and optimize take seconds to
+    import, and every `regaudit` command imports this module (the studies' levels)."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+stats, optimize = _Later("scipy.stats"), _Later("scipy.optimize")
 
 #: Significance level of every test and 1 - level of every interval.
 ALPHA = 0.05

@@ -12,6 +12,20 @@ def palette_of(groups):
     return dict(zip(names, sns.color_palette(n_colors=len(names))))
 
 
+#: a group with more runs than this is drawn as its runs' median, with the band where the
+#: middle 80% of its runs lie (10th to 90th percentile), instead of a line per run: a
+#: figure of 1,000 runs stays readable and draws in about the time of one with a few
+MAX_RUN_LINES = 12
+#: the band of a group drawn as its median (`errorbar` of seaborn)
+RUN_BAND = ("pi", 80)
+AGGREGATED = "runs drawn as each group's median, shaded where 80% of its runs lie"
+
+
+def many_runs(data):
+    """Whether a group of `data` (columns `group`, `run`) has more than MAX_RUN_LINES runs."""
+    return len(data) > 0 and int(data.groupby("group")["run"].nunique().max()) > MAX_RUN_LINES
+
+
 def _ax(ax, width=4.0, height=3.0):
     """The given Axes, or one on a new Figure (seaborn's ax=None)."""
     if ax is not None:
@@ -31,17 +45,36 @@ def _runs(data, order_by, palette):
 
 
 def group_lines(data, x="epoch", y="value", ax=None, palette=None, style=None):
-    """A line per run (`run`), coloured by `group`, optionally dashed by `style`."""
+    """A line per run (`run`), coloured by `group`, optionally dashed by `style`; a group
+    of more than MAX_RUN_LINES runs as its median and the band of its runs."""
     ax = _ax(ax)
+    if many_runs(data):
+        sns.lineplot(data=data, x=x, y=y, hue="group", style=style, estimator="median",
+                     errorbar=RUN_BAND, palette=palette, ax=ax, linewidth=1.5)
+        return ax
     sns.lineplot(data=data, x=x, y=y, hue="group", units="run", estimator=None, style=style,
                  palette=palette, ax=ax, marker="o", markersize=3, linewidth=1.2)
     return ax
+
+
+def _medians(data, by, columns):
+    """(group, its rows' median of `columns` per `by` value, 1 row per run) per group, for
+    drawing a group of many runs as one line."""
+    for group, part in data.groupby("group", sort=False):
+        yield group, part.groupby(by)[list(columns)].median().reset_index()
 
 
 def percentile_band(data, ax=None, palette=None):
     """The median (`p50`) as a line and the `p15`-`p85` band shaded over `epoch`, a line
     per `run`, a colour per `group`."""
     ax = _ax(ax)
+    if many_runs(data):  # each group's median run: the medians of its p15, p50 and p85
+        palette = palette or palette_of(dict(zip(data.run, data.group)))
+        for group, line in _medians(data, "epoch", ("p15", "p50", "p85")):
+            ax.plot(line.epoch, line.p50, color=palette.get(group), linewidth=1.5, label=group)
+            ax.fill_between(line.epoch, line.p15, line.p85, color=palette.get(group), alpha=0.15)
+        ax.set_xlabel("epoch")
+        return ax
     for _, line, group, color, first in _runs(data, "epoch", palette):
         ax.plot(line.epoch, line.p50, color=color, linewidth=1.2, label=group if first else None)
         ax.fill_between(line.epoch, line.p15, line.p85, color=color, alpha=0.15)
@@ -89,7 +122,9 @@ def ensemble_curve(data, deterministic=None, ax=None, palette=None):
     """Accuracy `value` of the mean of `k` dropout samples against k (log2 axis), a line per
     run; dashed, each run's weight-scaled accuracy (`deterministic`: run, group, value)."""
     ax = _ax(ax, 6.4, 3.8)
-    for run, line, group, color, first in _runs(data, "k", palette):
+    if many_runs(data):
+        _ensemble_medians(data, deterministic, ax, palette)
+    for run, line, group, color, first in ([] if many_runs(data) else _runs(data, "k", palette)):
         ax.plot(line.k, line.value, marker="o", color=color,
                 label=f"{group}: MC average of k" if first else None)
         if deterministic is not None:
@@ -105,3 +140,19 @@ def ensemble_curve(data, deterministic=None, ax=None, palette=None):
     return ax
 
 
+
+
+def _ensemble_medians(data, deterministic, ax, palette):
+    """`ensemble_curve` for groups of many runs: each group's median accuracy against k
+    with the band of its runs, its runs' median weight-scaled accuracy dashed."""
+    palette = palette or palette_of(dict(zip(data.run, data.group)))
+    sns.lineplot(data=data, x="k", y="value", hue="group", estimator="median", errorbar=RUN_BAND,
+                 palette=palette, ax=ax, marker="o", legend=False)
+    for group, part in data.groupby("group", sort=False):
+        ax.plot([], [], marker="o", color=palette.get(group), label=f"{group}: MC average of k")
+        if deterministic is None:
+            continue
+        last = deterministic[deterministic.run.isin(set(part.run))].groupby("run")["value"].last()
+        if len(last):
+            ax.axhline(float(last.median()), color=palette.get(group), linestyle="--", linewidth=1,
+                       label=f"{group}: weight-scaled")

@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from regaudit import outcomes
 from regaudit.reports.axes import (  # noqa: F401 - the axes-level functions, re-exported
-    ensemble_curve, final_bars, group_lines, layer_heatmap, palette_of, percentile_band,
-    ratio_lines)
+    AGGREGATED, ensemble_curve, final_bars, group_lines, layer_heatmap, many_runs, palette_of,
+    percentile_band, ratio_lines)
 from regaudit.schema import MODEL, evenly_spaced
 from regaudit.setup import repeats_input
 
@@ -74,8 +74,8 @@ def _layer_order(runs, frame):
     layer only one model has placed after its predecessor in that model."""
     order = []
     layers = runs.layers
-    for run in runs.run_ids:
-        names = list(layers[layers.run == run]["name"]) if len(layers) else []
+    by_run = {run: list(part["name"]) for run, part in layers.groupby("run", sort=False)} if len(layers) else {}
+    for names in dict.fromkeys(tuple(by_run.get(run, ())) for run in runs.run_ids):  # each model once
         for i, name in enumerate(names):
             if name in order:
                 continue
@@ -111,9 +111,10 @@ def _panel_layers(runs, frame, cap=MAX_LAYER_PANELS):
     return evenly_spaced(order, cap), order, sorted(identity & set(frame.layer))
 
 
-def _title_notes(figure, shown, order, identity):
-    """The figure's title: how many layers it shows and which identity layers it left out."""
-    notes = []
+def _title_notes(figure, shown, order, identity, data=None):
+    """The figure's title: how many layers it shows, which identity layers it left out,
+    and whether groups of many runs are drawn as their medians (`data`)."""
+    notes = [AGGREGATED] if data is not None and many_runs(data) else []
     if len(shown) < len(order):
         notes.append(f"{len(shown)} of {len(order)} layers, evenly spaced along the graph "
                      "(every layer is in the layer table and the Parquet tables)")
@@ -148,6 +149,7 @@ def learning_curves(runs, labels, groups):
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_title(outcomes.GAP_WORDS[name].replace("generalization gap", "gap"))
         ax.set_ylabel(name)
+    _title_notes(figure, [], [], [], history)
     _shared_legend(figure, axes)
     return figure
 
@@ -160,7 +162,8 @@ def activation_heatmaps(runs, labels, groups, measures=("mean", "std", "dead_fra
     acts = acts[(acts.layer != MODEL) & acts.measure.isin(measures)]
     if not len(acts):
         return None
-    present = [r for r in runs.run_ids if r in set(acts.run)]
+    measured = set(acts.run)
+    present = [r for r in runs.run_ids if r in measured]
     if groups:
         firsts = {}
         for run in present:
@@ -203,7 +206,7 @@ def percentile_bands(runs, labels, groups):
     shown, order, identity = _panel_layers(runs, wide)
     palette = _palette(groups)
     figure, axes = _figure(len(shown))
-    _title_notes(figure, shown, order, identity)
+    _title_notes(figure, shown, order, identity, wide)
     for ax, layer in zip(axes, shown):
         percentile_band(wide[wide.layer == layer], ax=ax, palette=palette)
         ax.set_title(f"layer {layer}", fontsize=8)
@@ -248,7 +251,7 @@ def drift_per_layer(runs, labels, groups):
     palette = _palette(groups)
     shown, order, identity = _panel_layers(runs, part)
     figure, axes = _figure(len(shown))
-    _title_notes(figure, shown, order, identity)
+    _title_notes(figure, shown, order, identity, part)
     for ax, layer in zip(axes, shown):
         group_lines(part[part.layer == layer], ax=ax, palette=palette)
         ax.set_title(f"layer {layer}", fontsize=8)
@@ -273,7 +276,7 @@ def batchnorm_shift(runs, labels, groups):
               for layer in shown
               if len(part[(part.layer == layer) & (part.measure == measure)])]
     figure, axes = _figure(len(panels))
-    _title_notes(figure, shown, order, [])
+    _title_notes(figure, shown, order, [], part)
     for ax, (layer, measure) in zip(axes, panels):
         ratio_lines(part[(part.layer == layer) & (part.measure == measure)], ax=ax, palette=palette)
         ax.set_title(f"layer {layer}", fontsize=8)
@@ -297,6 +300,7 @@ def acc_at_k(runs, labels, groups):
     figure = Figure(figsize=(6.4, 3.8), layout="constrained")
     ax = ensemble_curve(part, _grouped(det, labels, groups), ax=figure.subplots(),
                         palette=_palette(groups))
-    ax.set_title("Dropout ensemble against the weight-scaled network")
+    ax.set_title("Dropout ensemble against the weight-scaled network"
+                 + (f"\n({AGGREGATED})" if many_runs(part) else ""))
     figure.legend(loc="outside right upper", frameon=False)
     return figure

@@ -119,6 +119,13 @@ def overview(runs, groups):
     rows = []
     acts = runs.activations
     gap_name, gaps = outcomes.final_gap(runs)
+    # each table filtered once, then split by run (not filtered again for every run)
+    ens = runs.ensemble[runs.ensemble.layer == MODEL].sort_values("epoch")
+    ens = dict(tuple(ens.groupby("run", sort=False)))
+    history = runs.history
+    epochs_of = dict(tuple(history[history.measure == "epoch_seconds"].groupby("run", sort=False)))
+    audits = acts[(acts.layer == MODEL) & (acts.measure == "audit_seconds")]
+    audits = audits.groupby("run")["value"].sum()
     for _, info in runs.runs.iterrows():
         run = info["run"]
         row = {"run": info["name"], "group": groups.get(run, "")}
@@ -128,17 +135,15 @@ def overview(runs, groups):
                 row[metric] = final[metric]
         if gap_name:
             row[gap_name] = gaps.get(run)
-        ens = runs.ensemble[(runs.ensemble.run == run) & (runs.ensemble.layer == MODEL)]
+        own = ens.get(run)
         for metric in ENSEMBLE_METRICS:
-            part = ens[ens.measure == metric].sort_values("epoch")
+            part = own[own.measure == metric] if own is not None else ()
             if len(part):
                 row[metric] = float(part.value.iloc[-1])
-        history = runs.history
-        epochs = history[(history.run == run) & (history.measure == "epoch_seconds")]
+        epochs = epochs_of.get(run, ())
         row["epochs"] = int(epochs.epoch.max()) if len(epochs) else None
         row["train s"] = float(epochs.value.sum()) if len(epochs) else None
-        audit = acts[(acts.run == run) & (acts.layer == MODEL) & (acts.measure == "audit_seconds")]
-        row["audit s"] = float(audit.value.sum()) if len(audit) else None
+        row["audit s"] = float(audits[run]) if run in audits.index else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -174,10 +179,12 @@ def layer_tables(runs):
     names = dict(zip(runs.runs["run"], runs.runs["name"]))
     models = dict(zip(runs.runs["run"], runs.runs["model"]))
     out, seen = [], {}
+    by_run = dict(tuple(layers.groupby("run", sort=False)))
     for run in runs.run_ids:
-        table = layers[layers.run == run][["name", "layer_class", "shape", "activation", "rate",
-                                           "momentum", "regularizer", "params"]].copy()
-        table["measured"] = [_measured(row) for row in layers[layers.run == run].itertuples()]
+        own = by_run.get(run, layers.iloc[:0])
+        table = own[["name", "layer_class", "shape", "activation", "rate",
+                     "momentum", "regularizer", "params"]].copy()
+        table["measured"] = [_measured(row) for row in own.itertuples()]
         key = (models.get(run), tuple(map(str, table.itertuples(index=False))))
         if key in seen:
             out[seen[key]][1].append(names.get(run, run))

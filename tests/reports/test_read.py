@@ -31,21 +31,32 @@ def test_load_run_returns_every_table_in_long_form(study):
 
 
 def test_load_runs_downloads_once_per_run_and_never_reads_metric_histories(study, monkeypatch):
-    calls = {"download": 0, "history": 0}
-    original = MlflowClient.download_artifacts
+    """One read per run: the experiment's search gives each run's record (no `get_run`),
+    one download of its regaudit/ folder gives its tables, no metric history is read."""
+    import regaudit.storage
 
-    def counting(self, *args, **kwargs):
+    calls = {"download": 0, "history": 0, "get_run": 0}
+    original = regaudit.storage._download
+
+    def counting(*args, **kwargs):
         calls["download"] += 1
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
     def history(self, *args, **kwargs):
         calls["history"] += 1
         raise AssertionError("a metric history was requested")
 
-    monkeypatch.setattr(MlflowClient, "download_artifacts", counting)
+    get_run = MlflowClient.get_run
+
+    def counted_get_run(self, *args, **kwargs):
+        calls["get_run"] += 1
+        return get_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(regaudit.storage, "_download", counting)
     monkeypatch.setattr(MlflowClient, "get_metric_history", history)
+    monkeypatch.setattr(MlflowClient, "get_run", counted_get_run)
     runs = regaudit.load_runs(experiment=study["experiment"])
-    assert calls == {"download": 4, "history": 0}
+    assert calls == {"download": 4, "history": 0, "get_run": 0}
     assert sorted(runs.run_ids) == sorted(study["runs"].values())
     assert set(runs.activations.run) == set(runs.run_ids)
     groups = runs.group()
