@@ -73,7 +73,9 @@ ARGUMENTS_DOC = """
         write_timeout: seconds an audit waits at most for MLflow (its writes and the
             replay of earlier ones); what cannot be written in time goes to a local spool
             (`REGAUDIT_SPOOL_DIR`, default ~/.cache/regaudit/spool) and is replayed at the
-            next audit, at train end, or by `regaudit sync`. 10.
+            next audit, at train end, or by `regaudit sync`. An outage is waited for once:
+            after that the writes go straight to the spool until a background probe sees
+            the store back (`regaudit.outage`). 10.
         layers: the layers to measure: a regular expression matched whole against layer
             names, a Keras layer class, or a list of both (`[keras.layers.Conv2D,
             "dense_.*"]`). The model always runs whole; each measured layer adds its

@@ -152,7 +152,11 @@ def run_trials(pending, spec, address=None, max_concurrent=2, cpus_per_trial=1, 
     tuner = tune.Tuner(
         tune.with_resources(_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
         param_space={"spec": spec, "trial": tune.grid_search(pending)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, num_samples=1),
+        # a worker process trains one trial after another: TensorFlow, Keras and MLflow are
+        # imported once per worker, not once per trial (each trial seeds itself and clears
+        # Keras' session, `train_trial`)
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, num_samples=1,
+                                    reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"regaudit-{spec['study_id']}-{int(time.time())}",
             storage_path=storage or os.path.join(os.path.expanduser("~"), "ray_results"),
