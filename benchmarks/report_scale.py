@@ -3,6 +3,7 @@ written (and logged back), for 10, 100 and 1,000 audited runs.
 
     python benchmarks/report_scale.py                 # 10, 100 and 1,000 runs
     python benchmarks/report_scale.py --runs 10 100
+    python benchmarks/report_scale.py --runs 10 100 --tree /tmp/old   # before / after
 
 One real audited fit (the seed article's third model, 2 epochs, with every family) is
 trained once; its `regaudit/` artifacts, tags, params and metrics are copied into N runs
@@ -68,10 +69,16 @@ def copy_runs(source, count, experiment, seed=0):
             client.set_terminated(made.info.run_id)
 
 
-def time_report(experiment, output):
+def time_report(experiment, output, tree=None):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from speed import LOADER
+
+    code = LOADER.format(tree=tree) + (
+        "from regaudit.cli import main\n"
+        f"sys.argv = ['regaudit', 'report', '--experiment', {experiment!r}, '-o', {output!r}]\n"
+        "main()\n")
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "regaudit", "report", "--experiment", experiment,
-                           "-o", output], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
@@ -81,6 +88,7 @@ def time_report(experiment, output):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--tree", help="also time an older checkout's regaudit on the same runs")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "report_scale.json"))
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="regaudit-report-scale-")
@@ -93,9 +101,15 @@ def main():
         started = time.perf_counter()
         copy_runs(source, count, f"runs-{count}")
         made = time.perf_counter() - started
-        seconds = time_report(f"runs-{count}", os.path.join(folder, f"report-{count}.html"))
-        results.append({"runs": count, "report_seconds": round(seconds, 1), "setup_seconds": round(made, 1)})
-        print(f"{count:>5} runs: report {seconds:7.1f} s   (copying the runs took {made:.0f} s)", flush=True)
+        row = {"runs": count, "setup_seconds": round(made, 1)}
+        if args.tree:
+            row["before_seconds"] = round(time_report(
+                f"runs-{count}", os.path.join(folder, f"before-{count}.html"), os.path.abspath(args.tree)), 1)
+        row["report_seconds"] = round(time_report(f"runs-{count}", os.path.join(folder, f"report-{count}.html")), 1)
+        results.append(row)
+        print(f"{count:>5} runs: report {row['report_seconds']:7.1f} s"
+              + (f" (before: {row['before_seconds']:.1f} s)" if args.tree else "")
+              + f"   (copying the runs took {made:.0f} s)", flush=True)
     with open(args.output, "w", encoding="utf-8") as handle:
         json.dump({"machine": platform.platform(), "cpus": os.cpu_count(), "results": results}, handle, indent=2)
 

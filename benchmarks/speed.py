@@ -38,7 +38,8 @@ import textwrap
 import time
 import urllib.request
 
-CHILD = textwrap.dedent('''
+#: the start of a child script: `tree`'s regaudit in place of this checkout's
+LOADER = textwrap.dedent('''
     import json, os, sys, time
     tree = {tree!r}
     if tree:  # another checkout's regaudit, laid out as the install lays it out
@@ -57,6 +58,9 @@ CHILD = textwrap.dedent('''
             loaded = importlib.util.module_from_spec(sub)
             sys.modules["regaudit." + name] = loaded
             sub.loader.exec_module(loaded)
+''')
+
+CHILD = LOADER + textwrap.dedent('''
     import numpy as np
     import keras
     scenario, audited, report = {scenario!r}, {audited!r}, {report!r}

@@ -21,7 +21,7 @@ from regaudit.schema import (
     COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
 from regaudit.setup import regularization_tags
 from regaudit.storage import RunWriter
-from regaudit.store import error_line, is_pending, join_or_start_run
+from regaudit.store import activate_run, error_line, is_pending, join_or_start_run
 
 from regaudit.callbacks import fits
 from regaudit.callbacks import keras_internals as internals
@@ -33,6 +33,7 @@ from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choos
 from regaudit.callbacks.schedule import as_schedule
 from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
 from regaudit.callbacks.stochastic import kept_seed_state
+from regaudit.callbacks.run_opener import RunOpener, in_background
 from regaudit.callbacks.train_end_report import start_report
 from regaudit.callbacks.write_warnings import WriteWarnings
 
@@ -148,10 +149,24 @@ class Audit(keras.callbacks.Callback):
         self.report_thread = None
         self._ics_schedule = (
             None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics, "gradient_ics"))
-        self.run_id = None
+        self._run_id = None
+        self._opener = None  # `RunOpener`: the fit's run opening in the background
+        self._held = []  # writes made before it was open: (tables, metrics, epoch, step)
         self.probe_pass = None
         self._active = self._started_run = False
         self._log_keras = True  # Keras' epoch logs as run metrics (unless MLflow logs them)
+
+    @property
+    def run_id(self):
+        """The MLflow run this fit's audits go to (a run still opening in the background
+        is waited for); `pending-<hex>` while the tracking store could not create it."""
+        if self._opener is not None:
+            return self._opener.run_id
+        return self._run_id
+
+    @run_id.setter
+    def run_id(self, value):
+        self._run_id = value
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -208,7 +223,7 @@ class Audit(keras.callbacks.Callback):
             self._audit(epoch=epoch, step=step, write=not repeat)
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self._active:
+        if not self._active or not self._opened():
             return
         self._epoch_base_step = self._global_step()
         self._record_history(epoch, logs)
@@ -222,7 +237,7 @@ class Audit(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         fits.release(self)
-        if self._active:
+        if self._active and self._opened():
             self.writer.begin(self.write_timeout, final=True)
             if self._history:
                 self._safely("MLflow write", self.write_tables, {TABLE_HISTORY: self._history})
@@ -255,6 +270,7 @@ class Audit(keras.callbacks.Callback):
 
     def _reset(self):
         self._active = False
+        self._opener, self._held = None, []
         #: False when the model runs but no probe pass can (no probe, no `call`)
         self._measuring = False
         self._off = set()
@@ -287,22 +303,6 @@ class Audit(keras.callbacks.Callback):
             # its path's first component
             self._metric_layers.update(name.split("/")[0] for name in self.probe_pass.dropout_taps)
             self._warn_unmeasured()
-        self.run_id, self._started_run, pending = join_or_start_run(timeout=self.write_timeout)
-        if self._started_run:
-            fits.hook_exit()  # a fit that never ends still ends its run, as KILLED or FAILED
-        self.writer = RunWriter(self.run_id)
-        if pending is not None:
-            self.writer.create_pending(pending)
-            warnings.warn(
-                f"regaudit: no MLflow run could be created ({pending['reason']}); the audit goes on "
-                f"and is kept in the local spool as run {self.run_id} ({self.writer.spool.path}). "
-                "When the tracking server is back, `regaudit sync` creates the run, sends "
-                "everything and prints the run's id.", RegauditWarning, stacklevel=3)
-        self.writer.begin(self.write_timeout)
-        self.run_id = self.writer.run_id
-        self._audit_index = self.writer.next_part_index()
-        if self._audit_index > 0:  # an earlier fit audited this run: which steps it holds
-            self._steps_written = self.writer.logged_steps(metric_key(MODEL, "audit_seconds"))
         layers = layer_table(self.model, self.probe_pass, self._metric_layers)
         tags = {TAG_PREFIX + k: v for k, v in regularization_tags(layers).items()}
         probe = None if self.probe_pass is None else self.probe_pass.probe
@@ -317,14 +317,74 @@ class Audit(keras.callbacks.Callback):
         })
         lint, lint_tags = train_lint(layers, self.params, connected=self.probe_pass is not None)
         tags.update({TAG_PREFIX + k: v for k, v in lint_tags.items()})
-        self.writer.set_tags(tags)
-        self.writer.log_json("model.json", {"model": self.model.name, "layers": layers})
-        if lint is not None:
-            self.writer.log_json("lint.json", lint)
-        self.writer.log_json("meta.json", meta(self))
-        self._warn_spooled()
+        files = [("model.json", {"model": self.model.name, "layers": layers})]
+        files += [("lint.json", lint)] if lint is not None else []
+        files.append(("meta.json", meta(self)))
         self._measuring = self.probe_pass is not None
         self._active = True
+        #: whether this fit's run opened in the background (`regaudit.callbacks.run_opener`)
+        self.opened_in_background = in_background()
+        if self.opened_in_background:  # the run opens as the model trains
+            self._opener = RunOpener(lambda: self._open_run(tags, files, activate=False))
+        else:
+            self._take_run(self._open_run(tags, files, activate=True))
+
+    def _open_run(self, tags, files, activate):
+        """Join or start the fit's run and write its first tags and JSON files (MLflow's
+        side of the setup: inline, or in `RunOpener`'s thread, which says nothing itself)."""
+        run_id, started, pending = join_or_start_run(timeout=self.write_timeout, activate=activate)
+        writer = RunWriter(run_id)
+        if pending is not None:
+            writer.create_pending(pending)
+        writer.begin(self.write_timeout)
+        index = writer.next_part_index()
+        # an earlier fit audited this run: which steps it holds
+        steps = writer.logged_steps(metric_key(MODEL, "audit_seconds")) if index > 0 else set()
+        writer.set_tags(tags)
+        for name, payload in files:
+            writer.log_json(name, payload)
+        return {"run_id": writer.run_id, "started": started, "pending": pending, "writer": writer,
+                "index": index, "steps": steps, "activate": activate}
+
+    def _take_run(self, opened):
+        """In the fit's thread: the opened run becomes this fit's (`_open_run`'s result)."""
+        self.writer, self._started_run = opened["writer"], opened["started"]
+        self.run_id, self._audit_index = opened["run_id"], opened["index"]
+        self._steps_written = opened["steps"]
+        pending = opened["pending"]
+        if self._started_run:
+            fits.hook_exit()  # a fit that never ends still ends its run, as KILLED or FAILED
+            if pending is None and not opened["activate"]:
+                activate_run(self.run_id, self.write_timeout)
+        if pending is not None:
+            warnings.warn(
+                f"regaudit: no MLflow run could be created ({pending['reason']}); the audit goes on "
+                f"and is kept in the local spool as run {self.run_id} ({self.writer.spool.path}). "
+                "When the tracking server is back, `regaudit sync` creates the run, sends "
+                "everything and prints the run's id.", RegauditWarning, stacklevel=4)
+        self._warn_spooled()
+
+    def _opened(self, wait=True):
+        """Whether the fit's run is this fit's now: a run opening in the background is
+        taken over once it is open (`wait`: waiting for it), and what the audit held
+        meanwhile is written."""
+        opener = self._opener
+        if opener is None:
+            return self._active
+        if not wait and not opener.done:
+            return False
+        self._opener = None
+        self._safely("setup", lambda: self._take_run(opener.wait()))
+        held, self._held = self._held, []
+        for kind, args in held if self._active else ():
+            if kind == "tags":
+                self._safely("MLflow write", self.writer.set_tags, *args)
+                continue
+            for rows in args[0].values():  # measured before the run had an id
+                for row in rows:
+                    row["run"] = row.get("run") or self._run_id
+            self._safely("MLflow write", self._write, *args)
+        return self._active
 
     def _probe_pass(self):
         """The compiled probe pass, or None (with one warning saying what is still
@@ -394,6 +454,8 @@ class Audit(keras.callbacks.Callback):
     def end_unended(self, status):
         """End, as `status`, the run regaudit started for a fit that did not reach its end
         (`regaudit.callbacks.fits`); True when there was one."""
+        if self._opener is not None:
+            self._opened()
         self._active = False
         if not self._started_run:
             return False
@@ -454,7 +516,7 @@ class Audit(keras.callbacks.Callback):
         for measure, value in {"epoch_seconds": seconds, **scalars}.items():
             probe = "val" if measure.startswith("val_") else "train"
             self._history.append(dict(zip(COLUMNS, (
-                self.run_id, epoch + 1, self._epoch_base_step, probe, MODEL, "Model",
+                self._run_id, epoch + 1, self._epoch_base_step, probe, MODEL, "Model",
                 measure, value))))
         if self._log_keras:
             self._keras_logs.append(self._keras_metrics(epoch, scalars))
@@ -490,8 +552,8 @@ class Audit(keras.callbacks.Callback):
                             probe_batch_size=self.probe_batch_size)
         return AuditContext(
             model=self.model, probe_pass=self.probe_pass, train_probe=self.train_probe,
-            settings=settings, passes=passes, epoch=epoch, step=step, run_id=self.run_id,
-            guard=self._guarded, switched_off=self._off, set_tags=self.writer.set_tags,
+            settings=settings, passes=passes, epoch=epoch, step=step, run_id=self._run_id,
+            guard=self._guarded, switched_off=self._off, set_tags=self._set_tags,
             gradient_ics_due=self.gradient_ics_due(epoch, step))
 
     def _run_passes(self):
@@ -500,7 +562,16 @@ class Audit(keras.callbacks.Callback):
         summaries, batchnorm, twin, train = self.probe_pass.run(twin="twin" in self._needs)
         return {"main": (summaries, batchnorm, twin), "train": (train,)}
 
+    def _set_tags(self, tags):
+        if not self._opened(wait=False):
+            self._held.append(("tags", (tags,)))
+            return
+        self.writer.set_tags(tags)
+
     def _write(self, tables, metrics, epoch, step):
+        if not self._opened(wait=False):  # the run is still opening: written once it is
+            self._held.append(("write", (tables, metrics, epoch, step)))
+            return
         self.writer.begin(self.write_timeout)  # replays the spool first, within the budget
         self.run_id = self.writer.run_id  # a pending run gets its MLflow id once created
         self.write_tables(tables)

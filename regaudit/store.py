@@ -81,13 +81,16 @@ def open_store_once():
     _OPENED.add(uri)
 
 
-def join_or_start_run(run_name=None, timeout=None):
+def join_or_start_run(run_name=None, timeout=None, activate=True):
     """Return (run_id, started, pending): the active MLflow run (also the one
     `mlflow.keras.autolog()` opens inside `fit`), else a new one this process starts.
     When the tracking store cannot create it within `timeout` seconds, the run is
     pending: its id is `pending-<hex>`, `pending` holds what creating it needs (the
     experiment, the run name, the tags MLflow would set, the start time) and its writes
-    wait in the spool until `regaudit sync` or a later replay creates it."""
+    wait in the spool until `regaudit sync` or a later replay creates it. A run started
+    here becomes MLflow's active run unless `activate` is False (it is created from a
+    background thread, whose active run no other thread sees: `activate_run` then makes
+    it active in the fit's thread)."""
     import mlflow
     from mlflow.tracking import MlflowClient
     from mlflow.tracking.context.registry import resolve_tags
@@ -133,6 +136,8 @@ def join_or_start_run(run_name=None, timeout=None):
             if not isinstance(error, Refused):
                 outage.mark_away(uri, error)
             raise
+        if not activate:
+            return created.info.run_id, True, None
         run = mlflow.start_run(run_id=created.info.run_id)
         return run.info.run_id, True, None
     except Unreachable as error:
@@ -142,6 +147,23 @@ def join_or_start_run(run_name=None, timeout=None):
                    "run_name": run_name, "tags": {k: redact(str(v)) for k, v in tags.items()},
                    "start_time": started, "reason": str(error), "pending_id": pending_id}
         return pending_id, True, pending
+
+
+def activate_run(run_id, timeout=None):
+    """Make the run regaudit started MLflow's active run in this thread (as
+    `join_or_start_run` does), unless another run is active here; the request is given
+    `timeout` seconds and no retries, and a failure leaves the run inactive (regaudit
+    ends it itself)."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        return False
+    try:
+        with _quick_requests(timeout):
+            mlflow.start_run(run_id=run_id)
+    except Exception:  # noqa: BLE001 - the run is written and ended by id all the same
+        return False
+    return True
 
 
 def is_http(uri):

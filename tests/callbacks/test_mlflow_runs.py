@@ -180,3 +180,68 @@ def test_beside_mlflows_own_keras_callback_each_writes_once(tiny_model, rng):
     acts = download_tables(run.info.run_id)["activations"]
     assert acts.groupby(["epoch", "layer", "measure"]).size().max() == 1
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "regaudit/dense/mean")) == [0, 1, 2]
+
+
+BACKGROUND_SCRIPT = '''
+import json, sys
+import numpy as np
+import keras
+from regaudit import RegAudit
+
+assert "mlflow" not in sys.modules  # the README's script: MLflow never imported by the user
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(96, 12)).astype("float32"), rng.integers(0, 3, 96)
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu"),
+                          keras.layers.Dropout(0.3), keras.layers.BatchNormalization(),
+                          keras.layers.Dense(3, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+audit = RegAudit(probe_size=16, mc_samples=2, report=False)
+active = {}
+
+class Active(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            import mlflow
+            active["run"] = mlflow.active_run().info.run_id
+history = model.fit(x, y, validation_split=0.25, epochs=3, batch_size=16, verbose=0,
+                    callbacks=[audit, Active()]).history
+import mlflow
+print("RESULT " + json.dumps({"run_id": audit.run_id, "background": audit.opened_in_background,
+                              "active": active.get("run"), "after": mlflow.active_run() is None,
+                              "val_loss": history["val_loss"]}))
+'''
+
+
+def test_a_script_that_never_imports_mlflow_opens_the_run_while_it_trains(tmp_path, monkeypatch):
+    """The README's script: the run opens in the background (`run_opener`), the audit
+    before the first step is held and written once it is open; the run ends up exactly
+    as one opened at once: every audit once, Keras' metrics once, MLflow's active run
+    during the fit, FINISHED and no longer active after."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(BACKGROUND_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=dict(os.environ), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "regaudit:" not in done.stderr, done.stderr[-3000:]  # no warning of any kind
+    result = json.loads(done.stdout.split("RESULT ")[1])
+    assert result["background"] is True
+    assert result["active"] == result["run_id"] and result["after"] is True
+    client = MlflowClient()
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["regaudit.report"] == "0"
+    tables = download_tables(result["run_id"])
+    acts = tables["activations"]
+    assert acts.groupby(["epoch", "layer", "measure"]).size().max() == 1
+    assert sorted(set(acts.epoch)) == [0, 1, 2, 3]
+    assert set(acts.run) == {result["run_id"]}  # the held audit got the run's id too
+    assert "model" in tables and "meta" in tables
+    logged = sorted(client.get_metric_history(result["run_id"], "val_loss"), key=lambda m: m.step)
+    assert [m.value for m in logged] == pytest.approx(result["val_loss"])
+    steps = sorted(m.step for m in client.get_metric_history(result["run_id"], "regaudit/model/audit_seconds"))
+    assert steps == [0, 1, 2, 3]
