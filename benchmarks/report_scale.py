@@ -91,9 +91,10 @@ def main():
     parser.add_argument("--tree", help="also time an older checkout's regaudit on the same runs")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "report_scale.json"))
     args = parser.parse_args()
-    folder = tempfile.mkdtemp(prefix="regaudit-report-scale-")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
-    os.environ["REGAUDIT_SPOOL_DIR"] = os.path.join(folder, "spool")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from speed import fresh_store
+
+    folder = fresh_store("regaudit-report-scale-")
     os.chdir(folder)
     source = audited_source(folder)
     results = []

@@ -111,6 +111,16 @@ def run_fit(scenario, audited, report=True, env=None, tree=None):
     return ended - result["started"], result
 
 
+def fresh_store(prefix):
+    """A new folder holding this process's (and its children's) SQLite tracking store and
+    spool; returns it."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
+    os.environ["REGAUDIT_SPOOL_DIR"] = os.path.join(folder, "spool")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return folder
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -161,10 +171,7 @@ def main():
     parser.add_argument("--tree", help="a checkout whose regaudit the fits use")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "speed.json"))
     args = parser.parse_args()
-    folder = tempfile.mkdtemp(prefix="regaudit-speed-")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
-    os.environ["REGAUDIT_SPOOL_DIR"] = os.path.join(folder, "spool")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    folder = fresh_store("regaudit-speed-")
     tree = os.path.abspath(args.tree) if args.tree else None
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
                "tree": tree or "this checkout"}

@@ -20,8 +20,7 @@ from regaudit.errors import RegauditError, RegauditWarning, UsageError
 from regaudit.schema import (
     COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
 from regaudit.setup import regularization_tags
-from regaudit.storage import RunWriter
-from regaudit.store import activate_run, error_line, is_pending, join_or_start_run
+from regaudit.store import error_line, is_pending
 
 from regaudit.callbacks import fits
 from regaudit.callbacks import keras_internals as internals
@@ -33,7 +32,7 @@ from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choos
 from regaudit.callbacks.schedule import as_schedule
 from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
 from regaudit.callbacks.stochastic import kept_seed_state
-from regaudit.callbacks.run_opener import RunOpener, in_background
+from regaudit.callbacks.run_opener import OpensItsRun, RunOpener, in_background
 from regaudit.callbacks.train_end_report import start_report
 from regaudit.callbacks.write_warnings import WriteWarnings
 
@@ -93,7 +92,7 @@ ARGUMENTS_DOC = """
 """
 
 
-class Audit(keras.callbacks.Callback):
+class Audit(OpensItsRun, keras.callbacks.Callback):
     """Base of the regaudit callbacks.
     """ + ARGUMENTS_DOC
 
@@ -155,18 +154,6 @@ class Audit(keras.callbacks.Callback):
         self.probe_pass = None
         self._active = self._started_run = False
         self._log_keras = True  # Keras' epoch logs as run metrics (unless MLflow logs them)
-
-    @property
-    def run_id(self):
-        """The MLflow run this fit's audits go to (a run still opening in the background
-        is waited for); `pending-<hex>` while the tracking store could not create it."""
-        if self._opener is not None:
-            return self._opener.run_id
-        return self._run_id
-
-    @run_id.setter
-    def run_id(self, value):
-        self._run_id = value
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -328,63 +315,6 @@ class Audit(keras.callbacks.Callback):
             self._opener = RunOpener(lambda: self._open_run(tags, files, activate=False))
         else:
             self._take_run(self._open_run(tags, files, activate=True))
-
-    def _open_run(self, tags, files, activate):
-        """Join or start the fit's run and write its first tags and JSON files (MLflow's
-        side of the setup: inline, or in `RunOpener`'s thread, which says nothing itself)."""
-        run_id, started, pending = join_or_start_run(timeout=self.write_timeout, activate=activate)
-        writer = RunWriter(run_id)
-        if pending is not None:
-            writer.create_pending(pending)
-        writer.begin(self.write_timeout)
-        index = writer.next_part_index()
-        # an earlier fit audited this run: which steps it holds
-        steps = writer.logged_steps(metric_key(MODEL, "audit_seconds")) if index > 0 else set()
-        writer.set_tags(tags)
-        for name, payload in files:
-            writer.log_json(name, payload)
-        return {"run_id": writer.run_id, "started": started, "pending": pending, "writer": writer,
-                "index": index, "steps": steps, "activate": activate}
-
-    def _take_run(self, opened):
-        """In the fit's thread: the opened run becomes this fit's (`_open_run`'s result)."""
-        self.writer, self._started_run = opened["writer"], opened["started"]
-        self.run_id, self._audit_index = opened["run_id"], opened["index"]
-        self._steps_written = opened["steps"]
-        pending = opened["pending"]
-        if self._started_run:
-            fits.hook_exit()  # a fit that never ends still ends its run, as KILLED or FAILED
-            if pending is None and not opened["activate"]:
-                activate_run(self.run_id, self.write_timeout)
-        if pending is not None:
-            warnings.warn(
-                f"regaudit: no MLflow run could be created ({pending['reason']}); the audit goes on "
-                f"and is kept in the local spool as run {self.run_id} ({self.writer.spool.path}). "
-                "When the tracking server is back, `regaudit sync` creates the run, sends "
-                "everything and prints the run's id.", RegauditWarning, stacklevel=4)
-        self._warn_spooled()
-
-    def _opened(self, wait=True):
-        """Whether the fit's run is this fit's now: a run opening in the background is
-        taken over once it is open (`wait`: waiting for it), and what the audit held
-        meanwhile is written."""
-        opener = self._opener
-        if opener is None:
-            return self._active
-        if not wait and not opener.done:
-            return False
-        self._opener = None
-        self._safely("setup", lambda: self._take_run(opener.wait()))
-        held, self._held = self._held, []
-        for kind, args in held if self._active else ():
-            if kind == "tags":
-                self._safely("MLflow write", self.writer.set_tags, *args)
-                continue
-            for rows in args[0].values():  # measured before the run had an id
-                for row in rows:
-                    row["run"] = row.get("run") or self._run_id
-            self._safely("MLflow write", self._write, *args)
-        return self._active
 
     def _probe_pass(self):
         """The compiled probe pass, or None (with one warning saying what is still

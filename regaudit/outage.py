@@ -3,12 +3,18 @@ outage costs nothing after its first failure.
 
 A write that fails for lack of a store (refused, unreachable, no answer within its time
 budget: `store.Unreachable`, not a `store.Refused` write) marks the store away. From then
-on, every bounded write of any run goes straight to the spool without waiting, while a
-daemon thread probes the store every PROBE_SECONDS (an http(s) server's `GET /health`,
-else one small query), each probe bounded by PROBE_TIMEOUT; the first probe that answers
-marks the store back, and the next audit replays the spool. A hanging server is found
-within the first write's budget and never waited for again; a refused connection is
-found at once by the health check that opens an audit's writes (`check`).
+on, every bounded write of any run goes straight to the spool, while a daemon thread
+probes the store every PROBE_SECONDS (an http(s) server's `GET /health`, else one small
+query), each probe bounded by PROBE_TIMEOUT; the first probe that answers marks the store
+back, and the next audit replays the spool.
+
+What an audit pays depends on how the store failed. A store that fails fast (a refused
+connection: a stopped server) is asked again at each audit's start, within FAST seconds,
+so an audit right after the server's restart already replays. A store that hangs (no
+answer) is waited for once, within the first write's budget, and never again: the
+background probe alone notices it back. A new fit's run and the train end's last replay
+ask once more themselves (`check(..., fresh=True)`, within PROBE_TIMEOUT), so a server
+back since the last probe gets them at once.
 """
 
 import threading
@@ -18,9 +24,12 @@ import time
 PROBE_SECONDS = 2.0
 #: seconds one probe waits for an answer
 PROBE_TIMEOUT = 2.0
+#: a failure that came back within this many seconds is a fast one (a refused
+#: connection), asked again at each audit within this bound
+FAST = 0.5
 
 _LOCK = threading.Lock()
-_AWAY = {}  # tracking URI -> (reason, monotonic time it was marked away)
+_AWAY = {}  # tracking URI -> (reason, whether it failed fast)
 _PROBING = set()  # tracking URIs a probe thread watches
 
 
@@ -31,11 +40,11 @@ def away(uri):
     return None if found is None else found[0]
 
 
-def mark_away(uri, reason):
-    """Record that the store at `uri` is away and start watching it for its return."""
+def mark_away(uri, reason, seconds=None):
+    """Record that the store at `uri` is away (its failure took `seconds`; None: unknown,
+    taken as slow) and start watching it for its return."""
     with _LOCK:
-        if uri not in _AWAY:
-            _AWAY[uri] = (str(reason), time.monotonic())
+        _AWAY[uri] = (str(reason), seconds is not None and seconds < FAST)
         if uri in _PROBING:
             return
         _PROBING.add(uri)
@@ -47,42 +56,47 @@ def mark_up(uri):
         _AWAY.pop(uri, None)
 
 
-def probe(uri, timeout=PROBE_TIMEOUT):
-    """True when the store at `uri` answers within `timeout` seconds (marking it back)."""
-    if not _answers(uri, timeout):
-        return False
-    mark_up(uri)
-    return True
-
-
-def _answers(uri, timeout=PROBE_TIMEOUT):
+def _ask(uri, timeout):
+    """(None, seconds) when the store answers within `timeout`, else (the reason, seconds)."""
     from regaudit.store import Unreachable, _bounded, check_health
 
-    try:
-        _bounded(lambda: check_health(uri, timeout), timeout)
-    except Unreachable:
-        return False
-    return True
-
-
-def check(uri, timeout):
-    """Before an audit's writes: a store known away stays away (None, at no cost); an
-    http(s) server is asked for its health once, within `timeout` (a refused connection
-    answers in milliseconds, where MLflow's own requests would retry for the whole
-    budget). Returns the reason the store is away, or None."""
-    reason = away(uri)
-    if reason is not None:
-        return reason
-    from regaudit.store import Unreachable, _bounded, check_health, is_http
-
-    if not is_http(uri):
-        return None
+    started = time.monotonic()
     try:
         _bounded(lambda: check_health(uri, timeout), timeout)
     except Unreachable as error:
-        mark_away(uri, error)
-        return str(error)
-    return None
+        return str(error), time.monotonic() - started
+    return None, time.monotonic() - started
+
+
+def check(uri, timeout, fresh=False):
+    """Before writes: the reason the store at `uri` is away, or None. A store known away
+    is asked again only where that is cheap (it failed fast: within FAST seconds) or
+    `fresh` is asked for (within PROBE_TIMEOUT); else it stays away at no cost. An http(s)
+    server not known away is asked for its health once, within `timeout` (a refused
+    connection answers in milliseconds, where MLflow's own requests would retry for the
+    whole budget); other stores are not asked."""
+    from regaudit.store import is_http
+
+    with _LOCK:
+        known = _AWAY.get(uri)
+    if known is not None:
+        reason, fast = known
+        if not (fresh or fast):
+            return reason
+        timeout = min(timeout or PROBE_TIMEOUT, PROBE_TIMEOUT if fresh else FAST)
+    elif not is_http(uri):
+        return None
+    reason, seconds = _ask(uri, timeout)
+    if reason is None:
+        mark_up(uri)
+        return None
+    mark_away(uri, reason, seconds)
+    return reason
+
+
+def probe(uri, timeout=PROBE_TIMEOUT):
+    """True when the store at `uri` answers within `timeout` seconds (marking it back)."""
+    return check(uri, timeout, fresh=True) is None
 
 
 def _watch(uri):
@@ -90,9 +104,9 @@ def _watch(uri):
     while the last probe ran is watched by the next `mark_away`'s thread."""
     while True:
         time.sleep(PROBE_SECONDS)
-        answered = _answers(uri)
+        reason, _ = _ask(uri, PROBE_TIMEOUT)
         with _LOCK:
-            if answered:
+            if reason is None:
                 _AWAY.pop(uri, None)
             if uri not in _AWAY:
                 _PROBING.discard(uri)

@@ -69,16 +69,14 @@ class RunWriter:
     def begin(self, seconds, final=False):
         """Start an audit's writes with a budget of `seconds` (None: unbounded), after
         replaying what the spool holds. A store known away (`regaudit.outage`) costs
-        nothing: the writes go straight to the spool; at train end (`final`) it is probed
+        nothing: the writes go straight to the spool; at train end (`final`) it is asked
         once more, within PROBE_TIMEOUT, so a server back since the last audit gets them."""
         from regaudit import outage
 
         self._deadline = None if seconds is None else time.monotonic() + seconds
         self._offline = False
         if seconds is not None:
-            if final and outage.away(self._uri) is not None:
-                outage.probe(self._uri, min(seconds, outage.PROBE_TIMEOUT))
-            self._away = outage.check(self._uri, seconds)
+            self._away = outage.check(self._uri, seconds, fresh=final)
             self._offline = self._away is not None
             if self._offline:
                 self.last_error = self._away
@@ -92,6 +90,7 @@ class RunWriter:
         remaining = self._deadline - time.monotonic()
         if self._offline or remaining <= 0:
             raise Unreachable(self._away or "the audit's MLflow time budget is spent")
+        started = time.monotonic()
         try:
             return _bounded(lambda: function(*args), remaining)
         except Refused:
@@ -99,7 +98,7 @@ class RunWriter:
         except Unreachable as error:
             self._offline = True
             self._away = str(error)
-            outage.mark_away(self._uri, error)
+            outage.mark_away(self._uri, error, time.monotonic() - started)
             raise
 
     def create_pending(self, pending):

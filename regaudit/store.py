@@ -126,7 +126,7 @@ def join_or_start_run(run_name=None, timeout=None, activate=True):
         from regaudit import outage
 
         uri = mlflow.get_tracking_uri()
-        reason = outage.check(uri, timeout)
+        reason = outage.check(uri, timeout, fresh=True)  # a new fit asks a store known away again
         if reason is not None:
             raise Unreachable(reason)
         try:
@@ -174,8 +174,9 @@ def is_http(uri):
 
 
 def check_health(uri, timeout):
-    """Raise unless the store at `uri` answers: an http(s) tracking server its GET /health,
-    any other store one small query (`search_experiments`)."""
+    """Raise unless the store at `uri` answers: an http(s) tracking server its GET /health
+    (with anything but a 5xx status), any other store one small query
+    (`search_experiments`)."""
     import urllib.request
     from urllib.parse import urlsplit, urlunsplit
 
@@ -185,12 +186,19 @@ def check_health(uri, timeout):
         open_store_once()  # a fresh SQLite store migrates under its lock, as everywhere
         MlflowClient(str(uri)).search_experiments(max_results=1)
         return
+    import urllib.error
+
     parts = urlsplit(str(uri))
     netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
     url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
-    with urllib.request.urlopen(url, timeout=timeout or 10) as answer:
-        if answer.status != 200:
-            raise ConnectionError(f"health check answered {answer.status}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout or 10):
+            return
+    except urllib.error.HTTPError as error:
+        # a proxy whose server is down answers 502-504; any other answer (401 from a
+        # proxy that guards /health too, 404) says the server is there: its writes decide
+        if error.code >= 500:
+            raise ConnectionError(f"health check answered {error.code}") from None
 
 
 class _quick_requests:

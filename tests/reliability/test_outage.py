@@ -78,8 +78,8 @@ def test_a_hanging_server_is_waited_for_once_and_then_probed_in_the_background(s
         kinds = [entry["kind"] for entry in Spool(audit.writer.spool.run_id).pending()]
         assert kinds[0] == "create_run" and kinds[-1] == "end_run"
         assert kinds.count("artifact") >= 5 * 4  # activations, shift, ensemble, bn per audit
-        # no connection per audit: the first check, then one probe per PROBE_SECONDS
-        assert hanging.connections <= 2 + elapsed / outage.PROBE_SECONDS, (hanging.connections, elapsed)
+        # no connection per audit: the first check, one probe per PROBE_SECONDS, train end
+        assert hanging.connections <= 3 + elapsed / outage.PROBE_SECONDS, (hanging.connections, elapsed)
         hanging.answer()
         deadline = time.monotonic() + outage.PROBE_SECONDS + 2 * outage.PROBE_TIMEOUT + 5
         while outage.away(hanging.uri) is not None and time.monotonic() < deadline:
@@ -104,3 +104,28 @@ def test_a_refused_connection_marks_the_store_away_at_once_and_nothing_is_lost(s
     # the 30 s budget never waited out: MLflow's retries against a refused port would
     # take it whole at every audit (4 x 30 s); a tiny fit's own time is what remains
     assert elapsed < 25
+
+
+@pytest.mark.parametrize("status, away", [(200, False), (401, False), (404, False), (503, True)])
+def test_a_health_check_answered_by_a_proxy_counts_only_a_5xx_as_away(status, away):
+    """A proxy in front of the server may guard or not route /health (401, 404): the
+    server is there and its writes decide; a 502-504 says the server behind it is down."""
+    import http.server
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert (outage.check(uri, 2.0) is not None) is away
+    finally:
+        server.shutdown()
+        outage.mark_up(uri)
