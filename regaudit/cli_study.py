@@ -115,9 +115,13 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
         for variant, said in notes.items():
             click.echo(f"  {variant}{': ' + '; '.join(said) if said else ''}")
         made_of = ", ".join(f"{what} {value:.1f} s" for what, value in parts.items())
-        click.echo(f"estimated time: about {seconds * len(trials) / max_concurrent:.0f} s with "
-                   f"{max_concurrent} at a time, if they do not slow each other ({seconds:.0f} s per "
-                   f"trial, timed here on the model as given: {made_of})")
+        # a Ray worker trains one trial after another: it starts (imports) once
+        start = parts["process start"]
+        estimate = (seconds - start) * len(trials) / max_concurrent + start
+        click.echo(f"estimated time: about {estimate:.0f} s with "
+                   f"{max_concurrent} at a time, if they do not slow each other ({seconds - start:.0f} s "
+                   f"per trial once a worker has started, each worker starting once; timed here on "
+                   f"the model as given: {made_of})")
         return
     result = studies.study(model, data, design, seeds, epochs, batch_size, experiment, study_id,
                            address, max_concurrent, cpus_per_trial, gpus_per_trial, output,

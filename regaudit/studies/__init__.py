@@ -183,7 +183,8 @@ def report(result, output=None):
 
 def trial_seconds(model, data, epochs, batch_size=32):
     """(seconds one trial takes here, what it was made of): the start of a fresh Python
-    process importing Keras (what each Ray trial pays), and two audited epochs of the model
+    process importing Keras (what each Ray worker pays once: it trains one trial after
+    another), and two audited epochs of the model
     as given into a throwaway MLflow store (the first holds the audit's setup), scaled to
     `epochs`. What `--dry-run` estimates the study's time from."""
     import subprocess
