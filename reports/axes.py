@@ -135,7 +135,7 @@ def ensemble_curve(data, deterministic=None, ax=None, palette=None):
     ax.set_xscale("log", base=2)
     ks = sorted(set(data.k))
     ax.set_xticks(ks, labels=[str(k) for k in ks])
-    ax.set_xlabel("k, dropout samples averaged")
+    ax.set_xlabel("k, dropout samples averaged" + (f"\n({AGGREGATED})" if many_runs(data) else ""))
     ax.set_ylabel("probe accuracy")
     return ax
 

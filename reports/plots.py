@@ -111,10 +111,10 @@ def _panel_layers(runs, frame, cap=MAX_LAYER_PANELS):
     return evenly_spaced(order, cap), order, sorted(identity & set(frame.layer))
 
 
-def _title_notes(figure, shown, order, identity, data=None):
+def _title_notes(figure, shown, order, identity, data=None, aggregated=AGGREGATED):
     """The figure's title: how many layers it shows, which identity layers it left out,
-    and whether groups of many runs are drawn as their medians (`data`)."""
-    notes = [AGGREGATED] if data is not None and many_runs(data) else []
+    and how groups of many runs are drawn (`aggregated`, when `data` has such a group)."""
+    notes = [aggregated] if data is not None and many_runs(data) else []
     if len(shown) < len(order):
         notes.append(f"{len(shown)} of {len(order)} layers, evenly spaced along the graph "
                      "(every layer is in the layer table and the Parquet tables)")
@@ -206,7 +206,8 @@ def percentile_bands(runs, labels, groups):
     shown, order, identity = _panel_layers(runs, wide)
     palette = _palette(groups)
     figure, axes = _figure(len(shown))
-    _title_notes(figure, shown, order, identity, wide)
+    _title_notes(figure, shown, order, identity, wide,
+                 "a group of many runs drawn as the median over its runs of p15, p50 and p85")
     for ax, layer in zip(axes, shown):
         percentile_band(wide[wide.layer == layer], ax=ax, palette=palette)
         ax.set_title(f"layer {layer}", fontsize=8)
@@ -300,7 +301,6 @@ def acc_at_k(runs, labels, groups):
     figure = Figure(figsize=(6.4, 3.8), layout="constrained")
     ax = ensemble_curve(part, _grouped(det, labels, groups), ax=figure.subplots(),
                         palette=_palette(groups))
-    ax.set_title("Dropout ensemble against the weight-scaled network"
-                 + (f"\n({AGGREGATED})" if many_runs(part) else ""))
+    ax.set_title("Dropout ensemble against the weight-scaled network")
     figure.legend(loc="outside right upper", frameon=False)
     return figure

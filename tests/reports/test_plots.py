@@ -118,3 +118,39 @@ def test_the_overlap_check_finds_overlapping_and_clipped_text():
     clipped, crossing = overlaps(figure)
     assert ("first layer name", "second layer name") in crossing
     assert "a label pushed off the page" in clipped
+
+
+def test_a_group_of_many_runs_is_drawn_as_its_median_with_the_band_of_its_runs():
+    """Past MAX_RUN_LINES runs in a group, a line per run gives way to the group's median
+    (numpy's, per epoch) and the band where 80% of its runs lie: 1,000 runs stay one line;
+    a group of few runs beside it keeps a line per run."""
+    import numpy as np
+
+    from regaudit.reports.axes import MAX_RUN_LINES
+
+    rng = np.random.default_rng(0)
+    many = MAX_RUN_LINES * 3
+    rows = [{"run": f"r{i}", "group": "many", "epoch": e, "value": float(rng.normal(e, 1.0)),
+             "p15": float(rng.normal(e - 1)), "p50": float(rng.normal(e)), "p85": float(rng.normal(e + 1)),
+             "k": 2 ** (e - 1)}
+            for i in range(many) for e in (1, 2, 3)]
+    data = pd.DataFrame(rows)
+    medians = data.groupby("epoch")["value"].median().to_numpy()
+    def drawn(ax):  # lines with data (seaborn adds empty ones for its legend)
+        return [line for line in ax.lines if len(line.get_xdata())]
+
+    ax = plots.group_lines(data, palette={"many": "red"})
+    assert len(drawn(ax)) == 1 and np.allclose(drawn(ax)[0].get_ydata(), medians)
+    low, high = data.groupby("epoch")["value"].quantile(0.1), data.groupby("epoch")["value"].quantile(0.9)
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert np.isclose(band.min(), low.min()) and np.isclose(band.max(), high.max())
+    ax = plots.percentile_band(data, palette={"many": "red"})
+    assert len(drawn(ax)) == 1
+    assert np.allclose(drawn(ax)[0].get_ydata(), data.groupby("epoch")["p50"].median().to_numpy())
+    ax = plots.ensemble_curve(data, palette={"many": "red"})
+    assert np.allclose(drawn(ax)[0].get_ydata(), medians)
+    assert "80% of its runs" in ax.get_xlabel()
+    few = tiny(runs=("a", "b"), groups=("few", "few"))
+    ax = plots.group_lines(pd.concat([data, few[data.columns.intersection(few.columns)]]),
+                           palette={"many": "red", "few": "blue"})
+    assert len(drawn(ax)) == 2  # both groups as medians once one group has many runs
