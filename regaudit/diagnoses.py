@@ -10,7 +10,7 @@ import numpy as np
 
 from regaudit import outcomes
 from regaudit.lint_rules import steps_to_forget
-from regaudit.finding import Finding, number, p_text, per_layer, values_text
+from regaudit.finding import Finding, names_text, number, p_text, per_layer, values_text
 from regaudit.schema import MODEL
 from regaudit.statistics import compare_groups, holm, level, mcnemar_exact
 
@@ -269,7 +269,7 @@ def nonfinite(runs, groups):
     for layer in dict.fromkeys(rows.layer):
         part = rows[rows.layer == layer]
         first = part.sort_values(["epoch", "step"]).iloc[0]
-        runs_hit = ", ".join(dict.fromkeys(names.get(r, r) for r in part.run))
+        runs_hit = names_text(dict.fromkeys(names.get(r, r) for r in part.run))
         out.append(Finding(
             "RA222", "nonfinite", f"Layer {layer} produced NaN or infinite values: up to "
             f"{part.value.max():.2%} of its outputs, first at epoch {int(first.epoch)} "
@@ -329,14 +329,15 @@ def ensemble_gain(runs, groups):
             out.append(Finding(
                 "RA231", "ensemble_agreement",
                 "No detectable difference between Monte-Carlo dropout and the weight-scaled "
-                "network (exact McNemar, Holm-corrected) in " + "; ".join(
-                    f"{name} (gain {gain:+.3f}, n = {n}, {p_text(p)})" for name, n, gain, p in agree)
+                "network (exact McNemar, Holm-corrected) in " + names_text(
+                    [f"{name} (gain {gain:+.3f}, n = {n}, {p_text(p)})" for name, n, gain, p in agree],
+                    separator="; ")
                 + ". That is not agreement: whether they agree within 0.01 is the last claim's "
                 "question (RA257).", {"runs": [a[0] for a in agree]}))
     if untested:
         out.append(Finding(
             "RA231", "ensemble_agreement",
-            "Runs " + ", ".join(untested) + " have no paired counts for McNemar's test (runs "
+            "Runs " + names_text(untested) + " have no paired counts for McNemar's test (runs "
             "older than the counts, or a per-position head, whose positions in one sequence "
             "are not independent samples): their Monte-Carlo and weight-scaled accuracies "
             "are in the overview, untested.",

@@ -91,12 +91,25 @@ def significance_words(c):
     return f"no detectable difference, Holm-adjusted {p_text(c.p_holm)}"
 
 
+#: a finding names at most this many runs, then says how many more (a report on hundreds
+#: of runs stays readable; every run is in the finding's numbers, `regaudit show --json`)
+NAMES_SHOWN = 8
+
+
+def names_text(names, shown=NAMES_SHOWN, separator=", "):
+    """'a, b, c' or, past `shown` names, 'a, ..., h and 92 more'."""
+    names = [str(name) for name in names]
+    if len(names) <= shown:
+        return separator.join(names)
+    return f"{separator.join(names[:shown])} and {len(names) - shown} more"
+
+
 def values_text(values, total, percent=False):
     """("0.25", "run a") or ("0.13 to 0.17", "2 of 4 runs (a, b)")."""
     low, high = min(values.values()), max(values.values())
     fmt = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:.2f}")
     amount = fmt(low) if len(values) == 1 or low == high else f"{fmt(low)} to {fmt(high)}"
-    runs = ", ".join(values)
+    runs = names_text(values)
     where = f"run {runs}" if len(values) == 1 and total == 1 else f"{len(values)} of {total} runs ({runs})"
     return amount, where
 
@@ -112,5 +125,6 @@ def per_layer(final, flagged, names):
     return out
 
 
-__all__ = ["ALPHA", "Finding", "LEVELS", "comparison_text", "number", "p_text", "per_layer",
+__all__ = ["ALPHA", "Finding", "LEVELS", "NAMES_SHOWN", "comparison_text", "names_text", "number",
+           "p_text", "per_layer",
            "seeds_text", "significance_words", "values_text"]

@@ -4,6 +4,7 @@ begin, next to what the audit then measured at the same layer."""
 import pandas as pd
 
 from regaudit import outcomes
+from regaudit.finding import names_text
 
 #: lint rule id -> the measures that confirm or contradict it at the same layer
 EVIDENCE = {"RA101": ("bn_dropout_var_ratio",), "RA109": ("bn_init_share", "bn_var_ratio")}
@@ -34,6 +35,6 @@ def lint_table(runs):
                 measured.append(f"{measure} {span}")
         rows.append({"id": rule, "severity": severity, "layer": layer, "finding": message,
                      "measured": "; ".join(measured) or ELSEWHERE.get(rule, ""),
-                     "runs": ", ".join(str(names.get(r, r)) for r in dict.fromkeys(part.run))})
+                     "runs": names_text(names.get(r, r) for r in dict.fromkeys(part.run))})
     order = {"error": 0, "warning": 1, "info": 2}
     return pd.DataFrame(rows).sort_values("severity", key=lambda s: s.map(order), kind="stable")

@@ -271,3 +271,14 @@ def test_non_finite_activations_are_a_finding_with_the_first_epoch_and_the_large
     assert finding.numbers == {"layer": "d", "max": 0.25, "first_epoch": 2}
     assert finding.text.startswith("Layer d produced NaN or infinite values: up to 25.00%")
     assert finding.level == "notice"
+
+
+def test_a_finding_names_at_most_eight_runs_and_says_how_many_more():
+    from regaudit.finding import NAMES_SHOWN, names_text, values_text
+
+    names = [f"run-{i}" for i in range(100)]
+    assert names_text(names[:3]) == "run-0, run-1, run-2"
+    assert names_text(names) == ", ".join(names[:NAMES_SHOWN]) + f" and {100 - NAMES_SHOWN} more"
+    assert names_text(["a", "b"], separator="; ") == "a; b"
+    amount, where = values_text({name: 0.5 for name in names}, 100)
+    assert amount == "0.50" and where.startswith("100 of 100 runs (run-0, ") and "92 more)" in where
