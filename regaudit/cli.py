@@ -217,9 +217,9 @@ def show(run_ids, experiment, group_by, as_json, verbose):
     import json
 
     from regaudit.findings import findings
-    from regaudit.read import DEFAULT_GROUP, load_runs, resolve_run_ids
+    from regaudit.read import DEFAULT_GROUP, load_runs
 
-    runs = load_runs(resolve_run_ids(run_ids, experiment))
+    runs = load_runs(run_ids, experiment)
     found = findings(runs, runs.group(group_by or DEFAULT_GROUP))
     if as_json:
         click.echo(json.dumps({

@@ -241,11 +241,6 @@ def find_experiment(experiment, client=None):
     return found
 
 
-def experiment_run_ids(experiment, client=None):
-    """The audited training runs of an experiment (by name or id), oldest first."""
-    return [run.info.run_id for run in experiment_runs(experiment, client)]
-
-
 def experiment_runs(experiment, client=None):
     """The audited training runs of an experiment (MLflow Run objects), oldest first; a
     one-line error when there are none."""

@@ -406,17 +406,12 @@ def _quietly(download):
                 os.environ.pop(_PROGRESS_BAR, None)
 
 
-def _quiet_download(client, run_id, path, folder):
-    """`client.download_artifacts`, quietly (`_quietly`)."""
-    return _quietly(lambda: client.download_artifacts(run_id, path, folder))
-
-
 def _download(client, run_id, folder, artifact_uri=None):
     """The run's `regaudit/` folder downloaded into `folder`: straight from its artifact
     store when the run's `artifact_uri` is known (a report on many runs has it from the
     search: no `get_run` per run), else through MLflow's `runs:/` resolution."""
     if artifact_uri is None:
-        return _quiet_download(client, run_id, ARTIFACT_DIR, folder)
+        return _quietly(lambda: client.download_artifacts(run_id, ARTIFACT_DIR, folder))
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     repository = get_artifact_repository(artifact_uri)
