@@ -119,12 +119,12 @@ class OpensItsRun:
         self._warn_spooled()
 
     def _opened(self, wait=True):
-        """Whether the fit's run is this fit's now: a run opening in the background is
-        taken over once it is open (`wait`: waiting for it), and what the audit held
-        meanwhile is written."""
+        """Whether the fit's run is open for writes now: a run opening in the background
+        is taken over once it is open (`wait`: waiting for it), and what the audit held
+        meanwhile is written; False when taking it over switched the audit off."""
         opener = self._opener
         if opener is None:
-            return self._active
+            return True
         if not wait and not opener.done:
             return False
         self._opener = None
