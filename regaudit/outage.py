@@ -40,11 +40,21 @@ def away(uri):
     return None if found is None else found[0]
 
 
-def mark_away(uri, reason, seconds=None):
-    """Record that the store at `uri` is away (its failure took `seconds`; None: unknown,
-    taken as slow) and start watching it for its return."""
+def mark_away(uri, reason, seconds=None, fast=None):
+    """Record that the store at `uri` is away (its failure took `seconds`) and start
+    watching it for its return. `fast`: whether it fails fast, when the caller knows (a
+    health check); else a failure within FAST seconds is fast, and one that took longer
+    (or an unknown time) is classified by asking once more, within FAST: a write MLflow
+    retried against a refused connection took its whole budget, yet the next ask fails
+    at once (a fast store, asked again at each audit); an ask that gets no answer within
+    FAST is a hanging store (left to the background probe)."""
+    if fast is None:
+        fast = seconds is not None and seconds < FAST
+        if not fast:
+            again, took = _ask(uri, FAST)
+            fast = again is None or took < FAST
     with _LOCK:
-        _AWAY[uri] = (str(reason), seconds is not None and seconds < FAST)
+        _AWAY[uri] = (str(reason), fast)
         if uri in _PROBING:
             return
         _PROBING.add(uri)
@@ -90,7 +100,8 @@ def check(uri, timeout, fresh=False):
     if reason is None:
         mark_up(uri)
         return None
-    mark_away(uri, reason, seconds)
+    # failed within FAST: fast; no answer within a longer `timeout`: hanging, not asked again
+    mark_away(uri, reason, seconds, fast=seconds < FAST)
     return reason
 
 
