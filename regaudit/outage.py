@@ -105,11 +105,6 @@ def check(uri, timeout, fresh=False):
     return reason
 
 
-def probe(uri, timeout=PROBE_TIMEOUT):
-    """True when the store at `uri` answers within `timeout` seconds (marking it back)."""
-    return check(uri, timeout, fresh=True) is None
-
-
 def _watch(uri):
     """Probe the store every PROBE_SECONDS until it answers; a store marked away again
     while the last probe ran is watched by the next `mark_away`'s thread."""
