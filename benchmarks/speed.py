@@ -18,6 +18,10 @@ Scenarios:
 - outage: the digits fit with `RegAudit(report=False)` against a real `mlflow server` on
   127.0.0.1 (up) and against the same address with the server stopped (nothing listens:
   connections refused); says how many audits reached the spool (none may be lost).
+- floor-short, floor-digits (not in the default run): the fit plain, in an MLflow run
+  with its epoch logs logged, with `mlflow.keras.autolog()`, with autolog and
+  `RegAudit()`, and with `RegAudit()` alone: what MLflow itself costs a short fit (importing
+  it, its store, the run) beside what regaudit adds to an MLflow user's fit.
 
 `--tree` runs the fits with the regaudit of another checkout (its `callbacks/` and
 `reports/` are mapped to `regaudit.callbacks` / `regaudit.reports` as the install does).
@@ -63,7 +67,7 @@ LOADER = textwrap.dedent('''
 CHILD = LOADER + textwrap.dedent('''
     import numpy as np
     import keras
-    scenario, audited, report = {scenario!r}, {audited!r}, {report!r}
+    scenario, audited, report, mlflow_use = {scenario!r}, {audited!r}, {report!r}, {mlflow_use!r}
     if scenario == "short":
         sys.path.insert(0, {here!r})
         from overhead import mnist_shaped
@@ -83,12 +87,23 @@ CHILD = LOADER + textwrap.dedent('''
         epochs, batch = 5, 32
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks = []
+    started = time.time()
+    if mlflow_use:  # what an MLflow user's script does without regaudit
+        import mlflow
+        if mlflow_use == "autolog":
+            mlflow.keras.autolog(log_models=False)
+        else:
+            mlflow.start_run()
     if audited:
         from regaudit import RegAudit
         callbacks = [RegAudit() if report else RegAudit(report=False)]
-    started = time.time()
-    model.fit(x, y, epochs=epochs, batch_size=batch, validation_split=0.1, verbose=0,
-              callbacks=callbacks)
+    history = model.fit(x, y, epochs=epochs, batch_size=batch, validation_split=0.1, verbose=0,
+                        callbacks=callbacks)
+    if mlflow_use == "run":  # Keras' epoch logs as run metrics, the run ended
+        for key, values in history.history.items():
+            for epoch, value in enumerate(values):
+                mlflow.log_metric(key, value, step=epoch + 1)
+        mlflow.end_run()
     out = {{"started": started, "fit": time.time() - started}}
     if audited:
         writer = callbacks[0].writer
@@ -97,9 +112,12 @@ CHILD = LOADER + textwrap.dedent('''
 ''')
 
 
-def run_fit(scenario, audited, report=True, env=None, tree=None):
-    """(seconds from just before `fit` to the process's end, the child's result dict)."""
+def run_fit(scenario, audited, report=True, env=None, tree=None, mlflow_use=None):
+    """(seconds from just before `fit` to the process's end, the child's result dict).
+    `mlflow_use`: "run" (the fit in `mlflow.start_run()`, its epoch logs logged after) or
+    "autolog" (`mlflow.keras.autolog(log_models=False)`), in a fresh SQLite store."""
     code = CHILD.format(tree=tree, scenario=scenario, audited=audited, report=report,
+                        mlflow_use=mlflow_use,
                         here=os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=dict(os.environ, **(env or {})))
@@ -164,6 +182,37 @@ def pairs(name, count, baseline, audited):
     return times
 
 
+def rounds(name, count, makers):
+    """Every variant once per round, the order reversed every other round: {variant:
+    times, its median ratio to the first variant's (paired by round)}."""
+    times = {variant: [] for variant in makers}
+    for index in range(count):
+        for variant in (list(makers) if index % 2 == 0 else list(makers)[::-1]):
+            seconds, _ = makers[variant]()
+            times[variant].append(round(seconds, 2))
+            print(f"{name} round {index + 1}/{count} {variant:>18}: {seconds:6.1f} s", flush=True)
+    first = list(makers)[0]
+    out = {}
+    for variant, seconds in times.items():
+        ratios = [a / b for a, b in zip(seconds, times[first])]
+        out[variant] = {"seconds": seconds, "ratio_median": round(statistics.median(ratios), 3),
+                        "ratios": [round(r, 3) for r in ratios]}
+        print(f"{name}: {variant:>18} median {statistics.median(seconds):6.1f} s, "
+              f"{out[variant]['ratio_median']:.3f} of {first}", flush=True)
+    return out
+
+
+def floor(scenario, count, tree):
+    """MLflow's own cost in a short fit, beside regaudit's: the plain fit, the fit in an
+    MLflow run with its epoch logs logged (what any MLflow user pays), with autolog, with
+    autolog and `RegAudit()`, and with `RegAudit()` alone (its report waited for)."""
+    fit = lambda audited, use=None: (  # noqa: E731
+        lambda: run_fit(scenario, audited, tree=tree, mlflow_use=use))
+    return rounds(f"floor-{scenario}", count, {
+        "plain": fit(False), "mlflow run": fit(False, "run"), "autolog": fit(False, "autolog"),
+        "autolog + RegAudit": fit(True, "autolog"), "RegAudit": fit(True)})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
@@ -180,6 +229,9 @@ def main():
         if scenario in only:
             results[scenario] = pairs(scenario, args.pairs, lambda s=scenario: run_fit(s, False, tree=tree),
                                       lambda s=scenario: run_fit(s, True, tree=tree))
+    for scenario in ("short", "digits"):
+        if f"floor-{scenario}" in only:
+            results[f"floor-{scenario}"] = floor(scenario, args.pairs, tree)
     if "outage" in only:
         server, uri = start_server(folder)
         stopped = f"http://127.0.0.1:{free_port()}"
