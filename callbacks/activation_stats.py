@@ -1,4 +1,4 @@
-"""`ActivationStats`: per-layer activation statistics on the probe (MEASURES.md section 1)."""
+"""`ActivationStats`: per-layer activation statistics on the probe (docs/measures.md, section 1)."""
 
 import numpy as np
 

@@ -1,5 +1,5 @@
 """`CovariateShift`: drift over training, train vs validation, BatchNormalization variance
-shift, and (optional) gradient-based internal covariate shift (MEASURES.md section 2)."""
+shift, and (optional) gradient-based internal covariate shift (docs/measures.md, section 2)."""
 
 import numpy as np
 

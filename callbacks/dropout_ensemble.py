@@ -1,6 +1,6 @@
 """`DropoutEnsemble`: the implicit ensemble Dropout trains, sampled with Monte-Carlo
 dropout and set against the single weight-scaled network Keras uses at inference
-(MEASURES.md section 3)."""
+(docs/measures.md, section 3)."""
 
 import warnings
 

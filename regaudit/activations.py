@@ -1,4 +1,4 @@
-"""Activation statistics (MEASURES.md section 1) from exact streaming summaries of a tap.
+"""Activation statistics (docs/measures.md, section 1) from exact streaming summaries of a tap.
 
 The probe pass never moves a full activation tensor to the host. For every mini-batch it
 returns a handful of numbers per tapped tensor (counts, sums, central moments, per-unit

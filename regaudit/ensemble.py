@@ -1,4 +1,4 @@
-"""Effective dropout-ensemble measures (MEASURES.md section 3) from Monte-Carlo samples.
+"""Effective dropout-ensemble measures (docs/measures.md, section 3) from Monte-Carlo samples.
 
 Dropout trains an implicit ensemble of subnetworks (Srivastava et al. 2014); at inference
 Keras uses the single weight-scaled network. With T Monte-Carlo samples of the class

@@ -1,7 +1,7 @@
 """What a model output is: class probabilities, logits, a binary head, or a regression.
 
 Decided once per output from the compiled loss (its name and `from_logits`) and the
-output layer's activation (MEASURES.md section 3, "Heads"):
+output layer's activation (docs/measures.md, section 3, "Heads"):
 
 | loss | from_logits | head |
 |---|---|---|

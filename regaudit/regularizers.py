@@ -5,7 +5,7 @@ and the architecture lint. No TensorFlow import: a layer is recognised by the na
 the classes in its MRO (so a subclass of `Dropout` is a Dropout) and read through plain
 attributes (`rate`, `stddev`, `dropout`, `recurrent_dropout`, `cell`).
 
-Kinds of noise source (MEASURES.md section 3):
+Kinds of noise source (docs/measures.md, section 3):
 
 | kind | layers | noise the twin draws (stateless, its own seed per source) | "dropped" |
 |---|---|---|---|

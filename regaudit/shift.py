@@ -1,4 +1,4 @@
-"""Covariate-shift measures (MEASURES.md section 2) from the probe pass's summaries.
+"""Covariate-shift measures (docs/measures.md, section 2) from the probe pass's summaries.
 
 Drift compares one tap at two audits (Ioffe & Szegedy 2015), train-vs-validation compares
 the training and the validation probe at one audit, and the BatchNormalization measures

@@ -1,0 +1,112 @@
+"""The documentation: the site builds with no broken link, the README's links resolve,
+and every lint rule, finding and measure regaudit produces is documented (and nothing
+documented that does not exist)."""
+
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DOCS = os.path.join(ROOT, "docs")
+
+
+def read(*parts):
+    with open(os.path.join(ROOT, *parts), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_the_site_builds_strictly(tmp_path):
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
+                           "-d", str(tmp_path / "site")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
+    cli = (tmp_path / "site" / "cli" / "index.html").read_text(encoding="utf-8")
+    assert "write_timeout" in api and "reestimate_batchnorm" in api
+    for command in ("report", "show", "lint", "study", "sync", "runs", "demo"):
+        assert f"regaudit {command}" in cli
+
+
+def test_every_link_of_the_readme_resolves():
+    text = read("README.md")
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    assert "docs/index.md" in local and len(local) > 10
+    missing = [link for link in local if not os.path.exists(os.path.join(ROOT, link))]
+    assert not missing
+    assert len(text.splitlines()) <= 200
+
+
+def _ids_in_source(pattern):
+    found = set()
+    for path in glob.glob(os.path.join(ROOT, "regaudit", "**", "*.py"), recursive=True):
+        with open(path, encoding="utf-8") as handle:
+            found.update(re.findall(pattern, handle.read()))
+    return found
+
+
+def _documented(page, pattern):
+    return set(re.findall(pattern, read("docs", page)))
+
+
+def test_every_lint_rule_is_documented_and_every_documented_one_exists():
+    from regaudit.lint_rules import RULE_IDS
+
+    assert set(RULE_IDS) == _documented("lint.md", r"\bRA1\d\d\b")
+
+
+def _expand(ids):
+    """RA251-RA257 as a range of ids."""
+    out = set()
+    for low, high in re.findall(r"RA(2\d\d)-RA(2\d\d)", ids):
+        out.update(f"RA{n}" for n in range(int(low), int(high) + 1))
+    return out | set(re.findall(r"\bRA2\d\d\b", ids))
+
+
+def test_every_finding_is_documented_and_every_documented_one_exists():
+    in_code = _ids_in_source(r"\"(RA2\d\d)\"")
+    documented = _expand(read("docs", "reports.md"))
+    assert in_code and in_code == documented
+
+
+def test_every_measure_a_run_logs_is_documented(tmp_path, monkeypatch):
+    import keras
+    from mlflow.tracking import MlflowClient
+
+    from regaudit import RegAudit, load_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("REGAUDIT_SPOOL_DIR", str(tmp_path / "spool"))
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dropout(0.3), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    callback = RegAudit(report=False, gradient_ics=True)
+    model.fit(x, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0, callbacks=[callback])
+    client = MlflowClient()
+    run = load_run(callback.run_id, client)
+    logged = set()
+    for table in ("activations", "shift", "ensemble"):
+        logged.update(getattr(run, table)["measure"].unique())
+    logged.update(key.rsplit("/", 1)[1] for key in client.get_run(callback.run_id).data.metrics
+                  if key.startswith("regaudit/"))
+    names = {name.split(":")[0] for name in logged}
+    assert {"mean", "drift_w1", "tv_p", "bn_var_ratio", "mc_acc", "acc_at_k",
+            "drop_frac_measured", "ics_cos"} <= names
+    page = read("docs", "measures.md") + read("docs", "logged.md")
+    page = re.sub(r"```.*?```", "", page, flags=re.S)  # code blocks are not code spans
+    # every identifier inside a code span: `mean, std`, `regaudit/model/dead_frac_mean`
+    documented = {word for span in re.findall(r"`([^`]+)`", page) for word in re.findall(r"\w+", span)}
+    undocumented = sorted(names - documented)
+    assert not undocumented, f"measures logged but not documented in docs/measures.md: {undocumented}"
