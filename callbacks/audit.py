@@ -29,7 +29,7 @@ from regaudit.callbacks.lint_model import train_lint
 from regaudit.callbacks.describe import layer_table, meta
 from regaudit.callbacks.probe import NO_BATCH_AXIS, ProbePass
 from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choose_probe, choose_train_probe
-from regaudit.callbacks.schedule import as_schedule
+from regaudit.callbacks.schedule import as_schedule, planned_audits
 from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
 from regaudit.callbacks.stochastic import kept_seed_state
 from regaudit.callbacks.run_opener import OpensItsRun, RunOpener, in_background
@@ -339,7 +339,8 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
         if "train_probe" in self._needs and probe.source == "val":
             self.train_probe = choose_train_probe(self.model, probe.size, self.seed + 1)
         return ProbePass(self.model, probe, self.probe_batch_size, self.seed,
-                         train_probe=self.train_probe, select=self.layers)
+                         train_probe=self.train_probe, select=self.layers,
+                         planned_audits=planned_audits(self.schedule, self.params))
 
     def _check_selection(self):
         taps = self.probe_pass.taps

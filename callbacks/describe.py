@@ -80,6 +80,10 @@ def meta(callback):
             "at_start": schedule.at_start,
         },
         "taps": 0 if probe_pass is None else len(probe_pass.taps),
+        # the taps whose reductions the pass XLA-fuses (`reductions.fuses`), and the
+        # audits planned when that was decided
+        "fused_taps": [] if probe_pass is None else sorted(probe_pass.fused),
+        "planned_audits": None if probe_pass is None else probe_pass.planned_audits,
         "noise_sources": [] if probe_pass is None else [
             {"name": s.name, "kind": s.kind, "rate": s.rate} for s in probe_pass.noise_sources],
         "layers": None if callback.layers is None else callback.layers.describe(),

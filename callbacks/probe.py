@@ -25,7 +25,7 @@ from regaudit.callbacks.graph import run_graph
 from regaudit.callbacks.probe_choice import ProbeData  # noqa: F401 - re-exported
 from regaudit.callbacks.stochastic import drawing_generators, stochastic_layers
 from regaudit.callbacks.reductions import (
-    UNCHANGED, UNCHANGED_MARK, channel_moments, fast_path_held, merge_channels, summaries,
+    UNCHANGED, UNCHANGED_MARK, channel_moments, fast_path_held, fuses, merge_channels, summaries,
     to_summary, zero_moments)
 from regaudit.callbacks.twin import LazyTile, NoiseTwin
 
@@ -104,10 +104,13 @@ class ProbePass:
             in the same calls (light summaries). None.
         select: `LayerSelection` of the taps to summarize (the model still runs whole);
             None: every tap.
+        planned_audits: the audits the fit will run, when known: the taps whose
+            reductions see enough values over them are XLA-fused (`reductions.fuses`).
+            None: none is.
     """
 
     def __init__(self, model, probe, batch_size=128, seed=0, reservoir_size=None,
-                 train_probe=None, select=None):
+                 train_probe=None, select=None, planned_audits=None):
         self.model = model
         self.probe = probe
         #: a second probe (training data, at most the probe's size) carried through the
@@ -118,6 +121,9 @@ class ProbePass:
         self.seed = seed
         self.reservoir_size = int(reservoir_size or reservoir_size_for(model))
         self.select = select
+        self.planned_audits = planned_audits
+        #: the taps whose reductions are XLA-fused (`reductions.fuses`)
+        self.fused = set()
         #: the summarized taps, in graph order
         self.taps = []
         #: every floating-point layer output, summarized or not (the layer table, the tags)
@@ -242,11 +248,16 @@ class ProbePass:
                 seen[id(tensor)] = info.name
                 main = tensor[:split] if with_train else tensor
                 positions = self._reservoir_rows(len(self.taps) - 1, main, main_rows)
-                taps[info.name] = summaries(main, positions, info.bounds, exact)
+                rows = self.probe.size + (self.train_probe.size if with_train else 0)
+                fuse = fuses(tuple(tensor.shape[1:]), rows, self.planned_audits)
+                if fuse:
+                    self.fused.add(info.name)
+                taps[info.name] = summaries(main, positions, info.bounds, exact, fuse=fuse)
                 if with_train:
                     train = tensor[split:]
                     positions = self._reservoir_rows(len(self.taps) - 1, train, train_rows)
-                    train_taps[info.name] = summaries(train, positions, info.bounds, exact, light=True)
+                    train_taps[info.name] = summaries(train, positions, info.bounds, exact,
+                                                      light=True, fuse=fuse)
 
             def on_output(tap, outputs, args):
                 selected = self.select is None or self.select(tap.name, tap.layer)

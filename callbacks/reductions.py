@@ -106,6 +106,25 @@ def _fast_moments(x, light=False):
     return out
 
 
+#: values one tap's reductions see over a fit (per-sample values x probe rows x planned
+#: audits) from which XLA-fusing them pays: compiling one tensor shape costs about 0.3 s,
+#: and fused, the sums of powers read a conv feature map once instead of about 17 times
+#: (1-5 ns saved per value, measured on 4-D maps from 5x5x64 to 32x32x256; nothing on
+#: 2-D tensors, which stay unfused)
+FUSE_MIN_VALUES = 1e8
+_fused_moments = tf.function(_fast_moments, jit_compile=True)
+
+
+def fuses(shape, rows, audits):
+    """Whether the probe pass XLA-fuses a tap's reductions: its per-sample `shape` has
+    two axes or more (a conv feature map, a sequence of vectors) and `rows` probe rows per
+    audit over `audits` planned audits reach FUSE_MIN_VALUES (the compilation is repaid).
+    `audits` None (a schedule whose count is not known in advance): no."""
+    if audits is None or len(shape) < 2 or any(d is None for d in shape):
+        return False
+    return float(np.prod(shape)) * rows * audits >= FUSE_MIN_VALUES
+
+
 def fast_path_held(values):
     """Whether a tap's `_fast_moments` output is sound: a NaN or infinity anywhere in the
     tensor (or a float32 mean that overflowed) makes its sums or its shift non-finite."""
@@ -161,11 +180,12 @@ def central_moments(values):
     }
 
 
-def summaries(x, reservoir_rows, bounds, exact, light=False):
+def summaries(x, reservoir_rows, bounds, exact, light=False, fuse=False):
     """Per-batch summaries of one tapped tensor. A float32 tensor takes `_fast_moments`
     (`fast_path_held` tells the host whether every value was finite; else it recomputes
-    that batch with `exact=True`); float64 tensors always
-    take the exact path. `reservoir_rows`: flat positions in this batch to keep."""
+    that batch with `exact=True`), compiled by XLA into one fused computation when `fuse`
+    (`fuses`); float64 tensors always take the exact path. `reservoir_rows`: flat
+    positions in this batch to keep.""" 
     if x.dtype not in (tf.float32, tf.float64):
         x = tf.cast(x, tf.float32)  # float16/bfloat16 (mixed precision): measure in float32
     if exact or x.dtype == tf.float64:
@@ -174,7 +194,7 @@ def summaries(x, reservoir_rows, bounds, exact, light=False):
         out["zeros"] = tf.cast(tf.math.count_nonzero(tf.equal(x, 0.0)), tf.float64)
         near_ok = tf.math.is_finite(x)
     else:
-        out = _fast_moments(x, light)
+        out = (_fused_moments if fuse else _fast_moments)(x, light)
         near_ok = True
     if reservoir_rows is not None:
         out["reservoir"] = tf.gather(tf.reshape(x, [-1]), reservoir_rows)

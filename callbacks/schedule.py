@@ -61,3 +61,20 @@ class _EpochCallable:
 
     def __call__(self, count):
         return bool(self.function(count))
+
+
+def planned_audits(schedule, params):
+    """How many audits a fit will run: the one before the first step (`at_start`) and
+    those `schedule` makes due over Keras' `params` (`epochs`, `steps` per epoch); None
+    when they are not known in advance (a user's callable could do anything, or Keras
+    does not know the steps per epoch)."""
+    epochs, steps = (params or {}).get("epochs"), (params or {}).get("steps")
+    if not isinstance(schedule, Every) or not epochs:
+        return None
+    if schedule.unit == "epoch":
+        due = epochs // schedule.epochs
+    elif steps:
+        due = (epochs * steps) // schedule.steps
+    else:
+        return None
+    return due + int(schedule.at_start)

@@ -8,7 +8,8 @@ import tensorflow as tf
 from regaudit import RegAudit
 from regaudit.storage import download_tables
 
-from regaudit.callbacks.reductions import _fast_moments, _moments, central_moments
+from regaudit.callbacks import reductions
+from regaudit.callbacks.reductions import _fast_moments, _fused_moments, _moments, central_moments
 from model_zoo import reference_measures, tap_outputs
 
 
@@ -54,11 +55,15 @@ DATA = {
 }
 
 
-@pytest.mark.parametrize("shape", [(64, 26, 26, 8), (64, 30, 5), (64, 300), (64,)])
+@pytest.mark.parametrize("shape,fused", [((64, 26, 26, 8), False), ((64, 30, 5), False),
+                                         ((64, 300), False), ((64,), False),
+                                         # the shapes whose reductions XLA may fuse
+                                         ((64, 26, 26, 8), True), ((64, 30, 5), True)])
 @pytest.mark.parametrize("kind", list(DATA))
-def test_float32_fast_path_matches_numpy_float64(kind, shape, rng):
+def test_float32_fast_path_matches_numpy_float64(kind, shape, fused, rng):
     x = DATA[kind](rng, shape).astype(np.float32)
-    raw = {key: value.numpy() for key, value in tf.function(_fast_moments)(tf.constant(x)).items()}
+    function = _fused_moments if fused else tf.function(_fast_moments)
+    raw = {key: value.numpy() for key, value in function(tf.constant(x)).items()}
     got = central_moments(raw)
     want = numpy_moments(x)
     for key, expected in want.items():
@@ -115,3 +120,56 @@ def test_huge_values_stay_on_the_fast_path_and_non_finite_ones_take_the_float64_
         got = final[final.layer == tap.name].set_index("measure")["value"]
         for measure in ("mean", "std", "skew", "kurtosis", "min", "max", "rms", "abs_mean"):
             assert got[measure] == pytest.approx(want[measure], rel=1e-6), (tap.name, measure)
+
+
+def test_fusing_pays_only_where_its_compilation_is_repaid():
+    from regaudit.callbacks.schedule import Every, as_schedule, planned_audits
+
+    assert planned_audits(Every(epochs=1), {"epochs": 30, "steps": 50}) == 31
+    assert planned_audits(Every(epochs=5, at_start=False), {"epochs": 12}) == 2
+    assert planned_audits(Every(steps=100), {"epochs": 3, "steps": 250}) == 8
+    assert planned_audits(Every(steps=100), {"epochs": 3, "steps": None}) is None
+    assert planned_audits(as_schedule(lambda epoch: True), {"epochs": 3}) is None
+    # a 26x26x32 feature map on 1,024 probe rows: 3 audits do not repay a compilation,
+    # 31 do; a 2-D tensor never fuses, an unknown plan neither
+    assert not reductions.fuses((26, 26, 32), 1024, 3)
+    assert reductions.fuses((26, 26, 32), 1024, 31)
+    assert not reductions.fuses((100_000,), 1024, 1000)
+    assert not reductions.fuses((26, 26, 32), 1024, None)
+
+
+def test_a_fit_with_fused_reductions_measures_what_numpy_measures(rng, monkeypatch):
+    """The probe pass with XLA-fused reductions (a fit long enough for them: here the
+    threshold is lowered so a short fit fuses) against numpy on the layer outputs."""
+    import keras
+
+    monkeypatch.setattr(reductions, "FUSE_MIN_VALUES", 1e4)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((12, 12, 3)),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.Dropout(0.3, name="drop"),
+        keras.layers.Conv2D(4, 3, activation="tanh", name="conv_tanh"),
+        keras.layers.GlobalAveragePooling2D(name="pool"),
+        keras.layers.Dense(2, activation="softmax", name="out"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = rng.normal(size=(96, 12, 12, 3)).astype("float32")
+    y = rng.integers(0, 2, 96)
+    probe = rng.normal(3.0, 2.0, size=(40, 12, 12, 3)).astype("float32")
+    callback = RegAudit(probe=(probe,), probe_batch_size=16, strict=True, report=False)
+    model.fit(x, y, epochs=2, batch_size=32, callbacks=[callback], verbose=0)
+    fused = callback.probe_pass.fused
+    assert {"conv", "bn", "conv_tanh"} <= fused and "pool" not in fused and "out" not in fused
+    tensors = tap_outputs(model, probe)
+    final = download_tables(callback.run_id)["activations"].query("epoch == 2")
+    for tap in callback.probe_pass.taps:
+        want = reference_measures(tensors[tap.name], callback.probe_pass.reservoir_index[tap.name], tap.bounds)
+        got = final[final.layer == tap.name].set_index("measure")["value"]
+        for measure in ("mean", "std", "skew", "kurtosis", "min", "max", "rms", "abs_mean",
+                        "zero_frac", "p50"):
+            # skew and kurtosis are standardized: an absolute 1e-6 (a skew near 0 has no
+            # relative precision in any float32 pass)
+            tolerance = {"abs": 1e-6} if measure in ("skew", "kurtosis") else {"rel": 1e-6, "abs": 1e-9}
+            assert got[measure] == pytest.approx(want[measure], **tolerance), (tap.name, measure)
