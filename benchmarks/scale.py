@@ -81,8 +81,10 @@ def sample_audit_memory(callback):
     return memory
 
 
-def audit_application(name, size=224, probe_size=64, steps=2, batch_size=4, seed=0):
-    """One short audited fit of keras.applications.<name>; returns its figures."""
+def audit_application(name, size=224, probe_size=64, steps=2, batch_size=4, seed=0, epochs=1):
+    """One short audited fit of keras.applications.<name> (`epochs` epochs of `steps`
+    steps: the audits it plans decide which taps' reductions are XLA-fused); returns its
+    figures."""
     import keras
     import mlflow
 
@@ -100,7 +102,7 @@ def audit_application(name, size=224, probe_size=64, steps=2, batch_size=4, seed
     predict = predict_seconds(model, x_probe, probe_size)
     callback = RegAudit(probe=(x_probe, y_probe), probe_batch_size=probe_size, report=False)
     memory = sample_audit_memory(callback)
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[callback])
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[callback])
     client = mlflow.tracking.MlflowClient()
     keys = client.get_run(callback.run_id).data.metrics
     from regaudit import load_run
@@ -113,6 +115,7 @@ def audit_application(name, size=224, probe_size=64, steps=2, batch_size=4, seed
         "model": name, "input": size, "probe": probe_size,
         "layers": len(model.layers), "measured_layers": len(callback.probe_pass.taps),
         "predict_seconds": predict,
+        "epochs": epochs, "fused_taps": len(callback.probe_pass.fused),
         "first_audit_seconds": seconds[0], "audit_seconds": seconds[-1],
         "audit_per_predict": seconds[-1] / predict,
         "peak_added_mb": max(memory) / 2**20,
@@ -128,6 +131,8 @@ def main():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--probe", type=int, default=64)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="epochs of the fit (one audit each): a longer fit fuses more taps' reductions")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "scale.json"))
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -135,12 +140,13 @@ def main():
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
     results = []
     for name in args.models:
-        result = audit_application(name, args.size, args.probe)
+        result = audit_application(name, args.size, args.probe, epochs=args.epochs)
         results.append(result)
         print(f"{name:12s} layers {result['layers']:4d} measured {result['measured_layers']:4d}  "
               f"predict {result['predict_seconds']:6.2f} s  audit {result['audit_seconds']:6.2f} s "
               f"({result['audit_per_predict']:.2f} predicts; first {result['first_audit_seconds']:.1f} s)  "
-              f"peak +{result['peak_added_mb']:.0f} MB  metric keys {result['metric_keys']}", flush=True)
+              f"peak +{result['peak_added_mb']:.0f} MB  metric keys {result['metric_keys']}  "
+              f"fused {result['fused_taps']}", flush=True)
     with open(args.output, "w") as out:
         json.dump({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                "python": platform.python_version()},

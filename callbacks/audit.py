@@ -24,7 +24,7 @@ from regaudit.store import error_line, is_pending
 
 from regaudit.callbacks import fits
 from regaudit.callbacks import keras_internals as internals
-from regaudit.callbacks.context import AuditContext, Settings
+from regaudit.callbacks.context import AuditContext, Settings, measure_families
 from regaudit.callbacks.lint_model import train_lint
 from regaudit.callbacks.describe import layer_table, meta
 from regaudit.callbacks.probe import NO_BATCH_AXIS, ProbePass
@@ -416,8 +416,7 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
         context = self._context(passes, epoch, step)
         self._last_context = context
         tables, metrics = {}, {}
-        for family in self.families:
-            measured = self._guarded(MODEL, family.name, family.measure, context)
+        for measured in measure_families(self.families, context, self._guarded):
             family_tables, family_metrics = measured if measured is not None else ({}, {})
             for table, rows in family_tables.items():
                 tables.setdefault(table, []).extend(rows)

@@ -2,11 +2,15 @@
 
 A measure family is a small object with `name`, `needs` (a set among "train_probe",
 "twin"), `measure(context) -> (tables, metrics)` at every audit and, optionally,
-`finish(context) -> (tables, metrics)` at train end with the last audit's context. It
-reads everything it needs from the `AuditContext` and returns rows and metrics; the
-callback writes them. No family touches the callback.
+`finish(context) -> (tables, metrics)` at train end with the last audit's context, and
+`on_host(context) -> bool`, True when this audit's `measure` only computes on the host
+from the pass's summaries (it never calls the model): such a family runs beside the
+families that call the model (`measure_families`). It reads everything it needs from the
+`AuditContext` and returns rows and metrics; the callback writes them. No family touches
+the callback.
 """
 
+import threading
 from dataclasses import dataclass
 
 from regaudit.activations import TapSummary
@@ -71,3 +75,37 @@ class AuditContext:
         values = (self.run_id, self.epoch, self.step, probe or self.probe_pass.probe.source,
                   layer, layer_class, measure, value)
         return dict(zip(COLUMNS, values))
+
+
+def measure_families(families, context, guard):
+    """Every family's `guard(MODEL, name, measure, context)` result, in the families'
+    order. The families that compute on the host only (`on_host`) run in one thread
+    beside those that call the model: numpy's sorts and TensorFlow's kernels release the
+    GIL, so the host measures overlap the dropout ensemble's passes. An exception (with
+    `strict=True`) reaches the caller as if raised here."""
+    from regaudit.schema import MODEL
+
+    on_host = [f for f in families if getattr(f, "on_host", lambda c: False)(context)]
+    results, failure = {}, []
+
+    def host():
+        try:
+            for family in on_host:
+                results[id(family)] = guard(MODEL, family.name, family.measure, context)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the audit's thread
+            failure.append(error)
+
+    thread = None
+    if on_host:
+        thread = threading.Thread(target=host, name="regaudit-host-measures", daemon=True)
+        thread.start()
+    try:
+        for family in families:
+            if family not in on_host:
+                results[id(family)] = guard(MODEL, family.name, family.measure, context)
+    finally:
+        if thread is not None:
+            thread.join()
+    if failure:
+        raise failure[0]
+    return [results[id(family)] for family in families]

@@ -24,6 +24,11 @@ class ShiftFamily:
         self.first = None
         self.previous = None
 
+    def on_host(self, context):
+        """From the pass's summaries only, unless the gradient ICS (which steps the model's
+        weights and puts them back) runs at this audit."""
+        return not context.gradient_ics_due
+
     def measure(self, context):
         rows, values = [], {}
 

@@ -269,3 +269,44 @@ def test_a_fit_stopped_between_audits_ends_its_run_when_the_next_fit_starts(rng,
         assert MlflowClient().get_run(runs[-1]).info.status == status
     assert mlflow.active_run() is None  # the last fit ended its own run
     assert len(set(runs)) == 2
+
+
+def test_host_families_run_beside_the_families_that_call_the_model():
+    """`measure_families`: a family computing on the host only runs while the families
+    calling the model run (here the model-calling one, first in order, sees the host one
+    start), results keep the families' order, and a host family's error reaches the
+    audit's thread."""
+    import threading
+
+    from regaudit.callbacks.context import measure_families
+
+    started = threading.Event()
+
+    class Device:
+        name = "device"
+
+        def measure(self, context):
+            return {}, {"saw_host": started.wait(10)}
+
+    class Host:
+        name = "host"
+
+        def on_host(self, context):
+            return True
+
+        def measure(self, context):
+            started.set()
+            return {"t": [1]}, {}
+
+    def guard(layer, measure, function, *args):
+        return function(*args)
+
+    out = measure_families([Device(), Host()], None, guard)
+    assert out == [({}, {"saw_host": True}), ({"t": [1]}, {})]
+
+    class Broken(Host):
+        def measure(self, context):
+            raise FloatingPointError("injected")
+
+    with pytest.raises(FloatingPointError, match="injected"):
+        measure_families([Device(), Broken()], None, guard)
