@@ -4,12 +4,12 @@ Each rule is `rule(runs, groups) -> list[Finding]` (see `regaudit.findings`); it
 threshold and source are in its docstring and a module constant.
 """
 
-import math
 
 import numpy as np
 
 from regaudit import outcomes
-from regaudit.lint_rules import steps_to_forget
+from regaudit.batchnorm_lag import (DEFAULT_MOMENTUM, LAG_SHARE, current_variance, initial_weight,
+                                    steps_to_catch_up, steps_to_forget)
 from regaudit.finding import Finding, names_text, number, p_text, per_layer, values_text
 from regaudit.schema import MODEL
 from regaudit.statistics import compare_groups, holm, level, mcnemar_exact
@@ -17,11 +17,6 @@ from regaudit.statistics import compare_groups, holm, level, mcnemar_exact
 #: bn_var_ratio outside [1/BN_RATIO_LIMIT, BN_RATIO_LIMIT]: BN's inference statistics
 #: do not fit the data it normalizes.
 BN_RATIO_LIMIT = 1.25
-#: The moving statistics lag while more than this share of them is still their initial
-#: value (moving variance 1, mean 0): momentum ** steps > LAG_SHARE.
-LAG_SHARE = 0.01
-#: Keras' default BatchNormalization momentum, for runs whose layer table lacks it.
-DEFAULT_MOMENTUM = 0.99
 #: A lower momentum the remedy proposes.
 REMEDY_MOMENTUM = 0.9
 #: bn_dropout_var_ratio above this: Dropout inflates the variance BN sees in training.
@@ -74,24 +69,6 @@ def _outcome_link(runs, groups, group):
                   "significant": bool(c is not None and c.significant)}
 
 
-def current_variance(momentum, steps, share, ratio):
-    """The input variance BN meets now, in the median channel: its moving variance is
-    m^n / share (the init share's definition) and the observed variance is `ratio` times
-    that (bn_var_ratio, a mean over channels: an estimate)."""
-    if not share > 0:
-        return float("nan")
-    return ratio * momentum ** steps / share
-
-
-def steps_to_catch_up(momentum, variance, share=LAG_SHARE):
-    """Steps from the start until the initial moving variance (1) is under `share` of the
-    moving variance of an input of variance `variance`: m^n < share v / (1 - share)."""
-    if not variance > 0:
-        return steps_to_forget(momentum)
-    target = share * variance / (1 - share)
-    return 0 if target >= 1 else math.ceil(math.log(target) / math.log(momentum))
-
-
 def _is_upstream(layers, run, ancestor, layer):
     """Whether `ancestor` feeds `layer` (through any path) in `run`'s layer table."""
     if not len(layers) or "sources" not in layers:
@@ -142,7 +119,7 @@ def batchnorm_lag(runs, groups):
         pairs = list(zip(part.run, part.layer))
         momentum = max(momenta.get(pair, DEFAULT_MOMENTUM) for pair in pairs)
         trained = min(steps.get(r, 0) for r, _ in pairs)
-        left = momentum ** trained
+        left = initial_weight(momentum, trained)
         known = [shares[pair] for pair in pairs if pair in shares and np.isfinite(shares[pair])]
         share = float(np.median(known)) if known else None
         variance = (current_variance(momentum, trained, share, float(np.median(list(ratios.values()))))

@@ -10,9 +10,9 @@ entry point. Each rule is one small function whose docstring states the rule, it
 threshold and its source; `lint_rows(..., ignore={"RA102"})` switches rules off by id.
 """
 
-import math
 from dataclasses import asdict, dataclass
 
+from regaudit.batchnorm_lag import LAG_SHARE, initial_weight, momentum_for, steps_to_forget
 from regaudit.regularizers import NOISE_LAYER_KINDS
 from regaudit.setup import PASS_THROUGH
 
@@ -22,22 +22,11 @@ SEVERITIES = ("error", "warning", "info")
 HIGH_RATE = 0.9
 #: RA107: BatchNormalization batch statistics get noisy below this many samples per batch.
 SMALL_BATCH = 16
-#: RA109: the moving statistics have not converged while momentum ** steps exceeds this.
-LAG_SHARE = 0.01
 #: Activation layers: their input is pre-activation, their output post-activation.
 ACTIVATION_LAYERS = {"Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax"}
 #: Layers with a bias that BatchNormalization's mean subtraction cancels.
 BIASED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
           "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "EinsumDense"}
-
-
-def steps_to_forget(momentum, share=LAG_SHARE):
-    """Training steps after which `share` of an exponential moving average with this
-    `momentum` is still its initial value: ceil(log(share) / log(momentum)). The lint's
-    RA109 and the report's BN diagnosis both use it."""
-    if not 0 < momentum < 1:
-        return math.inf if momentum >= 1 else 1
-    return math.ceil(math.log(share) / math.log(momentum))
 
 
 @dataclass
@@ -284,10 +273,10 @@ def batchnorm_momentum_steps(rows, by_name, context):
         momentum = row.get("momentum")
         if not _is_batchnorm(row) or momentum is None or not 0 < momentum < 1:
             continue
-        left = momentum ** steps
+        left = initial_weight(momentum, steps)
         if left > LAG_SHARE:
             needed = steps_to_forget(momentum)
-            lower = math.floor(LAG_SHARE ** (1 / steps) * 100) / 100
+            lower = momentum_for(steps)
             out.append(LintFinding(
                 "RA109", "batchnorm_momentum_steps", "warning", row["name"],
                 f"BatchNormalization {row['name']} has momentum {momentum:g}: after the "

@@ -10,6 +10,8 @@ compare what a BN layer sees on the probe with the moving statistics it uses at 
 import numpy as np
 from scipy import stats
 
+from regaudit.batchnorm_lag import initial_weight
+
 #: Units whose reference standard deviation is at most this are left out of the per-unit
 #: drift averages (a dead unit has no scale to measure a shift against).
 MIN_STD = 1e-12
@@ -189,7 +191,7 @@ def bn_init_share(moving_variance, momentum, steps):
     moving = np.asarray(moving_variance, np.float64)
     if not moving.size or not 0 <= momentum < 1:
         return float("nan")
-    left = float(momentum) ** int(steps)
+    left = initial_weight(momentum, steps)
     with np.errstate(divide="ignore"):
         share = np.where(moving > 0, np.minimum(1.0, left / moving), 1.0)
     return float(np.median(share))
