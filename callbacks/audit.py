@@ -16,11 +16,11 @@ import keras
 import pandas as pd
 
 from regaudit import __version__
-from regaudit.errors import RegauditError, RegauditWarning, UsageError
+from regaudit.errors import RegauditError, RegauditWarning, UsageError, error_line
 from regaudit.schema import (
     COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
 from regaudit.setup import regularization_tags
-from regaudit.store import error_line, is_pending
+from regaudit.store import is_pending
 
 from regaudit.callbacks import fits
 from regaudit.callbacks import keras_internals as internals

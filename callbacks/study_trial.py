@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 
-from regaudit.errors import RegauditError, UsageError
+from regaudit.errors import RegauditError, UsageError, error_line
 from regaudit.studies.runs import (
     LEVEL_PARAM, NODE_TAG, NOTES_TAG, SEED_TAG, STUDY_TAG, TRIAL_TAG, VARIANT_TAG, finished_run,
 )
@@ -149,7 +149,7 @@ def check_variants(model_spec, variants):
         except RegauditError:
             raise
         except Exception as error:  # noqa: BLE001 - the user's builder or model, in one line
-            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+            first = error_line(error)
             raise UsageError(f"variant '{variant}' cannot be built ({type(error).__name__}: {first}); "
                              f"expected a model regaudit can rewrite or a builder taking "
                              f"{', '.join(levels) or 'no arguments'}") from None

@@ -18,7 +18,7 @@ import time
 import warnings
 
 from regaudit.errors import RegauditWarning
-from regaudit.store import error_line
+from regaudit.errors import error_line
 
 
 def start_report(run_id):

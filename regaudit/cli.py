@@ -12,7 +12,7 @@ import time
 import click
 
 from regaudit._version import __version__
-from regaudit.errors import RegauditError
+from regaudit.errors import RegauditError, error_line
 
 #: A tracking server that does not answer fails a command in seconds, not after
 #: MLflow's default of several minutes of retries (the user's own settings win).
@@ -112,7 +112,7 @@ def report(run_ids, experiment, group_by, output, fmt, no_log):
         except Exception as error:  # noqa: BLE001 - the file is written; say what failed
             raise RegauditError(
                 f"regaudit: the report is written to {made.path} but logging it to MLflow "
-                f"failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                f"failed ({type(error).__name__}: {error_line(error)}); "
                 "rerun with --no-log to skip logging.") from None
         experiment = runs.runs["experiment_id"].iloc[0]
         click.echo(f"logged to MLflow run {target} (artifacts: regaudit/report/)")
@@ -172,7 +172,7 @@ def sync(run_ids):
             replayed, left = writer.replay()
         except Exception as error:  # noqa: BLE001 - one line per run
             replayed, left = 0, len(pending)
-            writer.last_error = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            writer.last_error = f"{type(error).__name__}: {error_line(error)}"
         left_total += left
         skipped = f", {broken} damaged line(s) skipped" if broken else ""
         created = f" into the new MLflow run {writer.run_id}" if writer.run_id != run_id else ""

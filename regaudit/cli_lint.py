@@ -30,7 +30,7 @@ def _load_model(target):
     """A Keras model from a `.keras` file or a `module:function` that builds one."""
     import zipfile
 
-    from regaudit.errors import UsageError
+    from regaudit.errors import UsageError, error_line
 
     if target.endswith((".keras", ".h5")) or os.path.sep in target or os.path.exists(target):
         if not os.path.isfile(target):
@@ -44,7 +44,7 @@ def _load_model(target):
         try:
             return keras.saving.load_model(target, compile=False)
         except Exception as error:  # noqa: BLE001 - one line: what the file is not
-            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            reason = error_line(error) or type(error).__name__
             raise UsageError(f"regaudit lint: {target} is not a Keras model regaudit can load "
                              f"({type(error).__name__}: {reason}); save it with model.save('"
                              "model.keras'), or pass module:function that builds it.") from None
@@ -66,7 +66,7 @@ def _load_model(target):
     try:
         model = builder()
     except Exception as error:  # noqa: BLE001 - the user's builder failed: say so in one line
-        reason = str(error).splitlines()[0][:200] if str(error) else ""
+        reason = error_line(error)
         raise UsageError(f"regaudit lint: {target}() raised {type(error).__name__}: {reason}; "
                          "fix the builder so that it returns a keras.Model.") from None
     keras = _import_keras_quietly()

@@ -9,7 +9,7 @@ import numpy as np
 
 from regaudit import outcomes
 from regaudit.batchnorm_lag import (DEFAULT_MOMENTUM, LAG_SHARE, current_variance, initial_weight,
-                                    steps_to_catch_up, steps_to_forget)
+                                    steps_to_catch_up)
 from regaudit.finding import Finding, names_text, number, p_text, per_layer, values_text
 from regaudit.schema import MODEL
 from regaudit.statistics import compare_groups, holm, level, mcnemar_exact

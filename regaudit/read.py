@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from regaudit._version import __version__
-from regaudit.errors import RegauditError
+from regaudit.errors import RegauditError, error_line
 from regaudit.schema import (
     SCHEMA_VERSION, COLUMNS, HISTOGRAM_COLUMNS, TABLE_ACTIVATIONS, TABLE_ENSEMBLE, TABLE_HISTOGRAMS,
     TABLE_HISTORY, TABLE_SHIFT, TAG_PREFIX,
@@ -58,9 +58,7 @@ def _mlflow_error(error, what):
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri()
-    from regaudit.secrets import redact
-
-    message = redact(str(error).splitlines()[0]) if str(error) else type(error).__name__
+    message = error_line(error, limit=1000) or type(error).__name__
     if isinstance(error, MlflowException) and (
             getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
             or "does not exist" in message.lower()):

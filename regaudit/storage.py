@@ -8,9 +8,10 @@ import tempfile
 import threading
 import time
 
+from regaudit.errors import error_line
 from regaudit.schema import ARTIFACT_DIR, part_file_name, table_part_path
 from regaudit.store import (
-    Refused, Unreachable, _bounded, _failure, error_line, _quick_requests, is_pending, open_store_once)
+    Refused, Unreachable, _bounded, _failure, _quick_requests, is_pending, open_store_once)
 
 #: MLflow accepts at most 1,000 metrics in one log_batch call.
 MAX_BATCH = 1000
@@ -340,7 +341,7 @@ def _corrupt(run_id, name, error):
 
     return RegauditError(
         f"regaudit: the artifact regaudit/{name} of run {run_id!r} is damaged "
-        f"({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}); "
+        f"({type(error).__name__}: {error_line(error, 120)}); "
         "delete it in the MLflow UI or rerun the training to read this run.")
 
 
@@ -422,7 +423,6 @@ def download_tables(run_id, client=None, artifact_uri=None):
     """{table name: DataFrame} of every Parquet table of a run, plus `meta` and `model`
     (the JSON artifacts as dicts), from one download of the run's `regaudit/` folder
     (from `artifact_uri`, the run's artifact root, when the caller has it)."""
-    import pandas as pd
     from mlflow.tracking import MlflowClient
 
     client = client or MlflowClient()

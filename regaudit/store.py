@@ -6,6 +6,8 @@ import os
 import time
 import uuid
 
+from regaudit.errors import error_line
+
 
 #: The id a run has while the tracking store could not create it: its writes wait in the
 #: spool, and `regaudit sync` (or the next replay) creates the run and sends them there.
@@ -42,13 +44,6 @@ def _bounded(function, timeout):
     if "error" in outcome:
         raise _failure(outcome["error"])
     return outcome.get("value")
-
-
-def error_line(error):
-    """The first line of an error, at most 200 characters, with credentials redacted."""
-    from regaudit.secrets import redact
-
-    return redact(str(error).splitlines()[0][:200]) if str(error) else ""
 
 
 _OPENED = set()

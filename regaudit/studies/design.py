@@ -22,7 +22,7 @@ import itertools
 import json
 import os
 
-from regaudit.errors import UsageError
+from regaudit.errors import UsageError, error_line
 from regaudit.studies.rewrite import BN_LEVELS, FACTORS
 
 GIVEN = "as given"
@@ -95,7 +95,7 @@ def load(design):
             data = yaml.safe_load(text)
     except Exception as error:  # noqa: BLE001 - any parse error is the file's
         raise UsageError(f"design file {design}: cannot be read ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''}); expected YAML or JSON") from None
+                         f"{error_line(error)}); expected YAML or JSON") from None
     if not isinstance(data, dict) or not ({"factors", "blocks"} & set(data)):
         raise UsageError(f"design file {design}: expected a mapping with 'factors' (factor -> levels) "
                          "or 'blocks' (a list of such mappings)")

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from regaudit.errors import RegauditError, UsageError
+from regaudit.errors import RegauditError, UsageError, error_line
 
 #: Ray retries a crashed trial this many times
 MAX_FAILURES = 1
@@ -63,7 +63,7 @@ def start_ray(address, tracking_uri):
                  ignore_reinit_error=True, logging_level="ERROR", configure_logging=False,
                  runtime_env={"env_vars": env})
     except (ConnectionError, RuntimeError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = error_line(error) or type(error).__name__
         raise RegauditError(f"Ray cluster at {address or 'this machine'} cannot be reached ({first}); "
                             "expected a running cluster (`ray start --head`) or no --address") from None
     return ray

@@ -4,6 +4,8 @@ demo, a study on Ray, is tested with the other studies in tests/study)."""
 import subprocess
 import sys
 
+import pytest
+
 from regaudit import __version__
 
 PROBE = """
@@ -36,3 +38,16 @@ def test_a_bad_option_is_one_line_on_stderr_and_exit_2():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "Invalid value for '--epochs'" in result.stderr
+
+
+def test_an_error_line_is_one_redacted_line_and_a_usage_error_is_a_value_error():
+    from regaudit.callbacks.schedule import Every
+    from regaudit.errors import UsageError, error_line
+
+    line = error_line(RuntimeError("cannot reach http://alice:s3cret@host:5000/api\nTraceback (most recent call last)"))
+    assert "\n" not in line and "s3cret" not in line and line.startswith("cannot reach http://")
+    assert error_line(RuntimeError("x" * 500)) == "x" * 200
+    assert error_line(RuntimeError()) == "" and error_line(RuntimeError("  ")) == ""
+    with pytest.raises(ValueError, match="expects a positive int"):  # scikit-learn's convention
+        Every(epochs=0)
+    assert issubclass(UsageError, ValueError)
