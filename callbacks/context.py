@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from regaudit.activations import TapSummary
-from regaudit.schema import COLUMNS
+from regaudit.schema import COLUMNS, MODEL
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,6 @@ def measure_families(families, context, guard):
     beside those that call the model: numpy's sorts and TensorFlow's kernels release the
     GIL, so the host measures overlap the dropout ensemble's passes. An exception (with
     `strict=True`) reaches the caller as if raised here."""
-    from regaudit.schema import MODEL
-
     on_host = [f for f in families if getattr(f, "on_host", lambda c: False)(context)]
     results, failure = {}, []
 

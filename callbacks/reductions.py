@@ -185,7 +185,7 @@ def summaries(x, reservoir_rows, bounds, exact, light=False, fuse=False):
     (`fast_path_held` tells the host whether every value was finite; else it recomputes
     that batch with `exact=True`), compiled by XLA into one fused computation when `fuse`
     (`fuses`); float64 tensors always take the exact path. `reservoir_rows`: flat
-    positions in this batch to keep.""" 
+    positions in this batch to keep."""
     if x.dtype not in (tf.float32, tf.float64):
         x = tf.cast(x, tf.float32)  # float16/bfloat16 (mixed precision): measure in float32
     if exact or x.dtype == tf.float64:
