@@ -10,7 +10,8 @@ from regaudit.schema import (
     TABLE_HISTOGRAMS,
 )
 
-from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
+from regaudit.callbacks.arguments import ARGUMENTS_DOC
+from regaudit.callbacks.audit import Audit
 
 
 class ActivationFamily:
@@ -81,7 +82,7 @@ class ActivationStats(Audit):
     """Records per-layer activation statistics on a fixed probe batch and logs them to
     MLflow (metrics `regaudit/<layer>/<measure>`, everything in Parquet under `regaudit/`).
 
-    Arguments: see `regaudit.callbacks.audit.ARGUMENTS_DOC` (appended below).
+    Arguments: see `regaudit.callbacks.arguments.ARGUMENTS_DOC` (appended below).
 
     Example:
 

@@ -23,6 +23,7 @@ from regaudit.setup import regularization_tags
 from regaudit.store import is_pending
 
 from regaudit.callbacks import fits
+from regaudit.callbacks.arguments import ARGUMENTS_DOC, check_arguments
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.context import AuditContext, Settings, measure_families
 from regaudit.callbacks.lint_model import train_lint
@@ -36,60 +37,6 @@ from regaudit.callbacks.run_opener import OpensItsRun, RunOpener, in_background
 from regaudit.callbacks.train_end_report import start_report
 from regaudit.callbacks.write_warnings import WriteWarnings
 
-
-def is_chief(model):
-    """Whether this process writes the audit: True except on the non-chief workers of a
-    multi-worker strategy (`MultiWorkerMirroredStrategy` with `TF_CONFIG`), whose
-    variables equal the chief's. The chief is task `chief`, else `worker` 0."""
-    strategy = getattr(model, "_distribute_strategy", None)
-    resolver = getattr(strategy, "cluster_resolver", None)
-    in_multi_worker = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode", None)
-    if resolver is None or in_multi_worker is None or not in_multi_worker():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type in (None, "chief"):
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "worker" and not has_chief and int(task_id or 0) == 0
-
-
-ARGUMENTS_DOC = """
-    Args:
-        probe: `(x, y)` or `x` to audit on, used whole. Default: `probe_size` samples of
-            the validation data of `fit`, else of its training data. None.
-        probe_size: samples drawn (seeded) when the probe comes from `fit`'s data. 512.
-        schedule: `"epoch"`, `Every(epochs=N)`, `Every(steps=N)` or a callable epoch ->
-            bool. An audit also runs before the first training step. "epoch".
-        seed: seeds the probe choice and the reservoir positions. 0.
-        strict: re-raise a failing measure instead of warning and switching it off. False.
-        probe_batch_size: probe samples per mini-batch of the pass. 128.
-        gradient_ics: the gradient-based internal covariate shift of Santurkar et al.
-            (one extra forward and backward pass per layer with weights): False, True
-            (at every audit) or its own schedule (`Every(epochs=5)`). False.
-        mc_samples: Monte-Carlo dropout samples T per audit (dropout ensembles); the cost
-            grows linearly with T, raise it for a longer accuracy-against-k curve. 8.
-        ensemble_probe_size: the first this many probe samples carry the dropout
-            ensemble (its cost is T forward passes over them). 128.
-        write_timeout: seconds an audit waits at most for MLflow (its writes and the
-            replay of earlier ones); what cannot be written in time goes to a local spool
-            (`REGAUDIT_SPOOL_DIR`, default ~/.cache/regaudit/spool) and is replayed at the
-            next audit, at train end, or by `regaudit sync`. An outage is waited for once:
-            after that the writes go straight to the spool until a background probe sees
-            the store back (`regaudit.outage`). 10.
-        layers: the layers to measure: a regular expression matched whole against layer
-            names, a Keras layer class, or a list of both (`[keras.layers.Conv2D,
-            "dense_.*"]`). The model always runs whole; each measured layer adds its
-            reductions to the pass. None: every layer.
-        max_metric_layers: per-layer MLflow metrics for at most this many measured layers
-            (evenly spaced along the graph, first and last included, plus every Dropout
-            layer); model-wide metrics always; every measure of every layer is in the
-            Parquet tables. 32.
-        report: at train end, write this run's report (`regaudit report RUN_ID`) and log
-            it with its PNGs to the run (`regaudit/report/report.html`,
-            `regaudit/plots/*.png`). It renders in a background thread after `fit`
-            returns (`callback.report_thread.join()` waits for it). Default: on, unless
-            the environment sets REGAUDIT_REPORT=0.
-"""
 
 
 class Audit(OpensItsRun, keras.callbacks.Callback):
@@ -116,16 +63,9 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
         max_metric_layers=MAX_METRIC_LAYERS,
     ):
         super().__init__()
-        for name, value in (("probe_size", probe_size), ("probe_batch_size", probe_batch_size),
-                            ("mc_samples", mc_samples), ("ensemble_probe_size", ensemble_probe_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UsageError(
-                    f"regaudit: {name} expects a positive int; received {name}={value!r}."
-                )
-        if not isinstance(max_metric_layers, int) or isinstance(max_metric_layers, bool) or max_metric_layers < 0:
-            raise UsageError(
-                f"regaudit: max_metric_layers expects an int >= 0; received "
-                f"max_metric_layers={max_metric_layers!r}.")
+        check_arguments(probe_size=probe_size, probe_batch_size=probe_batch_size,
+                        mc_samples=mc_samples, ensemble_probe_size=ensemble_probe_size,
+                        max_metric_layers=max_metric_layers, write_timeout=write_timeout)
         self.layers = None if layers is None else LayerSelection(layers)
         self.max_metric_layers = max_metric_layers
         if probe is not None:
@@ -139,10 +79,6 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
         self.gradient_ics = gradient_ics
         self.mc_samples = mc_samples
         self.ensemble_probe_size = ensemble_probe_size
-        if not isinstance(write_timeout, (int, float)) or isinstance(write_timeout, bool) or write_timeout <= 0:
-            raise UsageError(
-                f"regaudit: write_timeout expects a positive number of seconds; received "
-                f"write_timeout={write_timeout!r}.")
         self.write_timeout = float(write_timeout)
         self.report = (os.environ.get("REGAUDIT_REPORT", "1") != "0") if report is None else bool(report)
         self.report_thread = None
@@ -158,7 +94,7 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
     # -- hooks -----------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        chief = is_chief(self.model)
+        chief = fits.is_chief(self.model)
         # first: a run this callback started for an earlier fit that never ended is ended
         other = fits.claim(self) if chief else None
         self._reset()

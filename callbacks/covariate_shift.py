@@ -7,7 +7,8 @@ from regaudit import shift
 from regaudit.regularizers import is_batchnorm
 from regaudit.schema import MODEL, TABLE_SHIFT
 
-from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
+from regaudit.callbacks.arguments import ARGUMENTS_DOC
+from regaudit.callbacks.audit import Audit
 from regaudit.callbacks.gradient_ics import gradient_ics
 
 #: Shift measures logged as MLflow metrics; the rest is in the Parquet table.

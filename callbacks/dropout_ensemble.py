@@ -12,7 +12,8 @@ from regaudit import heads as heads_module
 from regaudit.errors import RegauditWarning
 from regaudit.schema import MODEL, TABLE_ENSEMBLE, TAG_PREFIX
 
-from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
+from regaudit.callbacks.arguments import ARGUMENTS_DOC
+from regaudit.callbacks.audit import Audit
 from regaudit.callbacks.probe_choice import ProbeData
 
 #: Ensemble measures logged as MLflow metrics (model level and per Dropout layer).

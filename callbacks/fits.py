@@ -107,3 +107,19 @@ def others_log_keras_metrics(callbacks):
             return False
     return any(type(c).__module__.split(".")[0] == "mlflow" and hasattr(c, "on_epoch_end")
                for c in callbacks)
+
+
+def is_chief(model):
+    """Whether this process writes the audit: True except on the non-chief workers of a
+    multi-worker strategy (`MultiWorkerMirroredStrategy` with `TF_CONFIG`), whose
+    variables equal the chief's. The chief is task `chief`, else `worker` 0."""
+    strategy = getattr(model, "_distribute_strategy", None)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    in_multi_worker = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode", None)
+    if resolver is None or in_multi_worker is None or not in_multi_worker():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and not has_chief and int(task_id or 0) == 0

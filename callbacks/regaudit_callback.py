@@ -1,7 +1,8 @@
 """`RegAudit`: every regaudit measure family in one callback, sharing one probe pass."""
 
 from regaudit.callbacks.activation_stats import ActivationFamily
-from regaudit.callbacks.audit import ARGUMENTS_DOC, Audit
+from regaudit.callbacks.arguments import ARGUMENTS_DOC
+from regaudit.callbacks.audit import Audit
 from regaudit.callbacks.covariate_shift import ShiftFamily
 from regaudit.callbacks.dropout_ensemble import EnsembleFamily
 from regaudit.callbacks.remedy import RemedyFamily
@@ -16,7 +17,7 @@ class RegAudit(Audit):
     remedy measured (`regaudit.callbacks.remedy`: moving statistics re-estimated on a
     copy, validation metrics before and after). One probe pass serves every measure family.
 
-    Arguments: see `regaudit.callbacks.audit.ARGUMENTS_DOC` (appended below).
+    Arguments: see `regaudit.callbacks.arguments.ARGUMENTS_DOC` (appended below).
 
     The callback joins the active MLflow run (also the one `mlflow.keras.autolog()` opens)
     or starts one, and ends only a run it started.
