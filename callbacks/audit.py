@@ -39,6 +39,10 @@ from regaudit.callbacks.write_warnings import WriteWarnings
 
 
 
+#: replay rounds of `write_timeout` seconds at train end while the store takes writes
+FINAL_REPLAY_ROUNDS = 5
+
+
 class Audit(OpensItsRun, keras.callbacks.Callback):
     """Base of the regaudit callbacks.
     """ + ARGUMENTS_DOC
@@ -453,8 +457,15 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
         self._write_warnings.after_writes(self.writer)
 
     def _finish_writes(self):
-        """At train end: replay the spool; say what is left and how to send it."""
-        self.writer.begin(self.write_timeout)
+        """At train end: replay the spool, again while a round's budget ran out with the
+        store still taking writes (a server just back, slow under load, gets everything;
+        one that does not answer costs one budget), at most FINAL_REPLAY_ROUNDS rounds;
+        say what is left and how to send it."""
+        replayed, left = self.writer.begin(self.write_timeout)
+        for _ in range(FINAL_REPLAY_ROUNDS - 1):
+            if not (replayed and left):
+                break
+            replayed, left = self.writer.begin(self.write_timeout)
         self._warn_spooled()
         left = len(self.writer.spool.pending())
         if left:
