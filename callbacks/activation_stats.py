@@ -2,13 +2,11 @@
 
 import numpy as np
 
-from regaudit.activations import ACTIVATION_MEASURES, histogram, model_summary, relu_output
+from regaudit.activations import ACTIVATION_MEASURES, DEAD_FRAC, histogram, model_summary, relu_output
+from regaudit.registry import is_headline
 from regaudit.regularizers import NOISE_LAYER_KINDS
 from regaudit.setup import PASS_THROUGH
-from regaudit.schema import (
-    HEADLINE_ACTIVATION, HEADLINE_MODEL, HISTOGRAM_COLUMNS, MODEL, TABLE_ACTIVATIONS,
-    TABLE_HISTOGRAMS,
-)
+from regaudit.schema import HISTOGRAM_COLUMNS, MODEL, TABLE_ACTIVATIONS, TABLE_HISTOGRAMS
 
 from regaudit.callbacks.arguments import ARGUMENTS_DOC
 from regaudit.callbacks.audit import Audit
@@ -16,7 +14,7 @@ from regaudit.callbacks.audit import Audit
 
 class ActivationFamily:
     """Every measure of `regaudit.activations.ACTIVATION_MEASURES` for every tap, a
-    64-bin histogram per tap, and the headline metrics of `schema.HEADLINE_ACTIVATION`."""
+    64-bin histogram per tap, and the headline ones (`regaudit.registry`) as metrics."""
 
     name = "activations"
     needs = frozenset()
@@ -30,7 +28,7 @@ class ActivationFamily:
         for tap in context.taps:
             summary = context.summaries[tap.name]
             for measure, function in ACTIVATION_MEASURES.items():
-                if measure == "dead_frac" and not relu.get(tap.name):
+                if measure == DEAD_FRAC and not relu.get(tap.name):
                     continue  # "units that never fire" means nothing for a softmax or a BN
                 value = context.measure(tap.name, measure, function, summary)
                 if value is None:
@@ -42,8 +40,8 @@ class ActivationFamily:
                 histograms.extend(self._histogram_rows(context, tap, *counted))
         summary_values = model_summary(values)
         rows.extend(context.row(MODEL, "Model", m, v) for m, v in summary_values.items())
-        metrics = {key: value for key, value in values.items() if key[1] in HEADLINE_ACTIVATION}
-        metrics.update({(MODEL, m): v for m, v in summary_values.items() if m in HEADLINE_MODEL})
+        metrics = {key: value for key, value in values.items() if is_headline(key[1])}
+        metrics.update({(MODEL, m): v for m, v in summary_values.items() if is_headline(m)})
         return {TABLE_ACTIVATIONS: rows, TABLE_HISTOGRAMS: histograms}, metrics
 
     @staticmethod

@@ -18,9 +18,10 @@ import pandas as pd
 from regaudit import __version__
 from regaudit.errors import RegauditError, RegauditWarning, UsageError, error_line
 from regaudit.schema import (
-    COLUMNS, MODEL, SCHEMA_VERSION, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
+    COLUMNS, MODEL, SCHEMA_VERSION, TABLE_ACTIVATIONS, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
 from regaudit.setup import regularization_tags
 from regaudit.store import is_pending
+from regaudit.timing import AUDIT_SECONDS, EPOCH_SECONDS
 
 from regaudit.callbacks import fits
 from regaudit.callbacks.arguments import ARGUMENTS_DOC, check_arguments
@@ -363,9 +364,9 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
             metrics.update(family_metrics)
         seconds = time.perf_counter() - started
         # the audit's own cost, in the table and as regaudit/model/audit_seconds
-        tables.setdefault("activations", []).append(
-            context.row(MODEL, "Model", "audit_seconds", seconds))
-        metrics[(MODEL, "audit_seconds")] = seconds
+        tables.setdefault(TABLE_ACTIVATIONS, []).append(
+            context.row(MODEL, "Model", AUDIT_SECONDS, seconds))
+        metrics[(MODEL, AUDIT_SECONDS)] = seconds
         if self._history:
             tables[TABLE_HISTORY], self._history = self._history, []
         self._safely("MLflow write", self._write, tables, metrics, epoch, step)
@@ -383,7 +384,7 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
             except (TypeError, ValueError):
                 continue  # a non-scalar log entry
         seconds = time.perf_counter() - self._epoch_started
-        for measure, value in {"epoch_seconds": seconds, **scalars}.items():
+        for measure, value in {EPOCH_SECONDS: seconds, **scalars}.items():
             probe = "val" if measure.startswith("val_") else "train"
             self._history.append(dict(zip(COLUMNS, (
                 self._run_id, epoch + 1, self._epoch_base_step, probe, MODEL, "Model",

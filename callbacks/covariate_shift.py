@@ -4,6 +4,7 @@ shift, and (optional) gradient-based internal covariate shift (docs/measures.md,
 import numpy as np
 
 from regaudit import shift
+from regaudit.registry import is_headline
 from regaudit.regularizers import is_batchnorm
 from regaudit.schema import MODEL, TABLE_SHIFT
 
@@ -11,8 +12,6 @@ from regaudit.callbacks.arguments import ARGUMENTS_DOC
 from regaudit.callbacks.audit import Audit
 from regaudit.callbacks.gradient_ics import gradient_ics
 
-#: Shift measures logged as MLflow metrics; the rest is in the Parquet table.
-HEADLINE = ("drift_w1", "tv_w1", "bn_var_ratio", "bn_dropout_var_ratio", "ics_cos")
 
 
 class ShiftFamily:
@@ -41,10 +40,10 @@ class ShiftFamily:
 
         for tap in context.taps:
             current = context.summaries[tap.name]
-            for suffix, reference in (("", self.previous), ("_from_start", self.first)):
+            for named, reference in ((lambda m: m, self.previous), (shift.FROM_START.get, self.first)):
                 if reference is not None and tap.name in reference:
                     for measure, function in shift.DRIFT_MEASURES.items():
-                        add(tap.name, tap.layer_class, measure + suffix, function,
+                        add(tap.name, tap.layer_class, named(measure), function,
                             reference[tap.name], current)
             if context.train_summaries is not None:
                 self._train_vs_val(context, tap, add)
@@ -53,16 +52,15 @@ class ShiftFamily:
         if context.gradient_ics_due:
             for layer_name, (l2, cos, layer_class) in gradient_ics(
                     context.model, context.probe_pass, context.settings.probe_batch_size).items():
-                add(layer_name, layer_class, "ics_l2", float, l2)
-                add(layer_name, layer_class, "ics_cos", float, cos)
+                add(layer_name, layer_class, shift.ICS_L2, float, l2)
+                add(layer_name, layer_class, shift.ICS_COS, float, cos)
 
-        drifts = [v for (_, m), v in values.items() if m == "drift_w1" and np.isfinite(v)]
+        drifts = [v for (_, m), v in values.items() if m == shift.DRIFT_W1 and np.isfinite(v)]
         if drifts:
-            add(MODEL, "Model", "drift_w1_mean", float, np.mean(drifts))
+            add(MODEL, "Model", shift.DRIFT_W1_MEAN, float, np.mean(drifts))
         self.previous = context.summaries
         self.first = self.first or context.summaries
-        metrics = {key: value for key, value in values.items() if key[1] in HEADLINE}
-        metrics.update({key: value for key, value in values.items() if key[0] == MODEL})
+        metrics = {key: value for key, value in values.items() if is_headline(key[1])}
         return {TABLE_SHIFT: rows}, metrics
 
     @staticmethod
@@ -70,8 +68,8 @@ class ShiftFamily:
         train = context.train_summaries[tap.name]
         val = context.summaries[tap.name]
         probe = "train|val"
-        add(tap.name, tap.layer_class, "tv_w1", shift.w1_scaled, train, val, probe=probe)
-        add(tap.name, tap.layer_class, "tv_ks", shift.ks_statistic, train, val, probe=probe)
+        add(tap.name, tap.layer_class, shift.TV_W1, shift.w1_scaled, train, val, probe=probe)
+        add(tap.name, tap.layer_class, shift.TV_KS, shift.ks_statistic, train, val, probe=probe)
         rows = context.probe_pass.reservoir_index.get(tap.name)
         if rows is None:
             return
@@ -81,12 +79,12 @@ class ShiftFamily:
         key = ("tv_pvalues", id(train), id(val))  # an aliased tap shares both summaries
         if key not in context.memo:
             context.memo[key] = context.measure(
-                tap.name, "tv_p", shift.unit_pvalues, train, val,
+                tap.name, shift.TV_P, shift.unit_pvalues, train, val,
                 (rows[:train_size] % units).ravel(), (rows[:val_size] % units).ravel())
         pvalues = context.memo[key]
         if pvalues is not None:
-            add(tap.name, tap.layer_class, "tv_p", shift.tv_p, pvalues, probe=probe)
-            add(tap.name, tap.layer_class, "tv_units_shifted", shift.tv_units_shifted,
+            add(tap.name, tap.layer_class, shift.TV_P, shift.tv_p, pvalues, probe=probe)
+            add(tap.name, tap.layer_class, shift.TV_UNITS_SHIFTED, shift.tv_units_shifted,
                 pvalues, probe=probe)
 
     @staticmethod
@@ -95,18 +93,18 @@ class ShiftFamily:
         observed = context.batchnorm[tap.name]
         moving_mean = layer.moving_mean.numpy()
         moving_variance = layer.moving_variance.numpy()
-        add(tap.name, tap.layer_class, "bn_var_ratio", shift.bn_var_ratio,
+        add(tap.name, tap.layer_class, shift.BN_VAR_RATIO, shift.bn_var_ratio,
             observed.var, moving_variance)
-        add(tap.name, tap.layer_class, "bn_mean_offset", shift.bn_mean_offset,
+        add(tap.name, tap.layer_class, shift.BN_MEAN_OFFSET, shift.bn_mean_offset,
             observed.mean, moving_mean, moving_variance, layer.epsilon)
-        add(tap.name, tap.layer_class, "bn_init_share", shift.bn_init_share,
+        add(tap.name, tap.layer_class, shift.BN_INIT_SHARE, shift.bn_init_share,
             moving_variance, float(layer.momentum), context.step)
         if context.twin_batchnorm is not None:
-            add(tap.name, tap.layer_class, "bn_dropout_var_ratio", shift.bn_dropout_var_ratio,
+            add(tap.name, tap.layer_class, shift.BN_DROPOUT_VAR_RATIO, shift.bn_dropout_var_ratio,
                 context.twin_batchnorm[tap.name].var, observed.var)
         elif not context.probe_pass.noise_sources:
             # no noise source anywhere: the twin is the model itself, the ratio exactly 1
-            add(tap.name, tap.layer_class, "bn_dropout_var_ratio", float, 1.0)
+            add(tap.name, tap.layer_class, shift.BN_DROPOUT_VAR_RATIO, float, 1.0)
 
 
 class CovariateShift(Audit):

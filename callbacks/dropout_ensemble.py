@@ -10,17 +10,13 @@ import numpy as np
 from regaudit import ensemble
 from regaudit import heads as heads_module
 from regaudit.errors import RegauditWarning
+from regaudit.registry import is_headline
 from regaudit.schema import MODEL, TABLE_ENSEMBLE, TAG_PREFIX
 
 from regaudit.callbacks.arguments import ARGUMENTS_DOC
 from regaudit.callbacks.audit import Audit
 from regaudit.callbacks.probe_choice import ProbeData
 
-#: Ensemble measures logged as MLflow metrics (model level and per Dropout layer).
-HEADLINE_MODEL = ("mc_acc", "ens_gap", "disagreement", "mutual_info", "n_eff", "pred_var")
-HEADLINE_LAYER = ("drop_frac_measured", "noise_var_measured")
-#: Logged at train end for every Dropout layer: which layer creates the diversity.
-HEADLINE_FINAL = ("mutual_info_only", "disagreement_only")
 
 
 #: at most this many "only this one on" ensembles at train end (each costs T forward
@@ -172,9 +168,8 @@ class EnsembleFamily:
             label = MODEL if len(det) == 1 else f"{MODEL}:{i}"
             p_det = heads_module.as_probabilities(d, self.heads[i])
             if p_det is None:
-                d, m = d.astype(np.float64), m.astype(np.float64)
-                out[(label, "pred_var")] = ensemble.predictive_variance(m)
-                out[(label, "det_mc_mse")] = float(np.mean((m.mean(axis=0) - d) ** 2))
+                out.update({(label, name): value
+                            for name, value in ensemble.regression_measures(m, d).items()})
                 continue
             p_members = heads_module.as_probabilities(m, self.heads[i])
             if p_det.ndim > 2:
@@ -202,9 +197,9 @@ class EnsembleFamily:
         measured = ensemble.classification_measures(
             p_members[:, keep], p_det[keep], None if labels is None else labels[keep],
             seed=context.settings.seed)
-        for paired in ("det_only_correct", "mc_only_correct", "probe_samples"):
+        for paired in (ensemble.DET_ONLY_CORRECT, ensemble.MC_ONLY_CORRECT, ensemble.PROBE_SAMPLES):
             measured.pop(paired, None)
-        measured["probe_positions"] = float(keep.sum())
+        measured[ensemble.PROBE_POSITIONS] = float(keep.sum())
         return measured
 
     def measure(self, context):
@@ -222,9 +217,7 @@ class EnsembleFamily:
         rows = [context.row(layer, self._layer_class(context, layer), measure, value)
                 for (layer, measure), value in values.items()]
         self.measured = True
-        metrics = {key: v for key, v in values.items()
-                   if (key[0].startswith(MODEL) and key[1] in HEADLINE_MODEL)
-                   or (not key[0].startswith(MODEL) and key[1] in HEADLINE_LAYER)}
+        metrics = {key: v for key, v in values.items() if is_headline(key[1])}
         return {TABLE_ENSEMBLE: rows}, metrics
 
     @staticmethod
@@ -253,13 +246,12 @@ class EnsembleFamily:
             active[members_of_group] = 1.0
             det, members, _ = context.probe_pass.run_ensemble(context.settings.mc_samples, active, probe)
             per_source = self._output_measures(context, probe, det[:1], members[:1])
-            for measure in ("disagreement", "mutual_info", "pred_var"):
+            for measure, only in ensemble.ONLY.items():
                 if (MODEL, measure) in per_source:
                     value = per_source[(MODEL, measure)]
-                    rows.append(context.row(name, self._layer_class(context, name),
-                                            f"{measure}_only", value))
-                    if f"{measure}_only" in HEADLINE_FINAL:
-                        metrics[(name, f"{measure}_only")] = value
+                    rows.append(context.row(name, self._layer_class(context, name), only, value))
+                    if is_headline(only):
+                        metrics[(name, only)] = value
         return ({TABLE_ENSEMBLE: rows} if rows else {}), metrics
 
 

@@ -20,6 +20,8 @@ A model its config cannot rebuild (a subclassed model) is not copied: the run's 
 import numpy as np
 
 from regaudit import regularizers
+from regaudit.registry import fill
+from regaudit.remedies import BN_REESTIMATED_AFTER, BN_REESTIMATED_BEFORE
 from regaudit.schema import MODEL, TABLE_SHIFT, TAG_PREFIX
 
 #: the run tag that says why a BN model's remedy was not measured
@@ -127,14 +129,14 @@ class RemedyFamily:
         rows, metrics = [], {}
         # one copy, evaluated as trained, re-estimated in place, evaluated again: its
         # compiled evaluation serves both (the variables change, not the graph)
-        for when in ("before", "after"):
-            if when == "after":
+        for when in (BN_REESTIMATED_BEFORE, BN_REESTIMATED_AFTER):
+            if when == BN_REESTIMATED_AFTER:
                 _reestimate(copy, train.inputs, BATCHES, BATCH_SIZE, context.settings.seed)
             scores = copy.evaluate(probe.inputs, probe.targets, sample_weight=probe.weights,
                                    batch_size=context.settings.probe_batch_size, verbose=0,
                                    return_dict=True)
             for name, value in scores.items():
-                measure = f"bn_reestimated_val_{name}_{when}"
+                measure = fill(when, metric=name)
                 if np.isfinite(value):
                     metrics[(MODEL, measure)] = float(value)
                     rows.append(context.row(MODEL, "Model", measure, float(value)))

@@ -20,6 +20,7 @@ import sys
 import threading
 import warnings
 
+from regaudit.timing import AUDIT_SECONDS
 from regaudit.errors import RegauditWarning
 from regaudit.schema import MODEL, metric_key
 from regaudit.storage import RunWriter
@@ -93,7 +94,7 @@ class OpensItsRun:
         writer.begin(self.write_timeout)
         index = writer.next_part_index()
         # an earlier fit audited this run: which steps it holds
-        steps = writer.logged_steps(metric_key(MODEL, "audit_seconds")) if index > 0 else set()
+        steps = writer.logged_steps(metric_key(MODEL, AUDIT_SECONDS)) if index > 0 else set()
         writer.set_tags(tags)
         for name, payload in files:
             writer.log_json(name, payload)

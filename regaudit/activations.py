@@ -12,6 +12,11 @@ from functools import cached_property, partial
 
 import numpy as np
 
+from regaudit.registry import (
+    ACTIVATION, FRACTION, LAYER, MODEL_WIDE, UNITLESS, declare,
+)
+from regaudit.schema import TABLE_ACTIVATIONS
+
 #: A unit is dead when |a| <= DEAD_TOL on every probe sample and position.
 DEAD_TOL = 1e-12
 #: A sigmoid/tanh output is saturated within SAT_MARGIN of its bounds.
@@ -239,37 +244,60 @@ def histogram(s, bins=HISTOGRAM_BINS):
     return np.histogram(values, bins=bins, range=(float(s.min), float(s.max)))
 
 
+def _quantile_doc(q):
+    return (f"p{round(q * 100):02d} = the {q:g}-quantile of the finite values (of the "
+            "reservoir, numpy's linear interpolation). p15/p50/p85 are the percentiles Ioffe "
+            "& Szegedy (2015, Fig. 1) follow over training.")
+
+
+def _declare(name, function, unit=ACTIVATION, headline=False, doc=None):
+    return declare(name, table=TABLE_ACTIVATIONS, scope=LAYER, unit=unit, doc=doc or function,
+                   headline=headline)
+
+
+MEAN = _declare("mean", mean, headline=True)
+STD = _declare("std", std, headline=True)
+MIN = _declare("min", minimum)
+MAX = _declare("max", maximum)
+ABS_MEAN = _declare("abs_mean", abs_mean)
+RMS = _declare("rms", rms)
+SKEW = _declare("skew", skew, unit=UNITLESS)
+KURTOSIS = _declare("kurtosis", kurtosis, unit=UNITLESS)
+PERCENTILES = {q: _declare(f"p{round(q * 100):02d}", None, doc=_quantile_doc(q))
+               for q in (0.01, 0.15, 0.50, 0.85, 0.99)}
+ZERO_FRAC = _declare("zero_frac", zero_frac, unit=FRACTION)
+NONFINITE_FRAC = _declare("nonfinite_frac", nonfinite_frac, unit=FRACTION)
+DEAD_FRAC = _declare("dead_frac", dead_frac, unit=FRACTION, headline=True)
+SAT_FRAC = _declare("sat_frac", sat_frac, unit=FRACTION, headline=True)
+UNIT_MEAN_SPREAD = _declare("unit_mean_spread", unit_mean_spread)
+P15, P50, P85 = PERCENTILES[0.15], PERCENTILES[0.50], PERCENTILES[0.85]
+
 #: measure name -> function of a TapSummary. Order is the order of the tables.
 ACTIVATION_MEASURES = {
-    "mean": mean,
-    "std": std,
-    "min": minimum,
-    "max": maximum,
-    "abs_mean": abs_mean,
-    "rms": rms,
-    "skew": skew,
-    "kurtosis": kurtosis,
-    "p01": partial(quantile, q=0.01),
-    "p15": partial(quantile, q=0.15),
-    "p50": partial(quantile, q=0.50),
-    "p85": partial(quantile, q=0.85),
-    "p99": partial(quantile, q=0.99),
-    "zero_frac": zero_frac,
-    "nonfinite_frac": nonfinite_frac,
-    "dead_frac": dead_frac,
-    "sat_frac": sat_frac,
-    "unit_mean_spread": unit_mean_spread,
+    MEAN: mean, STD: std, MIN: minimum, MAX: maximum, ABS_MEAN: abs_mean, RMS: rms,
+    SKEW: skew, KURTOSIS: kurtosis,
+    **{name: partial(quantile, q=q) for q, name in PERCENTILES.items()},
+    ZERO_FRAC: zero_frac, NONFINITE_FRAC: nonfinite_frac, DEAD_FRAC: dead_frac,
+    SAT_FRAC: sat_frac, UNIT_MEAN_SPREAD: unit_mean_spread,
 }
+
+DEAD_FRAC_MEAN = declare(
+    "dead_frac_mean", table=TABLE_ACTIVATIONS, scope=MODEL_WIDE, unit=FRACTION, headline=True,
+    doc="dead_frac_mean = mean of `dead_frac` over the layers that have it (ReLU-family "
+        "outputs and what passes them on).")
+NONFINITE_FRAC_MAX = declare(
+    "nonfinite_frac_max", table=TABLE_ACTIVATIONS, scope=MODEL_WIDE, unit=FRACTION,
+    headline=True, doc="nonfinite_frac_max = the largest `nonfinite_frac` over the layers.")
 
 
 def model_summary(values):
     """Model-level headline numbers from {(layer, measure): value} of one audit:
     `dead_frac_mean` (mean of dead_frac over layers) and `nonfinite_frac_max`."""
     out = {}
-    dead = [v for (_, m), v in values.items() if m == "dead_frac" and np.isfinite(v)]
-    nonfinite = [v for (_, m), v in values.items() if m == "nonfinite_frac" and np.isfinite(v)]
+    dead = [v for (_, m), v in values.items() if m == DEAD_FRAC and np.isfinite(v)]
+    nonfinite = [v for (_, m), v in values.items() if m == NONFINITE_FRAC and np.isfinite(v)]
     if dead:
-        out["dead_frac_mean"] = float(np.mean(dead))
+        out[DEAD_FRAC_MEAN] = float(np.mean(dead))
     if nonfinite:
-        out["nonfinite_frac_max"] = float(np.max(nonfinite))
+        out[NONFINITE_FRAC_MAX] = float(np.max(nonfinite))
     return out

@@ -10,6 +10,7 @@ with what would show it. Groups are compared by their regularization setup
 
 import numpy as np
 
+from regaudit.ensemble import DET_ONLY_CORRECT, MC_ONLY_CORRECT, PROBE_SAMPLES
 from regaudit import outcomes
 from regaudit.finding import Finding, number, p_text, seeds_text
 from regaudit.schema import MODEL
@@ -103,7 +104,7 @@ def first_epoch_loss(runs):
     """{run: training loss after the first epoch}: how far one epoch gets."""
     history = runs.history
     loss = history[(history.measure == "loss") & (history.layer == MODEL)]
-    first = loss[loss.epoch == loss.groupby("run")["epoch"].transform("min")]
+    first = loss[loss.epoch == loss.run.map(loss.groupby("run")["epoch"].min())]
     return {r: float(v) for r, v in zip(first.run, first.value) if np.isfinite(v)}
 
 
@@ -281,8 +282,8 @@ def weight_scaling(runs, groups, setups):
     the weight-scaled network differ; supported when none does and the 95% interval of the
     pooled paired accuracy difference lies within +-0.01; else not shown."""
     ens = runs.ensemble
-    b, c = outcomes.final(ens, "det_only_correct"), outcomes.final(ens, "mc_only_correct")
-    n = outcomes.final(ens, "probe_samples")
+    b, c = outcomes.final(ens, DET_ONLY_CORRECT), outcomes.final(ens, MC_ONLY_CORRECT)
+    n = outcomes.final(ens, PROBE_SAMPLES)
     tested = [r for r in b if r in c and r in n and n[r] > 0]
     claim = "The weight-scaled network stands for the dropout ensemble's average"
     if not tested:

@@ -7,6 +7,10 @@ threshold and source are in its docstring and a module constant.
 
 import numpy as np
 
+from regaudit.activations import DEAD_FRAC, NONFINITE_FRAC, SAT_FRAC
+from regaudit.registry import prefix
+from regaudit.ensemble import ACC_AT_K, DET_ACC, DET_ONLY_CORRECT, MC_ACC, MC_ONLY_CORRECT, PROBE_SAMPLES
+from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 from regaudit import outcomes
 from regaudit.batchnorm_lag import (DEFAULT_MOMENTUM, LAG_SHARE, current_variance, initial_weight,
                                     steps_to_catch_up)
@@ -100,11 +104,11 @@ def batchnorm_lag(runs, groups):
     finding per group and layer, in graph order, next to the group's validation outcome
     against the same setup without BN. Runs written before `bn_init_share` existed fall
     back to momentum^steps > 1%."""
-    final = outcomes.final_layers(runs.shift, "bn_var_ratio")
+    final = outcomes.final_layers(runs.shift, BN_VAR_RATIO)
     if not len(final):
         return []
     flagged = final[(final.value < 1 / BN_RATIO_LIMIT) | (final.value > BN_RATIO_LIMIT)]
-    shares = outcomes.final_layers(runs.shift, "bn_init_share")
+    shares = outcomes.final_layers(runs.shift, BN_INIT_SHARE)
     shares = {(r, l): float(v) for r, l, v in zip(shares.run, shares.layer, shares.value)}
     names = outcomes.run_names(runs)
     momenta = _momenta(runs)
@@ -130,9 +134,9 @@ def batchnorm_lag(runs, groups):
                 + " times the variance its moving statistics assume (bn_var_ratio at the last "
                 f"audit, 1 = they agree; {part.run.nunique()} of {len(members)} runs)")
         link, link_numbers = _outcome_link(runs, groups, group)
-        numbers = {"group": group, "layer": layer, "bn_var_ratio": ratios,
+        numbers = {"group": group, "layer": layer, BN_VAR_RATIO: ratios,
                    "momentum": momentum, "steps": trained, "initial_share_left": left,
-                   "bn_init_share": share, "input_variance": variance} | link_numbers
+                   BN_INIT_SHARE: share, "input_variance": variance} | link_numbers
         consequence = (": inference normalizes with the wrong scale, which this lower validation is "
                        "consistent with." if link_numbers.get("worse") and link_numbers.get("significant")
                        else "; whether it costs accuracy these runs do not show."
@@ -193,7 +197,7 @@ def dropout_before_batchnorm(runs, groups):
     moving variance from the noisy training input and meets the quieter inference input.
     Remedies (Li et al. 2019): move the Dropout after the last BN, or re-estimate BN's
     statistics with Dropout off. One finding per layer, naming the runs."""
-    final = outcomes.final_layers(runs.shift, "bn_dropout_var_ratio")
+    final = outcomes.final_layers(runs.shift, BN_DROPOUT_VAR_RATIO)
     flagged = final[final.value > DROPOUT_VAR_LIMIT]
     out = []
     for layer, values, total in per_layer(final, flagged, outcomes.run_names(runs)):
@@ -217,10 +221,10 @@ def dead_and_saturated(runs, groups):
     out = []
     names = outcomes.run_names(runs)
     for measure, limit, what, rule, remedy in (
-            ("dead_frac", DEAD_LIMIT, "dead ReLU units", "RA220",
+            (DEAD_FRAC, DEAD_LIMIT, "dead ReLU units", "RA220",
              "Units that never fire get no gradient: lower the learning rate, use He "
              "initialization, put BatchNormalization before the ReLU, or use LeakyReLU/ELU."),
-            ("sat_frac", SATURATED_LIMIT, "saturated values", "RA221",
+            (SAT_FRAC, SATURATED_LIMIT, "saturated values", "RA221",
              "Saturated sigmoid/tanh units pass almost no gradient: scale the inputs, put "
              "BatchNormalization before the activation, or use a ReLU-family activation.")):
         final = outcomes.final_layers(runs.activations, measure)
@@ -240,7 +244,7 @@ def nonfinite(runs, groups):
     audit: the first audit where it happened and the largest fraction, per layer across
     runs. Their other measures are over the finite values only."""
     acts = runs.activations
-    rows = acts[(acts.measure == "nonfinite_frac") & (acts.layer != MODEL) & (acts.value > 0)]
+    rows = acts[(acts.measure == NONFINITE_FRAC) & (acts.layer != MODEL) & (acts.value > 0)]
     names = outcomes.run_names(runs)
     out = []
     for layer in dict.fromkeys(rows.layer):
@@ -252,7 +256,7 @@ def nonfinite(runs, groups):
             f"{part.value.max():.2%} of its outputs, first at epoch {int(first.epoch)} "
             f"(runs: {runs_hit}). Its other measures count only the finite values. Lower the "
             "learning rate or clip gradients (clipnorm=1.0), and check the inputs for NaN.",
-            {"layer": layer, "max": float(part.value.max()), "first_epoch": int(first.epoch)},
+            dict(layer=layer, max=float(part.value.max()), first_epoch=int(first.epoch)),
             "notice"))
     return out
 
@@ -264,10 +268,10 @@ def ensemble_gain(runs, groups):
     one of the two gets right, Holm-corrected over runs. Worth acting on (RA230) only when
     significant; otherwise one line of agreement (RA231) with n."""
     ens = runs.ensemble
-    det, mc = outcomes.final(ens, "det_acc"), outcomes.final(ens, "mc_acc")
-    det_only, mc_only = outcomes.final(ens, "det_only_correct"), outcomes.final(ens, "mc_only_correct")
-    count = outcomes.final(ens, "probe_samples")
-    ks = ens[(ens.layer == MODEL) & ens.measure.str.startswith("acc_at_k:")].measure
+    det, mc = outcomes.final(ens, DET_ACC), outcomes.final(ens, MC_ACC)
+    det_only, mc_only = outcomes.final(ens, DET_ONLY_CORRECT), outcomes.final(ens, MC_ONLY_CORRECT)
+    count = outcomes.final(ens, PROBE_SAMPLES)
+    ks = ens[(ens.layer == MODEL) & ens.measure.str.startswith(prefix(ACC_AT_K))].measure
     top_k = int(ks.str.split(":").str[1].astype(int).max()) if len(ks) else None
     names = outcomes.run_names(runs)
     tested = [r for r in det if r in mc and r in det_only and r in mc_only]
@@ -280,8 +284,8 @@ def ensemble_gain(runs, groups):
         for run, p, p_holm in zip(tested, raw, adjusted):
             gain = mc[run] - det[run]
             n = int(count.get(run, 0))
-            numbers = {"run": run, "det_acc": det[run], "mc_acc": mc[run], "gain": gain, "n": n,
-                       "mc_only_correct": int(mc_only[run]), "det_only_correct": int(det_only[run]),
+            numbers = {"run": run, DET_ACC: det[run], MC_ACC: mc[run], "gain": gain, "n": n,
+                       MC_ONLY_CORRECT: int(mc_only[run]), DET_ONLY_CORRECT: int(det_only[run]),
                        "p": p, "p_holm": float(p_holm), "T": top_k}
             counts = (f"{mc[run]:.3f} against {det[run]:.3f} on n = {n} probe samples; "
                       f"{int(mc_only[run])} right only with MC, {int(det_only[run])} only with the "

@@ -10,6 +10,11 @@ stands in for it. Arrays: `members` [T, n, classes], `deterministic` [n, classes
 
 import numpy as np
 
+from regaudit.registry import (
+    AS_LOGGED, COUNT, FRACTION, NATS, OUTPUT, SOURCE, UNITLESS, declare, fill,
+)
+from regaudit.schema import TABLE_ENSEMBLE
+
 #: Probabilities are clipped here before logarithms.
 EPS = 1e-12
 ECE_BINS = 15
@@ -134,42 +139,102 @@ def predictive_variance(members):
     return float(np.mean(np.var(members, axis=0)))
 
 
+def det_mc_mse(members, deterministic):
+    """det_mc_mse = mean over inputs and output units of (mean_t y_t - y_det)^2: for a
+    regression output, how far the Monte-Carlo average is from the deterministic
+    prediction."""
+    members, deterministic = np.asarray(members, np.float64), np.asarray(deterministic, np.float64)
+    return float(np.mean((members.mean(axis=0) - deterministic) ** 2))
+
+
+def regression_measures(members, deterministic):
+    """The measures of a regression output, {name: value}: `pred_var`, `det_mc_mse`."""
+    return {PRED_VAR: predictive_variance(np.asarray(members, np.float64)),
+            DET_MC_MSE: det_mc_mse(members, deterministic)}
+
+
 def drop_frac(zeroed, inputs):
     """drop_frac_measured = (inputs the Dropout's mask zeroed) / (inputs it saw), over the
     Monte-Carlo samples; its expectation is the nominal `rate`."""
     return float(zeroed / inputs) if inputs else float("nan")
 
 
+def _declare(name, doc, unit, headline=False, scope=OUTPUT):
+    return declare(name, table=TABLE_ENSEMBLE, scope=scope, unit=unit, doc=doc, headline=headline)
+
+
+DET_MC_KL = _declare("det_mc_kl", det_mc_kl, NATS)
+DISAGREEMENT = _declare("disagreement", disagreement, FRACTION, headline=True)
+PRED_ENTROPY = _declare("pred_entropy", pred_entropy, NATS)
+EXPECTED_ENTROPY = _declare("expected_entropy", expected_entropy, NATS)
+MUTUAL_INFO = _declare("mutual_info", mutual_info, NATS, headline=True)
+N_EFF = _declare("n_eff", n_eff, UNITLESS, headline=True)
+DET_ACC = _declare("det_acc", "det_acc = accuracy of the deterministic (weight-scaled) "
+                   "network's prediction on the probe: " + accuracy.__doc__, FRACTION)
+MC_ACC = _declare("mc_acc", "mc_acc = accuracy of the Monte-Carlo average mean_t p_t (Gal & "
+                  "Ghahramani 2016): " + accuracy.__doc__, FRACTION, headline=True)
+DET_NLL = _declare("det_nll", "det_nll: the deterministic prediction's " + nll.__doc__, NATS)
+MC_NLL = _declare("mc_nll", "mc_nll: the Monte-Carlo average's " + nll.__doc__, NATS)
+MEMBER_ACC = _declare("member_acc", member_acc, FRACTION)
+DET_ECE = _declare("det_ece", "det_ece: the deterministic prediction's " + ece.__doc__, FRACTION)
+MC_ECE = _declare("mc_ece", "mc_ece: the Monte-Carlo average's " + ece.__doc__, FRACTION)
+ENS_GAP = _declare("ens_gap", "ens_gap = mc_acc - det_acc: how much the ensemble the single "
+                   "network stands for beats it (Srivastava et al. 2014).", UNITLESS,
+                   headline=True)
+DET_ONLY_CORRECT = _declare("det_only_correct", "Probe samples the deterministic network "
+                            "gets right and the Monte-Carlo average wrong (McNemar's "
+                            "discordant pair, `regaudit.statistics.mcnemar_exact`).", COUNT)
+MC_ONLY_CORRECT = _declare("mc_only_correct", "Probe samples the Monte-Carlo average gets "
+                           "right and the deterministic network wrong (McNemar's other "
+                           "discordant pair).", COUNT)
+PROBE_SAMPLES = _declare("probe_samples", "The probe samples the paired counts are over.",
+                         COUNT)
+PROBE_POSITIONS = _declare("probe_positions", "For a per-position head (a sequence "
+                           "labeller): the positions that counted (not padding, not the "
+                           "loss's ignore_class, not weighted 0); positions of one sequence "
+                           "are not independent, so no paired counts are kept.", COUNT)
+ACC_AT_K = _declare("acc_at_k:<k>", acc_at_k, FRACTION)
+PRED_VAR = _declare("pred_var", "pred_var = mean over inputs and output units of Var_t(y_t) "
+                    "(ddof=0): a regression output's predictive variance over the members.",
+                    AS_LOGGED, headline=True)
+DET_MC_MSE = _declare("det_mc_mse", det_mc_mse, AS_LOGGED)
+#: measure -> its value with only one noise source (group) on, at train end
+ONLY = {name: _declare(f"{name}_only", f"`{name}` of the ensemble with only this noise source "
+                       "(or group of sources) on, at train end: which source creates the "
+                       "diversity.", unit, headline=name != PRED_VAR, scope=SOURCE)
+        for name, unit in ((DISAGREEMENT, FRACTION), (MUTUAL_INFO, NATS), (PRED_VAR, AS_LOGGED))}
+
+
 def classification_measures(members, deterministic, labels=None, seed=0):
     """Every classification measure of the section, {name: value}; `acc_at_k` as
     `acc_at_k:<k>` entries. Label-free measures only when `labels` is None."""
     out = {
-        "det_mc_kl": det_mc_kl(members, deterministic),
-        "disagreement": disagreement(members),
-        "pred_entropy": pred_entropy(members),
-        "expected_entropy": expected_entropy(members),
-        "mutual_info": mutual_info(members),
-        "n_eff": n_eff(members, labels),
+        DET_MC_KL: det_mc_kl(members, deterministic),
+        DISAGREEMENT: disagreement(members),
+        PRED_ENTROPY: pred_entropy(members),
+        EXPECTED_ENTROPY: expected_entropy(members),
+        MUTUAL_INFO: mutual_info(members),
+        N_EFF: n_eff(members, labels),
     }
     if labels is None:
         return out
     mean = members.mean(axis=0)
     out.update({
-        "det_acc": accuracy(deterministic, labels),
-        "mc_acc": accuracy(mean, labels),
-        "det_nll": nll(deterministic, labels),
-        "mc_nll": nll(mean, labels),
-        "member_acc": member_acc(members, labels),
-        "det_ece": ece(deterministic, labels),
-        "mc_ece": ece(mean, labels),
+        DET_ACC: accuracy(deterministic, labels),
+        MC_ACC: accuracy(mean, labels),
+        DET_NLL: nll(deterministic, labels),
+        MC_NLL: nll(mean, labels),
+        MEMBER_ACC: member_acc(members, labels),
+        DET_ECE: ece(deterministic, labels),
+        MC_ECE: ece(mean, labels),
     })
-    out["ens_gap"] = out["mc_acc"] - out["det_acc"]
+    out[ENS_GAP] = out[MC_ACC] - out[DET_ACC]
     det_right = np.argmax(deterministic, axis=-1) == labels
     mc_right = np.argmax(mean, axis=-1) == labels
     # the paired counts of McNemar's test (regaudit.statistics.mcnemar_exact)
-    out["det_only_correct"] = float(np.sum(det_right & ~mc_right))
-    out["mc_only_correct"] = float(np.sum(mc_right & ~det_right))
-    out["probe_samples"] = float(len(labels))
+    out[DET_ONLY_CORRECT] = float(np.sum(det_right & ~mc_right))
+    out[MC_ONLY_CORRECT] = float(np.sum(mc_right & ~det_right))
+    out[PROBE_SAMPLES] = float(len(labels))
     for k, value in acc_at_k(members, labels, seed=seed).items():
-        out[f"acc_at_k:{k}"] = value
+        out[fill(ACC_AT_K, k=k)] = value
     return out

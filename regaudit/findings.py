@@ -17,6 +17,7 @@ Dropout x BN interaction (`regaudit.studies.effects`).
 
 import numpy as np
 
+from regaudit.shift import DRIFT_W1, DRIFT_W1_MEAN
 from regaudit import outcomes
 from regaudit.finding import Finding, comparison_text, number
 from regaudit.schema import MODEL
@@ -46,7 +47,7 @@ def outcome_by_group(runs, groups):
     out = [Finding("RA201", "outcome_by_group", f"Final {measure} by group, mean over runs: "
                    + "; ".join(parts) + ".",
                    {"measure": measure, "higher_is_better": higher,
-                    "groups": {g: {"mean": m, "low": lo, "high": hi, "n": n}
+                    "groups": {g: dict(mean=m, low=lo, high=hi, n=n)
                                for g, (m, lo, hi, n) in summary.items()}})]
     comparisons = compare_groups(by_group)
     if not comparisons:
@@ -82,7 +83,7 @@ def generalization_gap(runs, groups):
     out = [Finding("RA203", "generalization_gap",
                    f"Final {words} by group, positive when the model does better on its "
                    "training data: " + "; ".join(parts) + ".",
-                   {"measure": name, "groups": {g: {"mean": m, "low": lo, "high": hi, "n": n}
+                   {"measure": name, "groups": {g: dict(mean=m, low=lo, high=hi, n=n)
                                                 for g, (m, lo, hi, n) in summary.items()}})]
     for c in compare_groups(by_group):
         out.append(Finding("RA203", "generalization_gap",
@@ -111,7 +112,7 @@ def drift(runs, groups):
     Holm-corrected Welch test, next to how much each set's training loss fell (a model
     that barely learned, loss down less than 10%, barely drifts either)."""
     shift = runs.shift
-    rows = shift[(shift.measure == "drift_w1") & (shift.layer != MODEL)]
+    rows = shift[(shift.measure == DRIFT_W1) & (shift.layer != MODEL)]
     rows = rows[[not repeats_input(c) for c in rows.layer_class]]  # a Dropout repeats its input
     if not len(rows):
         return []
@@ -121,7 +122,7 @@ def drift(runs, groups):
                    "The layers whose distribution drifts most between audits (mean W1 over the "
                    "earlier std): " + ", ".join(f"{layer} {value:.3f}" for layer, value in top.items())
                    + ".", top.to_dict())]
-    model = shift[(shift.measure == "drift_w1_mean") & (shift.layer == MODEL)]
+    model = shift[(shift.measure == DRIFT_W1_MEAN) & (shift.layer == MODEL)]
     per_run = model.groupby("run")["value"].mean().to_dict()
     setup = outcomes.setups(runs)
     sets = {"with BatchNormalization": [r for r in per_run if setup[r]["batchnorm"]],
@@ -144,7 +145,7 @@ def drift(runs, groups):
     if comparisons:
         c = comparisons[0]
         text = "Drift between audits, runs with and without BatchNormalization. " + comparison_text(
-            c, "drift_w1_mean", "drifts more")
+            c, DRIFT_W1_MEAN, "drifts more")
         numbers |= c.as_numbers()
         level = "notice" if c.significant else "info"
     else:

@@ -9,7 +9,8 @@ the data it trained on. Findings, claims and figures all read it from here.
 import numpy as np
 import pandas as pd
 
-from regaudit.schema import MODEL, TAG_PREFIX
+from regaudit.registry import AS_LOGGED, EPOCH, FRACTION, declare
+from regaudit.schema import MODEL, TABLE_HISTORY, TAG_PREFIX
 
 #: (training, validation) metric pairs an accuracy-like gap is read from, first found wins
 ACCURACY_PAIRS = (("accuracy", "val_accuracy"), ("acc", "val_acc"),
@@ -33,8 +34,12 @@ def final_layers(table, measure):
     rows = table[table.measure == measure]
     if not len(rows):
         return pd.DataFrame(columns=["run", "layer", "value"])
-    last = rows.groupby("run")["epoch"].transform("max")
-    return rows[rows.epoch == last][["run", "layer", "value"]]
+    return at_last_epoch(rows)[["run", "layer", "value"]]
+
+
+def at_last_epoch(rows):
+    """The rows of each run's last epoch (its last audit, for a measure's rows)."""
+    return rows[rows.epoch == rows.run.map(rows.groupby("run")["epoch"].max())]
 
 
 def by_group(values, groups):
@@ -68,6 +73,17 @@ def outcome(runs):
     return None, {}, True, (-np.inf, np.inf)
 
 
+GEN_GAP_ACC = declare(
+    "gen_gap_acc", table=TABLE_HISTORY, scope=EPOCH, unit=FRACTION,
+    doc="""gen_gap_acc = accuracy - val_accuracy at each epoch, from Keras' logs: how much
+    better the model does on its training data than on validation data (positive:
+    overfitting). The generalization gap where an accuracy is compiled.""")
+GEN_GAP_LOSS = declare(
+    "gen_gap_loss", table=TABLE_HISTORY, scope=EPOCH, unit=AS_LOGGED,
+    doc="""gen_gap_loss = val_loss - loss at each epoch, from Keras' logs (positive:
+    overfitting). The generalization gap where no accuracy is compiled.""")
+
+
 def gap_definition(history):
     """(name, training measure, validation measure, sign): gen_gap_acc = accuracy -
     val_accuracy (sign +1) when an accuracy pair is logged, else gen_gap_loss = val_loss
@@ -76,10 +92,10 @@ def gap_definition(history):
         return None
     pair = _accuracy_pair(history)
     if pair:
-        return "gen_gap_acc", pair[0], pair[1], 1.0
+        return GEN_GAP_ACC, pair[0], pair[1], 1.0
     present = set(history.measure)
     if {"loss", "val_loss"} <= present:
-        return "gen_gap_loss", "loss", "val_loss", -1.0
+        return GEN_GAP_LOSS, "loss", "val_loss", -1.0
     return None
 
 
@@ -104,8 +120,8 @@ def final_gap(runs):
     return name, {run: float(v) for run, v in last.items() if np.isfinite(v)}
 
 
-GAP_WORDS = {"gen_gap_acc": "generalization gap (accuracy - val_accuracy)",
-             "gen_gap_loss": "generalization gap (val_loss - loss)"}
+GAP_WORDS = {GEN_GAP_ACC: "generalization gap (accuracy - val_accuracy)",
+             GEN_GAP_LOSS: "generalization gap (val_loss - loss)"}
 
 
 def tag_values(runs, key):

@@ -22,8 +22,19 @@ it in inference mode, always.
 
 from dataclasses import dataclass
 
-DROP_FRAC = "drop_frac_measured"
-NOISE_VAR = "noise_var_measured"
+from regaudit.registry import FRACTION, SOURCE, UNITLESS, declare
+from regaudit.schema import TABLE_ENSEMBLE
+
+DROP_FRAC = declare(
+    "drop_frac_measured", table=TABLE_ENSEMBLE, scope=SOURCE, unit=FRACTION, headline=True,
+    doc="""drop_frac_measured = zeroed inputs / inputs of a masking noise source (Dropout,
+    SpatialDropout, attention dropout, RNN dropout; AlphaDropout's masked positions count as
+    dropped) over the Monte-Carlo samples, against its nominal `rate`.""")
+NOISE_VAR = declare(
+    "noise_var_measured", table=TABLE_ENSEMBLE, scope=SOURCE, unit=UNITLESS, headline=True,
+    doc="""noise_var_measured = the measured variance of a multiplicative or additive noise
+    source's noise over the Monte-Carlo samples: GaussianDropout's multiplier against
+    rate / (1 - rate), GaussianNoise's addend against stddev^2.""")
 
 #: noise kinds and what their measured drop is called
 MEASURE_OF_KIND = {

@@ -13,21 +13,31 @@ import numpy as np
 from scipy import stats
 
 from regaudit.finding import Finding, number, p_text
-from regaudit.schema import MODEL
+from regaudit.registry import AS_LOGGED, MODEL_WIDE, declare, fill
+from regaudit.schema import MODEL, TABLE_SHIFT
 from regaudit.statistics import bounded_interval, holm, level
 
-PREFIX = "bn_reestimated_val_"
+_DEFINITION = """the validation probe scored with the model's compiled loss or metric
+{when} re-estimating every BatchNormalization layer's moving statistics on a copy of the
+model (the training probe through it in training mode, every noise source off,
+cumulative averages), at train end: what the moving statistics cost at inference."""
+BN_REESTIMATED_BEFORE = declare(
+    "bn_reestimated_val_<metric>_before", table=TABLE_SHIFT, scope=MODEL_WIDE, unit=AS_LOGGED,
+    headline=True, doc="bn_reestimated_val_<metric>_before: " + _DEFINITION.format(when="before"))
+BN_REESTIMATED_AFTER = declare(
+    "bn_reestimated_val_<metric>_after", table=TABLE_SHIFT, scope=MODEL_WIDE, unit=AS_LOGGED,
+    headline=True, doc="bn_reestimated_val_<metric>_after: " + _DEFINITION.format(when="after"))
 RULE = ("RA213", "batchnorm_reestimated")
 
 
 def _pairs(runs, metric):
     table = runs.shift
-    rows = table[(table.layer == MODEL) & table.measure.isin([f"{PREFIX}{metric}_before",
-                                                              f"{PREFIX}{metric}_after"])]
+    names = fill(BN_REESTIMATED_BEFORE, metric=metric), fill(BN_REESTIMATED_AFTER, metric=metric)
+    rows = table[(table.layer == MODEL) & table.measure.isin(names)]
     out = {}
     for run, part in rows.groupby("run"):
         values = dict(zip(part.measure, part.value))
-        before, after = values.get(f"{PREFIX}{metric}_before"), values.get(f"{PREFIX}{metric}_after")
+        before, after = values.get(names[0]), values.get(names[1])
         if before is not None and after is not None and np.isfinite([before, after]).all():
             out[run] = (float(before), float(after))
     return out

@@ -24,15 +24,6 @@ HISTOGRAM_COLUMNS = (
 #: The pseudo-layer of model-level measures (`regaudit/model/<measure>`).
 MODEL = "model"
 
-#: Activation measures logged as MLflow metrics, per layer. `mean` and `std` show each
-#: layer's scale and its drift at a glance; `dead_frac` is the one failure users most
-#: want flagged (ReLU units that never fire); `sat_frac` exists only on sigmoid/tanh
-#: outputs. Everything else (skew, kurtosis, percentiles, histograms, ...) is in Parquet.
-HEADLINE_ACTIVATION = ("mean", "std", "dead_frac", "sat_frac")
-
-#: Model-level summaries of the activation family, logged as `regaudit/model/<name>`.
-HEADLINE_MODEL = ("dead_frac_mean", "nonfinite_frac_max")
-
 TAG_PREFIX = "regaudit."
 
 #: MLflow allows letters, digits and `_ - . / :` and space in metric keys.

@@ -11,6 +11,11 @@ import numpy as np
 from scipy import stats
 
 from regaudit.batchnorm_lag import initial_weight
+from regaudit.registry import (
+    COSINE, FRACTION, LAYER, MODEL_WIDE, PROBABILITY, RATIO, STATISTIC, STD_UNITS, UNITLESS,
+    declare,
+)
+from regaudit.schema import TABLE_SHIFT
 
 #: Units whose reference standard deviation is at most this are left out of the per-unit
 #: drift averages (a dead unit has no scale to measure a shift against).
@@ -94,13 +99,31 @@ def logvar_shift(reference, current):
     return float(np.mean(np.abs(2.0 * np.log(sigma_now[keep] / sigma_ref[keep]))))
 
 
-#: drift measure name -> function(reference, current); `*_from_start` use the first audit.
-DRIFT_MEASURES = {
-    "drift_w1": w1_scaled,
-    "drift_ks": ks_statistic,
-    "drift_mean": mean_shift,
-    "drift_logvar": logvar_shift,
-}
+def _declare(name, doc, unit, headline=False, scope=LAYER):
+    return declare(name, table=TABLE_SHIFT, scope=scope, unit=unit, doc=doc, headline=headline)
+
+
+DRIFT_W1 = _declare("drift_w1", w1_scaled, STD_UNITS, headline=True)
+DRIFT_KS = _declare("drift_ks", ks_statistic, STATISTIC)
+DRIFT_MEAN = _declare("drift_mean", mean_shift, STD_UNITS)
+DRIFT_LOGVAR = _declare("drift_logvar", logvar_shift, UNITLESS)
+#: drift measure name -> function(reference, current), against the previous audit
+DRIFT_MEASURES = {DRIFT_W1: w1_scaled, DRIFT_KS: ks_statistic, DRIFT_MEAN: mean_shift,
+                  DRIFT_LOGVAR: logvar_shift}
+#: drift measure name -> its twin against the first audit (before any training step when
+#: the audit runs at `on_train_begin`)
+FROM_START = {
+    name: _declare(f"{name}_from_start", f"`{name}` between the first audit and this one.",
+                   STATISTIC if name == DRIFT_KS else UNITLESS if name == DRIFT_LOGVAR else STD_UNITS)
+    for name in DRIFT_MEASURES}
+DRIFT_W1_MEAN = _declare("drift_w1_mean", "drift_w1_mean = mean of `drift_w1` over the layers.",
+                         STD_UNITS, headline=True, scope=MODEL_WIDE)
+TV_W1 = _declare("tv_w1", "tv_w1 = W1(training probe, validation probe) / std(training "
+                 "probe) at the same audit: the Wasserstein-1 distance of `drift_w1` between "
+                 "the training and the validation probe (dataset shift at each layer).",
+                 STD_UNITS, headline=True)
+TV_KS = _declare("tv_ks", "tv_ks = the two-sample Kolmogorov-Smirnov statistic between the "
+                 "training and the validation probe's values at the same audit.", STATISTIC)
 
 
 def unit_ks(a, b, a_units, b_units):
@@ -273,3 +296,13 @@ def ics_cos(gradient, moved_gradient):
     g, h = np.asarray(gradient, np.float64), np.asarray(moved_gradient, np.float64)
     norms = np.linalg.norm(g) * np.linalg.norm(h)
     return float(np.dot(g, h) / norms) if norms > 0 else float("nan")
+
+
+TV_P = _declare("tv_p", tv_p, PROBABILITY)
+TV_UNITS_SHIFTED = _declare("tv_units_shifted", tv_units_shifted, FRACTION)
+BN_VAR_RATIO = _declare("bn_var_ratio", bn_var_ratio, RATIO, headline=True)
+BN_MEAN_OFFSET = _declare("bn_mean_offset", bn_mean_offset, STD_UNITS)
+BN_INIT_SHARE = _declare("bn_init_share", bn_init_share, FRACTION)
+BN_DROPOUT_VAR_RATIO = _declare("bn_dropout_var_ratio", bn_dropout_var_ratio, RATIO, headline=True)
+ICS_L2 = _declare("ics_l2", ics_l2, UNITLESS)
+ICS_COS = _declare("ics_cos", ics_cos, COSINE, headline=True)

@@ -5,6 +5,8 @@ functions of `regaudit.reports.plots` lay them out in panels."""
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from regaudit.activations import P15, P50, P85
+
 
 def palette_of(groups):
     """{group: colour} for the groups of a {run: group} mapping, in first-seen order."""
@@ -70,7 +72,7 @@ def percentile_band(data, ax=None, palette=None):
     ax = _ax(ax)
     if many_runs(data):  # each group's median run: the medians of its p15, p50 and p85
         palette = palette or palette_of(dict(zip(data.run, data.group)))
-        for group, line in _medians(data, "epoch", ("p15", "p50", "p85")):
+        for group, line in _medians(data, "epoch", (P15, P50, P85)):
             ax.plot(line.epoch, line.p50, color=palette.get(group), linewidth=1.5, label=group)
             ax.fill_between(line.epoch, line.p15, line.p85, color=palette.get(group), alpha=0.15)
         ax.set_xlabel("epoch")

@@ -3,11 +3,12 @@ begin, next to what the audit then measured at the same layer."""
 
 import pandas as pd
 
+from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 from regaudit import outcomes
 from regaudit.finding import names_text
 
 #: lint rule id -> the measures that confirm or contradict it at the same layer
-EVIDENCE = {"RA101": ("bn_dropout_var_ratio",), "RA109": ("bn_init_share", "bn_var_ratio")}
+EVIDENCE = {"RA101": (BN_DROPOUT_VAR_RATIO,), "RA109": (BN_INIT_SHARE, BN_VAR_RATIO)}
 #: what speaks to a rule that no single measure at its layer does
 ELSEWHERE = {"RA102": "claim RA254 compares both placements when both were trained"}
 

@@ -14,6 +14,10 @@ state, so a report can render in a background thread at train end."""
 import numpy as np
 from matplotlib.figure import Figure
 
+from regaudit.activations import DEAD_FRAC, MEAN, P15, P50, P85, SAT_FRAC, STD
+from regaudit.ensemble import ACC_AT_K, DET_ACC
+from regaudit.registry import prefix
+from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_VAR_RATIO, DRIFT_W1
 from regaudit import outcomes
 from regaudit.reports.axes import (  # noqa: F401 - the axes-level functions, re-exported
     AGGREGATED, ensemble_curve, final_bars, group_lines, layer_heatmap, many_runs, palette_of,
@@ -154,7 +158,7 @@ def learning_curves(runs, labels, groups):
     return figure
 
 
-def activation_heatmaps(runs, labels, groups, measures=("mean", "std", "dead_frac")):
+def activation_heatmaps(runs, labels, groups, measures=(MEAN, STD, DEAD_FRAC)):
     """Layer x epoch heatmaps of activation statistics, one row per run (the first run
     of each group when runs are grouped; at most MAX_PANEL_RUNS rows), one column per
     measure (`dead_frac` covers ReLU-family outputs only)."""
@@ -197,7 +201,7 @@ def percentile_bands(runs, labels, groups):
     Szegedy's Figure 1: the median as a line, the 15-85 band shaded, one panel per
     layer, a colour per group, a line per run."""
     acts = runs.activations
-    acts = acts[(acts.layer != MODEL) & acts.measure.isin(["p15", "p50", "p85"])]
+    acts = acts[(acts.layer != MODEL) & acts.measure.isin([P15, P50, P85])]
     if not len(acts):
         return None
     wide = acts.pivot_table(index=["run", "layer", "layer_class", "epoch"], columns="measure",
@@ -219,16 +223,15 @@ def dead_and_saturated(runs, labels, groups):
     """Per layer at the last audit: the fraction of dead ReLU units and of saturated
     sigmoid/tanh values, the mean over each group's runs with the spread of its runs."""
     acts = runs.activations
-    acts = acts[(acts.layer != MODEL) & acts.measure.isin(["dead_frac", "sat_frac"])]
+    acts = acts[(acts.layer != MODEL) & acts.measure.isin([DEAD_FRAC, SAT_FRAC])]
     if not len(acts):
         return None
-    last = acts.groupby("run")["epoch"].transform("max")
-    final = _grouped(acts[acts.epoch == last], labels, groups)
+    final = _grouped(outcomes.at_last_epoch(acts), labels, groups)
     final = final[~final.layer.isin(_identity_layers(runs, final))]
     worst = final.groupby("layer")["value"].max().nlargest(MAX_LAYER_PANELS)
     capped = final.layer.nunique() > MAX_LAYER_PANELS
     final = final[final.layer.isin(worst.index)]
-    measures = [m for m in ("dead_frac", "sat_frac") if m in set(final.measure)]
+    measures = [m for m in (DEAD_FRAC, SAT_FRAC) if m in set(final.measure)]
     figure, axes = _figure(len(measures), width=5.0, height=0.25 * len(set(final.layer)) + 1.6,
                            columns=2)
     for ax, measure in zip(axes, measures):
@@ -245,7 +248,7 @@ def drift_per_layer(runs, labels, groups):
     """drift_w1 (W1 between consecutive audits over the earlier std) per layer over
     training, one panel per layer, a line per run."""
     shift = runs.shift
-    part = shift[(shift.measure == "drift_w1") & (shift.layer != MODEL)]
+    part = shift[(shift.measure == DRIFT_W1) & (shift.layer != MODEL)]
     if not len(part):
         return None
     part = _grouped(part, labels, groups)
@@ -256,7 +259,7 @@ def drift_per_layer(runs, labels, groups):
     for ax, layer in zip(axes, shown):
         group_lines(part[part.layer == layer], ax=ax, palette=palette)
         ax.set_title(f"layer {layer}", fontsize=8)
-        ax.set_ylabel("drift_w1")
+        ax.set_ylabel(DRIFT_W1)
     _shared_legend(figure, axes)
     return figure
 
@@ -266,14 +269,14 @@ def batchnorm_shift(runs, labels, groups):
     bn_dropout_var_ratio (variance with upstream noise on / without, pooled over
     channels) over training, on a log scale: a panel per BN layer and measure."""
     shift = runs.shift
-    part = shift[shift.measure.isin(["bn_var_ratio", "bn_dropout_var_ratio"])]
+    part = shift[shift.measure.isin([BN_VAR_RATIO, BN_DROPOUT_VAR_RATIO])]
     if not len(part):
         return None
     part = _grouped(part, labels, groups)
     palette = _palette(groups)
     order = _layer_order(runs, part)
     shown = evenly_spaced(order, MAX_LAYER_PANELS // 2)
-    panels = [(layer, measure) for measure in ("bn_var_ratio", "bn_dropout_var_ratio")
+    panels = [(layer, measure) for measure in (BN_VAR_RATIO, BN_DROPOUT_VAR_RATIO)
               for layer in shown
               if len(part[(part.layer == layer) & (part.measure == measure)])]
     figure, axes = _figure(len(panels))
@@ -291,13 +294,12 @@ def acc_at_k(runs, labels, groups):
     audit (Srivastava et al. 2014, Fig. 11); dashed, the weight-scaled network of that
     run; a colour per group."""
     ens = runs.ensemble
-    part = ens[(ens.layer == MODEL) & ens.measure.str.startswith("acc_at_k:")]
+    part = ens[(ens.layer == MODEL) & ens.measure.str.startswith(prefix(ACC_AT_K))]
     if not len(part):
         return None
-    last = part.groupby("run")["epoch"].transform("max")
-    part = _grouped(part[part.epoch == last], labels, groups)
+    part = _grouped(outcomes.at_last_epoch(part), labels, groups)
     part["k"] = part.measure.str.split(":").str[1].astype(int)
-    det = ens[(ens.layer == MODEL) & (ens.measure == "det_acc")].sort_values("epoch")
+    det = ens[(ens.layer == MODEL) & (ens.measure == DET_ACC)].sort_values("epoch")
     figure = Figure(figsize=(6.4, 3.8), layout="constrained")
     ax = ensemble_curve(part, _grouped(det, labels, groups), ax=figure.subplots(),
                         palette=_palette(groups))

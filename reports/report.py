@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from regaudit.ensemble import DET_ACC, MC_ACC
+from regaudit.timing import AUDIT_SECONDS, EPOCH_SECONDS
 from regaudit import outcomes
 from regaudit.claims import ARTICLE, CLAIM_PREFIX  # the claims' ids: their own section
 from regaudit.errors import RegauditError
@@ -87,7 +89,7 @@ SECTIONS = (
 )
 
 OVERVIEW_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
-ENSEMBLE_METRICS = ("det_acc", "mc_acc")
+ENSEMBLE_METRICS = (DET_ACC, MC_ACC)
 
 
 @dataclass
@@ -123,8 +125,8 @@ def overview(runs, groups):
     ens = runs.ensemble[runs.ensemble.layer == MODEL].sort_values("epoch")
     ens = dict(tuple(ens.groupby("run", sort=False)))
     history = runs.history
-    epochs_of = dict(tuple(history[history.measure == "epoch_seconds"].groupby("run", sort=False)))
-    audits = acts[(acts.layer == MODEL) & (acts.measure == "audit_seconds")]
+    epochs_of = dict(tuple(history[history.measure == EPOCH_SECONDS].groupby("run", sort=False)))
+    audits = acts[(acts.layer == MODEL) & (acts.measure == AUDIT_SECONDS)]
     audits = audits.groupby("run")["value"].sum()
     for _, info in runs.runs.iterrows():
         run = info["run"]

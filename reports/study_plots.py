@@ -8,6 +8,7 @@ levels a figure needs."""
 import numpy as np
 from matplotlib.figure import Figure
 
+from regaudit.outcomes import GEN_GAP_ACC
 from regaudit import outcomes
 from regaudit.outcomes import STUDY_PARAM
 from regaudit.statistics import bounded_interval
@@ -58,7 +59,7 @@ def _palette(n):
 def _outcome_and_gap(runs):
     measure, values, higher, bounds = outcomes.outcome(runs)
     gap_name, gaps = outcomes.final_gap(runs)
-    return (measure, values, bounds), (gap_name, gaps, (-1.0, 1.0) if gap_name == "gen_gap_acc" else (-np.inf, np.inf))
+    return (measure, values, bounds), (gap_name, gaps, (-1.0, 1.0) if gap_name == GEN_GAP_ACC else (-np.inf, np.inf))
 
 
 def dose_response(runs, labels, groups):
