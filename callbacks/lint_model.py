@@ -150,7 +150,7 @@ def model_rows(model):
 
 
 def lint(model, steps=None, batch_size=None, ignore=()):
-    """Lint findings (`regaudit.lint.LintFinding`) of a Keras model before training:
+    """Lint findings (`regaudit.lint_rules.LintFinding`) of a Keras model before training:
     Dropout feeding BatchNormalization, BN placement, dead or extreme rates, Dropout after
     the output, a bias before BN, small BN batches (`batch_size=`), element-wise Dropout
     on feature maps, a BN momentum too high for `steps=` planned training steps. `ignore`:

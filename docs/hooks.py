@@ -1,5 +1,7 @@
 """MkDocs hook: `::: regaudit.<module>.<name>` lines of a page become that object's
-signature and docstring. mkdocstrings reads modules from the source tree, where
+signature and docstring; `::: measures` becomes the table of every measure declared in
+`regaudit.registry`, `::: lint-rules` the table of every lint rule declared with
+`regaudit.lint_rules.lint_rule`. mkdocstrings reads modules from the source tree, where
 `callbacks/` and `reports/` are not under `regaudit/` (pyproject.toml installs them as
 `regaudit.callbacks` and `regaudit.reports`), so the objects are imported instead."""
 
@@ -57,5 +59,42 @@ def render(path):
     return (f"### `{name}`\n\n*{kind}* `{path}`\n\n```python\n{signature}\n```\n\n{doc}\n")
 
 
+def _cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def measures_table():
+    """Every declared measure: name, table, scope, unit, metric or not, where it is
+    computed, and its definition (the first paragraph of its docstring)."""
+    from regaudit.registry import measures
+
+    rows = ["| measure | table | one value per | unit | MLflow metric | declared in | definition |",
+            "|---|---|---|---|---|---|---|"]
+    for m in measures().values():
+        rows.append(f"| `{_cell(m.name)}` | {m.table} | {m.scope} | {m.unit} | "
+                    f"{'yes' if m.headline else 'no'} | `{m.module}` | {_cell(m.summary)} |")
+    return "\n".join(rows) + "\n"
+
+
+def lint_rules_table():
+    """Every declared lint rule: id, severity, name, what it checks, its source."""
+    from regaudit.lint_rules import RULES
+
+    rows = ["| id | severity | rule | what it checks | source | measured by |",
+            "|---|---|---|---|---|---|"]
+    for rule in RULES:
+        doc = " ".join(inspect.getdoc(rule).split("\n\n")[0].split())
+        doc = re.sub(r"^RA1\d\d \([^)]*\): ", "", doc)
+        measured = ", ".join(f"`{m}`" for m in rule.evidence) or _cell(rule.elsewhere)
+        rows.append(f"| {rule.id} | {rule.severity} | `{rule.__name__}` | {_cell(doc)} | "
+                    f"{_cell(rule.source)} | {measured} |")
+    return "\n".join(rows) + "\n"
+
+
+TABLES = {"measures": measures_table, "lint-rules": lint_rules_table}
+TABLE_DIRECTIVE = re.compile(r"^::: (measures|lint-rules)\s*$", re.M)
+
+
 def on_page_markdown(markdown, **kwargs):
+    markdown = TABLE_DIRECTIVE.sub(lambda match: TABLES[match.group(1)](), markdown)
     return DIRECTIVE.sub(lambda match: render(match.group(1)), markdown)

@@ -161,6 +161,10 @@ def drift(runs, groups):
     return out
 
 
+#: the findings that compare groups: a row of the report's comparisons table when tested
+COMPARISONS = ("RA202", "RA203")
+
+
 def findings(runs, groups):
     """Every rule's findings; notices first, then in rule order."""
     from regaudit import claims, diagnoses

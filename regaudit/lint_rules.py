@@ -13,11 +13,13 @@ threshold and its source; `lint_rows(..., ignore={"RA102"})` switches rules off 
 from dataclasses import asdict, dataclass
 
 from regaudit.batchnorm_lag import LAG_SHARE, initial_weight, momentum_for, steps_to_forget
+from regaudit.levels import ERROR, INFO, LINT_LEVELS, WARNING
 from regaudit.regularizers import NOISE_LAYER_KINDS
 from regaudit.setup import PASS_THROUGH
+from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 
 #: Severities, most severe first; `--fail-on` takes one of them (or "never").
-SEVERITIES = ("error", "warning", "info")
+SEVERITIES = LINT_LEVELS
 #: RA104: a noise rate at or above this keeps too few units to learn from.
 HIGH_RATE = 0.9
 #: RA107: BatchNormalization batch statistics get noisy below this many samples per batch.
@@ -43,6 +45,32 @@ class LintFinding:
 
     def as_dict(self):
         return asdict(self)
+
+
+_DECLARED = []
+
+
+def lint_rule(rule_id, severity, *, source, evidence=(), elsewhere=""):
+    """Declare a lint rule: the decorated function `rule(rows, by_name, context)` returns
+    its findings, made with `rule.finding(layer, message)`. The rule's id, severity
+    (`regaudit.levels.LINT_LEVELS`), source, the measures that confirm or contradict it at
+    its layer once the model trained (`evidence`, shown beside it in the report) and what
+    else speaks to it (`elsewhere`) are declared here once; `RULES`, `RULE_IDS`, the
+    report's lint section and the documentation read them."""
+    if severity not in LINT_LEVELS:
+        raise ValueError(f"lint rule {rule_id}: severity {severity!r} is not one of {LINT_LEVELS}")
+
+    def declare(function):
+        if any(rule.id == rule_id for rule in _DECLARED):
+            raise ValueError(f"lint rule id {rule_id} is declared twice")
+        function.id, function.severity, function.source = rule_id, severity, source
+        function.evidence, function.elsewhere = tuple(evidence), elsewhere
+        function.finding = lambda layer, message: LintFinding(
+            rule_id, function.__name__, severity, layer, message, source)
+        _DECLARED.append(function)
+        return function
+
+    return declare
 
 
 def _is_noise_layer(row):
@@ -99,6 +127,9 @@ def _noise_ancestors(row, by_name):
     return found
 
 
+@lint_rule("RA101", WARNING, source="Li et al. 2019, Understanding the disharmony between dropout and batch "
+           "normalization by variance shift",
+           evidence=(BN_DROPOUT_VAR_RATIO,))
 def dropout_feeds_batchnorm(rows, by_name, context):
     """RA101 (warning): a Dropout-family layer with a nonzero rate upstream of a
     BatchNormalization, directly or through other layers. In training BN learns its
@@ -113,16 +144,16 @@ def dropout_feeds_batchnorm(rows, by_name, context):
         if noise:
             names = ", ".join(f"{n['name']} (rate {n['rate']:g})" for n in noise[:3])
             more = f" and {len(noise) - 3} more" if len(noise) > 3 else ""
-            out.append(LintFinding(
-                "RA101", "dropout_feeds_batchnorm", "warning", row["name"],
+            out.append(dropout_feeds_batchnorm.finding(
+                row["name"],
                 f"Dropout {names}{more} feeds BatchNormalization {row['name']}: its moving "
                 "variance will not match inference (variance shift); move the Dropout after "
-                "the last BatchNormalization, or re-estimate BN statistics with Dropout off.",
-                "Li et al. 2019, Understanding the disharmony between dropout and batch "
-                "normalization by variance shift"))
+                "the last BatchNormalization, or re-estimate BN statistics with Dropout off."))
     return out
 
 
+@lint_rule("RA102", INFO, source="Ioffe & Szegedy 2015, Batch normalization, section 3.2",
+           elsewhere="claim RA254 compares both placements when both were trained")
 def batchnorm_after_activation(rows, by_name, context):
     """RA102 (info): a BatchNormalization normalizes the output of a nonlinearity (a fused
     `activation=` or an activation layer). Ioffe & Szegedy put BN before the nonlinearity;
@@ -136,28 +167,29 @@ def batchnorm_after_activation(rows, by_name, context):
         producer, _ = _upstream(row, by_name)
         activation = _nonlinear(producer) if producer else None
         if activation:
-            out.append(LintFinding(
-                "RA102", "batchnorm_after_activation", "info", row["name"],
+            out.append(batchnorm_after_activation.finding(
+                row["name"],
                 f"BatchNormalization {row['name']} normalizes the output of {producer['name']} "
                 f"after its {activation}; to normalize before it, use "
                 f"{producer['layer_class']}(activation=None), BatchNormalization(), "
-                f"Activation('{activation}') and compare both placements.",
-                "Ioffe & Szegedy 2015, Batch normalization, section 3.2"))
+                f"Activation('{activation}') and compare both placements."))
     return out
 
 
+@lint_rule("RA103", WARNING, source="Keras documentation, keras.layers.Dropout")
 def dropout_rate_zero(rows, by_name, context):
     """RA103 (warning): a Dropout-family layer with rate 0 does nothing: a dead
     configuration, usually a hyperparameter left at its off value. Source: Keras
     documentation of `Dropout(rate)`."""
-    return [LintFinding(
-        "RA103", "dropout_rate_zero", "warning", row["name"],
+    return [dropout_rate_zero.finding(
+        row["name"],
         f"{row['layer_class']} {row['name']} has rate 0 and does nothing; set a rate or "
-        "remove the layer.", "Keras documentation, keras.layers.Dropout")
+        "remove the layer.")
         for row in rows if _is_noise_layer(row) and row.get("rate") == 0
         and row["layer_class"] not in ("GaussianNoise",)]
 
 
+@lint_rule("RA104", WARNING, source="Srivastava et al. 2014, Dropout, section 7")
 def dropout_rate_high(rows, by_name, context):
     """RA104 (warning): a noise source (a Dropout-family layer, attention dropout, RNN
     dropout or recurrent dropout) with rate >= 0.9 keeps at most 10% of its units, too few
@@ -168,14 +200,14 @@ def dropout_rate_high(rows, by_name, context):
         for source in row.get("noise_sources") or ():
             if source["kind"] != "gaussian_noise" and source["rate"] >= HIGH_RATE:
                 what = source["kind"].replace("_", " ")
-                out.append(LintFinding(
-                    "RA104", "dropout_rate_high", "warning", source["name"],
+                out.append(dropout_rate_high.finding(
+                    source["name"],
                     f"{what} at {source['name']} has rate {source['rate']:g} (>= {HIGH_RATE}): "
-                    "it keeps too few units to learn from; try 0.1-0.5.",
-                    "Srivastava et al. 2014, Dropout, section 7"))
+                    "it keeps too few units to learn from; try 0.1-0.5."))
     return out
 
 
+@lint_rule("RA105", ERROR, source="Srivastava et al. 2014, Dropout, section 4")
 def dropout_after_output(rows, by_name, context):
     """RA105 (error): a Dropout-family layer whose output is a model output, after the
     layer that makes the predictions: in training it zeroes predictions (and scales
@@ -186,14 +218,14 @@ def dropout_after_output(rows, by_name, context):
         if _is_noise_layer(row) and row.get("is_output") and (row.get("rate") or 0) > 0:
             producer, _ = _upstream(row, by_name)
             after = f" after {producer['name']}" if producer else ""
-            out.append(LintFinding(
-                "RA105", "dropout_after_output", "error", row["name"],
+            out.append(dropout_after_output.finding(
+                row["name"],
                 f"{row['layer_class']} {row['name']} comes{after}, at the model's output: in "
-                "training it zeroes predictions; remove it or move it before the output layer.",
-                "Srivastava et al. 2014, Dropout, section 4"))
+                "training it zeroes predictions; remove it or move it before the output layer."))
     return out
 
 
+@lint_rule("RA106", INFO, source="Ioffe & Szegedy 2015, Batch normalization, section 3.2")
 def bias_before_batchnorm(rows, by_name, context):
     """RA106 (info): a layer with a bias and no activation right before a centring
     BatchNormalization: BN subtracts the mean, cancelling the bias, whose parameters are
@@ -209,14 +241,14 @@ def bias_before_batchnorm(rows, by_name, context):
             producer = by_name.get(nxt[0]) if nxt and len(nxt) == 1 else None
         if (producer is not None and producer["layer_class"] in BIASED
                 and producer.get("use_bias") and not _nonlinear(producer)):
-            out.append(LintFinding(
-                "RA106", "bias_before_batchnorm", "info", producer["name"],
+            out.append(bias_before_batchnorm.finding(
+                producer["name"],
                 f"{producer['layer_class']} {producer['name']} has a bias that "
-                f"BatchNormalization {row['name']} subtracts away; use use_bias=False.",
-                "Ioffe & Szegedy 2015, Batch normalization, section 3.2"))
+                f"BatchNormalization {row['name']} subtracts away; use use_bias=False."))
     return out
 
 
+@lint_rule("RA107", WARNING, source="Wu & He 2018, Group normalization, figure 1")
 def batchnorm_small_batch(rows, by_name, context):
     """RA107 (warning, when the batch size is known): BatchNormalization with fewer than
     16 samples per batch: its batch statistics are noisy and its error grows as the batch
@@ -225,14 +257,14 @@ def batchnorm_small_batch(rows, by_name, context):
     batch = context.get("batch_size")
     if not batch or batch >= SMALL_BATCH:
         return []
-    return [LintFinding(
-        "RA107", "batchnorm_small_batch", "warning", row["name"],
+    return [batchnorm_small_batch.finding(
+        row["name"],
         f"BatchNormalization {row['name']} trains on batches of {batch} (< {SMALL_BATCH}): its "
-        "statistics are noisy; use a larger batch, or GroupNormalization/LayerNormalization.",
-        "Wu & He 2018, Group normalization, figure 1")
+        "statistics are noisy; use a larger batch, or GroupNormalization/LayerNormalization.")
         for row in rows if _is_batchnorm(row)]
 
 
+@lint_rule("RA108", INFO, source="Tompson et al. 2015, Efficient object localization")
 def spatial_dropout_fits(rows, by_name, context):
     """RA108 (info): element-wise `Dropout` on convolutional feature maps (2D or 3D maps,
     rank 3 or 4 per sample; or 1D maps, rank 2, after a Conv1D): neighbouring activations are strongly correlated, so
@@ -252,14 +284,16 @@ def spatial_dropout_fits(rows, by_name, context):
         if len(shape) in (3, 4) or (len(shape) == 2 and from_conv):
             spatial = f"SpatialDropout{len(shape) - 1}D"
             maps = f"{conv['name']}'s feature maps" if from_conv else "its feature maps"
-            out.append(LintFinding(
-                "RA108", "spatial_dropout_fits", "info", row["name"],
+            out.append(spatial_dropout_fits.finding(
+                row["name"],
                 f"Dropout {row['name']} drops single values of {maps}, which are correlated in "
                 f"space; {spatial}({row.get('rate', 0):g}) drops whole "
-                "channels instead.", "Tompson et al. 2015, Efficient object localization"))
+                "channels instead."))
     return out
 
 
+@lint_rule("RA109", WARNING, source="Ioffe & Szegedy 2015; Keras BatchNormalization(momentum)",
+           evidence=(BN_INIT_SHARE, BN_VAR_RATIO))
 def batchnorm_momentum_steps(rows, by_name, context):
     """RA109 (warning, when the planned number of training steps is known): after n steps
     the moving statistics' initial value (variance 1, mean 0) still weighs momentum ** n;
@@ -277,19 +311,17 @@ def batchnorm_momentum_steps(rows, by_name, context):
         if left > LAG_SHARE:
             needed = steps_to_forget(momentum)
             lower = momentum_for(steps)
-            out.append(LintFinding(
-                "RA109", "batchnorm_momentum_steps", "warning", row["name"],
+            out.append(batchnorm_momentum_steps.finding(
+                row["name"],
                 f"BatchNormalization {row['name']} has momentum {momentum:g}: after the "
                 f"{steps} planned steps {left:.0%} of its moving statistics is still the initial "
-                f"value (1% takes {needed} steps); use momentum={lower:g} or train longer.",
-                "Ioffe & Szegedy 2015; Keras BatchNormalization(momentum)"))
+                f"value (1% takes {needed} steps); use momentum={lower:g} or train longer."))
     return out
 
 
-RULES = (dropout_feeds_batchnorm, batchnorm_after_activation, dropout_rate_zero,
-         dropout_rate_high, dropout_after_output, bias_before_batchnorm, batchnorm_small_batch,
-         spatial_dropout_fits, batchnorm_momentum_steps)
-RULE_IDS = {"RA101", "RA102", "RA103", "RA104", "RA105", "RA106", "RA107", "RA108", "RA109"}
+#: every rule, in declaration order
+RULES = tuple(_DECLARED)
+RULE_IDS = frozenset(rule.id for rule in RULES)
 
 
 def lint_rows(rows, steps=None, batch_size=None, ignore=()):

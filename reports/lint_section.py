@@ -3,14 +3,15 @@ begin, next to what the audit then measured at the same layer."""
 
 import pandas as pd
 
-from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 from regaudit import outcomes
 from regaudit.finding import names_text
+from regaudit.levels import LINT_LEVELS
+from regaudit.lint_rules import RULES
 
 #: lint rule id -> the measures that confirm or contradict it at the same layer
-EVIDENCE = {"RA101": (BN_DROPOUT_VAR_RATIO,), "RA109": (BN_INIT_SHARE, BN_VAR_RATIO)}
+EVIDENCE = {rule.id: rule.evidence for rule in RULES if rule.evidence}
 #: what speaks to a rule that no single measure at its layer does
-ELSEWHERE = {"RA102": "claim RA254 compares both placements when both were trained"}
+ELSEWHERE = {rule.id: rule.elsewhere for rule in RULES if rule.elsewhere}
 
 
 def lint_table(runs):
@@ -37,5 +38,5 @@ def lint_table(runs):
         rows.append({"id": rule, "severity": severity, "layer": layer, "finding": message,
                      "measured": "; ".join(measured) or ELSEWHERE.get(rule, ""),
                      "runs": names_text(names.get(r, r) for r in dict.fromkeys(part.run))})
-    order = {"error": 0, "warning": 1, "info": 2}
+    order = {level: i for i, level in enumerate(LINT_LEVELS)}
     return pd.DataFrame(rows).sort_values("severity", key=lambda s: s.map(order), kind="stable")

@@ -21,7 +21,7 @@ from regaudit.timing import AUDIT_SECONDS, EPOCH_SECONDS
 from regaudit import outcomes
 from regaudit.claims import ARTICLE, CLAIM_PREFIX  # the claims' ids: their own section
 from regaudit.errors import RegauditError
-from regaudit.findings import findings as find
+from regaudit.findings import COMPARISONS, findings as find
 from regaudit.read import DEFAULT_GROUP
 from regaudit.schema import MODEL, TAG_PREFIX
 
@@ -284,7 +284,7 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
 
 def _is_comparison(finding):
     """A group comparison (RA202, RA203 with a test): a row of the comparisons table."""
-    return finding.id in ("RA202", "RA203") and "high" in finding.numbers
+    return finding.id in COMPARISONS and "high" in finding.numbers
 
 
 def comparison_table(found):

@@ -3,6 +3,8 @@ and every lint rule, finding and measure regaudit produces is documented (and no
 documented that does not exist)."""
 
 import glob
+import html
+import inspect
 import os
 import re
 import subprocess
@@ -20,14 +22,20 @@ def read(*parts):
         return handle.read()
 
 
-def test_the_site_builds_strictly(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site, built as CI builds it: `mkdocs build --strict`."""
+    folder = tmp_path_factory.mktemp("site")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
-                           "-d", str(tmp_path / "site")], cwd=ROOT, env=env,
+                           "-d", str(folder)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
-    cli = (tmp_path / "site" / "cli" / "index.html").read_text(encoding="utf-8")
+    return lambda page: (folder / page / "index.html").read_text(encoding="utf-8")
+
+
+def test_the_site_builds_strictly(site):
+    api, cli = site("api"), site("cli")
     assert "write_timeout" in api and "reestimate_batchnorm" in api
     for command in ("report", "show", "lint", "study", "sync", "runs", "demo"):
         assert f"regaudit {command}" in cli
@@ -55,10 +63,26 @@ def _documented(page, pattern):
     return set(re.findall(pattern, read("docs", page)))
 
 
-def test_every_lint_rule_is_documented_and_every_documented_one_exists():
-    from regaudit.lint_rules import RULE_IDS
+def test_every_lint_rule_is_documented_and_every_documented_one_exists(site):
+    from regaudit.lint_rules import RULE_IDS, RULES
 
-    assert set(RULE_IDS) == _documented("lint.md", r"\bRA1\d\d\b")
+    page = site("lint")
+    assert set(RULE_IDS) == set(re.findall(r"<td>(RA1\d\d)</td>", page))
+    for rule in RULES:
+        assert f"<code>{rule.__name__}</code>" in page and inspect.getdoc(rule)
+    # prose may name a rule only if it exists
+    assert _documented("lint.md", r"\bRA1\d\d\b") <= set(RULE_IDS)
+
+
+def test_every_registered_measure_is_on_the_measures_page(site):
+    from regaudit.registry import SCOPES, measures
+
+    page = html.unescape(site("measures"))
+    declared = measures()
+    assert len(declared) > 60
+    for measure in declared.values():
+        assert f"<code>{measure.name}</code>" in page, measure.name
+        assert measure.scope in SCOPES and measure.summary and measure.unit
 
 
 def _expand(ids):
@@ -101,9 +125,13 @@ def test_every_measure_a_run_logs_is_documented(tmp_path, monkeypatch):
         logged.update(getattr(run, table)["measure"].unique())
     logged.update(key.rsplit("/", 1)[1] for key in client.get_run(callback.run_id).data.metrics
                   if key.startswith("regaudit/"))
+    from regaudit.registry import lookup
+
+    unregistered = sorted(name for name in logged if lookup(name) is None)
+    assert not unregistered, f"measures logged but not declared in the registry: {unregistered}"
     names = {name.split(":")[0] for name in logged}
     assert {"mean", "drift_w1", "tv_p", "bn_var_ratio", "mc_acc", "acc_at_k",
-            "drop_frac_measured", "ics_cos"} <= names
+            "drop_frac_measured", "ics_cos", "audit_seconds"} <= names
     page = read("docs", "measures.md") + read("docs", "logged.md")
     page = re.sub(r"```.*?```", "", page, flags=re.S)  # code blocks are not code spans
     # every identifier inside a code span: `mean, std`, `regaudit/model/dead_frac_mean`
