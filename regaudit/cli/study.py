@@ -97,7 +97,7 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
     train its variants (MODEL: a saved .keras file or module:function) with seeds, each an
     audited MLflow run, on Ray Tune; then the recommendation and the article's claims."""
     from regaudit import studies
-    from regaudit.cli_lint import _import_keras_quietly
+    from regaudit.cli.lint import _import_keras_quietly
     from regaudit.studies.design import variants
 
     sys.path.insert(0, os.getcwd())

@@ -229,7 +229,7 @@ def show(run_ids, experiment, group_by, as_json, verbose):
             "group_by": group_by or DEFAULT_GROUP,
             "findings": [f.as_dict() for f in found]}, indent=2, allow_nan=False))
         return
-    from regaudit.cli_study import finding_lines
+    from regaudit.cli.study import finding_lines
 
     listed = list(zip(runs.runs["run"], runs.runs["name"]))
     for run, name in listed[:5]:
@@ -254,7 +254,7 @@ def demo(epochs, seeds, max_concurrent, output):
     Tune, then the recommendation, the article's claims and the report."""
     from regaudit import studies
     from regaudit.callbacks.demo import DEMO_EXPERIMENT, DESIGN
-    from regaudit.cli_study import summary
+    from regaudit.cli.study import summary
     from regaudit.reports.publish import ui_address
 
     started = time.perf_counter()
@@ -274,10 +274,10 @@ def demo(epochs, seeds, max_concurrent, output):
                f"{ui_address(_uri(), experiment, result.report_run)}")
 
 
-from regaudit.cli_lint import lint  # noqa: E402 - the lint command, registered on the group
+from regaudit.cli.lint import lint  # noqa: E402 - the lint command, registered on the group
 
 cli.add_command(lint)
-from regaudit.cli_study import study  # noqa: E402 - the study command
+from regaudit.cli.study import study  # noqa: E402 - the study command
 
 cli.add_command(study)
 
