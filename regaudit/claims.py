@@ -27,7 +27,7 @@ CLAIM_PREFIX = "RA25"
 RATE_RANGE = (0.2, 0.7)
 
 
-def _group_setups(runs, groups):
+def group_setups(runs, groups):
     """{group: setup dict} for the groups whose runs share one setup."""
     setup = outcomes.setups(runs)
     out = {}
@@ -321,5 +321,5 @@ def claims(runs, groups):
     """RA251-RA257: a verdict for each of the article's claims (none without history)."""
     if not len(runs.history):
         return []
-    setups = _group_setups(runs, groups)
+    setups = group_setups(runs, groups)
     return [claim(runs, groups, setups) for claim in CLAIMS]

@@ -68,11 +68,11 @@ def mark_up(uri):
 
 def _ask(uri, timeout):
     """(None, seconds) when the store answers within `timeout`, else (the reason, seconds)."""
-    from regaudit.store import Unreachable, _bounded, check_health
+    from regaudit.store import Unreachable, bounded_call, check_health
 
     started = time.monotonic()
     try:
-        _bounded(lambda: check_health(uri, timeout), timeout)
+        bounded_call(lambda: check_health(uri, timeout), timeout)
     except Unreachable as error:
         return str(error), time.monotonic() - started
     return None, time.monotonic() - started

@@ -30,7 +30,9 @@ BN_REESTIMATED_AFTER = declare(
 RULE = ("RA213", "batchnorm_reestimated")
 
 
-def _pairs(runs, metric):
+def remedy_pairs(runs, metric):
+    """{run: (validation `metric` before, after)} of the runs where the remedy was measured
+    (both finite)."""
     table = runs.shift
     names = fill(BN_REESTIMATED_BEFORE, metric=metric), fill(BN_REESTIMATED_AFTER, metric=metric)
     rows = table[(table.layer == MODEL) & table.measure.isin(names)]
@@ -47,8 +49,8 @@ def batchnorm_reestimated(runs, groups):
     """[RA213 per group with the measured remedy]."""
     if not len(runs.shift):
         return []
-    metric = "accuracy" if _pairs(runs, "accuracy") else "loss"
-    pairs = _pairs(runs, metric)
+    metric = "accuracy" if remedy_pairs(runs, "accuracy") else "loss"
+    pairs = remedy_pairs(runs, metric)
     if not pairs:
         return []
     higher = metric == "accuracy"

@@ -11,7 +11,7 @@ import time
 from regaudit.errors import error_line
 from regaudit.schema import ARTIFACT_DIR, part_file_name, table_part_path
 from regaudit.store import (
-    Refused, Unreachable, _bounded, _failure, _quick_requests, is_pending, open_store_once)
+    Refused, Unreachable, bounded_call, failure_of, quick_requests, is_pending, open_store_once)
 
 #: MLflow accepts at most 1,000 metrics in one log_batch call.
 MAX_BATCH = 1000
@@ -93,7 +93,7 @@ class RunWriter:
             raise Unreachable(self._away or "the audit's MLflow time budget is spent")
         started = time.monotonic()
         try:
-            return _bounded(lambda: function(*args), remaining)
+            return bounded_call(lambda: function(*args), remaining)
         except Refused:
             raise  # a refusal says nothing of the next write
         except Unreachable as error:
@@ -170,7 +170,7 @@ class RunWriter:
             try:
                 return self._call(self._apply, entry)
             except Exception as error:  # noqa: BLE001 - unbounded calls (`regaudit sync`) too
-                failure = error if isinstance(error, Unreachable) else _failure(error)
+                failure = error if isinstance(error, Unreachable) else failure_of(error)
                 if not isinstance(failure, Refused):
                     self.last_error = str(failure)
                 raise failure from None
@@ -239,13 +239,13 @@ class RunWriter:
         if outage.away(self._uri) is not None and timeout is not None:
             timeout = min(timeout, 1.0)  # the store is away: one short try, then the spool
         try:
-            with _quick_requests(timeout):
+            with quick_requests(timeout):
                 if active is not None and active.info.run_id == self.run_id:
                     mlflow.end_run(status=status)
                 else:  # a pending run a replay created: never on MLflow's stack
                     self.client.set_terminated(self.run_id, status, entry["end_time"])
         except Exception as error:  # noqa: BLE001 - kept, as every write the store did not take
-            self._not_taken("end_run", entry, None, _failure(error))
+            self._not_taken("end_run", entry, None, failure_of(error))
 
     # -- writes -------------------------------------------------------------------------
 

@@ -18,14 +18,14 @@ def is_pending(run_id):
     return str(run_id).startswith(PENDING_PREFIX)
 
 
-def _bounded(function, timeout):
+def bounded_call(function, timeout):
     """`function()` in a daemon thread, waited for at most `timeout` seconds (None: no
     bound); raises Unreachable on failure or timeout."""
     if timeout is None:
         try:
             return function()
         except Exception as error:  # noqa: BLE001 - said in one line by the caller
-            raise _failure(error) from None
+            raise failure_of(error) from None
     import threading
 
     outcome = {}
@@ -42,7 +42,7 @@ def _bounded(function, timeout):
     if worker.is_alive():
         raise Unreachable(f"no answer within {timeout:.1f} s")
     if "error" in outcome:
-        raise _failure(outcome["error"])
+        raise failure_of(outcome["error"])
     return outcome.get("value")
 
 
@@ -125,7 +125,7 @@ def join_or_start_run(run_name=None, timeout=None, activate=True):
         if reason is not None:
             raise Unreachable(reason)
         try:
-            created = _bounded(create, timeout)
+            created = bounded_call(create, timeout)
         except Unreachable as error:
             given_up.set()
             if not isinstance(error, Refused):
@@ -154,7 +154,7 @@ def activate_run(run_id, timeout=None):
     if mlflow.active_run() is not None:
         return False
     try:
-        with _quick_requests(timeout):
+        with quick_requests(timeout):
             mlflow.start_run(run_id=run_id)
     except Exception:  # noqa: BLE001 - the run is written and ended by id all the same
         return False
@@ -196,7 +196,7 @@ def check_health(uri, timeout):
             raise ConnectionError(f"health check answered {error.code}") from None
 
 
-class _quick_requests:
+class quick_requests:
     """MLflow's HTTP requests inside the block: no retries, `timeout` seconds each (both
     are read from the environment at each request)."""
 
@@ -233,7 +233,7 @@ PERMANENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED", "INVALID_
                        "INVALID_STATE", "BAD_REQUEST"})
 
 
-def _failure(error):
+def failure_of(error):
     """The Unreachable (or Refused, for a permanent MLflow error) that stands for `error`."""
     code = getattr(error, "error_code", None)
     kind = Refused if code in PERMANENT else Unreachable

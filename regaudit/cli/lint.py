@@ -8,7 +8,7 @@ import sys
 import click
 
 
-def _import_keras_quietly():
+def import_keras_quietly():
     """Import Keras with TensorFlow's start-up log lines (written to the process's stderr
     by C++ before any setting applies) sent to /dev/null, so an error stays one line."""
     if "keras" in sys.modules:
@@ -39,7 +39,7 @@ def _load_model(target):
         if target.endswith(".keras") and not zipfile.is_zipfile(target):
             raise UsageError(f"regaudit lint: {target} is not a .keras file (not a zip archive); "
                              "save the model with model.save('model.keras').")
-        keras = _import_keras_quietly()
+        keras = import_keras_quietly()
 
         try:
             return keras.saving.load_model(target, compile=False)
@@ -54,7 +54,7 @@ def _load_model(target):
                          "module:function (a function that returns a keras.Model).")
     import importlib
 
-    _import_keras_quietly()
+    import_keras_quietly()
     sys.path.insert(0, os.getcwd())
     try:
         builder = getattr(importlib.import_module(module_name), function_name)
@@ -69,7 +69,7 @@ def _load_model(target):
         reason = error_line(error)
         raise UsageError(f"regaudit lint: {target}() raised {type(error).__name__}: {reason}; "
                          "fix the builder so that it returns a keras.Model.") from None
-    keras = _import_keras_quietly()
+    keras = import_keras_quietly()
 
     if not isinstance(model, keras.Model):
         raise UsageError(f"regaudit lint: {target}() returned {type(model).__name__}, expected a "

@@ -97,12 +97,12 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
     train its variants (MODEL: a saved .keras file or module:function) with seeds, each an
     audited MLflow run, on Ray Tune; then the recommendation and the article's claims."""
     from regaudit import studies
-    from regaudit.cli.lint import _import_keras_quietly
+    from regaudit.cli.lint import import_keras_quietly
     from regaudit.studies.design import variants
 
     sys.path.insert(0, os.getcwd())
     trials = studies.plan(model, data, design, seeds)
-    _import_keras_quietly()
+    import_keras_quietly()
     from regaudit.callbacks.study_trial import check_variants, load_data
 
     load_data(data)

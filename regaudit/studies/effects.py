@@ -10,7 +10,7 @@ corrected over the BN placements compared.
 import numpy as np
 
 from regaudit import outcomes
-from regaudit.claims import _group_setups
+from regaudit.claims import group_setups
 from regaudit.finding import Finding, number, p_text
 from regaudit.statistics import holm, interaction, level
 
@@ -43,7 +43,7 @@ def dropout_batchnorm_interaction(runs, groups):
     """[RA261 per BN placement with four such groups of two runs or more each]."""
     measure, values, higher, _ = outcomes.outcome(runs)
     by = outcomes.by_group(values, groups)
-    quads = [q for q in _quads(_group_setups(runs, groups)) if all(len(by.get(g, ())) >= 2 for g in q[:4])]
+    quads = [q for q in _quads(group_setups(runs, groups)) if all(len(by.get(g, ())) >= 2 for g in q[:4])]
     if not quads:
         return []
     tests = [interaction(by[norm], by[both], by[plain], by[drop]) for plain, drop, norm, both, _ in quads]

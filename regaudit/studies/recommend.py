@@ -33,9 +33,9 @@ def _look():
 def _given_remedy(runs, groups):
     """A sentence on the model as given with its BN statistics re-estimated (RA213), when
     that was measured and raised its validation-probe accuracy; else ""."""
-    from regaudit.remedies import RULE as REMEDY, _pairs
+    from regaudit.remedies import RULE as REMEDY, remedy_pairs
 
-    pairs = [p for run, p in _pairs(runs, "accuracy").items() if groups.get(run) == GIVEN]
+    pairs = [p for run, p in remedy_pairs(runs, "accuracy").items() if groups.get(run) == GIVEN]
     if not pairs:
         return ""
     before, after = np.mean(pairs, axis=0)

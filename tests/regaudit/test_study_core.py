@@ -234,11 +234,11 @@ def tagged_study(means, n=3, sd=0.005, seed=0):
 
 
 def test_bn_learning_rate_claim_is_the_interaction_of_bn_and_the_rate_factor():
-    from regaudit.claims import batchnorm_learning_rate, _group_setups
+    from regaudit.claims import batchnorm_learning_rate, group_setups
 
     means = {"bn=none": 0.93, "bn=after": 0.95, "bn=none,lr=10": 0.70, "bn=after,lr=10": 0.94}
     runs, groups = tagged_study(means)
-    found = batchnorm_learning_rate(runs, groups, _group_setups(runs, groups))
+    found = batchnorm_learning_rate(runs, groups, group_setups(runs, groups))
     final = runs.history.query("measure == 'val_accuracy' and epoch == 2")
     by = {g: [v for r, v in zip(final.run, final.value) if groups[r] == g] for g in means}
     expected = ((np.mean(by["bn=after,lr=10"]) - np.mean(by["bn=after"]))
@@ -248,19 +248,19 @@ def test_bn_learning_rate_claim_is_the_interaction_of_bn_and_the_rate_factor():
     assert found.numbers["verdict"] == "supported" and tested["p_holm"] < 0.05
     runs, groups = tagged_study({"bn=none": 0.93, "bn=after": 0.95, "bn=none,lr=10": 0.93,
                                  "bn=after,lr=10": 0.70})
-    assert batchnorm_learning_rate(runs, groups, _group_setups(runs, groups)).numbers["verdict"] == "contradicted"
+    assert batchnorm_learning_rate(runs, groups, group_setups(runs, groups)).numbers["verdict"] == "contradicted"
     runs, groups = tagged_study({"bn=none": 0.93, "bn=after": 0.95})
-    found = batchnorm_learning_rate(runs, groups, _group_setups(runs, groups))
+    found = batchnorm_learning_rate(runs, groups, group_setups(runs, groups))
     assert found.numbers["verdict"] == "not shown" and "one learning rate" in found.text
 
 
 def test_dropout_claim_pairs_only_variants_alike_but_for_dropout():
-    from regaudit.claims import _group_setups, _pairs
+    from regaudit.claims import group_setups, _pairs
 
     runs, groups = tagged_study({"dropout=0,bn=after": 0.9, "dropout=0.5,bn=after": 0.9,
                                  "dropout=0.5,bn=before": 0.9, "dropout=0,bn=before": 0.9,
                                  "dropout=0.5,bn=after,lr=10": 0.9})
-    pairs = _pairs(_group_setups(runs, groups), "dropout")
+    pairs = _pairs(group_setups(runs, groups), "dropout")
     assert sorted(pairs) == [("dropout=0.5,bn=after", "dropout=0,bn=after"),
                              ("dropout=0.5,bn=before", "dropout=0,bn=before")]
 
@@ -318,17 +318,17 @@ def test_under_a_stated_effect_the_sequential_study_finds_it_at_the_planned_powe
 
 
 def test_dropout_rate_claim_compares_only_variants_alike_but_for_the_rate():
-    from regaudit.claims import _group_setups, dropout_rates
+    from regaudit.claims import group_setups, dropout_rates
 
     # inside the range only without BN, outside only with BN (which fails): pooled, the
     # range would look decisive; alike but for the rate, nothing compares
     runs, groups = tagged_study({"dropout=0.3,bn=none": 0.97, "dropout=0.5,bn=none": 0.97,
                                  "dropout=0.1,bn=after": 0.2, "dropout=0.8,bn=after": 0.2})
-    found = dropout_rates(runs, groups, _group_setups(runs, groups))
+    found = dropout_rates(runs, groups, group_setups(runs, groups))
     assert found.numbers["verdict"] == "not shown"
     runs, groups = tagged_study({"dropout=0.3,bn=none": 0.97, "dropout=0.8,bn=none": 0.90,
                                  "dropout=0.3,bn=after": 0.50, "dropout=0.8,bn=after": 0.45})
-    found = dropout_rates(runs, groups, _group_setups(runs, groups))
+    found = dropout_rates(runs, groups, group_setups(runs, groups))
     pairs = {(c["high"], c["low"]) for c in found.numbers["comparisons"]}
     assert pairs == {("inside (no BN)", "outside (no BN)"), ("inside (BN after)", "outside (BN after)")}
     assert found.numbers["verdict"] == "supported"
