@@ -150,7 +150,7 @@ def _final_history(history):
 
 
 def _load_one(run_id, client, run=None):
-    from regaudit.storage import download_tables
+    from regaudit.reader import download_tables
 
     try:
         run = run or client.get_run(run_id)

@@ -10,7 +10,7 @@ from regaudit import RegAudit
 from regaudit.activations import ACTIVATION_MEASURES
 from regaudit.registry import headline_names
 from regaudit.schema import metric_key
-from regaudit.storage import download_tables
+from regaudit.reader import download_tables
 
 from model_zoo import MODEL_FACTORIES, data_for, reference_measures, tap_outputs
 

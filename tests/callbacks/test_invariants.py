@@ -12,7 +12,7 @@ import pytest
 
 from regaudit import RegAudit, RegauditWarning
 from regaudit import activations
-from regaudit.storage import download_tables
+from regaudit.reader import download_tables
 
 from model_zoo import data_for
 

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from regaudit import RegAudit
 from regaudit.shift import DRIFT_MEASURES
-from regaudit.storage import download_tables
+from regaudit.reader import download_tables
 
 from regaudit.callbacks.probe import ProbePass
 

@@ -13,7 +13,7 @@ from scipy import stats
 
 from regaudit import RegAudit, RegauditWarning
 from regaudit.regularizers import DROP_FRAC, is_rnn
-from regaudit.storage import download_tables
+from regaudit.reader import download_tables
 
 import nested_models
 import user_models

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from regaudit.cli import cli
 from regaudit.spool import spooled_run_ids
-from regaudit.storage import download_tables
+from regaudit.reader import download_tables
 
 KEYS = ["epoch", "probe", "layer", "measure"]
 
