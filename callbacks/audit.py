@@ -13,38 +13,28 @@ import time
 import warnings
 
 import keras
-import pandas as pd
 
-from regaudit import __version__
-from regaudit.errors import RegauditError, RegauditWarning, UsageError, error_line
-from regaudit.schema import (
-    COLUMNS, MODEL, SCHEMA_VERSION, TABLE_ACTIVATIONS, TABLE_HISTORY, TAG_PREFIX, evenly_spaced, metric_key)
-from regaudit.setup import regularization_tags
+from regaudit.errors import RegauditError, RegauditWarning, error_line
+from regaudit.schema import MODEL, TABLE_ACTIVATIONS, TABLE_HISTORY
 from regaudit.store import is_pending
-from regaudit.timing import AUDIT_SECONDS, EPOCH_SECONDS
+from regaudit.timing import AUDIT_SECONDS
 
 from regaudit.callbacks import fits
 from regaudit.callbacks.arguments import ARGUMENTS_DOC, check_arguments
+from regaudit.callbacks.audit_setup import SetsUpTheAudit
+from regaudit.callbacks.audit_writes import WritesTheAudit
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.context import AuditContext, Settings, measure_families
-from regaudit.callbacks.lint_model import train_lint
-from regaudit.callbacks.describe import layer_table, meta
-from regaudit.callbacks.probe import NO_BATCH_AXIS, ProbePass
-from regaudit.callbacks.probe_choice import ProbeUnavailable, check_probe, choose_probe, choose_train_probe
-from regaudit.callbacks.schedule import as_schedule, planned_audits
+from regaudit.callbacks.probe_choice import check_probe
+from regaudit.callbacks.schedule import as_schedule
 from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
 from regaudit.callbacks.stochastic import kept_seed_state
-from regaudit.callbacks.run_opener import OpensItsRun, RunOpener, in_background
+from regaudit.callbacks.run_opener import OpensItsRun
 from regaudit.callbacks.train_end_report import start_report
 from regaudit.callbacks.write_warnings import WriteWarnings
 
 
-
-#: replay rounds of `write_timeout` seconds at train end while the store takes writes
-FINAL_REPLAY_ROUNDS = 5
-
-
-class Audit(OpensItsRun, keras.callbacks.Callback):
+class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callback):
     """Base of the regaudit callbacks.
     """ + ARGUMENTS_DOC
 
@@ -219,94 +209,6 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
         self._write_warnings = WriteWarnings()
         self._epoch_started = time.perf_counter()
 
-    def _setup(self):
-        self.probe_pass = self._probe_pass()
-        self._metric_layers = set()
-        if self.probe_pass is not None:
-            self._check_selection()
-            self._metric_layers = set(evenly_spaced([t.name for t in self.probe_pass.taps],
-                                                    self.max_metric_layers))
-            self._metric_layers.update(self.probe_pass.dropout_taps)
-            # a group of sources (train-end ensembles of a model with many) is named by
-            # its path's first component
-            self._metric_layers.update(name.split("/")[0] for name in self.probe_pass.dropout_taps)
-            self._warn_unmeasured()
-        layers = layer_table(self.model, self.probe_pass, self._metric_layers)
-        tags = {TAG_PREFIX + k: v for k, v in regularization_tags(layers).items()}
-        probe = None if self.probe_pass is None else self.probe_pass.probe
-        tags.update({
-            TAG_PREFIX + "version": __version__,
-            TAG_PREFIX + "schema_version": SCHEMA_VERSION,
-            TAG_PREFIX + "probe_source": "none" if probe is None else probe.source,
-            TAG_PREFIX + "probe_size": 0 if probe is None else probe.size,
-            TAG_PREFIX + "step_unit": self.schedule.unit,
-            # the train-end report is due: `regaudit sync` logs it if the store was away
-            TAG_PREFIX + "report": "1" if self.report else "0",
-        })
-        lint, lint_tags = train_lint(layers, self.params, connected=self.probe_pass is not None)
-        tags.update({TAG_PREFIX + k: v for k, v in lint_tags.items()})
-        files = [("model.json", {"model": self.model.name, "layers": layers})]
-        files += [("lint.json", lint)] if lint is not None else []
-        files.append(("meta.json", meta(self)))
-        self._measuring = self.probe_pass is not None
-        self._active = True
-        #: whether this fit's run opened in the background (`regaudit.callbacks.run_opener`)
-        self.opened_in_background = in_background()
-        if self.opened_in_background:  # the run opens as the model trains
-            self._opener = RunOpener(lambda: self._open_run(tags, files, activate=False))
-        else:
-            self._take_run(self._open_run(tags, files, activate=True))
-
-    def _probe_pass(self):
-        """The compiled probe pass, or None (with one warning saying what is still
-        logged) when the model cannot be called for inference or no probe can be drawn
-        without changing training."""
-        what = ("Keras' epoch logs (history) and the regularization tags are still logged; "
-                "training goes on.")
-        if not internals.defines_call(self.model):
-            warnings.warn(
-                f"regaudit: {type(self.model).__name__} defines no call() (it trains through "
-                "train_step), so regaudit cannot run it on a probe: no activation, shift or "
-                f"dropout-ensemble measure for this fit. {what} Give the model a call() "
-                "method to have it measured.", RegauditWarning, stacklevel=3)
-            return None
-        try:
-            probe = choose_probe(self.model, self.probe, self.probe_size, self.seed)
-        except ProbeUnavailable as error:
-            warnings.warn(f"{error} {what}", RegauditWarning, stacklevel=3)
-            return None
-        self._needs = set().union(*(family.needs for family in self.families))
-        self.train_probe = None
-        if "train_probe" in self._needs and probe.source == "val":
-            self.train_probe = choose_train_probe(self.model, probe.size, self.seed + 1)
-        return ProbePass(self.model, probe, self.probe_batch_size, self.seed,
-                         train_probe=self.train_probe, select=self.layers,
-                         planned_audits=planned_audits(self.schedule, self.params))
-
-    def _check_selection(self):
-        taps = self.probe_pass.taps
-        if self.layers is not None and not taps:
-            names = ", ".join(t.name for t in self.probe_pass.all_taps[:12])
-            raise UsageError(
-                f"regaudit: layers={self.layers.describe()} matched no layer of model "
-                f"'{self.model.name}'; expected names, patterns or classes of its layers "
-                f"({names}{', ...' if len(self.probe_pass.all_taps) > 12 else ''}).")
-
-    def _warn_unmeasured(self):
-        """Say once which layer outputs are not measured and why (`probe.UNMEASURED_REASONS`:
-        an output whose first axis is not the batch, an integer output); model.json and the
-        report's layer table say it per layer."""
-        parts = []
-        for reason, names in self.probe_pass.unmeasured.items():
-            listed = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-            why = "their first axis is not the batch" if reason == NO_BATCH_AXIS else f"of type: {reason}"
-            parts.append(f"{len(names)} because {why} ({listed})")
-        if parts:
-            count = sum(len(names) for names in self.probe_pass.unmeasured.values())
-            warnings.warn(
-                f"regaudit: {count} layer output(s) of model '{self.model.name}' are not measured: "
-                f"{'; '.join(parts)}; every other layer call is.", RegauditWarning, stacklevel=3)
-
     def _global_step(self):
         optimizer = getattr(self.model, "optimizer", None)
         return int(optimizer.iterations.numpy()) if optimizer is not None else 0
@@ -372,42 +274,6 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
         self._safely("MLflow write", self._write, tables, metrics, epoch, step)
         self.audits.append({"epoch": epoch, "step": step, "seconds": seconds})
 
-    def _record_history(self, epoch, logs):
-        """Keras' epoch logs (loss, accuracy, val_*, ...) and the epoch's wall time as
-        rows of the history table, written with the next audit or at train end; and as
-        run metrics (`_keras_metrics`) unless MLflow's Keras callback or autolog logs them
-        in this fit."""
-        scalars = {}
-        for measure, value in (logs or {}).items():
-            try:
-                scalars[measure] = float(value)
-            except (TypeError, ValueError):
-                continue  # a non-scalar log entry
-        seconds = time.perf_counter() - self._epoch_started
-        for measure, value in {EPOCH_SECONDS: seconds, **scalars}.items():
-            probe = "val" if measure.startswith("val_") else "train"
-            self._history.append(dict(zip(COLUMNS, (
-                self._run_id, epoch + 1, self._epoch_base_step, probe, MODEL, "Model",
-                measure, value))))
-        if self._log_keras:
-            self._keras_logs.append(self._keras_metrics(epoch, scalars))
-
-    def _keras_metrics(self, epoch, scalars):
-        """(MLflow step, Keras' scalar epoch logs and the learning rate) as run metrics in
-        the run regaudit writes to (its own, or the user's `mlflow.start_run()`), once:
-        `loss`, `val_loss`, every compiled metric, `learning_rate`, at the step of the
-        audit that follows this epoch (epoch + 1, or the global step), so they line up
-        with the regaudit/* charts."""
-        values = dict(scalars)
-        optimizer = getattr(self.model, "optimizer", None)
-        if "learning_rate" not in values and optimizer is not None:
-            try:
-                values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-            except Exception:  # noqa: BLE001 - an exotic schedule: no learning-rate metric
-                pass
-        step = epoch + 1 if self.schedule.unit == "epoch" else self._epoch_base_step
-        return step, values
-
     def gradient_ics_due(self, epoch, step):
         """Whether the gradient ICS runs at this audit (`gradient_ics=` argument)."""
         schedule = self._ics_schedule
@@ -432,77 +298,6 @@ class Audit(OpensItsRun, keras.callbacks.Callback):
         need them, in the same calls."""
         summaries, batchnorm, twin, train = self.probe_pass.run(twin="twin" in self._needs)
         return {"main": (summaries, batchnorm, twin), "train": (train,)}
-
-    def _set_tags(self, tags):
-        if not self._opened(wait=False):
-            self._held.append(("tags", (tags,)))
-            return
-        self.writer.set_tags(tags)
-
-    def _write(self, tables, metrics, epoch, step):
-        if not self._opened(wait=False):  # the run is still opening: written once it is
-            self._held.append(("write", (tables, metrics, epoch, step)))
-            return
-        self.writer.begin(self.write_timeout)  # replays the spool first, within the budget
-        self.run_id = self.writer.run_id  # a pending run gets its MLflow id once created
-        self.write_tables(tables)
-        if metrics:
-            self.write_metrics(metrics, epoch=epoch, step=step)
-        for keras_step, values in self._keras_logs:
-            self.writer.log_metrics(values, keras_step)
-        self._keras_logs = []
-        self._warn_spooled()
-
-    def _warn_spooled(self):
-        """Say once per fit what happened to writes MLflow did not take."""
-        self._write_warnings.after_writes(self.writer)
-
-    def _finish_writes(self):
-        """At train end: replay the spool, again while a round's budget ran out with the
-        store still taking writes (a server just back, slow under load, gets everything;
-        one that does not answer costs one budget), at most FINAL_REPLAY_ROUNDS rounds;
-        say what is left and how to send it."""
-        replayed, left = self.writer.begin(self.write_timeout)
-        for _ in range(FINAL_REPLAY_ROUNDS - 1):
-            if not (replayed and left):
-                break
-            replayed, left = self.writer.begin(self.write_timeout)
-        self._warn_spooled()
-        left = len(self.writer.spool.pending())
-        if left:
-            lost = (f" {self.writer.lost} other write(s) could not be kept ({self.writer.spool_error}) "
-                    "and are lost." if self.writer.lost else "")
-            # the spool's name: a run created from a pending one keeps its pending journal
-            warnings.warn(
-                f"regaudit: {left} audit writes could not reach MLflow by train end; they "
-                f"wait in {self.writer.spool.path}: run `regaudit sync {self.writer.spool.run_id}` "
-                f"when the tracking server is back.{lost}",
-                RegauditWarning, stacklevel=2)
-
-    def write_metrics(self, metrics, context=None, epoch=None, step=None):
-        """Log {(layer, measure): value} as regaudit/<layer>/<measure> at the audit's step:
-        model-wide measures always, per-layer ones for `max_metric_layers` evenly spaced
-        layers and every Dropout layer (the rest is in the tables)."""
-        if context is not None:
-            epoch, step = context.epoch, context.step
-        mlflow_step = self._mlflow_step(epoch, step)
-        self.writer.log_metrics(
-            {metric_key(layer, measure): value for (layer, measure), value in metrics.items()
-             if layer in self._metric_layers or layer == MODEL or layer.startswith(MODEL + ":")},
-            mlflow_step,
-        )
-
-    def _mlflow_step(self, epoch, step):
-        """An audit's MLflow step: its epoch, or its optimizer step for step schedules."""
-        return epoch if self.schedule.unit == "epoch" else step
-
-    def write_tables(self, tables):
-        """Store {table: rows} as the next audit part of each table (also outside a
-        scheduled audit, as at train end)."""
-        index = self._audit_index
-        self._audit_index += 1
-        for table, rows in tables.items():
-            self.writer.log_table(table, index, pd.DataFrame(rows))
 
     # -- guards ----------------------------------------------------------------------
 
