@@ -12,7 +12,8 @@ from regaudit.setup import regularization_tags
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.lint_model import train_lint
 from regaudit.callbacks.describe import layer_table, meta
-from regaudit.callbacks.probe import NO_BATCH_AXIS, ProbePass
+from regaudit.callbacks.probe import ProbePass
+from regaudit.callbacks.taps import NO_BATCH_AXIS
 from regaudit.callbacks.probe_choice import ProbeUnavailable, choose_probe, choose_train_probe
 from regaudit.callbacks.schedule import planned_audits
 from regaudit.callbacks.run_opener import RunOpener, in_background
@@ -95,7 +96,7 @@ class SetsUpTheAudit:
                 f"({names}{', ...' if len(self.probe_pass.all_taps) > 12 else ''}).")
 
     def _warn_unmeasured(self):
-        """Say once which layer outputs are not measured and why (`probe.UNMEASURED_REASONS`:
+        """Say once which layer outputs are not measured and why (`taps.UNMEASURED_REASONS`:
         an output whose first axis is not the batch, an integer output); model.json and the
         report's layer table say it per layer."""
         parts = []

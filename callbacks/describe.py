@@ -49,7 +49,7 @@ def layer_table(model, probe_pass, metric_layers):
             "noise_sources": [{"name": s.name, "kind": s.kind, "rate": s.rate} for s in noise],
             **layer_facts(layer),
             "audited": name in audited,
-            # why not: `regaudit.callbacks.probe.UNMEASURED_REASONS`
+            # why not: `regaudit.callbacks.taps.UNMEASURED_REASONS`
             "reason": None if name in audited else reasons.get(name),
             "stochastic": name in stochastic,
             "metrics": name in metric_layers,

@@ -121,8 +121,8 @@ def test_bad_max_metric_layers_is_one_line_at_construction(value):
 
 
 def test_reservoir_shrinks_with_depth_within_its_budget_and_floor():
-    from regaudit.callbacks.probe import (
-        RESERVOIR_BUDGET, RESERVOIR_FLOOR, RESERVOIR_SIZE, reservoir_size_for)
+    from regaudit.activations import RESERVOIR_SIZE
+    from regaudit.callbacks.taps import RESERVOIR_BUDGET, RESERVOIR_FLOOR, reservoir_size_for
 
     def stack(depth):
         return keras.Sequential([keras.Input((2,))] + [keras.layers.Dense(2) for _ in range(depth)])
