@@ -14,19 +14,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from regaudit.activations import BOUNDED_ACTIVATIONS
-from regaudit.regularizers import is_batchnorm, regularizer_of, sources_of
+from regaudit.regularizers import regularizer_of, sources_of
 from regaudit.shift import ChannelMoments
 
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.graph import run_graph
 from regaudit.callbacks.probe_choice import ProbeData  # noqa: F401 - re-exported
 from regaudit.callbacks.stochastic import drawing_generators, stochastic_layers
+from regaudit.callbacks.probe_trace import SummaryTrace
 from regaudit.callbacks.reductions import (
-    UNCHANGED, UNCHANGED_MARK, channel_moments, fast_path_held, fuses, merge_channels, summaries,
-    to_summary, zero_moments)
-from regaudit.callbacks.taps import (
-    NOT_SELECTED, TapInfo, activation_name, reservoir_size_for, unmeasured_reason)
+    UNCHANGED_MARK, channel_moments, fast_path_held, merge_channels, to_summary, zero_moments)
+from regaudit.callbacks.taps import reservoir_size_for
 from regaudit.callbacks.twin import LazyTile, NoiseTwin
 
 
@@ -153,9 +151,8 @@ class ProbePass:
         moments of every BatchNormalization input; with `with_twin`, in the same call,
         the twin (`twin.NoiseTwin`: every noise source on, the other layers shared,
         everything before the first noise source reused from the inference walk) and its
-        BN inputs."""
+        BN inputs. What one trace records is `probe_trace.SummaryTrace`."""
         control = NoiseTwin(self.seed, self.noise_sources)
-        with_train = self.train_probe is not None
 
         @tf.function(
             input_signature=[self._signature(), tf.TensorSpec([], tf.int32),
@@ -164,99 +161,21 @@ class ProbePass:
         )
         def summarize(inputs, start, with_twin, split):
             """`inputs`: the probe's rows [:split], then the training probe's."""
-            taps, train_taps, batchnorm, seen, cache = {}, {}, {}, {}, {}
-            # the probe rows of this batch (and the training probe's, which follow them)
-            total = tf.shape(keras.tree.flatten(inputs)[0])[0]
-            main_rows = tf.range(start, start + split) if with_train else tf.range(start, start + total)
-            train_rows = tf.range(start, start + total - split) if with_train else None
-            own = (lambda t: t[:split]) if with_train else (lambda t: t)
             for registry in (self.taps, self.all_taps, self.noise_sources, self.unmeasured):
                 registry.clear()  # the float64 pass traces again
             self.aliases.clear()
             self.batchnorm_alias.clear()
-
-            def measure(info, tensor):
-                self.taps.append(info)
-                same = seen.get((id(tensor), info.bounds))
-                if same is not None:
-                    # Dropout (and other identities) in inference mode return their
-                    # input tensor itself: same values, same reservoir positions, and
-                    # on the host the very same summary object
-                    self.reservoir_index.setdefault(info.name, self.reservoir_index.get(same))
-                    self.aliases[info.name] = same
-                    return
-                seen[(id(tensor), info.bounds)] = info.name
-                seen[id(tensor)] = info.name
-                main = tensor[:split] if with_train else tensor
-                positions = self._reservoir_rows(len(self.taps) - 1, main, main_rows)
-                rows = self.probe.size + (self.train_probe.size if with_train else 0)
-                fuse = fuses(tuple(tensor.shape[1:]), rows, self.planned_audits)
-                if fuse:
-                    self.fused.add(info.name)
-                taps[info.name] = summaries(main, positions, info.bounds, exact, fuse=fuse)
-                if with_train:
-                    train = tensor[split:]
-                    positions = self._reservoir_rows(len(self.taps) - 1, train, train_rows)
-                    train_taps[info.name] = summaries(train, positions, info.bounds, exact,
-                                                      light=True, fuse=fuse)
-
-            def on_output(tap, outputs, args):
-                selected = self.select is None or self.select(tap.name, tap.layer)
-                regularizer, noise = self._register(tap)
-                batch_first = lambda t: t.shape.rank and t.shape[0] is None  # noqa: E731
-                if selected and is_batchnorm(tap.layer) and batch_first(args[0]):
-                    self._batchnorm_input(tap, args[0], seen, batchnorm, own)
-                flat = keras.tree.flatten(outputs)
-                for position, tensor in enumerate(flat):
-                    if not tf.is_tensor(tensor):
-                        continue
-                    reason = unmeasured_reason(tensor, selected, batch_first)
-                    if reason is not None and reason != NOT_SELECTED and not isinstance(
-                            tap.layer, keras.layers.Layer):
-                        continue  # a raw op's mask or index in a Functional graph
-                    name = tap.name if len(flat) == 1 else f"{tap.name}.{position}"
-                    activation = activation_name(tap.layer)
-                    # the shape per sample; an output with no batch axis, whole
-                    shape = tuple(tensor.shape[1:] if batch_first(tensor) else tensor.shape)
-                    info = TapInfo(
-                        name=name, layer_class=tap.layer_class, parent=tap.parent,
-                        shape=shape, activation=activation,
-                        bounds=BOUNDED_ACTIVATIONS.get(activation), sources=tap.sources,
-                        layer=tap.layer, regularizer=regularizer, noise=noise, reason=reason)
-                    self.all_taps.append(info)
-                    if reason is None:
-                        measure(info, tensor)
-                    elif reason != NOT_SELECTED:
-                        self.unmeasured.setdefault(reason, []).append(name)
-
-            run_graph(self.model, inputs, on_output, cache=cache, noisy=self.noisy)
+            trace = SummaryTrace(self, inputs, start, split, exact)
+            run_graph(self.model, inputs, trace.on_output, cache=trace.cache, noisy=self.noisy)
             inference_inputs = {name: id(x) for name, x in self._bn_inputs.items()}
             self._bn_inputs.clear()
-
-            def twin():
-                control.start = start
-                moments = {}
-
-                def on_twin_output(tap, outputs, args):
-                    if tap.name not in self._bn_channels:
-                        return
-                    if id(args[0]) == inference_inputs.get(tap.name):
-                        moments[tap.name] = channel_moments(args[0], tap.layer.axis, UNCHANGED)
-                    else:
-                        moments[tap.name] = channel_moments(own(args[0]), tap.layer.axis)
-
-                run_graph(self.model, inputs, on_twin_output, call_override=control.override,
-                          cache=cache, noisy=self.noisy)
-                # a BN the twin did not call anew (inside a layer reused whole) saw no noise
-                unchanged = zero_moments({name: c for name, c in self._bn_channels.items()
-                                          if name not in moments}, UNCHANGED_MARK)
-                return {**moments, **unchanged}
-
             twin_moments = {}
             if self.has_dropout and self._bn_channels:
-                twin_moments = tf.cond(with_twin, twin, lambda: zero_moments(self._bn_channels))
-            return {"taps": taps, "train_taps": train_taps, "batchnorm": batchnorm,
-                    "twin_batchnorm": twin_moments}
+                twin_moments = tf.cond(
+                    with_twin, lambda: trace.twin(control, inference_inputs),
+                    lambda: zero_moments(self._bn_channels))
+            return {"taps": trace.taps, "train_taps": trace.train_taps,
+                    "batchnorm": trace.batchnorm, "twin_batchnorm": twin_moments}
 
         return summarize
 
