@@ -109,85 +109,106 @@ def batchnorm_lag(runs, groups):
         return []
     flagged = final[(final.value < 1 / BN_RATIO_LIMIT) | (final.value > BN_RATIO_LIMIT)]
     shares = outcomes.final_layers(runs.shift, BN_INIT_SHARE)
-    shares = {(r, l): float(v) for r, l, v in zip(shares.run, shares.layer, shares.value)}
-    names = outcomes.run_names(runs)
-    momenta = _momenta(runs)
-    steps = outcomes.final_step(runs)
+    known = {"shares": {(r, l): float(v) for r, l, v in zip(shares.run, shares.layer, shares.value)},
+             "names": outcomes.run_names(runs), "momenta": _momenta(runs),
+             "steps": outcomes.final_step(runs)}
     out = []
     lagging_layers = {}  # group -> the layers found lagging, in graph order
     flagged = flagged.assign(group=flagged.run.map(groups))
     for (group, layer), part in flagged.groupby(["group", "layer"], sort=False):
         members = [r for r, g in groups.items() if g == group
                    and r in set(final[final.layer == layer].run)]
-        ratios = {names.get(r, r): float(v) for r, v in zip(part.run, part.value)}
-        pairs = list(zip(part.run, part.layer))
-        momentum = max(momenta.get(pair, DEFAULT_MOMENTUM) for pair in pairs)
-        trained = min(steps.get(r, 0) for r, _ in pairs)
-        left = initial_weight(momentum, trained)
-        known = [shares[pair] for pair in pairs if pair in shares and np.isfinite(shares[pair])]
-        share = float(np.median(known)) if known else None
-        variance = (current_variance(momentum, trained, share, float(np.median(list(ratios.values()))))
-                    if share is not None else float("nan"))
-        low, high = min(ratios.values()), max(ratios.values())
-        seen = (f"BatchNormalization layer {layer} sees {number(low, 2)}"
-                + (f" to {number(high, 2)}" if number(high, 2) != number(low, 2) else "")
-                + " times the variance its moving statistics assume (bn_var_ratio at the last "
-                f"audit, 1 = they agree; {part.run.nunique()} of {len(members)} runs)")
-        link, link_numbers = _outcome_link(runs, groups, group)
-        numbers = {"group": group, "layer": layer, BN_VAR_RATIO: ratios,
-                   "momentum": momentum, "steps": trained, "initial_share_left": left,
-                   BN_INIT_SHARE: share, "input_variance": variance} | link_numbers
-        consequence = (": inference normalizes with the wrong scale, which this lower validation is "
-                       "consistent with." if link_numbers.get("worse") and link_numbers.get("significant")
-                       else "; whether it costs accuracy these runs do not show."
-                       if link_numbers.get("worse") else "." if link else "")
-        lagging = share >= 1 - 1 / BN_RATIO_LIMIT if share is not None else left > LAG_SHARE
-        if lagging:
-            needed = steps_to_catch_up(momentum, variance)
-            remedy = steps_to_catch_up(REMEDY_MOMENTUM, variance)
-            numbers["steps_needed"] = needed
-            if share is not None:
-                why = (f"After {trained} training steps at momentum {momentum:g}, {left:.2g} of the "
-                       f"initial moving variance (1) is left, and that remnant is still {share:.0%} of "
-                       "the median channel's moving variance (bn_init_share): the inputs' variances "
-                       f"(about {number(variance, 2)} now) are far below 1 and the moving variance has "
-                       f"not caught up with them. It does (remnant under 1%) after about {needed} steps")
-            else:
-                why = (f"After {trained} training steps at momentum {momentum:g}, {left:.0%} of the "
-                       f"moving statistics is still their initial value; forgetting it to 1% takes "
-                       f"{needed} steps")
+        evidence = _batchnorm_evidence(runs, groups, group, layer, part, members, known)
+        if evidence["lagging"]:
             lagging_layers.setdefault(group, []).append(layer)
-            text = (f"BatchNormalization statistics lag the data in '{group}': {seen}. {why}.{link}"
-                    + consequence
-                    + f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (catches up after "
-                    f"about {remedy} steps), train for {needed} steps or more, or re-estimate the moving "
-                    "statistics after training (run training batches through the model in training "
-                    "mode without weight updates, Dropout off).")
-            out.append(Finding("RA210", "batchnorm_lag", text, numbers, "notice"))
+            out.append(_lag_finding(group, evidence))
             continue
         upstream = [other for other in lagging_layers.get(group, [])
                     if other != layer and _is_upstream(runs.layers, part.run.iloc[0], other, layer)]
-        numbers["after_lagging"] = upstream
-        cause = (f" Its input passes through {', '.join(upstream)}, whose statistics lag (above): at "
-                 "inference that layer hands on a different scale than in training, and this "
-                 "one inherits it; fixing that lag fixes this too." if upstream else
-                 " The moving statistics average about the last "
-                 f"{round(1 / (1 - momentum))} steps, so they trail an input that still changes, "
-                 "or the training batches differ from the inference data (augmentation, "
-                 "preprocessing, Dropout before BN).")
-        remedies = (f" Remedy: fix the lag of {', '.join(upstream)}." if upstream else
-                    f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (averages about "
-                    f"{round(1 / (1 - REMEDY_MOMENTUM))} steps), re-estimate the moving statistics "
-                    "after training (run training batches through the model in training mode "
-                    "without weight updates, Dropout off), and check that validation data is "
-                    "preprocessed like training data.")
-        text = (f"BatchNormalization statistics do not fit the data in '{group}': {seen}. It is not "
-                "its own lag: " + (f"the initial value is only {share:.0%} of the median channel's "
-                                   "moving variance (bn_init_share)" if share is not None else
-                                   f"{left:.1%} of the initial value is left")
-                + f".{cause}{link}" + consequence + remedies)
-        out.append(Finding("RA211", "batchnorm_mismatch", text, numbers, "notice"))
+        out.append(_mismatch_finding(group, evidence, upstream))
     return out
+
+
+def _batchnorm_evidence(runs, groups, group, layer, part, members, known):
+    """What RA210/RA211 say of one flagged BN layer in one group: the ratios, momentum,
+    steps, the initial value's share left, the input variance, the outcome link."""
+    ratios = {known["names"].get(r, r): float(v) for r, v in zip(part.run, part.value)}
+    pairs = list(zip(part.run, part.layer))
+    shares = known["shares"]
+    momentum = max(known["momenta"].get(pair, DEFAULT_MOMENTUM) for pair in pairs)
+    trained = min(known["steps"].get(r, 0) for r, _ in pairs)
+    left = initial_weight(momentum, trained)
+    found = [shares[pair] for pair in pairs if pair in shares and np.isfinite(shares[pair])]
+    share = float(np.median(found)) if found else None
+    variance = (current_variance(momentum, trained, share, float(np.median(list(ratios.values()))))
+                if share is not None else float("nan"))
+    low, high = min(ratios.values()), max(ratios.values())
+    seen = (f"BatchNormalization layer {layer} sees {number(low, 2)}"
+            + (f" to {number(high, 2)}" if number(high, 2) != number(low, 2) else "")
+            + " times the variance its moving statistics assume (bn_var_ratio at the last "
+            f"audit, 1 = they agree; {part.run.nunique()} of {len(members)} runs)")
+    link, link_numbers = _outcome_link(runs, groups, group)
+    numbers = {"group": group, "layer": layer, BN_VAR_RATIO: ratios,
+               "momentum": momentum, "steps": trained, "initial_share_left": left,
+               BN_INIT_SHARE: share, "input_variance": variance} | link_numbers
+    consequence = (": inference normalizes with the wrong scale, which this lower validation is "
+                   "consistent with." if link_numbers.get("worse") and link_numbers.get("significant")
+                   else "; whether it costs accuracy these runs do not show."
+                   if link_numbers.get("worse") else "." if link else "")
+    lagging = share >= 1 - 1 / BN_RATIO_LIMIT if share is not None else left > LAG_SHARE
+    return {"seen": seen, "link": link, "consequence": consequence, "numbers": numbers,
+            "momentum": momentum, "trained": trained, "left": left, "share": share,
+            "variance": variance, "lagging": lagging}
+
+
+def _lag_finding(group, e):
+    """RA210: the moving statistics have not caught up (their initial value still weighs)."""
+    needed = steps_to_catch_up(e["momentum"], e["variance"])
+    remedy = steps_to_catch_up(REMEDY_MOMENTUM, e["variance"])
+    e["numbers"]["steps_needed"] = needed
+    if e["share"] is not None:
+        why = (f"After {e['trained']} training steps at momentum {e['momentum']:g}, {e['left']:.2g} "
+               f"of the initial moving variance (1) is left, and that remnant is still "
+               f"{e['share']:.0%} of the median channel's moving variance (bn_init_share): the "
+               f"inputs' variances (about {number(e['variance'], 2)} now) are far below 1 and the "
+               "moving variance has not caught up with them. It does (remnant under 1%) after "
+               f"about {needed} steps")
+    else:
+        why = (f"After {e['trained']} training steps at momentum {e['momentum']:g}, {e['left']:.0%} "
+               f"of the moving statistics is still their initial value; forgetting it to 1% takes "
+               f"{needed} steps")
+    text = (f"BatchNormalization statistics lag the data in '{group}': {e['seen']}. {why}."
+            f"{e['link']}" + e["consequence"]
+            + f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (catches up after "
+            f"about {remedy} steps), train for {needed} steps or more, or re-estimate the moving "
+            "statistics after training (run training batches through the model in training "
+            "mode without weight updates, Dropout off).")
+    return Finding("RA210", "batchnorm_lag", text, e["numbers"], "notice")
+
+
+def _mismatch_finding(group, e, upstream):
+    """RA211: the statistics do not fit, and not by their own lag."""
+    e["numbers"]["after_lagging"] = upstream
+    cause = (f" Its input passes through {', '.join(upstream)}, whose statistics lag (above): at "
+             "inference that layer hands on a different scale than in training, and this "
+             "one inherits it; fixing that lag fixes this too." if upstream else
+             " The moving statistics average about the last "
+             f"{round(1 / (1 - e['momentum']))} steps, so they trail an input that still changes, "
+             "or the training batches differ from the inference data (augmentation, "
+             "preprocessing, Dropout before BN).")
+    remedies = (f" Remedy: fix the lag of {', '.join(upstream)}." if upstream else
+                f" Remedies: BatchNormalization(momentum={REMEDY_MOMENTUM}) (averages about "
+                f"{round(1 / (1 - REMEDY_MOMENTUM))} steps), re-estimate the moving statistics "
+                "after training (run training batches through the model in training mode "
+                "without weight updates, Dropout off), and check that validation data is "
+                "preprocessed like training data.")
+    text = (f"BatchNormalization statistics do not fit the data in '{group}': {e['seen']}. It is "
+            "not its own lag: " + (f"the initial value is only {e['share']:.0%} of the median "
+                                   "channel's moving variance (bn_init_share)"
+                                   if e["share"] is not None else
+                                   f"{e['left']:.1%} of the initial value is left")
+            + f".{cause}{e['link']}" + e["consequence"] + remedies)
+    return Finding("RA211", "batchnorm_mismatch", text, e["numbers"], "notice")
 
 
 def dropout_before_batchnorm(runs, groups):
@@ -261,6 +282,16 @@ def nonfinite(runs, groups):
     return out
 
 
+def _gain_text(name, gain, top_k, counts):
+    """RA230's sentence for a significant difference, either way."""
+    if gain > 0:
+        return (f"In run {name} Monte-Carlo dropout at inference would gain {gain:.3f} accuracy "
+                f"at T = {top_k} ({counts}). Predict with the mean of {top_k} passes with only "
+                "the Dropout layers in training mode (BatchNormalization stays in inference mode).")
+    return (f"In run {name} the weight-scaled network beats Monte-Carlo dropout by {-gain:.3f} "
+            f"accuracy at T = {top_k} ({counts}): keep predicting with the weight-scaled network.")
+
+
 def ensemble_gain(runs, groups):
     """RA230/RA231, Monte-Carlo dropout (Gal & Ghahramani 2016) against the weight-scaled
     network Keras predicts with (Srivastava et al. 2014), at each run's last audit, on the
@@ -291,19 +322,10 @@ def ensemble_gain(runs, groups):
                       f"{int(mc_only[run])} right only with MC, {int(det_only[run])} only with the "
                       f"weight-scaled network; exact McNemar {p_text(p)}, Holm-adjusted "
                       f"{p_text(p_holm)} over {len(tested)} run{'s' if len(tested) > 1 else ''}")
-            if p_holm < level() and gain > 0:
-                out.append(Finding(
-                    "RA230", "ensemble_gain",
-                    f"In run {names.get(run, run)} Monte-Carlo dropout at inference would gain "
-                    f"{gain:.3f} accuracy at T = {top_k} ({counts}). Predict with the mean of "
-                    f"{top_k} passes with only the Dropout layers in training mode "
-                    "(BatchNormalization stays in inference mode).", numbers, "notice"))
-            elif p_holm < level():
-                out.append(Finding(
-                    "RA230", "ensemble_gain",
-                    f"In run {names.get(run, run)} the weight-scaled network beats Monte-Carlo "
-                    f"dropout by {-gain:.3f} accuracy at T = {top_k} ({counts}): keep predicting "
-                    "with the weight-scaled network.", numbers, "notice"))
+            if p_holm < level():
+                out.append(Finding("RA230", "ensemble_gain",
+                                   _gain_text(names.get(run, run), gain, top_k, counts), numbers,
+                                   "notice"))
             else:
                 agree.append((names.get(run, run), n, gain, p_holm))
         if agree:

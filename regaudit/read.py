@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from regaudit._version import __version__
-from regaudit.errors import RegauditError, error_line
+from regaudit.errors import RegauditError
+from regaudit.experiments import REPORT_TAG, client_of, mlflow_error, resolve_runs
 from regaudit.schema import (
     SCHEMA_VERSION, COLUMNS, HISTOGRAM_COLUMNS, TABLE_ACTIVATIONS, TABLE_ENSEMBLE, TABLE_HISTOGRAMS,
     TABLE_HISTORY, TABLE_SHIFT, TAG_PREFIX,
@@ -28,48 +29,12 @@ TABLES = (TABLE_ACTIVATIONS, TABLE_HISTOGRAMS, TABLE_SHIFT, TABLE_ENSEMBLE, TABL
 LAYER_COLUMNS = ("run", "name", "layer_class", "parent", "shape", "activation", "rate",
                  "momentum", "regularizer", "params", "sources", "audited", "reason", "stochastic")
 LINT_COLUMNS = ("run", "id", "rule", "severity", "layer", "message", "source")
-#: The tag that marks a report run (not an audited training run).
-REPORT_TAG = TAG_PREFIX + "report_of"
 #: Default grouping: the regularization setup that `RegAudit` tags every run with.
 DEFAULT_GROUP = TAG_PREFIX + "setup"
 
 
 def _empty(columns):
     return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
-
-
-def tracking_uri():
-    """The tracking URI as it may be printed: credentials redacted."""
-    import mlflow
-
-    from regaudit.secrets import redact
-
-    return redact(mlflow.get_tracking_uri())
-
-
-def _client(client=None):
-    from mlflow.tracking import MlflowClient
-
-    return client or MlflowClient()
-
-
-def _mlflow_error(error, what):
-    """A one-line RegauditError for an MLflow failure while reading `what`."""
-    from mlflow.exceptions import MlflowException
-
-    uri = tracking_uri()
-    message = error_line(error, limit=1000) or type(error).__name__
-    if isinstance(error, MlflowException) and (
-            getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
-            or "does not exist" in message.lower()):
-        return RegauditError(
-            f"regaudit: {what} was not found in the tracking store {uri}; "
-            "list the audited runs with `regaudit runs`."
-        )
-    return RegauditError(
-        f"regaudit: could not read {what} from the tracking store {uri} ({message[:200]}); "
-        "check --tracking-uri or MLFLOW_TRACKING_URI and that the server is up."
-    )
 
 
 @dataclass
@@ -149,19 +114,11 @@ def _final_history(history):
     return {k: float(v) for k, v in last.items()}
 
 
-def _load_one(run_id, client, run=None):
+def _downloaded(run_id, client, run, tags):
+    """The run's regaudit/ artifacts ({table or JSON name: content}), checked: readable by
+    this version, and holding regaudit data."""
     from regaudit.reader import download_tables
 
-    try:
-        run = run or client.get_run(run_id)
-    except Exception as error:  # MlflowException, connection errors
-        raise _mlflow_error(error, f"run {run_id!r}") from None
-    tags = dict(run.data.tags)
-    if REPORT_TAG in tags:
-        raise RegauditError(
-            f"regaudit: run {run_id!r} is a regaudit report, not an audited training run; "
-            f"pass the runs it compares ({tags[REPORT_TAG]})."
-        )
     try:
         tables = download_tables(run_id, client, run.info.artifact_uri)
     except RegauditError:
@@ -170,7 +127,7 @@ def _load_one(run_id, client, run=None):
         if TAG_PREFIX + "version" not in tags:
             tables = {}
         else:
-            raise _mlflow_error(error, f"the regaudit artifacts of run {run_id!r}") from None
+            raise mlflow_error(error, f"the regaudit artifacts of run {run_id!r}") from None
     version = tables.get("meta", {}).get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise RegauditError(
@@ -182,6 +139,21 @@ def _load_one(run_id, client, run=None):
             f"regaudit: run {run_id!r} has no regaudit data (no regaudit/ tables among its "
             "artifacts); train with model.fit(..., callbacks=[RegAudit()]) and pass that run."
         )
+    return tables
+
+
+def _load_one(run_id, client, run=None):
+    try:
+        run = run or client.get_run(run_id)
+    except Exception as error:  # MlflowException, connection errors
+        raise mlflow_error(error, f"run {run_id!r}") from None
+    tags = dict(run.data.tags)
+    if REPORT_TAG in tags:
+        raise RegauditError(
+            f"regaudit: run {run_id!r} is a regaudit report, not an audited training run; "
+            f"pass the runs it compares ({tags[REPORT_TAG]})."
+        )
+    tables = _downloaded(run_id, client, run, tags)
     lint = pd.DataFrame(tables.get("lint", {}).get("findings", []))
     lint = lint.reindex(columns=[c for c in LINT_COLUMNS if c != "run"])
     lint.insert(0, "run", run_id)
@@ -222,75 +194,6 @@ def _concat(frames, columns):
     return pd.concat(frames, ignore_index=True)
 
 
-def find_experiment(experiment, client=None):
-    """The MLflow experiment named (or with the id) `experiment`; one-line error if none."""
-    client = _client(client)
-    try:
-        found = client.get_experiment_by_name(experiment)
-        if found is None and str(experiment).isdigit():
-            found = client.get_experiment(str(experiment))
-    except Exception as error:
-        raise _mlflow_error(error, f"experiment {experiment!r}") from None
-    if found is None:
-        raise RegauditError(
-            f"regaudit: no experiment named {experiment!r} in the tracking store {tracking_uri()}; "
-            "list the audited runs with `regaudit runs`."
-        )
-    return found
-
-
-def experiment_runs(experiment, client=None):
-    """The audited training runs of an experiment (MLflow Run objects), oldest first; a
-    one-line error when there are none."""
-    client = _client(client)
-    runs = audited_runs(client, experiment_ids=[find_experiment(experiment, client).experiment_id])
-    if not runs:
-        raise RegauditError(
-            f"regaudit: experiment {experiment!r} has no audited runs; train with "
-            "model.fit(..., callbacks=[RegAudit()]) inside it first."
-        )
-    return sorted(runs, key=lambda r: r.info.start_time or 0)
-
-
-def audited_runs(client=None, experiment_ids=None, max_results=1000):
-    """MLflow Run objects carrying regaudit tags (report runs left out), newest first."""
-    client = _client(client)
-    try:
-        if experiment_ids is None:
-            experiment_ids = [e.experiment_id for e in client.search_experiments()]
-        if not experiment_ids:
-            return []
-        runs = client.search_runs(
-            experiment_ids, filter_string=f"tags.`{TAG_PREFIX}version` LIKE '%'",
-            max_results=max_results, order_by=["attributes.start_time DESC"],
-        )
-    except RegauditError:
-        raise
-    except Exception as error:
-        raise _mlflow_error(error, "the list of runs") from None
-    return [run for run in runs if REPORT_TAG not in run.data.tags]
-
-
-def resolve_run_ids(run_ids=(), experiment=None, client=None):
-    """The given run ids, then every audited run of `experiment` not among them; a
-    one-line error when that leaves none."""
-    return resolve_runs(run_ids, experiment, client)[0]
-
-
-def resolve_runs(run_ids=(), experiment=None, client=None):
-    """(`resolve_run_ids`, the MLflow Run objects the experiment's search returned)."""
-    ids, found = list(dict.fromkeys(run_ids)), []
-    if experiment is not None:
-        found = experiment_runs(experiment, client)
-        ids += [run.info.run_id for run in found if run.info.run_id not in ids]
-    if not ids:
-        raise RegauditError(
-            "regaudit: no runs given; pass run ids or --experiment NAME "
-            "(list the audited runs with `regaudit runs`)."
-        )
-    return ids, found
-
-
 #: runs downloaded at once from a tracking server: each download waits on the network,
 #: so a report on 100 runs reads them side by side. A local store (SQLite, files) is read
 #: one run at a time: there the work is Python's, and threads only contend for it.
@@ -305,7 +208,7 @@ def load_runs(run_ids=(), experiment=None, client=None, progress=None, runs=None
     `get_run` each."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    client = _client(client)
+    client = client_of(client)
     ids, found = resolve_runs(run_ids, experiment, client)
     known = {run.info.run_id: run for run in list(runs or ()) + found}
     from regaudit.store import is_http

@@ -87,7 +87,6 @@ def join_or_start_run(run_name=None, timeout=None, activate=True):
     background thread, whose active run no other thread sees: `activate_run` then makes
     it active in the fit's thread)."""
     import mlflow
-    from mlflow.tracking import MlflowClient
     from mlflow.tracking.context.registry import resolve_tags
 
     active = mlflow.active_run()
@@ -101,39 +100,11 @@ def join_or_start_run(run_name=None, timeout=None, activate=True):
 
     # set_experiment() keeps its choice in the process: the pending run goes there too
     experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID") or getattr(fluent, "_active_experiment_id", None)
-    import threading
-
-    given_up = threading.Event()
     try:
-        def create():
-            from mlflow.tracking.fluent import _get_experiment_id
-
-            open_store_once()
-            experiment = _get_experiment_id()
-            if given_up.is_set():  # the caller went on with a pending run: no orphan run
-                raise Unreachable("gave up waiting")
-            return MlflowClient().create_run(experiment, start_time=started, tags=tags,
-                                             run_name=run_name)
-
-        # a server that does not answer its health check gets no create request at all: a
-        # request left retrying in a thread could create a run after we gave up on it; a
-        # store already known away (an earlier fit's writes) is not waited for again
-        from regaudit import outage
-
-        uri = mlflow.get_tracking_uri()
-        reason = outage.check(uri, timeout, fresh=True)  # a new fit asks a store known away again
-        if reason is not None:
-            raise Unreachable(reason)
-        try:
-            created = bounded_call(create, timeout)
-        except Unreachable as error:
-            given_up.set()
-            if not isinstance(error, Refused):
-                outage.mark_away(uri, error)
-            raise
+        created_id = _create_run(tags, started, run_name, timeout)
         if not activate:
-            return created.info.run_id, True, None
-        run = mlflow.start_run(run_id=created.info.run_id)
+            return created_id, True, None
+        run = mlflow.start_run(run_id=created_id)
         return run.info.run_id, True, None
     except Unreachable as error:
         from regaudit.secrets import redact
@@ -142,6 +113,44 @@ def join_or_start_run(run_name=None, timeout=None, activate=True):
                    "run_name": run_name, "tags": {k: redact(str(v)) for k, v in tags.items()},
                    "start_time": started, "reason": str(error), "pending_id": pending_id}
         return pending_id, True, pending
+
+
+def _create_run(tags, started, run_name, timeout):
+    """Create the run within `timeout` seconds and return its id, else raise Unreachable
+    (and say the store is away). A server that does not answer its health check gets no
+    create request at all: a request left retrying in a thread could create a run after
+    we gave up on it; a store already known away (an earlier fit's writes) is not waited
+    for again, but a new fit asks it again."""
+    import threading
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from regaudit import outage
+
+    given_up = threading.Event()
+
+    def create():
+        from mlflow.tracking.fluent import _get_experiment_id
+
+        open_store_once()
+        experiment = _get_experiment_id()
+        if given_up.is_set():  # the caller went on with a pending run: no orphan run
+            raise Unreachable("gave up waiting")
+        return MlflowClient().create_run(experiment, start_time=started, tags=tags,
+                                         run_name=run_name)
+
+    uri = mlflow.get_tracking_uri()
+    reason = outage.check(uri, timeout, fresh=True)
+    if reason is not None:
+        raise Unreachable(reason)
+    try:
+        return bounded_call(create, timeout).info.run_id
+    except Unreachable as error:
+        given_up.set()
+        if not isinstance(error, Refused):
+            outage.mark_away(uri, error)
+        raise
 
 
 def activate_run(run_id, timeout=None):

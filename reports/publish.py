@@ -4,7 +4,7 @@ import os
 from urllib.parse import urlsplit, urlunsplit
 
 from regaudit import __version__
-from regaudit.read import REPORT_TAG
+from regaudit.experiments import REPORT_TAG
 from regaudit.schema import TAG_PREFIX
 
 #: Where `mlflow ui` / `mlflow server` listen by default.

@@ -76,7 +76,8 @@ def redact(text):
 
 def _load(run_ids, experiment):
     """Load runs with a progress bar on stderr."""
-    from regaudit.read import load_runs, resolve_runs
+    from regaudit.experiments import resolve_runs
+    from regaudit.read import load_runs
 
     ids, found = resolve_runs(run_ids, experiment)
     with _bar(len(ids), "loading runs") as bar:
@@ -126,7 +127,7 @@ def runs(experiment, limit):
     """List audited runs: id, experiment, name, setup, start time, status."""
     from mlflow.tracking import MlflowClient
 
-    from regaudit.read import audited_runs, find_experiment
+    from regaudit.experiments import audited_runs, find_experiment
 
     client = MlflowClient()
     experiment_ids = None

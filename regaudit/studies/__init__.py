@@ -94,6 +94,36 @@ def plan(model, data, design="article", seeds=3, first_seed=0):
     return designs.trials(design, seeds, first_seed)
 
 
+def _saved(model_part):
+    """A Keras model object saved under .regaudit-study/ (the trials load it by path);
+    anything else as it is."""
+    if isinstance(model_part, str) or not hasattr(model_part, "save"):
+        return model_part
+    folder = os.path.abspath(os.path.join(".regaudit-study"))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{model_part.name}-{uuid.uuid4().hex[:8]}.keras")
+    model_part.save(path)
+    return path
+
+
+def _look(result, n, max_seeds, echo):
+    """One look at the runs so far at its level: the seeds per variant to go on to, or
+    None when every test is decided (or more seeds could not decide it)."""
+    from regaudit.findings import findings as find
+    from regaudit.read import load_runs
+    from regaudit.statistics import at_level
+    from regaudit.studies import sequential
+
+    runs = load_runs(result.run_ids)
+    with at_level(result.level):
+        decision = sequential.decide(sequential.tests_of(find(runs, runs.group(VARIANT_TAG))),
+                                     n, max_seeds)
+    if decision.next_seeds is not None and echo is not None:
+        echo(f"look {len(result.looks)} at {n} seeds (level {result.level:.3g}): "
+             f"{decision.undecided} tests undecided; adding seeds up to {decision.next_seeds}")
+    return decision.next_seeds
+
+
 def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, experiment=None,
           study_id=None, address=None, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0,
           output=None, progress=True, first_seed=0, max_seeds=None, echo=None):
@@ -105,21 +135,13 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
     look, the fixed design."""
     import mlflow
 
-    from regaudit.findings import findings as find
-    from regaudit.read import load_runs
-    from regaudit.statistics import at_level
     from regaudit.studies import sequential
     from regaudit.studies.run import check_cluster, run_trials
 
     max_seeds = max(seeds, max_seeds or seeds)
     plan(model, data, design, seeds, first_seed)
     model_part, data_part = _spec_part(model, "model"), _spec_part(data, "data")
-    if not isinstance(model_part, str) and hasattr(model_part, "save"):
-        folder = os.path.abspath(os.path.join(".regaudit-study"))
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"{model_part.name}-{uuid.uuid4().hex[:8]}.keras")
-        model_part.save(path)
-        model_part = path
+    model_part = _saved(model_part)
     study_id = study_id or uuid.uuid4().hex[:12]
     name = experiment or DEFAULT_EXPERIMENT
     uri = tracking_uri()
@@ -150,16 +172,10 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
             return result
         if n >= max_seeds:
             break
-        runs = load_runs(result.run_ids)
-        with at_level(result.level):
-            decision = sequential.decide(sequential.tests_of(find(runs, runs.group(VARIANT_TAG))),
-                                         n, max_seeds)
-        if decision.next_seeds is None:
+        next_seeds = _look(result, n, max_seeds, echo)
+        if next_seeds is None:
             break
-        if echo is not None:
-            echo(f"look {len(result.looks)} at {n} seeds (level {result.level:.3g}): "
-                 f"{decision.undecided} tests undecided; adding seeds up to {decision.next_seeds}")
-        previous, n = n, decision.next_seeds
+        previous, n = n, next_seeds
     report(result, output)
     return result
 
