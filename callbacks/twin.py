@@ -90,32 +90,49 @@ class NoiseTwin:
         self.counts[index] = part if index not in self.counts else self.counts[index] + part
 
     def _layer_noise(self, index, source, layer, x):
-        rate = float(source.rate)
-        stream = self._stream(index)
-        if source.noise in ("mask", "alpha"):
-            shape = _noise_shape(layer, x)
-            keep = tf.random.stateless_uniform(shape, stream, dtype=tf.float32) >= rate
-            on = self._switch(index, shape)
-            # each mask entry stands for size(x) / size(mask) inputs (SpatialDropout)
-            per_entry = tf.cast(tf.size(x), tf.float64) / tf.cast(tf.reduce_prod(shape), tf.float64)
-            self._count(index, tf.math.count_nonzero(on & ~keep), on, shape, per_entry)
-            kept = tf.cast(keep, x.dtype)
-            if source.noise == "mask":
-                factor = tf.where(on, kept / tf.cast(1.0 - rate, x.dtype), tf.ones_like(kept))
-                return x * factor
-            a = ((1 - rate) * (1 + rate * _ALPHA_P**2)) ** -0.5
-            b = -a * _ALPHA_P * rate
-            noisy = a * (x * kept + _ALPHA_P * (1 - kept)) + b
-            return tf.where(tf.broadcast_to(on, tf.shape(noisy)), noisy, x)
+        """The noise of a Dropout-family layer: the function named by its kind's
+        `regaudit.regularizers.NoiseKind.noise`."""
+        return getattr(self, f"_{source.noise}")(index, float(source.rate), layer, x)
+
+    def _drawn_mask(self, index, rate, layer, x):
+        """(kept as x's dtype, where this source is on) for a mask of `rate`, counting
+        the inputs it zeroes (each mask entry stands for size(x) / size(mask) inputs:
+        SpatialDropout)."""
+        shape = _noise_shape(layer, x)
+        keep = tf.random.stateless_uniform(shape, self._stream(index), dtype=tf.float32) >= rate
+        on = self._switch(index, shape)
+        per_entry = tf.cast(tf.size(x), tf.float64) / tf.cast(tf.reduce_prod(shape), tf.float64)
+        self._count(index, tf.math.count_nonzero(on & ~keep), on, shape, per_entry)
+        return tf.cast(keep, x.dtype), on
+
+    def _mask(self, index, rate, layer, x):
+        """Inverted dropout: x * keep / (1 - rate)."""
+        kept, on = self._drawn_mask(index, rate, layer, x)
+        return x * tf.where(on, kept / tf.cast(1.0 - rate, x.dtype), tf.ones_like(kept))
+
+    def _alpha(self, index, rate, layer, x):
+        """AlphaDropout (Klambauer et al. 2017): a(x keep + alpha' (1 - keep)) + b."""
+        kept, on = self._drawn_mask(index, rate, layer, x)
+        a = ((1 - rate) * (1 + rate * _ALPHA_P**2)) ** -0.5
+        b = -a * _ALPHA_P * rate
+        noisy = a * (x * kept + _ALPHA_P * (1 - kept)) + b
+        return tf.where(tf.broadcast_to(on, tf.shape(noisy)), noisy, x)
+
+    def _multiply(self, index, rate, layer, x):
+        """GaussianDropout: x * m, m ~ N(1, rate / (1 - rate))."""
         shape = tf.shape(x)
         on = self._switch(index, shape)
-        if source.noise == "multiply":
-            noise = tf.random.stateless_normal(shape, stream, mean=1.0, stddev=np.sqrt(rate / (1.0 - rate)),
-                                               dtype=x.dtype)
-            noise = tf.where(on, noise, tf.ones_like(noise))
-            self._count(index, tf.reduce_sum(tf.cast(noise - 1, tf.float64) ** 2), on, shape)
-            return x * noise
-        noise = tf.random.stateless_normal(shape, stream, stddev=rate, dtype=x.dtype)
+        noise = tf.random.stateless_normal(shape, self._stream(index), mean=1.0,
+                                           stddev=np.sqrt(rate / (1.0 - rate)), dtype=x.dtype)
+        noise = tf.where(on, noise, tf.ones_like(noise))
+        self._count(index, tf.reduce_sum(tf.cast(noise - 1, tf.float64) ** 2), on, shape)
+        return x * noise
+
+    def _add(self, index, rate, layer, x):
+        """GaussianNoise: x + n, n ~ N(0, stddev^2) (`rate` is the stddev)."""
+        shape = tf.shape(x)
+        on = self._switch(index, shape)
+        noise = tf.random.stateless_normal(shape, self._stream(index), stddev=rate, dtype=x.dtype)
         noise = tf.where(on, noise, tf.zeros_like(noise))
         self._count(index, tf.reduce_sum(tf.cast(noise, tf.float64) ** 2), on, shape)
         return x + noise

@@ -36,35 +36,44 @@ NOISE_VAR = declare(
     source's noise over the Monte-Carlo samples: GaussianDropout's multiplier against
     rate / (1 - rate), GaussianNoise's addend against stddev^2.""")
 
-#: noise kinds and what their measured drop is called
-MEASURE_OF_KIND = {
-    "dropout": DROP_FRAC,
-    "attention_dropout": DROP_FRAC,
-    "alpha_dropout": DROP_FRAC,
-    "rnn_dropout": DROP_FRAC,
-    "rnn_recurrent_dropout": DROP_FRAC,
-    "gaussian_dropout": NOISE_VAR,
-    "gaussian_noise": NOISE_VAR,
-}
+def _as_rate(rate):
+    return rate
 
-#: how a kind's noise is applied by the twin: a mask, AlphaDropout's affine mask,
-#: a multiplier or an addend
-NOISE_OF_KIND = {
-    "dropout": "mask",
-    "attention_dropout": "mask",
-    "rnn_dropout": "mask",
-    "rnn_recurrent_dropout": "mask",
-    "alpha_dropout": "alpha",
-    "gaussian_dropout": "multiply",
-    "gaussian_noise": "add",
-}
 
-_LAYER_KINDS = (  # most specific first: AlphaDropout does not subclass Dropout in Keras 3
-    ("AlphaDropout", "alpha_dropout"),
-    ("GaussianDropout", "gaussian_dropout"),
-    ("GaussianNoise", "gaussian_noise"),
-    ("Dropout", "dropout"),  # SpatialDropout1D/2D/3D subclass it
-)
+@dataclass(frozen=True)
+class NoiseKind:
+    """One kind of noise source, declared once: the Keras classes that are it (most
+    specific first across kinds; none for the kinds found inside other layers), the
+    attribute holding its rate, the noise the twin draws for it (`mask`, AlphaDropout's
+    affine `alpha` mask, a `multiply`-ing or an `add`-ed Gaussian: the twin's function of
+    that name), the measure of what it dropped, that measure's nominal value from the
+    rate, and whether the kind is a whole layer applying only noise."""
+
+    name: str
+    classes: tuple
+    rate_attribute: str
+    noise: str
+    measure: str
+    nominal: object = _as_rate
+    noise_layer: bool = True
+
+
+#: every kind, in the order a layer's classes are matched (AlphaDropout does not subclass
+#: Dropout in Keras 3; SpatialDropout1D/2D/3D do)
+KINDS = {kind.name: kind for kind in (
+    NoiseKind("alpha_dropout", ("AlphaDropout",), "rate", "alpha", DROP_FRAC),
+    NoiseKind("gaussian_dropout", ("GaussianDropout",), "rate", "multiply", NOISE_VAR,
+              nominal=lambda rate: rate / (1.0 - rate)),
+    NoiseKind("gaussian_noise", ("GaussianNoise",), "stddev", "add", NOISE_VAR,
+              nominal=lambda stddev: stddev**2),
+    NoiseKind("dropout", ("Dropout",), "rate", "mask", DROP_FRAC),
+    # the Dropout a MultiHeadAttention applies to its attention weights
+    NoiseKind("attention_dropout", (), "rate", "mask", DROP_FRAC),
+    # an RNN cell's masks, one per sequence (Gal & Ghahramani 2016)
+    NoiseKind("rnn_dropout", (), "dropout", "mask", DROP_FRAC, noise_layer=False),
+    NoiseKind("rnn_recurrent_dropout", (), "recurrent_dropout", "mask", DROP_FRAC,
+              noise_layer=False),
+)}
 _BATCHNORM = ("BatchNormalization", "SyncBatchNormalization")
 _RNN = ("RNN",)
 _ATTENTION = ("MultiHeadAttention",)
@@ -82,19 +91,19 @@ class Source:
 
     @property
     def measure(self):
-        return MEASURE_OF_KIND[self.kind]
+        """The measure of what it dropped (`drop_frac_measured` or `noise_var_measured`)."""
+        return KINDS[self.kind].measure
 
     @property
     def noise(self):
-        return NOISE_OF_KIND[self.kind]
+        """The noise the twin draws for it (`NoiseKind.noise`)."""
+        return KINDS[self.kind].noise
 
     @property
     def nominal(self):
-        if self.kind == "gaussian_dropout":
-            return self.rate / (1.0 - self.rate)
-        if self.kind == "gaussian_noise":
-            return self.rate**2
-        return self.rate
+        """The nominal value of its measure: the rate for masks, the multiplier's or the
+        addend's variance for Gaussian noise."""
+        return KINDS[self.kind].nominal(self.rate)
 
 
 def class_names(layer):
@@ -114,11 +123,11 @@ def noise_kind(layer, parent=None):
     of a MultiHeadAttention, 'alpha_dropout', 'gaussian_dropout', 'gaussian_noise'), or
     None for any other layer."""
     names = class_names(layer)
-    for class_name, kind in _LAYER_KINDS:
-        if class_name in names:
-            if kind == "dropout" and parent is not None and is_attention(parent):
+    for kind in KINDS.values():
+        if any(class_name in names for class_name in kind.classes):
+            if kind.name == "dropout" and parent is not None and is_attention(parent):
                 return "attention_dropout"
-            return kind
+            return kind.name
     return None
 
 
@@ -150,7 +159,7 @@ def sources_of(layer, name, parent=None):
     A rate of 0 (a dead configuration) is no source."""
     kind = noise_kind(layer, parent)
     if kind is not None:
-        rate = _rate(layer, "stddev" if kind == "gaussian_noise" else "rate")
+        rate = _rate(layer, KINDS[kind].rate_attribute)
         return [Source(name, kind, rate)] if rate > 0 else []
     if not is_rnn(layer):
         return []
@@ -158,7 +167,8 @@ def sources_of(layer, name, parent=None):
     out = []
     for index, cell in enumerate(cells):
         stem = name if len(cells) == 1 else f"{name}/cell_{index}"
-        for attribute, kind in (("dropout", "rnn_dropout"), ("recurrent_dropout", "rnn_recurrent_dropout")):
+        for kind in ("rnn_dropout", "rnn_recurrent_dropout"):
+            attribute = KINDS[kind].rate_attribute
             rate = _rate(cell, attribute)
             if 0.0 < rate < 1.0:
                 out.append(Source(f"{stem}/{attribute}", kind, rate))
@@ -179,5 +189,4 @@ def regularizer_of(layer, parent=None):
 
 
 #: kinds that are whole layers applying only noise (placement rules look through them)
-NOISE_LAYER_KINDS = frozenset({"dropout", "attention_dropout", "alpha_dropout", "gaussian_dropout",
-                               "gaussian_noise"})
+NOISE_LAYER_KINDS = frozenset(kind.name for kind in KINDS.values() if kind.noise_layer)
