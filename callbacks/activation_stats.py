@@ -4,8 +4,7 @@ import numpy as np
 
 from regaudit.activations import ACTIVATION_MEASURES, DEAD_FRAC, histogram, model_summary, relu_output
 from regaudit.registry import is_headline
-from regaudit.regularizers import NOISE_LAYER_KINDS
-from regaudit.setup import PASS_THROUGH
+from regaudit.layer_graph import passes_on, upstream
 from regaudit.schema import HISTOGRAM_COLUMNS, MODEL, TABLE_ACTIVATIONS, TABLE_HISTOGRAMS
 
 from regaudit.callbacks.arguments import ARGUMENTS_DOC
@@ -47,20 +46,17 @@ class ActivationFamily:
     @staticmethod
     def _relu_outputs(taps):
         """{tap name: whether its output is ReLU-like}: a ReLU-family activation, or a
-        pooling/reshape/Dropout whose single source is one."""
+        pooling/reshape/Dropout whose single source (through others of its kind) is one."""
         by_name = {tap.name: tap for tap in taps}
+        relu = lambda tap: relu_output(tap.activation, tap.layer_class)  # noqa: E731
         out = {}
         for tap in taps:
-            current, seen = tap, set()
-            while current is not None and current.name not in seen:
-                seen.add(current.name)
-                if relu_output(current.activation, current.layer_class):
+            if relu(tap):
+                out[tap.name] = True
+            elif passes_on(tap):
+                producer, _ = upstream(tap, by_name, through=lambda t: passes_on(t) and not relu(t))
+                if producer is not None and relu(producer):
                     out[tap.name] = True
-                    break
-                passes_on = (current.layer_class in PASS_THROUGH
-                             or current.regularizer in NOISE_LAYER_KINDS)
-                sources = list(current.sources or ())
-                current = by_name.get(sources[0]) if passes_on and len(sources) == 1 else None
         return out
 
     @staticmethod

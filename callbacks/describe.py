@@ -3,11 +3,10 @@
 import keras
 
 from regaudit import __version__
-from regaudit.regularizers import regularizer_of, sources_of
 from regaudit.schema import SCHEMA_VERSION
 
 from regaudit.callbacks import keras_internals as internals
-from regaudit.callbacks.lint_model import layer_facts
+from regaudit.callbacks.lint_model import layer_row
 
 
 def layer_table(model, probe_pass, metric_layers):
@@ -15,39 +14,26 @@ def layer_table(model, probe_pass, metric_layers):
     regularizer and noise sources (`regaudit.regularizers`); for a model that cannot
     be called, one row per layer it holds."""
     if probe_pass is None:
-        calls = [(name, layer, parent, None, None, ()) for name, layer, parent
+        calls = [(name, layer, parent, None, ()) for name, layer, parent
                  in internals.layer_tree(model)]
         audited, stochastic = set(), set()
         # no call() or no probe: the fit's warning says which
         reasons = {call[0]: "no probe pass" for call in calls}
     else:
-        calls = [(t.name, t.layer, t.parent, t.shape, t.activation, t.sources)
-                 for t in probe_pass.all_taps]
+        calls = [(t.name, t.layer, t.parent, t.shape, t.sources) for t in probe_pass.all_taps]
         reasons = {t.name: t.reason for t in probe_pass.all_taps}
         audited = {tap.name for tap in probe_pass.taps}
         stochastic = set(probe_pass.stochastic)
         regularizers = {t.name: (t.regularizer, t.noise) for t in probe_pass.all_taps}
     rows = []
-    for name, layer, parent, shape, activation, sources in calls:
+    for name, layer, parent, shape, sources in calls:
         if probe_pass is None:
-            regularizer = regularizer_of(layer, parent)
-            noise = sources_of(layer, name, parent)
-            parent = name.rpartition("/")[0]
+            row = layer_row(name, layer, name.rpartition("/")[0], parent, sources, shape)
         else:
             regularizer, noise = regularizers[name]
-        rows.append({
-            "name": name,
-            "layer_class": type(layer).__name__,
-            "parent": parent,
-            "shape": None if shape is None else list(shape),
-            "activation": activation,
-            "rate": getattr(layer, "rate", None),
-            "momentum": getattr(layer, "momentum", None) if regularizer == "batchnorm" else None,
+            row = layer_row(name, layer, parent, None, sources, shape, regularizer, noise)
+        rows.append(row | {
             "params": int(layer.count_params()) if getattr(layer, "built", False) else 0,
-            "sources": list(sources),
-            "regularizer": regularizer,
-            "noise_sources": [{"name": s.name, "kind": s.kind, "rate": s.rate} for s in noise],
-            **layer_facts(layer),
             "audited": name in audited,
             # why not: `regaudit.callbacks.taps.UNMEASURED_REASONS`
             "reason": None if name in audited else reasons.get(name),

@@ -20,6 +20,7 @@ from regaudit.regularizers import is_attention, is_batchnorm, is_rnn, regularize
 
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.graph import is_graph_model, run_graph
+from regaudit.callbacks.taps import activation_name
 
 
 def layer_facts(layer):
@@ -29,16 +30,21 @@ def layer_facts(layer):
             "noise_shape": None if noise_shape is None else list(noise_shape)}
 
 
-def _row(name, layer, parent_name, parent, sources, shape):
-    activation = getattr(getattr(layer, "activation", None), "__name__", None)
+def layer_row(name, layer, parent_name, parent, sources, shape, regularizer=None, noise=None):
+    """The one row of a layer call that the lint rules, the tags and `model.json` read:
+    its path, class, parent, sources (None: unknown), per-sample shape, activation, rate,
+    BN momentum, regularizer and noise sources (`regaudit.regularizers`, read from the
+    layer in its `parent` unless given) and `layer_facts`."""
+    regularizer = regularizer_of(layer, parent) if regularizer is None and noise is None else regularizer
+    noise = sources_of(layer, name, parent) if noise is None else noise
     return {"name": name, "layer_class": type(layer).__name__, "parent": parent_name,
             "sources": None if sources is None else list(sources),
-            "shape": None if shape is None else list(shape), "activation": activation,
+            "shape": None if shape is None else list(shape), "activation": activation_name(layer),
             "rate": getattr(layer, "rate", None),
             "momentum": getattr(layer, "momentum", None) if is_batchnorm(layer) else None,
-            "regularizer": regularizer_of(layer, parent),
+            "regularizer": regularizer,
             "noise_sources": [{"name": s.name, "kind": s.kind, "rate": s.rate}
-                              for s in sources_of(layer, name, parent)]} | layer_facts(layer)
+                              for s in noise]} | layer_facts(layer)
 
 
 def _needs_trace(model):
@@ -63,7 +69,7 @@ def _static_rows(model):
         functional = graph._functional if isinstance(graph, keras.Sequential) else graph
         if functional is None:  # a Sequential never built: its layers, unconnected
             for layer in graph.layers:
-                rows.append(_row(prefix + layer.name, layer, prefix.rstrip("/"), parent, None, None))
+                rows.append(layer_row(prefix + layer.name, layer, prefix.rstrip("/"), parent, None, None))
             return []
         producers = {id(ref): source for ref, source in zip(functional.inputs, input_sources)}
         for depth in sorted(functional._nodes_by_depth, reverse=True):
@@ -82,10 +88,10 @@ def _static_rows(model):
                         producers[id(ref)] = source
                     continue
                 shape = node.outputs[0].shape[1:] if node.outputs else None
-                rows.append(_row(name, layer, prefix.rstrip("/"), parent,
+                rows.append(layer_row(name, layer, prefix.rstrip("/"), parent,
                                  [c for c in consumed if c is not None], shape))
                 for _, child, child_parent in internals.layer_tree(layer):  # MHA, RNN cells
-                    rows.append(_row(f"{name}/{child.name}", child, name, child_parent, None, None))
+                    rows.append(layer_row(f"{name}/{child.name}", child, name, child_parent, None, None))
                 for ref in node.outputs:
                     producers[id(ref)] = name
         return [producers.get(id(ref)) for ref in functional.outputs]
@@ -118,7 +124,7 @@ def _traced_rows(model, specs):
     def on_output(tap, values, args):
         flat = keras.tree.flatten(values)
         shape = flat[0].shape[1:] if flat and getattr(flat[0], "shape", None) is not None else None
-        rows.append(_row(tap.name, tap.layer, tap.parent, tap.parent_layer, tap.sources, shape))
+        rows.append(layer_row(tap.name, tap.layer, tap.parent, tap.parent_layer, tap.sources, shape))
 
     @tf.function(autograph=False)
     def trace(inputs):
@@ -141,7 +147,7 @@ def model_rows(model):
     elif is_graph_model(model):
         rows, outputs = _static_rows(model)
     else:  # the input shape is unknown: layers without connections
-        rows = [_row(name, layer, name.rpartition("/")[0], parent, None, None)
+        rows = [layer_row(name, layer, name.rpartition("/")[0], parent, None, None)
                 for name, layer, parent in internals.layer_tree(model)]
         outputs = set()
     for row in rows:

@@ -14,6 +14,7 @@ from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 from regaudit import outcomes
 from regaudit.batchnorm_lag import (DEFAULT_MOMENTUM, LAG_SHARE, current_variance, initial_weight,
                                     steps_to_catch_up)
+from regaudit.layer_graph import ancestors
 from regaudit.finding import Finding, names_text, number, p_text, per_layer, values_text
 from regaudit.schema import MODEL
 from regaudit.statistics import compare_groups, holm, level, mcnemar_exact
@@ -78,16 +79,11 @@ def _is_upstream(layers, run, ancestor, layer):
     if not len(layers) or "sources" not in layers:
         return False
     rows = layers[layers.run == run]
-    sources = {name: list(src) if src is not None else [] for name, src in zip(rows.name, rows.sources)}
-    seen, frontier = set(), list(sources.get(layer, []))
-    while frontier:
-        name = frontier.pop()
-        if name == ancestor:
-            return True
-        if name not in seen:
-            seen.add(name)
-            frontier.extend(sources.get(name, []))
-    return False
+    by_name = {name: {"name": name, "sources": list(src) if src is not None else []}
+               for name, src in zip(rows.name, rows.sources)}
+    if layer not in by_name:
+        return False
+    return any(row["name"] == ancestor for row in ancestors(by_name[layer], by_name))
 
 
 def batchnorm_lag(runs, groups):

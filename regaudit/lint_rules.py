@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 
 from regaudit.batchnorm_lag import LAG_SHARE, initial_weight, momentum_for, steps_to_forget
 from regaudit.levels import ERROR, INFO, LINT_LEVELS, WARNING
-from regaudit.regularizers import NOISE_LAYER_KINDS
-from regaudit.setup import PASS_THROUGH
+from regaudit.layer_graph import (
+    ACTIVATION_LAYERS, ancestors, is_batchnorm, is_noise_layer, moves_values, upstream,
+)
 from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 
 #: Severities, most severe first; `--fail-on` takes one of them (or "never").
@@ -24,8 +25,6 @@ SEVERITIES = LINT_LEVELS
 HIGH_RATE = 0.9
 #: RA107: BatchNormalization batch statistics get noisy below this many samples per batch.
 SMALL_BATCH = 16
-#: Activation layers: their input is pre-activation, their output post-activation.
-ACTIVATION_LAYERS = {"Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax"}
 #: Layers with a bias that BatchNormalization's mean subtraction cancels.
 BIASED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
           "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "EinsumDense"}
@@ -73,34 +72,6 @@ def lint_rule(rule_id, severity, *, source, evidence=(), elsewhere=""):
     return declare
 
 
-def _is_noise_layer(row):
-    return row.get("regularizer") in NOISE_LAYER_KINDS
-
-
-def _is_batchnorm(row):
-    return row.get("regularizer") == "batchnorm"
-
-
-def _upstream(row, by_name):
-    """(first computing layer upstream of `row`, noise layers passed on the way), looking
-    through pooling/reshaping and Dropout-family layers; (None, ...) when the connection
-    is unknown or branches."""
-    noise = []
-    current = row
-    for _ in range(len(by_name) + 1):
-        sources = current.get("sources")
-        if sources is None or len(sources) != 1 or sources[0] not in by_name:
-            return None, noise
-        current = by_name[sources[0]]
-        if _is_noise_layer(current):
-            noise.append(current)
-            continue
-        if current["layer_class"] in PASS_THROUGH:
-            continue
-        return current, noise
-    return None, noise
-
-
 def _nonlinear(row):
     """The nonlinearity a row applies: its fused activation, or an activation layer's."""
     if row["layer_class"] in ACTIVATION_LAYERS:
@@ -111,20 +82,8 @@ def _nonlinear(row):
 
 def _noise_ancestors(row, by_name):
     """The Dropout-family layers with a nonzero rate upstream of `row` along any path,
-    nearest first (breadth first over `sources`)."""
-    found, seen, frontier = [], {row["name"]}, list(row.get("sources") or ())
-    while frontier:
-        following = []
-        for name in frontier:
-            if name in seen or name not in by_name:
-                continue
-            seen.add(name)
-            current = by_name[name]
-            if _is_noise_layer(current) and (current.get("rate") or 0) > 0:
-                found.append(current)
-            following.extend(current.get("sources") or ())
-        frontier = following
-    return found
+    nearest first."""
+    return [r for r in ancestors(row, by_name) if is_noise_layer(r) and (r.get("rate") or 0) > 0]
 
 
 @lint_rule("RA101", WARNING, source="Li et al. 2019, Understanding the disharmony between dropout and batch "
@@ -138,7 +97,7 @@ def dropout_feeds_batchnorm(rows, by_name, context):
     Source: Li, Chen, Hu & Yang, CVPR 2019."""
     out = []
     for row in rows:
-        if not _is_batchnorm(row):
+        if not is_batchnorm(row):
             continue
         noise = _noise_ancestors(row, by_name)
         if noise:
@@ -162,9 +121,9 @@ def batchnorm_after_activation(rows, by_name, context):
     Ioffe & Szegedy, ICML 2015, section 3.2."""
     out = []
     for row in rows:
-        if not _is_batchnorm(row):
+        if not is_batchnorm(row):
             continue
-        producer, _ = _upstream(row, by_name)
+        producer, _ = upstream(row, by_name)
         activation = _nonlinear(producer) if producer else None
         if activation:
             out.append(batchnorm_after_activation.finding(
@@ -185,7 +144,7 @@ def dropout_rate_zero(rows, by_name, context):
         row["name"],
         f"{row['layer_class']} {row['name']} has rate 0 and does nothing; set a rate or "
         "remove the layer.")
-        for row in rows if _is_noise_layer(row) and row.get("rate") == 0
+        for row in rows if is_noise_layer(row) and row.get("rate") == 0
         and row["layer_class"] not in ("GaussianNoise",)]
 
 
@@ -215,8 +174,8 @@ def dropout_after_output(rows, by_name, context):
     hidden and input units, never to the output)."""
     out = []
     for row in rows:
-        if _is_noise_layer(row) and row.get("is_output") and (row.get("rate") or 0) > 0:
-            producer, _ = _upstream(row, by_name)
+        if is_noise_layer(row) and row.get("is_output") and (row.get("rate") or 0) > 0:
+            producer, _ = upstream(row, by_name)
             after = f" after {producer['name']}" if producer else ""
             out.append(dropout_after_output.finding(
                 row["name"],
@@ -232,13 +191,9 @@ def bias_before_batchnorm(rows, by_name, context):
     wasted (`use_bias=False`). Source: Ioffe & Szegedy, ICML 2015, section 3.2."""
     out = []
     for row in rows:
-        if not _is_batchnorm(row) or row.get("center") is False:
+        if not is_batchnorm(row) or row.get("center") is False:
             continue
-        sources = row.get("sources")
-        producer = by_name.get(sources[0]) if sources and len(sources) == 1 else None
-        while producer is not None and producer["layer_class"] in PASS_THROUGH:
-            nxt = producer.get("sources")
-            producer = by_name.get(nxt[0]) if nxt and len(nxt) == 1 else None
+        producer, _ = upstream(row, by_name, through=moves_values)
         if (producer is not None and producer["layer_class"] in BIASED
                 and producer.get("use_bias") and not _nonlinear(producer)):
             out.append(bias_before_batchnorm.finding(
@@ -261,7 +216,7 @@ def batchnorm_small_batch(rows, by_name, context):
         row["name"],
         f"BatchNormalization {row['name']} trains on batches of {batch} (< {SMALL_BATCH}): its "
         "statistics are noisy; use a larger batch, or GroupNormalization/LayerNormalization.")
-        for row in rows if _is_batchnorm(row)]
+        for row in rows if is_batchnorm(row)]
 
 
 @lint_rule("RA108", INFO, source="Tompson et al. 2015, Efficient object localization")
@@ -276,10 +231,10 @@ def spatial_dropout_fits(rows, by_name, context):
                 or row.get("noise_shape") is not None):
             continue  # attention dropout drops attention weights, not feature maps
         shape = row.get("shape") or ()
-        conv, _ = _upstream(row, by_name)
+        conv, _ = upstream(row, by_name)
         while conv is not None and "Conv" not in conv["layer_class"] and (
-                _is_batchnorm(conv) or conv["layer_class"] in ACTIVATION_LAYERS):
-            conv, _ = _upstream(conv, by_name)
+                is_batchnorm(conv) or conv["layer_class"] in ACTIVATION_LAYERS):
+            conv, _ = upstream(conv, by_name)
         from_conv = conv is not None and "Conv" in conv["layer_class"]
         if len(shape) in (3, 4) or (len(shape) == 2 and from_conv):
             spatial = f"SpatialDropout{len(shape) - 1}D"
@@ -305,7 +260,7 @@ def batchnorm_momentum_steps(rows, by_name, context):
         return out
     for row in rows:
         momentum = row.get("momentum")
-        if not _is_batchnorm(row) or momentum is None or not 0 < momentum < 1:
+        if not is_batchnorm(row) or momentum is None or not 0 < momentum < 1:
             continue
         left = initial_weight(momentum, steps)
         if left > LAG_SHARE:

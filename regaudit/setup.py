@@ -1,16 +1,7 @@
 """The regularization setup of a model, from its layer table: MLflow tags and grouping."""
 
+from regaudit.layer_graph import ACTIVATION_LAYERS, is_batchnorm, is_noise_layer, upstream
 from regaudit.regularizers import NOISE_LAYER_KINDS
-
-#: Layers that only move values around; placement rules look through them.
-PASS_THROUGH = {
-    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
-    "AveragePooling3D", "Flatten", "Reshape", "Permute", "ZeroPadding1D", "ZeroPadding2D",
-    "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D", "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D", "GlobalMaxPooling3D",
-}
-
 
 #: Layers whose output at inference is their input, rearranged or untouched (same values,
 #: same distribution): per-layer figures and the drift ranking leave them out.
@@ -24,52 +15,20 @@ def repeats_input(layer_class, regularizer=None):
         "Dropout" in str(layer_class) or layer_class == "GaussianNoise")
 
 
-def _regularizer(row):
-    """The row's regularizer (`regaudit.regularizers.regularizer_of`); a layer table of
-    an older run has none, so its class name decides."""
-    if "regularizer" in row:
-        return row["regularizer"]
-    if "Dropout" in row["layer_class"]:
-        return "dropout"
-    if row["layer_class"] in ("BatchNormalization", "SyncBatchNormalization"):
-        return "batchnorm"
-    return None
-
-
-def is_dropout(row):
-    """A layer that only applies Dropout-family noise (placement rules look through it)."""
-    return _regularizer(row) in NOISE_LAYER_KINDS
-
-
 def noise_rates(row):
     """The rates of the noise sources a row brings: an RNN layer's nonzero dropout and
     recurrent dropout; a Dropout-family layer's rate (0 included: it is still a Dropout
     layer, a dead one)."""
     if row.get("noise_sources"):
         return [source["rate"] for source in row["noise_sources"]]
-    return [row["rate"]] if is_dropout(row) and row.get("rate") is not None else []
-
-
-def is_batchnorm(row):
-    return _regularizer(row) == "batchnorm"
+    return [row["rate"]] if is_noise_layer(row) and row.get("rate") is not None else []
 
 
 def _trace_back(row, by_name):
-    """The first layer upstream of `row` that computes something (not a pooling or
-    reshape), and whether a Dropout lies on the way."""
-    dropout_seen = False
-    current = row
-    while True:
-        sources = [by_name[s] for s in current.get("sources", ()) if s in by_name]
-        if len(sources) != 1:
-            return None, dropout_seen
-        current = sources[0]
-        if is_dropout(current):
-            dropout_seen = True
-            continue
-        if current["layer_class"] in PASS_THROUGH:
-            continue
-        return current, dropout_seen
+    """The first layer upstream of `row` that computes something (not a pooling, a
+    reshape or a noise layer), and whether a Dropout-family layer lies on the way."""
+    producer, passed = upstream(row, by_name)
+    return producer, any(is_noise_layer(p) for p in passed)
 
 
 def batchnorm_placement(row, by_name):
@@ -80,7 +39,7 @@ def batchnorm_placement(row, by_name):
     if producer is None:
         return "unknown"
     activation = producer.get("activation")
-    if producer["layer_class"] in ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax"):
+    if producer["layer_class"] in ACTIVATION_LAYERS:
         return "after_activation"
     if activation in (None, "linear"):
         return "before_activation"

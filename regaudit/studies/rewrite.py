@@ -29,6 +29,7 @@ The learning-rate factor is a compile setting (`regaudit.callbacks.study_trial`)
 import copy
 
 from regaudit.errors import RegauditError
+from regaudit.layer_graph import ACTIVATION_LAYERS
 from regaudit.studies.config_graph import (  # noqa: F401 - NeedsBuilder, BUILDER_SIGNATURE: the study's
     BUILDER_SIGNATURE, Graph, NeedsBuilder, is_class, layer_name, plain,
 )
@@ -38,7 +39,7 @@ BATCHNORM_CLASSES = ("BatchNormalization",)
 UNIT_CLASSES = ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D",
                 "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose",
                 "Conv2DTranspose", "Conv3DTranspose")
-ACTIVATION_CLASSES = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax")
+ACTIVATION_CLASSES = tuple(sorted(ACTIVATION_LAYERS))
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 BN_LEVELS = ("none", "after", "before")
 _LINEAR = (None, "linear")
