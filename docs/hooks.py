@@ -1,7 +1,8 @@
 """MkDocs hook: `::: regaudit.<module>.<name>` lines of a page become that object's
 signature and docstring; `::: measures` becomes the table of every measure declared in
 `regaudit.registry`, `::: lint-rules` the table of every lint rule declared with
-`regaudit.lint_rules.lint_rule`. mkdocstrings reads modules from the source tree, where
+`regaudit.lint_rules.lint_rule`, `::: finding-rules` the table of every finding rule
+declared with `regaudit.finding.finding_rule`. mkdocstrings reads modules from the source tree, where
 `callbacks/` and `reports/` are not under `regaudit/` (pyproject.toml installs them as
 `regaudit.callbacks` and `regaudit.reports`), so the objects are imported instead."""
 
@@ -91,8 +92,28 @@ def lint_rules_table():
     return "\n".join(rows) + "\n"
 
 
-TABLES = {"measures": measures_table, "lint-rules": lint_rules_table}
-TABLE_DIRECTIVE = re.compile(r"^::: (measures|lint-rules)\s*$", re.M)
+def _ids_text(ids):
+    """RA251-RA257 for a run of consecutive ids, else the ids listed."""
+    numbers = [int(i[2:]) for i in ids]
+    if len(ids) > 2 and numbers == list(range(numbers[0], numbers[0] + len(ids))):
+        return f"{ids[0]}-{ids[-1]}"
+    return ", ".join(ids)
+
+
+def finding_rules_table():
+    """Every declared finding rule: its ids, what it finds, the measures it reads."""
+    from regaudit.finding import finding_rules
+
+    rows = ["| id | finding | rule | reads |", "|---|---|---|---|"]
+    for rule in finding_rules():
+        reads = ", ".join(f"`{m}`" for m in rule.evidence)
+        rows.append(f"| {_ids_text(rule.ids)} | {_cell(rule.summary)} | `{rule.__name__}` | {reads} |")
+    return "\n".join(rows) + "\n"
+
+
+TABLES = {"measures": measures_table, "lint-rules": lint_rules_table,
+          "finding-rules": finding_rules_table}
+TABLE_DIRECTIVE = re.compile(r"^::: (measures|lint-rules|finding-rules)\s*$", re.M)
 
 
 def on_page_markdown(markdown, **kwargs):

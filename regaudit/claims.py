@@ -12,7 +12,7 @@ import numpy as np
 
 from regaudit.ensemble import DET_ONLY_CORRECT, MC_ONLY_CORRECT, PROBE_SAMPLES
 from regaudit import outcomes
-from regaudit.finding import Finding, number, p_text, seeds_text
+from regaudit.finding import Finding, finding_rule, number, p_text, seeds_text
 from regaudit.schema import MODEL
 from regaudit.statistics import compare_groups, holm, interaction, level, mcnemar_exact
 
@@ -317,6 +317,8 @@ CLAIMS = (dropout_overfitting, batchnorm_speed, batchnorm_learning_rate, batchno
           dropout_rates, combined, weight_scaling)
 
 
+@finding_rule("RA251", "RA252", "RA253", "RA254", "RA255", "RA256", "RA257", order=110,
+              summary="the seed article's claims, each judged on your runs")
 def claims(runs, groups):
     """RA251-RA257: a verdict for each of the article's claims (none without history)."""
     if not len(runs.history):

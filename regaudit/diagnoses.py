@@ -8,16 +8,16 @@ threshold and source are in its docstring and a module constant.
 import numpy as np
 
 from regaudit.activations import DEAD_FRAC, NONFINITE_FRAC, SAT_FRAC
-from regaudit.registry import prefix
-from regaudit.ensemble import ACC_AT_K, DET_ACC, DET_ONLY_CORRECT, MC_ACC, MC_ONLY_CORRECT, PROBE_SAMPLES
 from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 from regaudit import outcomes
 from regaudit.batchnorm_lag import (DEFAULT_MOMENTUM, LAG_SHARE, current_variance, initial_weight,
                                     steps_to_catch_up)
 from regaudit.layer_graph import ancestors
-from regaudit.finding import Finding, names_text, number, p_text, per_layer, values_text
+from regaudit.finding import (
+    Finding, finding_rule, names_text, number, per_layer, significance_words, values_text,
+)
 from regaudit.schema import MODEL
-from regaudit.statistics import compare_groups, holm, level, mcnemar_exact
+from regaudit.statistics import compare_groups
 
 #: bn_var_ratio outside [1/BN_RATIO_LIMIT, BN_RATIO_LIMIT]: BN's inference statistics
 #: do not fit the data it normalizes.
@@ -63,9 +63,7 @@ def _outcome_link(runs, groups, group):
     worse = mine < theirs if higher else mine > theirs
     comparisons = {frozenset((c.high, c.low)): c for c in compare_groups(by_group)}
     c = comparisons.get(frozenset((group, best)))
-    test = ("one run per group: no test" if c is None else
-            f"significant, Holm-adjusted {p_text(c.p_holm)}" if c.significant else
-            f"not significant with these seeds, Holm-adjusted {p_text(c.p_holm)}")
+    test = significance_words(c)
     verb = "worse" if worse else "no worse"
     text = (f" '{group}' validates {verb} than '{best}', the same setup without "
             f"BatchNormalization ({measure} {number(mine)} against {number(theirs)}; {test})")
@@ -86,6 +84,8 @@ def _is_upstream(layers, run, ancestor, layer):
     return any(row["name"] == ancestor for row in ancestors(by_name[layer], by_name))
 
 
+@finding_rule("RA210", "RA211", order=50,
+              summary="BatchNormalization statistics that lag the data (RA210: the initial moving variance still weighs) or do not fit it at inference (RA211), next to the group's validation result, with remedies", evidence=(BN_VAR_RATIO, BN_INIT_SHARE))
 def batchnorm_lag(runs, groups):
     """RA210/RA211, BatchNormalization statistics against the data (Ioffe & Szegedy 2015;
     Li et al. 2019). At the last audit, a BN layer whose input variance over its moving
@@ -207,6 +207,8 @@ def _mismatch_finding(group, e, upstream):
     return Finding("RA211", "batchnorm_mismatch", text, e["numbers"], "notice")
 
 
+@finding_rule("RA212", order=70,
+              summary='Dropout before BatchNormalization: the variance shift of Li et al. (2019), with remedies', evidence=(BN_DROPOUT_VAR_RATIO,))
 def dropout_before_batchnorm(runs, groups):
     """RA212, the variance shift of Li et al. (2019): at the last audit a BN layer whose
     input variance with the upstream Dropout-like noise on is more than 1.10 times its
@@ -230,6 +232,8 @@ def dropout_before_batchnorm(runs, groups):
     return out
 
 
+@finding_rule("RA220", "RA221", order=80,
+              summary='dead ReLU units, saturated sigmoid/tanh units, with remedies', evidence=(DEAD_FRAC, SAT_FRAC))
 def dead_and_saturated(runs, groups):
     """RA220/RA221: layers with more than 10% dead ReLU units (`dead_frac`: units that
     output exactly zero on every probe sample; logged for ReLU-family outputs only) or
@@ -256,6 +260,8 @@ def dead_and_saturated(runs, groups):
     return out
 
 
+@finding_rule("RA222", order=20,
+              summary="NaN or infinite values in a layer's outputs, from the first audit where they appeared, with remedies", evidence=(NONFINITE_FRAC,))
 def nonfinite(runs, groups):
     """RA222: layers that produced NaN or infinite values (`nonfinite_frac` > 0) at any
     audit: the first audit where it happened and the largest fraction, per layer across
@@ -275,70 +281,4 @@ def nonfinite(runs, groups):
             "learning rate or clip gradients (clipnorm=1.0), and check the inputs for NaN.",
             dict(layer=layer, max=float(part.value.max()), first_epoch=int(first.epoch)),
             "notice"))
-    return out
-
-
-def _gain_text(name, gain, top_k, counts):
-    """RA230's sentence for a significant difference, either way."""
-    if gain > 0:
-        return (f"In run {name} Monte-Carlo dropout at inference would gain {gain:.3f} accuracy "
-                f"at T = {top_k} ({counts}). Predict with the mean of {top_k} passes with only "
-                "the Dropout layers in training mode (BatchNormalization stays in inference mode).")
-    return (f"In run {name} the weight-scaled network beats Monte-Carlo dropout by {-gain:.3f} "
-            f"accuracy at T = {top_k} ({counts}): keep predicting with the weight-scaled network.")
-
-
-def ensemble_gain(runs, groups):
-    """RA230/RA231, Monte-Carlo dropout (Gal & Ghahramani 2016) against the weight-scaled
-    network Keras predicts with (Srivastava et al. 2014), at each run's last audit, on the
-    same probe samples: a paired comparison, the exact McNemar test of the samples only
-    one of the two gets right, Holm-corrected over runs. Worth acting on (RA230) only when
-    significant; otherwise one line of agreement (RA231) with n."""
-    ens = runs.ensemble
-    det, mc = outcomes.final(ens, DET_ACC), outcomes.final(ens, MC_ACC)
-    det_only, mc_only = outcomes.final(ens, DET_ONLY_CORRECT), outcomes.final(ens, MC_ONLY_CORRECT)
-    count = outcomes.final(ens, PROBE_SAMPLES)
-    ks = ens[(ens.layer == MODEL) & ens.measure.str.startswith(prefix(ACC_AT_K))].measure
-    top_k = int(ks.str.split(":").str[1].astype(int).max()) if len(ks) else None
-    names = outcomes.run_names(runs)
-    tested = [r for r in det if r in mc and r in det_only and r in mc_only]
-    untested = [names.get(r, r) for r in det if r in mc and r not in tested]
-    out = []
-    if tested:
-        raw = [mcnemar_exact(det_only[r], mc_only[r]) for r in tested]
-        adjusted = holm(raw)
-        agree = []
-        for run, p, p_holm in zip(tested, raw, adjusted):
-            gain = mc[run] - det[run]
-            n = int(count.get(run, 0))
-            numbers = {"run": run, DET_ACC: det[run], MC_ACC: mc[run], "gain": gain, "n": n,
-                       MC_ONLY_CORRECT: int(mc_only[run]), DET_ONLY_CORRECT: int(det_only[run]),
-                       "p": p, "p_holm": float(p_holm), "T": top_k}
-            counts = (f"{mc[run]:.3f} against {det[run]:.3f} on n = {n} probe samples; "
-                      f"{int(mc_only[run])} right only with MC, {int(det_only[run])} only with the "
-                      f"weight-scaled network; exact McNemar {p_text(p)}, Holm-adjusted "
-                      f"{p_text(p_holm)} over {len(tested)} run{'s' if len(tested) > 1 else ''}")
-            if p_holm < level():
-                out.append(Finding("RA230", "ensemble_gain",
-                                   _gain_text(names.get(run, run), gain, top_k, counts), numbers,
-                                   "notice"))
-            else:
-                agree.append((names.get(run, run), n, gain, p_holm))
-        if agree:
-            out.append(Finding(
-                "RA231", "ensemble_agreement",
-                "No detectable difference between Monte-Carlo dropout and the weight-scaled "
-                "network (exact McNemar, Holm-corrected) in " + names_text(
-                    [f"{name} (gain {gain:+.3f}, n = {n}, {p_text(p)})" for name, n, gain, p in agree],
-                    separator="; ")
-                + ". That is not agreement: whether they agree within 0.01 is the last claim's "
-                "question (RA257).", {"runs": [a[0] for a in agree]}))
-    if untested:
-        out.append(Finding(
-            "RA231", "ensemble_agreement",
-            "Runs " + names_text(untested) + " have no paired counts for McNemar's test (runs "
-            "older than the counts, or a per-position head, whose positions in one sequence "
-            "are not independent samples): their Monte-Carlo and weight-scaled accuracies "
-            "are in the overview, untested.",
-            {"runs": untested}))
     return out

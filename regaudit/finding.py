@@ -15,6 +15,41 @@ from regaudit.statistics import ALPHA, MAX_SEEDS, POWER
 LEVELS = ("notice", "info")
 
 
+#: the modules that declare finding rules; `finding_rules()` imports them all
+DECLARING_MODULES = ("regaudit.findings", "regaudit.diagnoses", "regaudit.ensemble_findings",
+                     "regaudit.remedies",
+                     "regaudit.claims", "regaudit.studies.effects", "regaudit.studies.recommend")
+_RULES = []
+
+
+def finding_rule(*ids, order, summary, evidence=()):
+    """Declare a finding rule: the decorated `rule(runs, groups)` returns its findings
+    (with ids among `ids`), its docstring states what it finds, its threshold and its
+    source. `order`: where its findings come in the report (notices first, then by
+    order); `summary`: the one line the documentation's table of findings shows;
+    `evidence`: the measures it reads. `finding_rules()`, the report and the documentation
+    read the declarations."""
+    def declare(function):
+        declared = {i for rule in _RULES if rule is not function for i in rule.ids}
+        if declared & set(ids):
+            raise ValueError(f"finding ids {sorted(declared & set(ids))} are declared twice")
+        function.ids, function.order, function.summary = ids, order, summary
+        function.evidence = tuple(evidence)
+        _RULES.append(function)
+        return function
+
+    return declare
+
+
+def finding_rules():
+    """Every declared finding rule, in report order."""
+    import importlib
+
+    for module in DECLARING_MODULES:
+        importlib.import_module(module)
+    return sorted(_RULES, key=lambda rule: rule.order)
+
+
 @dataclass
 class Finding:
     """One statement: `id` (stable, `RA2xx`), `rule` (its name), `text` in plain words,
@@ -81,14 +116,18 @@ def comparison_text(c, measure, high_means):
             f"({values}; {test}).{power}")
 
 
+#: the words of a test's result, everywhere the report states one
+SIGNIFICANT = "significant"
+NO_DIFFERENCE = "no detectable difference"
+NO_TEST = "one run per group: no test"
+
+
 def significance_words(c):
-    """"(significant: Holm p = ...)" or "(not significant: ...)" for a comparison, or the
-    reason there is no test."""
+    """"significant, Holm-adjusted p = ..." or "no detectable difference, ..." for a
+    comparison, or the reason there is no test."""
     if c is None:
-        return "one run per group: no test"
-    if c.significant:
-        return f"significant, Holm-adjusted {p_text(c.p_holm)}"
-    return f"no detectable difference, Holm-adjusted {p_text(c.p_holm)}"
+        return NO_TEST
+    return f"{SIGNIFICANT if c.significant else NO_DIFFERENCE}, Holm-adjusted {p_text(c.p_holm)}"
 
 
 #: a finding names at most this many runs, then says how many more (a report on hundreds
@@ -127,4 +166,5 @@ def per_layer(final, flagged, names):
 
 __all__ = ["ALPHA", "Finding", "LEVELS", "NAMES_SHOWN", "comparison_text", "names_text", "number",
            "p_text", "per_layer",
-           "seeds_text", "significance_words", "values_text"]
+           "seeds_text", "significance_words", "values_text", "finding_rule", "finding_rules", "SIGNIFICANT", "NO_DIFFERENCE",
+           "NO_TEST"]

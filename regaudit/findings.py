@@ -19,7 +19,9 @@ import numpy as np
 
 from regaudit.shift import DRIFT_W1, DRIFT_W1_MEAN
 from regaudit import outcomes
-from regaudit.finding import Finding, comparison_text, number
+from regaudit.outcomes import GEN_GAP_ACC, GEN_GAP_LOSS
+from regaudit.finding import Finding, comparison_text, finding_rule, finding_rules, number
+from regaudit.levels import NOTICE
 from regaudit.schema import MODEL
 from regaudit.setup import repeats_input
 from regaudit.statistics import bounded_interval, compare_groups
@@ -29,6 +31,8 @@ from regaudit.statistics import bounded_interval, compare_groups
 LEARNED_DROP = 0.10
 
 
+@finding_rule("RA201", "RA202", order=30,
+              summary='final validation accuracy (else validation loss) per group with its 95% interval; differences between groups')
 def outcome_by_group(runs, groups):
     """RA201/RA202: per group the mean final outcome (validation accuracy, else validation
     loss) with its 95% t-interval, kept within the outcome's bounds (an accuracy's in
@@ -66,6 +70,8 @@ def outcome_by_group(runs, groups):
     return out
 
 
+@finding_rule("RA203", order=40,
+              summary='the generalization gap per group, and differences between groups', evidence=(GEN_GAP_ACC, GEN_GAP_LOSS))
 def generalization_gap(runs, groups):
     """RA203: the final generalization gap (`regaudit.outcomes`: accuracy - val_accuracy,
     else val_loss - loss) per group with its 95% interval, and the pairs of groups whose
@@ -104,6 +110,8 @@ def learned(runs):
     return out
 
 
+@finding_rule("RA240", "RA241", order=90,
+              summary='the layers that drift most; drift with and without BatchNormalization, next to how much each learned', evidence=(DRIFT_W1, DRIFT_W1_MEAN))
 def drift(runs, groups):
     """RA240/RA241, layer drift (Ioffe & Szegedy 2015): the three layers whose distribution
     moved most between consecutive audits (mean `drift_w1`; layers that repeat their input
@@ -166,16 +174,11 @@ COMPARISONS = ("RA202", "RA203")
 
 
 def findings(runs, groups):
-    """Every rule's findings; notices first, then in rule order."""
-    from regaudit import claims, diagnoses
-    from regaudit.remedies import batchnorm_reestimated
-    from regaudit.studies.effects import dropout_batchnorm_interaction
-    from regaudit.studies.recommend import RULE as RECOMMENDATION, recommendation
+    """Every declared rule's findings (`finding.finding_rules`); a study's recommendation
+    first, then notices, each in rule order."""
+    from regaudit.studies.recommend import RULE as RECOMMENDATION
 
     found = []
-    for rule in (recommendation, diagnoses.nonfinite, outcome_by_group, generalization_gap,
-                 diagnoses.batchnorm_lag, batchnorm_reestimated, diagnoses.dropout_before_batchnorm,
-                 diagnoses.dead_and_saturated, drift, diagnoses.ensemble_gain, claims.claims,
-                 dropout_batchnorm_interaction):
+    for rule in finding_rules():
         found.extend(rule(runs, groups))
-    return sorted(found, key=lambda f: (f.id != RECOMMENDATION[0], f.level != "notice"))
+    return sorted(found, key=lambda f: (f.id != RECOMMENDATION[0], f.level != NOTICE))

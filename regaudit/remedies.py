@@ -12,7 +12,7 @@ significant gain says the moving statistics, not the weights, cost that much at 
 import numpy as np
 from scipy import stats
 
-from regaudit.finding import Finding, number, p_text
+from regaudit.finding import Finding, finding_rule, number, p_text
 from regaudit.registry import AS_LOGGED, MODEL_WIDE, declare, fill
 from regaudit.schema import MODEL, TABLE_SHIFT
 from regaudit.statistics import bounded_interval, holm, level
@@ -45,6 +45,8 @@ def remedy_pairs(runs, metric):
     return out
 
 
+@finding_rule("RA213", order=60,
+              summary='the BatchNormalization remedy, measured: validation before and after re-estimating the moving statistics at train end (paired t-test over the runs)', evidence=(BN_REESTIMATED_BEFORE, BN_REESTIMATED_AFTER))
 def batchnorm_reestimated(runs, groups):
     """[RA213 per group with the measured remedy]."""
     if not len(runs.shift):

@@ -21,6 +21,7 @@ from regaudit.timing import AUDIT_SECONDS, EPOCH_SECONDS
 from regaudit import outcomes
 from regaudit.claims import ARTICLE, CLAIM_PREFIX  # the claims' ids: their own section
 from regaudit.errors import RegauditError
+from regaudit.finding import NO_DIFFERENCE, SIGNIFICANT
 from regaudit.findings import COMPARISONS, findings as find
 from regaudit.read import DEFAULT_GROUP
 from regaudit.schema import MODEL, TAG_PREFIX
@@ -294,11 +295,11 @@ def comparison_table(found):
     for f in found:
         n = f.numbers
         if n["significant"]:
-            result = "higher, significant"
+            result = f"higher, {SIGNIFICANT}"
         else:
             detectable = n.get("detectable")
             seeds = n["seeds"]
-            result = "no detectable difference"
+            result = NO_DIFFERENCE
             if detectable is not None and np.isfinite(detectable):
                 result += (f"; {detectable:.3g} detectable at 80% power; "
                            f"{'> 1000' if seeds > 1000 else seeds} seeds/group for this one")

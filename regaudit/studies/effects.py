@@ -11,7 +11,7 @@ import numpy as np
 
 from regaudit import outcomes
 from regaudit.claims import group_setups
-from regaudit.finding import Finding, number, p_text
+from regaudit.finding import Finding, finding_rule, number, p_text
 from regaudit.statistics import holm, interaction, level
 
 RULE = ("RA261", "dropout_batchnorm_interaction")
@@ -39,6 +39,8 @@ def _quads(setups):
     return out
 
 
+@finding_rule("RA261", order=120,
+              summary='a study\'s answer to "do Dropout and BatchNormalization clash?": Dropout\'s effect with BN minus its effect without, with its interval and Holm-adjusted p')
 def dropout_batchnorm_interaction(runs, groups):
     """[RA261 per BN placement with four such groups of two runs or more each]."""
     measure, values, higher, _ = outcomes.outcome(runs)

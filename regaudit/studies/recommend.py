@@ -12,7 +12,7 @@ significant, it says so with the smallest difference these seeds could detect.
 import numpy as np
 
 from regaudit import outcomes
-from regaudit.finding import Finding, number, p_text
+from regaudit.finding import Finding, finding_rule, number, p_text
 from regaudit.statistics import ALPHA, compare_groups, level, welch_interval
 from regaudit.studies.design import GIVEN
 
@@ -46,6 +46,8 @@ def _given_remedy(runs, groups):
             f"({REMEDY[0]}, {len(pairs)} runs): try that remedy before changing the architecture.")
 
 
+@finding_rule("RA260", order=10,
+              summary="a study's recommendation: the best variant against the model as given, with its test")
 def recommendation(runs, groups):
     """[the RA260 finding] for runs grouped by variant, or [] without the model as given."""
     measure, values, higher, bounds = outcomes.outcome(runs)

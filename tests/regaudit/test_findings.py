@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from regaudit import diagnoses as D
+from regaudit import ensemble_findings
 from regaudit import findings as F
 from regaudit import statistics as S
 from regaudit.read import RunSet
@@ -246,7 +247,7 @@ def test_ensemble_gain_is_claimed_only_when_mcnemar_says_so_and_gives_n():
                 (("det_acc", det), ("mc_acc", mc), ("det_only_correct", det_only),
                  ("mc_only_correct", mc_only), ("probe_samples", n), ("acc_at_k:16", mc))]
     table = ens("far", 0.80, 0.90, 2, 52, 500) + ens("near", 0.90, 0.916, 0, 2, 128)
-    gain, agree = D.ensemble_gain(runset(ensemble=table), {"far": "g", "near": "g"})
+    gain, agree = ensemble_findings.ensemble_gain(runset(ensemble=table), {"far": "g", "near": "g"})
     assert gain.id == "RA230" and gain.level == "notice"
     assert gain.numbers["p"] == pytest.approx(stats.binomtest(2, 54).pvalue)
     assert "would gain 0.100 accuracy at T = 16" in gain.text and "n = 500" in gain.text
