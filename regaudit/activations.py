@@ -235,6 +235,19 @@ def unit_mean_spread(s):
     return float(np.std(unit_means))
 
 
+def unit_std_spread(s):
+    """unit_std_spread = std over units (ddof=0) of the per-unit population std of finite
+    values: how unevenly the units (a Dense layer's features, a Conv layer's channels) are
+    scaled. Right after a BatchNormalization each unit has unit variance on the batch (times
+    its gamma), so at inference a large spread there shows channels that the moving
+    statistics normalize unevenly (Ioffe & Szegedy 2015, section 3)."""
+    present = np.asarray(s.unit_finite) > 0
+    if not present.any():
+        return float("nan")
+    unit_vars = np.asarray(s.unit_m2)[present] / np.asarray(s.unit_finite)[present]
+    return float(np.std(np.sqrt(np.maximum(unit_vars, 0.0))))
+
+
 def histogram(s, bins=HISTOGRAM_BINS):
     """64 equal-width bins over [min, max] of the finite elements of the whole tensor,
     counting the finite reservoir values. Returns (counts, edges) as np.histogram."""
@@ -270,6 +283,7 @@ NONFINITE_FRAC = _declare("nonfinite_frac", nonfinite_frac, unit=FRACTION)
 DEAD_FRAC = _declare("dead_frac", dead_frac, unit=FRACTION, headline=True)
 SAT_FRAC = _declare("sat_frac", sat_frac, unit=FRACTION, headline=True)
 UNIT_MEAN_SPREAD = _declare("unit_mean_spread", unit_mean_spread)
+UNIT_STD_SPREAD = _declare("unit_std_spread", unit_std_spread)
 P15, P50, P85 = PERCENTILES[0.15], PERCENTILES[0.50], PERCENTILES[0.85]
 
 #: measure name -> function of a TapSummary. Order is the order of the tables.
@@ -278,7 +292,7 @@ ACTIVATION_MEASURES = {
     SKEW: skew, KURTOSIS: kurtosis,
     **{name: partial(quantile, q=q) for q, name in PERCENTILES.items()},
     ZERO_FRAC: zero_frac, NONFINITE_FRAC: nonfinite_frac, DEAD_FRAC: dead_frac,
-    SAT_FRAC: sat_frac, UNIT_MEAN_SPREAD: unit_mean_spread,
+    SAT_FRAC: sat_frac, UNIT_MEAN_SPREAD: unit_mean_spread, UNIT_STD_SPREAD: unit_std_spread,
 }
 
 DEAD_FRAC_MEAN = declare(

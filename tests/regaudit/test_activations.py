@@ -70,6 +70,16 @@ def test_unit_mean_spread_is_std_of_unit_means(rng):
     assert A.unit_mean_spread(s) == pytest.approx(np.std(x.reshape(-1, 7).mean(axis=0)), rel=1e-12)
 
 
+def test_unit_std_spread_is_std_of_unit_stds(rng):
+    x = rng.normal(scale=np.arange(1, 8), size=(33, 4, 7))
+    x[0, 0, 3] = np.nan  # a non-finite value leaves its unit's other values
+    s = merged(x, 5)
+    units = x.reshape(-1, 7)
+    want = np.std([np.std(u[np.isfinite(u)]) for u in units.T])
+    assert A.unit_std_spread(s) == pytest.approx(want, rel=1e-12)
+    assert A.unit_std_spread(merged(np.ones((10, 3)), 2)) == 0.0
+
+
 def test_quantiles_and_histogram_are_exact_on_the_reservoir(rng):
     x = rng.standard_t(3, size=(20, 50))
     s = merged(x, 3)
