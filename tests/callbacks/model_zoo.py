@@ -1,12 +1,21 @@
 """Tiny Keras models (the seed article's three, a two-input model with a nested block, a
 shared layer) and an independent numpy/scipy reference for every activation measure."""
 
+import os
+import sys
+from dataclasses import replace
+
 import keras
 import numpy as np
 from keras import layers
 from scipy import stats
 
+from regaudit.activations import ACTIVATION_MEASURES
 from regaudit.callbacks import seed_models
+
+# the core tests' numpy summaries (tests/regaudit/summaries.py)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "regaudit"))
+from summaries import chunk_summary  # noqa: E402
 
 
 def two_input_nested():
@@ -110,4 +119,12 @@ def reference_measures(x, reservoir_rows, bounds=None):
     if bounds is not None:
         out["sat_frac"] = np.mean((finite <= bounds[0] + 0.01) | (finite >= bounds[1] - 0.01))
     out["histogram"] = np.histogram(reservoir, bins=64, range=(finite.min(), finite.max()))
+    # every other declared activation measure: its function on the exact summary of the
+    # full tensor (reservoir: the callback's positions); the function itself is tested
+    # against numpy in tests/regaudit/test_activations.py
+    summary = replace(chunk_summary(x64 if x64.ndim > 1 else x64.reshape(-1, 1), bounds),
+                      reservoir=reservoir)
+    for name, function in ACTIVATION_MEASURES.items():
+        if name not in out and (name != "sat_frac" or bounds is not None):
+            out[name] = function(summary)
     return out
