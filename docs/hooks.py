@@ -71,23 +71,31 @@ def measures_table():
 
     rows = ["| measure | table | one value per | unit | MLflow metric | declared in | definition |",
             "|---|---|---|---|---|---|---|"]
-    for m in measures().values():
+    tables = ("activations", "shift", "ensemble", "history")
+    ordered = sorted(measures().values(),
+                     key=lambda m: tables.index(m.table) if m.table in tables else len(tables))
+    for m in ordered:
         rows.append(f"| `{_cell(m.name)}` | {m.table} | {m.scope} | {m.unit} | "
                     f"{'yes' if m.headline else 'no'} | `{m.module}` | {_cell(m.summary)} |")
     return "\n".join(rows) + "\n"
 
 
+def _first_sentence(text):
+    text = " ".join(text.split("\n\n")[0].split())
+    return re.split(r"(?<=[a-z0-9)`])\. (?=[A-Z])", text)[0].rstrip(".") + "."
+
+
 def lint_rules_table():
-    """Every declared lint rule: id, severity, name, what it checks, its source."""
+    """Every declared lint rule: id, severity, what it checks (its docstring's first
+    sentence), its source, the measures that speak to it once the model trained."""
     from regaudit.lint_rules import RULES
 
-    rows = ["| id | severity | rule | what it checks | source | measured by |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| id | severity | what it checks | source | measured by |",
+            "|---|---|---|---|---|"]
     for rule in RULES:
-        doc = " ".join(inspect.getdoc(rule).split("\n\n")[0].split())
-        doc = re.sub(r"^RA1\d\d \([^)]*\): ", "", doc)
+        doc = re.sub(r"^RA1\d\d \([^)]*\): ", "", _first_sentence(inspect.getdoc(rule)))
         measured = ", ".join(f"`{m}`" for m in rule.evidence) or _cell(rule.elsewhere)
-        rows.append(f"| {rule.id} | {rule.severity} | `{rule.__name__}` | {_cell(doc)} | "
+        rows.append(f"| {rule.id} | {rule.severity} | `{rule.__name__}`: {_cell(doc)} | "
                     f"{_cell(rule.source)} | {measured} |")
     return "\n".join(rows) + "\n"
 

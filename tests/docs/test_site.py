@@ -41,6 +41,17 @@ def test_the_site_builds_strictly(site):
         assert f"regaudit {command}" in cli
 
 
+def test_every_public_name_is_on_the_api_page(site):
+    import regaudit
+
+    api = read("docs", "api.md")
+    rendered = set(re.findall(r"^::: regaudit\.[\w.]*\.(\w+)\s*$", api, re.M))
+    assert set(regaudit.__all__) - {"__version__"} <= rendered
+    page = site("api")
+    for name in rendered:
+        assert f"<code>{name}</code>" in page, name
+
+
 def test_every_link_of_the_readme_resolves():
     text = read("README.md")
     links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
