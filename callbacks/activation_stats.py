@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from regaudit.activations import ACTIVATION_MEASURES, DEAD_FRAC, histogram, model_summary, relu_output
-from regaudit.registry import is_headline
-from regaudit.layer_graph import passes_on, upstream
+from regaudit.measures.activations import ACTIVATION_MEASURES, DEAD_FRAC, histogram, model_summary, relu_output
+from regaudit.measures.registry import is_headline
+from regaudit.model.layer_graph import passes_on, upstream
 from regaudit.schema import HISTOGRAM_COLUMNS, MODEL, TABLE_ACTIVATIONS, TABLE_HISTOGRAMS
 
 from regaudit.callbacks.arguments import ARGUMENTS_DOC
@@ -12,8 +12,8 @@ from regaudit.callbacks.audit import Audit
 
 
 class ActivationFamily:
-    """Every measure of `regaudit.activations.ACTIVATION_MEASURES` for every tap, a
-    64-bin histogram per tap, and the headline ones (`regaudit.registry`) as metrics."""
+    """Every measure of `regaudit.measures.activations.ACTIVATION_MEASURES` for every tap, a
+    64-bin histogram per tap, and the headline ones (`regaudit.measures.registry`) as metrics."""
 
     name = "activations"
     needs = frozenset()

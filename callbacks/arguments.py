@@ -28,7 +28,7 @@ ARGUMENTS_DOC = """
             (`REGAUDIT_SPOOL_DIR`, default ~/.cache/regaudit/spool) and is replayed at the
             next audit, at train end, or by `regaudit sync`. An outage is waited for once:
             after that the writes go straight to the spool until a background probe sees
-            the store back (`regaudit.outage`). 10.
+            the store back (`regaudit.tracking.outage`). 10.
         layers: the layers to measure: a regular expression matched whole against layer
             names, a Keras layer class, or a list of both (`[keras.layers.Conv2D,
             "dense_.*"]`). The model always runs whole; each measured layer adds its

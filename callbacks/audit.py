@@ -16,8 +16,8 @@ import keras
 
 from regaudit.errors import RegauditError, RegauditWarning, error_line
 from regaudit.schema import MODEL, TABLE_ACTIVATIONS, TABLE_HISTORY
-from regaudit.store import is_pending
-from regaudit.timing import AUDIT_SECONDS
+from regaudit.tracking.store import is_pending
+from regaudit.measures.timing import AUDIT_SECONDS
 
 from regaudit.callbacks import fits
 from regaudit.callbacks.arguments import ARGUMENTS_DOC, check_arguments

@@ -7,7 +7,7 @@ import warnings
 from regaudit import __version__
 from regaudit.errors import RegauditWarning, UsageError
 from regaudit.schema import (SCHEMA_VERSION, TAG_PREFIX, evenly_spaced)
-from regaudit.setup import regularization_tags
+from regaudit.model.tags import regularization_tags
 
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.lint_model import train_lint

@@ -10,7 +10,7 @@ import pandas as pd
 
 from regaudit.errors import RegauditWarning
 from regaudit.schema import COLUMNS, MODEL, metric_key
-from regaudit.timing import EPOCH_SECONDS
+from regaudit.measures.timing import EPOCH_SECONDS
 
 
 #: replay rounds of `write_timeout` seconds at train end while the store takes writes

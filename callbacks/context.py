@@ -13,7 +13,7 @@ the callback.
 import threading
 from dataclasses import dataclass
 
-from regaudit.activations import TapSummary
+from regaudit.measures.activations import TapSummary
 from regaudit.schema import COLUMNS, MODEL
 
 

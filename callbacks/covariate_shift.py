@@ -3,9 +3,9 @@ shift, and (optional) gradient-based internal covariate shift (docs/measures.md,
 
 import numpy as np
 
-from regaudit import shift
-from regaudit.registry import is_headline
-from regaudit.regularizers import is_batchnorm
+from regaudit.measures import shift
+from regaudit.measures.registry import is_headline
+from regaudit.model.regularizers import is_batchnorm
 from regaudit.schema import MODEL, TABLE_SHIFT
 
 from regaudit.callbacks.arguments import ARGUMENTS_DOC

@@ -11,7 +11,7 @@ from regaudit.callbacks.lint_model import layer_row
 
 def layer_table(model, probe_pass, metric_layers):
     """One row per layer call (what model.json stores and the tags read), with its
-    regularizer and noise sources (`regaudit.regularizers`); for a model that cannot
+    regularizer and noise sources (`regaudit.model.regularizers`); for a model that cannot
     be called, one row per layer it holds."""
     if probe_pass is None:
         calls = [(name, layer, parent, None, ()) for name, layer, parent

@@ -7,10 +7,10 @@ import warnings
 import keras
 import numpy as np
 
-from regaudit import ensemble
-from regaudit import heads as heads_module
+from regaudit.measures import ensemble
+from regaudit.measures import heads as heads_module
 from regaudit.errors import RegauditWarning
-from regaudit.registry import is_headline
+from regaudit.measures.registry import is_headline
 from regaudit.schema import MODEL, TABLE_ENSEMBLE, TAG_PREFIX
 
 from regaudit.callbacks.arguments import ARGUMENTS_DOC
@@ -53,7 +53,7 @@ def _loss_of(loss, index, name):
 
 
 def output_heads(model, det, targets=None):
-    """The head of every flattened output (`regaudit.heads.head_kind`), from the loss
+    """The head of every flattened output (`regaudit.measures.heads.head_kind`), from the loss
     `compile` was given and the output layer's activation; `det`: the deterministic
     outputs, for their widths. A per-position binary head whose targets are not all 0 or
     1 (a VAE's or an autoencoder's pixel intensities under binary cross-entropy) is a
@@ -129,7 +129,7 @@ class EnsembleFamily:
         self.announced = False
         #: whether an audit measured the ensemble (finish needs one)
         self.measured = False
-        #: the head of every output (`regaudit.heads`), decided at the first audit
+        #: the head of every output (`regaudit.measures.heads`), decided at the first audit
         self.heads = None
 
     @staticmethod
@@ -184,7 +184,7 @@ class EnsembleFamily:
 
     @staticmethod
     def _per_position(context, index, p_det, p_members, target, weights, keras_mask):
-        """A per-position head (`regaudit.heads`): every position that is not padding (the
+        """A per-position head (`regaudit.measures.heads`): every position that is not padding (the
         Keras mask, the loss's `ignore_class`, a zero sample weight) is one
         classification. The paired McNemar counts are left out: positions of one sequence
         are not independent, so a test over positions would overstate the evidence;

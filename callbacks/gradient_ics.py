@@ -4,7 +4,7 @@ For each layer i with weights (Dense, Conv, ...): G is the gradient of the loss 
 respect to layer i's trainable weights on one probe batch; G' is the same gradient after
 every earlier layer has taken one plain gradient step (learning rate: the optimizer's
 current one) on that batch. `ics_l2` = ||G - G'||_2 and `ics_cos` = cos(G, G')
-(`regaudit.shift.ics_l2`, `ics_cos`). The model runs in inference mode, so
+(`regaudit.measures.shift.ics_l2`, `ics_cos`). The model runs in inference mode, so
 BatchNormalization normalizes with its moving statistics (Santurkar et al. used batch
 statistics; training mode would move the moving statistics). Every trial step is undone
 by assigning back the exact saved values: the model ends bit-identical. Costs one
@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from regaudit.shift import ics_cos, ics_l2
+from regaudit.measures.shift import ics_cos, ics_l2
 
 
 def _learning_rate(optimizer):

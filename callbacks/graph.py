@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import keras
 
-from regaudit.regularizers import is_rnn
+from regaudit.model.regularizers import is_rnn
 
 from regaudit.callbacks import keras_internals as internals
 

@@ -15,8 +15,8 @@ import warnings
 import keras
 
 from regaudit.errors import RegauditWarning, UsageError
-from regaudit.lint_rules import RULE_IDS, counts, lint_rows
-from regaudit.regularizers import is_attention, is_batchnorm, is_rnn, regularizer_of, sources_of
+from regaudit.model.lint_rules import RULE_IDS, counts, lint_rows
+from regaudit.model.regularizers import is_attention, is_batchnorm, is_rnn, regularizer_of, sources_of
 
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.graph import is_graph_model, run_graph
@@ -33,7 +33,7 @@ def layer_facts(layer):
 def layer_row(name, layer, parent_name, parent, sources, shape, regularizer=None, noise=None):
     """The one row of a layer call that the lint rules, the tags and `model.json` read:
     its path, class, parent, sources (None: unknown), per-sample shape, activation, rate,
-    BN momentum, regularizer and noise sources (`regaudit.regularizers`, read from the
+    BN momentum, regularizer and noise sources (`regaudit.model.regularizers`, read from the
     layer in its `parent` unless given) and `layer_facts`."""
     regularizer = regularizer_of(layer, parent) if regularizer is None and noise is None else regularizer
     noise = sources_of(layer, name, parent) if noise is None else noise
@@ -156,7 +156,7 @@ def model_rows(model):
 
 
 def lint(model, steps=None, batch_size=None, ignore=()):
-    """Lint findings (`regaudit.lint_rules.LintFinding`) of a Keras model before training:
+    """Lint findings (`regaudit.model.lint_rules.LintFinding`) of a Keras model before training:
     Dropout feeding BatchNormalization, BN placement, dead or extreme rates, Dropout after
     the output, a bias before BN, small BN batches (`batch_size=`), element-wise Dropout
     on feature maps, a BN momentum too high for `steps=` planned training steps. `ignore`:

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from regaudit.regularizers import regularizer_of, sources_of
-from regaudit.shift import ChannelMoments
+from regaudit.model.regularizers import regularizer_of, sources_of
+from regaudit.measures.shift import ChannelMoments
 
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.graph import run_graph
@@ -75,7 +75,7 @@ class ProbePass:
         self.batchnorm_alias = {}
         self._bn_inputs = {}
         self._bn_channels = {}
-        #: every noise source the model's calls bring (`regaudit.regularizers.Source`), in
+        #: every noise source the model's calls bring (`regaudit.model.regularizers.Source`), in
         #: call order: the order of the ensemble's `active` and of its drop measures
         self.noise_sources = []
         #: {reason: [layer outputs]} of the outputs not measured for a reason the user

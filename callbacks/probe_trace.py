@@ -6,8 +6,8 @@ never per batch."""
 import keras
 import tensorflow as tf
 
-from regaudit.activations import BOUNDED_ACTIVATIONS
-from regaudit.regularizers import is_batchnorm
+from regaudit.measures.activations import BOUNDED_ACTIVATIONS
+from regaudit.model.regularizers import is_batchnorm
 
 from regaudit.callbacks.graph import run_graph
 from regaudit.callbacks.reductions import (

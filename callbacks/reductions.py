@@ -4,15 +4,15 @@ Per tapped tensor and probe mini-batch, `summaries` returns exact streaming mome
 min/max, zero and non-finite counts, per-unit sums and the reservoir values; a float32
 tensor takes `_fast_moments` (power-of-two-scaled deviations, float32 arithmetic with
 float64 accumulation), anything with NaN or Inf is redone in float64 (`_moments`).
-`to_summary` turns one batch's values into a `regaudit.activations.TapSummary` on the
+`to_summary` turns one batch's values into a `regaudit.measures.activations.TapSummary` on the
 host; `channel_moments` are the per-channel moments of a BatchNormalization input.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from regaudit.activations import SAT_MARGIN, TapSummary
-from regaudit.shift import ChannelMoments
+from regaudit.measures.activations import SAT_MARGIN, TapSummary
+from regaudit.measures.shift import ChannelMoments
 
 
 def _moments(x):

@@ -19,9 +19,9 @@ A model its config cannot rebuild (a subclassed model) is not copied: the run's 
 
 import numpy as np
 
-from regaudit import regularizers
-from regaudit.registry import fill
-from regaudit.remedies import BN_REESTIMATED_AFTER, BN_REESTIMATED_BEFORE
+from regaudit.model import regularizers
+from regaudit.measures.registry import fill
+from regaudit.answer.remedies import BN_REESTIMATED_AFTER, BN_REESTIMATED_BEFORE
 from regaudit.schema import MODEL, TABLE_SHIFT, TAG_PREFIX
 
 #: the run tag that says why a BN model's remedy was not measured

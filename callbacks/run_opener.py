@@ -20,11 +20,11 @@ import sys
 import threading
 import warnings
 
-from regaudit.timing import AUDIT_SECONDS
+from regaudit.measures.timing import AUDIT_SECONDS
 from regaudit.errors import RegauditWarning
 from regaudit.schema import MODEL, metric_key
-from regaudit.storage import RunWriter
-from regaudit.store import activate_run, join_or_start_run
+from regaudit.tracking.storage import RunWriter
+from regaudit.tracking.store import activate_run, join_or_start_run
 
 from regaudit.callbacks import fits
 

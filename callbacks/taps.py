@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import keras
 
-from regaudit.activations import RESERVOIR_SIZE
+from regaudit.measures.activations import RESERVOIR_SIZE
 
 from regaudit.callbacks import keras_internals as internals
 
@@ -28,9 +28,9 @@ class TapInfo:
     bounds: tuple | None
     sources: tuple = ()
     layer: object = None
-    #: `regaudit.regularizers.regularizer_of` the layer, in its place
+    #: `regaudit.model.regularizers.regularizer_of` the layer, in its place
     regularizer: str | None = None
-    #: the noise sources this call brings (`regaudit.regularizers.Source`)
+    #: the noise sources this call brings (`regaudit.model.regularizers.Source`)
     noise: tuple = ()
     #: why this output is not measured (`UNMEASURED_REASONS`), None when it is
     reason: str | None = None

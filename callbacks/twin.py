@@ -2,7 +2,7 @@
 
 The twin runs the model's own layer objects (shared weights, no copy) through
 `graph.run_graph` with `NoiseTwin.override`: every noise source of
-`regaudit.regularizers` (the Dropout family wherever it sits, the Dropout inside
+`regaudit.model.regularizers` (the Dropout family wherever it sits, the Dropout inside
 MultiHeadAttention, an RNN cell's dropout and recurrent dropout) is replaced by one noise
 function per kind, seeded by the audit seed, the probe position, the replica block and the
 source's index, so every audit draws the same noise and no seed state of the model moves.
@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from regaudit.regularizers import is_rnn, rnn_cells
+from regaudit.model.regularizers import is_rnn, rnn_cells
 
 from regaudit.callbacks import keras_internals as internals
 
@@ -35,7 +35,7 @@ def _noise_shape(layer, x):
 class NoiseTwin:
     """The noise functions of one traced twin call.
 
-    `sources`: the probe pass's list of `regaudit.regularizers.Source` (filled during the
+    `sources`: the probe pass's list of `regaudit.model.regularizers.Source` (filled during the
     first walk of the trace; its order is the order of `active`). Set per call: `start`
     (probe position), `offset` (replica block), `active` (float per source: > 0 on; None:
     all on), `det_rows` (leading rows kept deterministic; None: none, and no counting).
@@ -91,7 +91,7 @@ class NoiseTwin:
 
     def _layer_noise(self, index, source, layer, x):
         """The noise of a Dropout-family layer: the function named by its kind's
-        `regaudit.regularizers.NoiseKind.noise`."""
+        `regaudit.model.regularizers.NoiseKind.noise`."""
         return getattr(self, f"_{source.noise}")(index, float(source.rate), layer, x)
 
     def _drawn_mask(self, index, rate, layer, x):

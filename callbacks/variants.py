@@ -1,7 +1,7 @@
 """A study's variant of the user's model, built and compiled (the Keras side of
 `regaudit.studies.rewrite`).
 
-Each layer's role comes from the live layer through `regaudit.regularizers` (a subclass of
+Each layer's role comes from the live layer through `regaudit.model.regularizers` (a subclass of
 Dropout is a Dropout), so the config rewrite never guesses from a class name it does not
 know. The variant is a fresh model from the rewritten config (new weights), compiled with
 the original model's compile settings and its optimizer's learning rate times `lr`.
@@ -9,7 +9,7 @@ the original model's compile settings and its optimizer's learning rate times `l
 
 import keras
 
-from regaudit import regularizers
+from regaudit.model import regularizers
 from regaudit.errors import RegauditError
 from regaudit.studies import rewrite
 

@@ -1,8 +1,8 @@
 """MkDocs hook: `::: regaudit.<module>.<name>` lines of a page become that object's
 signature and docstring; `::: measures` becomes the table of every measure declared in
-`regaudit.registry`, `::: lint-rules` the table of every lint rule declared with
-`regaudit.lint_rules.lint_rule`, `::: finding-rules` the table of every finding rule
-declared with `regaudit.finding.finding_rule`. mkdocstrings reads modules from the source tree, where
+`regaudit.measures.registry`, `::: lint-rules` the table of every lint rule declared with
+`regaudit.model.lint_rules.lint_rule`, `::: finding-rules` the table of every finding rule
+declared with `regaudit.answer.finding.finding_rule`. mkdocstrings reads modules from the source tree, where
 `callbacks/` and `reports/` are not under `regaudit/` (pyproject.toml installs them as
 `regaudit.callbacks` and `regaudit.reports`), so the objects are imported instead."""
 
@@ -67,7 +67,7 @@ def _cell(text):
 def measures_table():
     """Every declared measure: name, table, scope, unit, metric or not, where it is
     computed, and its definition (the first paragraph of its docstring)."""
-    from regaudit.registry import measures
+    from regaudit.measures.registry import measures
 
     rows = ["| measure | table | one value per | unit | MLflow metric | declared in | definition |",
             "|---|---|---|---|---|---|---|"]
@@ -88,7 +88,7 @@ def _first_sentence(text):
 def lint_rules_table():
     """Every declared lint rule: id, severity, what it checks (its docstring's first
     sentence), its source, the measures that speak to it once the model trained."""
-    from regaudit.lint_rules import RULES
+    from regaudit.model.lint_rules import RULES
 
     rows = ["| id | severity | what it checks | source | measured by |",
             "|---|---|---|---|---|"]
@@ -110,7 +110,7 @@ def _ids_text(ids):
 
 def finding_rules_table():
     """Every declared finding rule: its ids, what it finds, the measures it reads."""
-    from regaudit.finding import finding_rules
+    from regaudit.answer.finding import finding_rules
 
     rows = ["| id | finding | rule | reads |", "|---|---|---|---|"]
     for rule in finding_rules():

@@ -22,9 +22,9 @@ class RegauditWarning(UserWarning):
 
 def error_line(error, limit=200):
     """The first line of an error's message, at most `limit` characters, with
-    credentials redacted (`regaudit.secrets`); "" when it has none. Every one-line
+    credentials redacted (`regaudit.tracking.secrets`); "" when it has none. Every one-line
     message regaudit prints about someone else's error takes it from here."""
-    from regaudit.secrets import redact
+    from regaudit.tracking.secrets import redact
 
     text = str(error).strip()
     return redact(text.splitlines()[0][:limit]) if text else ""

@@ -19,7 +19,7 @@ import pandas as pd
 
 from regaudit._version import __version__
 from regaudit.errors import RegauditError
-from regaudit.experiments import REPORT_TAG, client_of, mlflow_error, resolve_runs
+from regaudit.tracking.experiments import REPORT_TAG, client_of, mlflow_error, resolve_runs
 from regaudit.schema import (
     SCHEMA_VERSION, COLUMNS, HISTOGRAM_COLUMNS, TABLE_ACTIVATIONS, TABLE_ENSEMBLE, TABLE_HISTOGRAMS,
     TABLE_HISTORY, TABLE_SHIFT, TAG_PREFIX,
@@ -52,7 +52,7 @@ class RunSet:
     tags: pd.DataFrame
     meta: dict = field(default_factory=dict)
     #: the architecture lint RegAudit ran at train begin: run, id, rule, severity, layer,
-    #: message, source (`regaudit.lint_rules`)
+    #: message, source (`regaudit.model.lint_rules`)
     lint: pd.DataFrame = field(default_factory=lambda: _empty(LINT_COLUMNS))
 
     @property
@@ -117,7 +117,7 @@ def _final_history(history):
 def _downloaded(run_id, client, run, tags):
     """The run's regaudit/ artifacts ({table or JSON name: content}), checked: readable by
     this version, and holding regaudit data."""
-    from regaudit.reader import download_tables
+    from regaudit.tracking.reader import download_tables
 
     try:
         tables = download_tables(run_id, client, run.info.artifact_uri)
@@ -211,7 +211,7 @@ def load_runs(run_ids=(), experiment=None, client=None, progress=None, runs=None
     client = client_of(client)
     ids, found = resolve_runs(run_ids, experiment, client)
     known = {run.info.run_id: run for run in list(runs or ()) + found}
-    from regaudit.store import is_http
+    from regaudit.tracking.store import is_http
 
     threads = min(LOAD_THREADS if is_http(client.tracking_uri) else 1, len(ids))
     with ThreadPoolExecutor(threads, thread_name_prefix="regaudit-load") as pool:

@@ -5,7 +5,7 @@ functions of `regaudit.reports.plots` lay them out in panels."""
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from regaudit.activations import P15, P50, P85
+from regaudit.measures.activations import P15, P50, P85
 
 
 def palette_of(groups):

@@ -3,10 +3,10 @@ begin, next to what the audit then measured at the same layer."""
 
 import pandas as pd
 
-from regaudit import outcomes
-from regaudit.finding import names_text
-from regaudit.levels import LINT_LEVELS
-from regaudit.lint_rules import RULES
+from regaudit.answer import outcomes
+from regaudit.answer.finding import names_text
+from regaudit.answer.levels import LINT_LEVELS
+from regaudit.model.lint_rules import RULES
 
 #: lint rule id -> the measures that confirm or contradict it at the same layer
 EVIDENCE = {rule.id: rule.evidence for rule in RULES if rule.evidence}

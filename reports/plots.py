@@ -14,16 +14,16 @@ state, so a report can render in a background thread at train end."""
 import numpy as np
 from matplotlib.figure import Figure
 
-from regaudit.activations import DEAD_FRAC, MEAN, P15, P50, P85, SAT_FRAC, STD
-from regaudit.ensemble import ACC_AT_K, DET_ACC
-from regaudit.registry import prefix
-from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_VAR_RATIO, DRIFT_W1
-from regaudit import outcomes
+from regaudit.measures.activations import DEAD_FRAC, MEAN, P15, P50, P85, SAT_FRAC, STD
+from regaudit.measures.ensemble import ACC_AT_K, DET_ACC
+from regaudit.measures.registry import prefix
+from regaudit.measures.shift import BN_DROPOUT_VAR_RATIO, BN_VAR_RATIO, DRIFT_W1
+from regaudit.answer import outcomes
 from regaudit.reports.axes import (  # noqa: F401 - the axes-level functions, re-exported
     AGGREGATED, ensemble_curve, final_bars, group_lines, layer_heatmap, many_runs, palette_of,
     percentile_band, ratio_lines)
 from regaudit.schema import MODEL, evenly_spaced
-from regaudit.setup import repeats_input
+from regaudit.model.tags import repeats_input
 
 #: at most this many runs get per-run panels (heatmaps); the rest are in the line plots
 MAX_PANEL_RUNS = 8
@@ -131,7 +131,7 @@ def _title_notes(figure, shown, order, identity, data=None, aggregated=AGGREGATE
 
 def learning_curves(runs, labels, groups):
     """Loss and accuracy per epoch (training solid, validation dashed) and the
-    generalization gap as `regaudit.outcomes` defines it, a line per run."""
+    generalization gap as `regaudit.answer.outcomes` defines it, a line per run."""
     history = runs.history
     if not len(history):
         return None

@@ -4,7 +4,7 @@ import os
 from urllib.parse import urlsplit, urlunsplit
 
 from regaudit import __version__
-from regaudit.experiments import REPORT_TAG
+from regaudit.tracking.experiments import REPORT_TAG
 from regaudit.schema import TAG_PREFIX
 
 #: Where `mlflow ui` / `mlflow server` listen by default.
@@ -67,7 +67,7 @@ def log_run_report(run_id, client=None):
 
     from regaudit.read import load_run
     from regaudit.reports.report import build_report
-    from regaudit.storage import RunWriter
+    from regaudit.tracking.storage import RunWriter
 
     client = client or MlflowClient()
     with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:

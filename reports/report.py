@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from regaudit.ensemble import DET_ACC, MC_ACC
-from regaudit.timing import AUDIT_SECONDS, EPOCH_SECONDS
-from regaudit import outcomes
-from regaudit.claims import ARTICLE, CLAIM_PREFIX  # the claims' ids: their own section
+from regaudit.measures.ensemble import DET_ACC, MC_ACC
+from regaudit.measures.timing import AUDIT_SECONDS, EPOCH_SECONDS
+from regaudit.answer import outcomes
+from regaudit.answer.claims import ARTICLE, CLAIM_PREFIX  # the claims' ids: their own section
 from regaudit.errors import RegauditError
-from regaudit.finding import NO_DIFFERENCE, SIGNIFICANT
-from regaudit.findings import COMPARISONS, findings as find
+from regaudit.answer.finding import NO_DIFFERENCE, SIGNIFICANT
+from regaudit.answer.findings import COMPARISONS, findings as find
 from regaudit.read import DEFAULT_GROUP
 from regaudit.schema import MODEL, TAG_PREFIX
 
@@ -117,7 +117,7 @@ def run_labels(runs):
 
 def overview(runs, groups):
     """One row per run, narrow enough for the page: name, group, final Keras metrics, the
-    generalization gap (`regaudit.outcomes`), the dropout ensemble's accuracies, epochs
+    generalization gap (`regaudit.answer.outcomes`), the dropout ensemble's accuracies, epochs
     and times. The model and its parameters are in the layer section."""
     rows = []
     acts = runs.activations
@@ -175,7 +175,7 @@ def _measured(row):
 def layer_tables(runs):
     """[(model name, runs using it, layer DataFrame)] per distinct model architecture; the
     `regularizer` column says which layers regaudit treats as noise sources or
-    BatchNormalization (`regaudit.regularizers`)."""
+    BatchNormalization (`regaudit.model.regularizers`)."""
     layers = runs.layers
     if not len(layers):
         return []

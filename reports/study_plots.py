@@ -8,10 +8,10 @@ levels a figure needs."""
 import numpy as np
 from matplotlib.figure import Figure
 
-from regaudit.outcomes import GEN_GAP_ACC
-from regaudit import outcomes
-from regaudit.outcomes import STUDY_PARAM
-from regaudit.statistics import bounded_interval
+from regaudit.answer.outcomes import GEN_GAP_ACC
+from regaudit.answer import outcomes
+from regaudit.answer.outcomes import STUDY_PARAM
+from regaudit.answer.statistics import bounded_interval
 
 BN_ORDER = ("none", "after", "before")
 

@@ -69,14 +69,14 @@ def _uri():
 
 
 def redact(text):
-    from regaudit.secrets import redact as hide
+    from regaudit.tracking.secrets import redact as hide
 
     return hide(text)
 
 
 def _load(run_ids, experiment):
     """Load runs with a progress bar on stderr."""
-    from regaudit.experiments import resolve_runs
+    from regaudit.tracking.experiments import resolve_runs
     from regaudit.read import load_runs
 
     ids, found = resolve_runs(run_ids, experiment)
@@ -127,7 +127,7 @@ def runs(experiment, limit):
     """List audited runs: id, experiment, name, setup, start time, status."""
     from mlflow.tracking import MlflowClient
 
-    from regaudit.experiments import audited_runs, find_experiment
+    from regaudit.tracking.experiments import audited_runs, find_experiment
 
     client = MlflowClient()
     experiment_ids = None
@@ -158,8 +158,8 @@ def runs(experiment, limit):
 def sync(run_ids):
     """Send audit writes kept in the local spool (the tracking server was away) to
     MLflow: the given runs, else every spooled run. Exit 1 if some could not be sent."""
-    from regaudit.spool import spool_root, spooled_run_ids
-    from regaudit.storage import RunWriter
+    from regaudit.tracking.spool import spool_root, spooled_run_ids
+    from regaudit.tracking.storage import RunWriter
 
     ids = list(run_ids) or spooled_run_ids()
     if not ids:
@@ -217,7 +217,7 @@ def show(run_ids, experiment, group_by, as_json, verbose):
     per rule, notices (!) first, each with its rule id."""
     import json
 
-    from regaudit.findings import findings
+    from regaudit.answer.findings import findings
     from regaudit.read import DEFAULT_GROUP, load_runs
 
     runs = load_runs(run_ids, experiment)

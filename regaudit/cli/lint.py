@@ -94,7 +94,7 @@ def lint(target, as_json, ignore, fail_on, steps, batch_size):
     import json
 
     from regaudit.errors import UsageError
-    from regaudit.lint_rules import RULE_IDS, SEVERITIES, counts
+    from regaudit.model.lint_rules import RULE_IDS, SEVERITIES, counts
 
     ignored = {part.strip().upper() for item in ignore for part in item.split(",") if part.strip()}
     if ignored - RULE_IDS:

@@ -14,7 +14,7 @@ from regaudit.studies.design import DESIGNS
 def _ids():
     """(the recommendation's id, the claims' id prefix), from their homes (imported late:
     the command line starts without scipy)."""
-    from regaudit.claims import CLAIM_PREFIX
+    from regaudit.answer.claims import CLAIM_PREFIX
     from regaudit.studies.recommend import RULE
 
     return RULE[0], CLAIM_PREFIX

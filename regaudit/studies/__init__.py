@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from regaudit.errors import UsageError
-from regaudit.statistics import ALPHA
+from regaudit.answer.statistics import ALPHA
 from regaudit.studies import design as designs
 from regaudit.studies.runs import VARIANT_TAG, end_stale, finished_trials
 
@@ -109,9 +109,9 @@ def _saved(model_part):
 def _look(result, n, max_seeds, echo):
     """One look at the runs so far at its level: the seeds per variant to go on to, or
     None when every test is decided (or more seeds could not decide it)."""
-    from regaudit.findings import findings as find
+    from regaudit.answer.findings import findings as find
     from regaudit.read import load_runs
-    from regaudit.statistics import at_level
+    from regaudit.answer.statistics import at_level
     from regaudit.studies import sequential
 
     runs = load_runs(result.run_ids)
@@ -186,7 +186,7 @@ def report(result, output=None):
     from regaudit.reports.publish import log_report
     from regaudit.reports.report import build_report
 
-    from regaudit.statistics import at_level
+    from regaudit.answer.statistics import at_level
 
     runs = load_runs(result.run_ids)
     path = os.path.abspath(output or f"regaudit-study-{result.study_id}.html")

@@ -9,10 +9,10 @@ corrected over the BN placements compared.
 
 import numpy as np
 
-from regaudit import outcomes
-from regaudit.claims import group_setups
-from regaudit.finding import Finding, finding_rule, number, p_text
-from regaudit.statistics import holm, interaction, level
+from regaudit.answer import outcomes
+from regaudit.answer.claims import group_setups
+from regaudit.answer.finding import Finding, finding_rule, number, p_text
+from regaudit.answer.statistics import holm, interaction, level
 
 RULE = ("RA261", "dropout_batchnorm_interaction")
 

@@ -1,8 +1,8 @@
 """RA260: one recommendation for this model, backed by its test.
 
 Every variant of a study is compared with the model as given on the final outcome
-(validation accuracy, else validation loss: `regaudit.outcomes.outcome`), Welch's t-test
-Holm-corrected over those comparisons (`regaudit.statistics.compare_groups`). The
+(validation accuracy, else validation loss: `regaudit.answer.outcomes.outcome`), Welch's t-test
+Holm-corrected over those comparisons (`regaudit.answer.statistics.compare_groups`). The
 recommendation is the variant with the largest improvement among the significant ones,
 stated with its difference, its simultaneous 95% interval (Bonferroni over the
 comparisons, within the outcome's bounds) and the Holm-adjusted p; when none is
@@ -11,9 +11,9 @@ significant, it says so with the smallest difference these seeds could detect.
 
 import numpy as np
 
-from regaudit import outcomes
-from regaudit.finding import Finding, finding_rule, number, p_text
-from regaudit.statistics import ALPHA, compare_groups, level, welch_interval
+from regaudit.answer import outcomes
+from regaudit.answer.finding import Finding, finding_rule, number, p_text
+from regaudit.answer.statistics import ALPHA, compare_groups, level, welch_interval
 from regaudit.studies.design import GIVEN
 
 RULE = ("RA260", "study_recommendation")
@@ -33,7 +33,7 @@ def _look():
 def _given_remedy(runs, groups):
     """A sentence on the model as given with its BN statistics re-estimated (RA213), when
     that was measured and raised its validation-probe accuracy; else ""."""
-    from regaudit.remedies import RULE as REMEDY, remedy_pairs
+    from regaudit.answer.remedies import RULE as REMEDY, remedy_pairs
 
     pairs = [p for run, p in remedy_pairs(runs, "accuracy").items() if groups.get(run) == GIVEN]
     if not pairs:

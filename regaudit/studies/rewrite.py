@@ -4,7 +4,7 @@ A study's variant is the user's model with its regularizers set to the variant's
 rebuilt from the rewritten config (`keras.Model.from_config`) so it trains from fresh
 weights with the original compile settings. Sequential and Functional configs are
 rewritten, nested ones too (each nested model is rewritten on its own). Regularizers are
-recognised by class name through `regaudit.regularizers` (a subclass of Dropout is a
+recognised by class name through `regaudit.model.regularizers` (a subclass of Dropout is a
 Dropout). A layer this cannot rewrite safely (a custom layer holding BN or Dropout, a
 layer shared by several calls that would need a layer inserted after it) raises
 `NeedsBuilder`, which names the layer and the builder's signature.
@@ -29,7 +29,7 @@ The learning-rate factor is a compile setting (`regaudit.callbacks.study_trial`)
 import copy
 
 from regaudit.errors import RegauditError
-from regaudit.layer_graph import ACTIVATION_LAYERS
+from regaudit.model.layer_graph import ACTIVATION_LAYERS
 from regaudit.studies.config_graph import (  # noqa: F401 - NeedsBuilder, BUILDER_SIGNATURE: the study's
     BUILDER_SIGNATURE, Graph, NeedsBuilder, is_class, layer_name, plain,
 )

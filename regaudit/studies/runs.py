@@ -1,7 +1,7 @@
 """A study's MLflow runs: the tags that make a run a trial, and the queries a resumed
 study needs (which trials already have a FINISHED run; runs a killed study left RUNNING)."""
 
-from regaudit.outcomes import STUDY_PARAM
+from regaudit.answer.outcomes import STUDY_PARAM
 from regaudit.schema import TAG_PREFIX
 
 STUDY_TAG = TAG_PREFIX + "study"

@@ -1,7 +1,7 @@
 """Seeds chosen by power, honestly: a group-sequential plan for a study's tests.
 
 A study starts with `seeds` per variant. After each look, a test that is neither
-significant nor hopeless (the power analysis of `regaudit.statistics.seeds_needed` says
+significant nor hopeless (the power analysis of `regaudit.answer.statistics.seeds_needed` says
 at most `max_seeds` per group would detect the observed difference with 80% power) asks
 for more seeds; the study adds them to every variant (balanced) and looks again, up to
 `max_seeds`.
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from regaudit.claims import CLAIM_PREFIX
-from regaudit.statistics import ALPHA, seeds_needed
+from regaudit.answer.claims import CLAIM_PREFIX
+from regaudit.answer.statistics import ALPHA, seeds_needed
 from regaudit.studies.recommend import RULE
 
 

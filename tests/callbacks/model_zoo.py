@@ -10,7 +10,7 @@ import numpy as np
 from keras import layers
 from scipy import stats
 
-from regaudit.activations import ACTIVATION_MEASURES
+from regaudit.measures.activations import ACTIVATION_MEASURES
 from regaudit.callbacks import seed_models
 
 # the core tests' numpy summaries (tests/regaudit/summaries.py)

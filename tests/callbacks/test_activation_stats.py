@@ -7,10 +7,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from regaudit import RegAudit
-from regaudit.activations import ACTIVATION_MEASURES
-from regaudit.registry import headline_names
+from regaudit.measures.activations import ACTIVATION_MEASURES
+from regaudit.measures.registry import headline_names
 from regaudit.schema import metric_key
-from regaudit.reader import download_tables
+from regaudit.tracking.reader import download_tables
 
 from model_zoo import MODEL_FACTORIES, data_for, reference_measures, tap_outputs
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from regaudit import RegAudit, RegauditWarning
-from regaudit import activations
-from regaudit.reader import download_tables
+from regaudit.measures import activations
+from regaudit.tracking.reader import download_tables
 
 from model_zoo import data_for
 

@@ -121,7 +121,7 @@ def test_bad_max_metric_layers_is_one_line_at_construction(value):
 
 
 def test_reservoir_shrinks_with_depth_within_its_budget_and_floor():
-    from regaudit.activations import RESERVOIR_SIZE
+    from regaudit.measures.activations import RESERVOIR_SIZE
     from regaudit.callbacks.taps import RESERVOIR_BUDGET, RESERVOIR_FLOOR, reservoir_size_for
 
     def stack(depth):

@@ -12,7 +12,7 @@ import pytest
 from keras import layers
 
 import regaudit
-from regaudit.lint_rules import RULE_IDS
+from regaudit.model.lint_rules import RULE_IDS
 
 
 def ids(model, **options):
@@ -109,7 +109,7 @@ def test_each_rule_fires_on_its_broken_model_and_not_on_the_fixed_one(rule):
 
 
 def test_every_rule_has_a_test_and_a_documented_threshold():
-    from regaudit import lint_rules
+    from regaudit.model import lint_rules
 
     assert set(BROKEN_AND_FIXED) == RULE_IDS
     for rule in lint_rules.RULES:

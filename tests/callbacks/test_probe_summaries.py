@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from regaudit import RegAudit
-from regaudit.reader import download_tables
+from regaudit.tracking.reader import download_tables
 
 from regaudit.callbacks import reductions
 from regaudit.callbacks.reductions import _fast_moments, _fused_moments, _moments, central_moments

@@ -88,7 +88,7 @@ def test_regaudit_measures_the_remedy_at_train_end_before_and_after(mlflow_store
     assert metrics["regaudit/model/bn_reestimated_val_loss_after"] == pytest.approx(after["loss"], rel=1e-5)
 
     from regaudit.read import load_runs
-    from regaudit.remedies import batchnorm_reestimated
+    from regaudit.answer.remedies import batchnorm_reestimated
 
     runs = load_runs([run.info.run_id])
     [found] = batchnorm_reestimated(runs, {run.info.run_id: "bn"})

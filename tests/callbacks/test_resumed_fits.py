@@ -12,8 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from regaudit import RegAudit
-from regaudit.shift import DRIFT_MEASURES
-from regaudit.reader import download_tables
+from regaudit.measures.shift import DRIFT_MEASURES
+from regaudit.tracking.reader import download_tables
 
 from regaudit.callbacks.probe import ProbePass
 

@@ -12,8 +12,8 @@ import pytest
 from scipy import stats
 
 from regaudit import RegAudit, RegauditWarning
-from regaudit.regularizers import DROP_FRAC, is_rnn
-from regaudit.reader import download_tables
+from regaudit.model.regularizers import DROP_FRAC, is_rnn
+from regaudit.tracking.reader import download_tables
 
 import nested_models
 import user_models

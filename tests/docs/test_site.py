@@ -75,7 +75,7 @@ def _documented(page, pattern):
 
 
 def test_every_lint_rule_is_documented_and_every_documented_one_exists(site):
-    from regaudit.lint_rules import RULE_IDS, RULES
+    from regaudit.model.lint_rules import RULE_IDS, RULES
 
     page = site("lint")
     assert set(RULE_IDS) == set(re.findall(r"<td>(RA1\d\d)</td>", page))
@@ -86,7 +86,7 @@ def test_every_lint_rule_is_documented_and_every_documented_one_exists(site):
 
 
 def test_every_registered_measure_is_on_the_measures_page(site):
-    from regaudit.registry import SCOPES, measures
+    from regaudit.measures.registry import SCOPES, measures
 
     page = html.unescape(site("measures"))
     declared = measures()
@@ -105,7 +105,7 @@ def _expand(ids):
 
 
 def test_every_finding_is_documented_and_every_documented_one_exists(site):
-    from regaudit.finding import finding_rules
+    from regaudit.answer.finding import finding_rules
 
     declared = {i for rule in finding_rules() for i in rule.ids}
     in_code = _ids_in_source(r"\"(RA2\d\d)\"")
@@ -143,7 +143,7 @@ def test_every_measure_a_run_logs_is_declared(tmp_path, monkeypatch):
         logged.update(getattr(run, table)["measure"].unique())
     logged.update(key.rsplit("/", 1)[1] for key in client.get_run(callback.run_id).data.metrics
                   if key.startswith("regaudit/"))
-    from regaudit.registry import lookup
+    from regaudit.measures.registry import lookup
 
     unregistered = sorted(name for name in logged if lookup(name) is None)
     assert not unregistered, f"measures logged but not declared in the registry: {unregistered}"

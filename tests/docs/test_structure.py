@@ -57,7 +57,7 @@ def _literal_modules(wanted):
 
 
 def test_every_measure_name_is_a_literal_in_its_declaration_only():
-    from regaudit.registry import measures
+    from regaudit.measures.registry import measures
 
     declared = measures()
     where = _literal_modules(lambda text: text in declared)

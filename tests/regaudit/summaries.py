@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from regaudit import activations as A
+from regaudit.measures import activations as A
 
 
 def chunk_summary(x, bounds=None):

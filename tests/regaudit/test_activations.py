@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from regaudit import activations as A
+from regaudit.measures import activations as A
 
 from summaries import merged
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from regaudit import batchnorm_lag as lag
+from regaudit.measures import batchnorm_lag as lag
 
 
 def simulated_initial_weight(momentum, steps):

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from regaudit import ensemble as E
+from regaudit.measures import ensemble as E
 
 
 def softmax(logits):

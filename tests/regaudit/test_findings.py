@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from regaudit import diagnoses as D
-from regaudit import ensemble_findings
-from regaudit import findings as F
-from regaudit import statistics as S
+from regaudit.answer import diagnoses as D
+from regaudit.answer import ensemble_findings
+from regaudit.answer import findings as F
+from regaudit.answer import statistics as S
 from regaudit.read import RunSet
 from regaudit.schema import COLUMNS, HISTOGRAM_COLUMNS
 
@@ -275,7 +275,7 @@ def test_non_finite_activations_are_a_finding_with_the_first_epoch_and_the_large
 
 
 def test_a_finding_names_at_most_eight_runs_and_says_how_many_more():
-    from regaudit.finding import NAMES_SHOWN, names_text, values_text
+    from regaudit.answer.finding import NAMES_SHOWN, names_text, values_text
 
     names = [f"run-{i}" for i in range(100)]
     assert names_text(names[:3]) == "run-0, run-1, run-2"

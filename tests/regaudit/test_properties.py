@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
 
-from regaudit import activations as A
-from regaudit import ensemble as E
-from regaudit import shift as S
+from regaudit.measures import activations as A
+from regaudit.measures import ensemble as E
+from regaudit.measures import shift as S
 
 from summaries import merged
 

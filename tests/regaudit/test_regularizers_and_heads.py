@@ -8,10 +8,10 @@ import pytest
 from keras import layers
 from scipy import special
 
-from regaudit import heads
-from regaudit.regularizers import (
+from regaudit.measures import heads
+from regaudit.model.regularizers import (
     DROP_FRAC, NOISE_VAR, is_batchnorm, noise_kind, regularizer_of, sources_of)
-from regaudit.setup import regularization_tags
+from regaudit.model.tags import regularization_tags
 
 
 class MyDropout(layers.Dropout):
@@ -138,7 +138,7 @@ def test_keras_loss_objects_are_read_for_their_from_logits_flag():
 
 
 def test_per_position_heads_are_named_and_their_padding_left_out():
-    from regaudit.heads import describe_head, position_labels, position_mask
+    from regaudit.measures.heads import describe_head, position_labels, position_mask
 
     assert describe_head("logits", (8, 5)) == "logits"
     assert describe_head("logits", (8, 12, 50257), "GPT2CausalLM") == "per-token logits (vocabulary 50257)"

@@ -3,7 +3,7 @@
 import re
 
 from regaudit.schema import MAX_KEY_LENGTH, metric_key
-from regaudit.setup import regularization_tags
+from regaudit.model.tags import regularization_tags
 
 ALLOWED = re.compile(r"^[A-Za-z0-9_\-./: ]+$")
 

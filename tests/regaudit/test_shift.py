@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from regaudit import shift
+from regaudit.measures import shift
 
 from summaries import merged
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from regaudit import statistics as S
+from regaudit.answer import statistics as S
 from regaudit.errors import UsageError
 from regaudit.studies import design as D
 from regaudit.studies import rewrite as R
@@ -234,7 +234,7 @@ def tagged_study(means, n=3, sd=0.005, seed=0):
 
 
 def test_bn_learning_rate_claim_is_the_interaction_of_bn_and_the_rate_factor():
-    from regaudit.claims import batchnorm_learning_rate, group_setups
+    from regaudit.answer.claims import batchnorm_learning_rate, group_setups
 
     means = {"bn=none": 0.93, "bn=after": 0.95, "bn=none,lr=10": 0.70, "bn=after,lr=10": 0.94}
     runs, groups = tagged_study(means)
@@ -255,7 +255,7 @@ def test_bn_learning_rate_claim_is_the_interaction_of_bn_and_the_rate_factor():
 
 
 def test_dropout_claim_pairs_only_variants_alike_but_for_dropout():
-    from regaudit.claims import group_setups, _pairs
+    from regaudit.answer.claims import group_setups, _pairs
 
     runs, groups = tagged_study({"dropout=0,bn=after": 0.9, "dropout=0.5,bn=after": 0.9,
                                  "dropout=0.5,bn=before": 0.9, "dropout=0,bn=before": 0.9,
@@ -271,7 +271,7 @@ def simulated_study(rng, means, seeds=3, max_seeds=8, sd=1.0):
     """One study of `means` {variant: true mean}, looked at as `regaudit.study` does:
     each look at its spent level, seeds added while a test is undecided. Returns the
     significant comparisons of the look it stopped at, and its seeds per variant."""
-    from regaudit.statistics import at_level, compare_groups
+    from regaudit.answer.statistics import at_level, compare_groups
     from regaudit.studies.sequential import decide, look_level
 
     data = {g: rng.normal(m, sd, max_seeds) for g, m in means.items()}
@@ -318,7 +318,7 @@ def test_under_a_stated_effect_the_sequential_study_finds_it_at_the_planned_powe
 
 
 def test_dropout_rate_claim_compares_only_variants_alike_but_for_the_rate():
-    from regaudit.claims import group_setups, dropout_rates
+    from regaudit.answer.claims import group_setups, dropout_rates
 
     # inside the range only without BN, outside only with BN (which fails): pooled, the
     # range would look decisive; alike but for the rate, nothing compares

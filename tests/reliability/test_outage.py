@@ -1,4 +1,4 @@
-"""An outage costs nothing after its first failure (`regaudit.outage`): a tracking server
+"""An outage costs nothing after its first failure (`regaudit.tracking.outage`): a tracking server
 that refuses connections or accepts them and never answers is found at the first write,
 and the writes after it go straight to the spool, not waited for audit after audit,
 while a background probe notices the server back."""
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from regaudit import outage
-from regaudit.spool import Spool
+from regaudit.tracking import outage
+from regaudit.tracking.spool import Spool
 from servers import _free_port
 from test_real_server import tiny_model
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from regaudit.cli import cli
-from regaudit.spool import spooled_run_ids
-from regaudit.reader import download_tables
+from regaudit.tracking.spool import spooled_run_ids
+from regaudit.tracking.reader import download_tables
 
 KEYS = ["epoch", "probe", "layer", "measure"]
 

@@ -10,9 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from regaudit import RegAudit
-from regaudit.spool import Spool, spooled_run_ids
-from regaudit.storage import RunWriter
-from regaudit.store import Refused
+from regaudit.tracking.spool import Spool, spooled_run_ids
+from regaudit.tracking.storage import RunWriter
+from regaudit.tracking.store import Refused
 
 
 def tiny():

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from regaudit.cli import cli
-from regaudit.spool import Spool, spooled_run_ids
-from regaudit.reader import download_tables
+from regaudit.tracking.spool import Spool, spooled_run_ids
+from regaudit.tracking.reader import download_tables
 from test_real_server import assert_every_audit_once, tiny_model, wait_for
 
 

@@ -2,7 +2,7 @@
 
 import os
 
-from regaudit.spool import Spool, spooled_run_ids
+from regaudit.tracking.spool import Spool, spooled_run_ids
 
 
 def test_entries_replay_in_order_and_a_done_entry_is_never_replayed(spool_dir, tmp_path):
@@ -64,7 +64,7 @@ def test_a_journal_edited_by_hand_cannot_reach_outside_the_spool_or_the_run(spoo
     import pytest
 
     from regaudit.errors import UsageError
-    from regaudit.spool import MAX_LINE
+    from regaudit.tracking.spool import MAX_LINE
 
     secret = tmp_path / "secret.txt"
     secret.write_text("do not upload")

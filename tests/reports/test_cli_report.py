@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from regaudit.cli import cli
-from regaudit.experiments import REPORT_TAG
+from regaudit.tracking.experiments import REPORT_TAG
 
 
 def invoke(study, *args):

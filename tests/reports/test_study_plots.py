@@ -8,7 +8,7 @@ import pytest
 from regaudit.read import RunSet
 from regaudit.reports import study_plots
 from regaudit.schema import COLUMNS, HISTOGRAM_COLUMNS
-from regaudit.statistics import bounded_interval
+from regaudit.answer.statistics import bounded_interval
 
 
 def study(values):

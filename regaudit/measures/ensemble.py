@@ -10,7 +10,7 @@ stands in for it. Arrays: `members` [T, n, classes], `deterministic` [n, classes
 
 import numpy as np
 
-from regaudit.registry import (
+from regaudit.measures.registry import (
     AS_LOGGED, COUNT, FRACTION, NATS, OUTPUT, SOURCE, UNITLESS, declare, fill,
 )
 from regaudit.schema import TABLE_ENSEMBLE
@@ -183,7 +183,7 @@ ENS_GAP = _declare("ens_gap", "ens_gap = mc_acc - det_acc: how much the ensemble
                    headline=True)
 DET_ONLY_CORRECT = _declare("det_only_correct", "Probe samples the deterministic network "
                             "gets right and the Monte-Carlo average wrong (McNemar's "
-                            "discordant pair, `regaudit.statistics.mcnemar_exact`).", COUNT)
+                            "discordant pair, `regaudit.answer.statistics.mcnemar_exact`).", COUNT)
 MC_ONLY_CORRECT = _declare("mc_only_correct", "Probe samples the Monte-Carlo average gets "
                            "right and the deterministic network wrong (McNemar's other "
                            "discordant pair).", COUNT)
@@ -231,7 +231,7 @@ def classification_measures(members, deterministic, labels=None, seed=0):
     out[ENS_GAP] = out[MC_ACC] - out[DET_ACC]
     det_right = np.argmax(deterministic, axis=-1) == labels
     mc_right = np.argmax(mean, axis=-1) == labels
-    # the paired counts of McNemar's test (regaudit.statistics.mcnemar_exact)
+    # the paired counts of McNemar's test (regaudit.answer.statistics.mcnemar_exact)
     out[DET_ONLY_CORRECT] = float(np.sum(det_right & ~mc_right))
     out[MC_ONLY_CORRECT] = float(np.sum(mc_right & ~det_right))
     out[PROBE_SAMPLES] = float(len(labels))

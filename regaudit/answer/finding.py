@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from regaudit.statistics import ALPHA, MAX_SEEDS, POWER
+from regaudit.answer.statistics import ALPHA, MAX_SEEDS, POWER
 
 #: levels, most important first: "notice" is worth acting on, "info" is context
 LEVELS = ("notice", "info")
 
 
 #: the modules that declare finding rules; `finding_rules()` imports them all
-DECLARING_MODULES = ("regaudit.findings", "regaudit.diagnoses", "regaudit.ensemble_findings",
-                     "regaudit.remedies",
-                     "regaudit.claims", "regaudit.studies.effects", "regaudit.studies.recommend")
+DECLARING_MODULES = ("regaudit.answer.findings", "regaudit.answer.diagnoses",
+                     "regaudit.answer.ensemble_findings", "regaudit.answer.remedies",
+                     "regaudit.answer.claims", "regaudit.studies.effects",
+                     "regaudit.studies.recommend")
 _RULES = []
 
 

@@ -1,7 +1,7 @@
 """What the audit and the fit cost in wall time: the two bookkeeping measures regaudit
 logs beside what it measures."""
 
-from regaudit.registry import EPOCH, MODEL_WIDE, SECONDS, declare
+from regaudit.measures.registry import EPOCH, MODEL_WIDE, SECONDS, declare
 from regaudit.schema import TABLE_ACTIVATIONS, TABLE_HISTORY
 
 AUDIT_SECONDS = declare(

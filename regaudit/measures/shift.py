@@ -3,15 +3,15 @@
 Drift compares one tap at two audits (Ioffe & Szegedy 2015), train-vs-validation compares
 the training and the validation probe at one audit, and the BatchNormalization measures
 compare what a BN layer sees on the probe with the moving statistics it uses at inference
-(Li, Chen, Hu & Yang 2019). Every function takes `regaudit.activations.TapSummary` objects
+(Li, Chen, Hu & Yang 2019). Every function takes `regaudit.measures.activations.TapSummary` objects
 (or per-channel moments) and is tested against numpy/scipy on the full tensors.
 """
 
 import numpy as np
 from scipy import stats
 
-from regaudit.batchnorm_lag import initial_weight
-from regaudit.registry import (
+from regaudit.measures.batchnorm_lag import initial_weight
+from regaudit.measures.registry import (
     COSINE, FRACTION, LAYER, MODEL_WIDE, PROBABILITY, RATIO, STATISTIC, STD_UNITS, UNITLESS,
     declare,
 )

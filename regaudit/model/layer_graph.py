@@ -3,11 +3,11 @@
 A row is a dict (the layer table of `model.json`, lint's rows) or an object with the same
 attributes (`regaudit.callbacks.taps.TapInfo`): `name`, `layer_class`, `sources` (the
 names of the layers feeding it; None when the connections are unknown), `regularizer`
-(`regaudit.regularizers.regularizer_of`). The tags, the lint rules, the diagnoses and
+(`regaudit.model.regularizers.regularizer_of`). The tags, the lint rules, the diagnoses and
 the activation family walk the graph only through these functions.
 """
 
-from regaudit.regularizers import NOISE_LAYER_KINDS
+from regaudit.model.regularizers import NOISE_LAYER_KINDS
 
 #: Layers that only move values around; placement rules look through them.
 PASS_THROUGH = frozenset({
@@ -30,7 +30,7 @@ def field(row, key, default=None):
 
 
 def regularizer(row):
-    """The row's regularizer (`regaudit.regularizers.regularizer_of`); a layer table of an
+    """The row's regularizer (`regaudit.model.regularizers.regularizer_of`); a layer table of an
     older run has none, so its class name decides."""
     if isinstance(row, dict) and "regularizer" not in row:
         if "Dropout" in row["layer_class"]:

@@ -3,7 +3,7 @@ BatchNormalization before a single step of training (no TensorFlow import here).
 
 The rules read layer rows, the same rows `model.json` stores (`name`, `layer_class`,
 `parent`, `sources` or None when the connections are unknown, `activation`, `rate`,
-`momentum`, `regularizer` and `noise_sources` from `regaudit.regularizers`, `shape`
+`momentum`, `regularizer` and `noise_sources` from `regaudit.model.regularizers`, `shape`
 per sample, plus `use_bias`, `center`, `noise_shape` and `is_output`). The Keras side
 (`regaudit.callbacks.lint_model`) makes them from a model; `regaudit.lint(model)` is the
 entry point. Each rule is one small function whose docstring states the rule, its
@@ -12,12 +12,12 @@ threshold and its source; `lint_rows(..., ignore={"RA102"})` switches rules off 
 
 from dataclasses import asdict, dataclass
 
-from regaudit.batchnorm_lag import LAG_SHARE, initial_weight, momentum_for, steps_to_forget
-from regaudit.levels import ERROR, INFO, LINT_LEVELS, WARNING
-from regaudit.layer_graph import (
+from regaudit.measures.batchnorm_lag import LAG_SHARE, initial_weight, momentum_for, steps_to_forget
+from regaudit.answer.levels import ERROR, INFO, LINT_LEVELS, WARNING
+from regaudit.model.layer_graph import (
     ACTIVATION_LAYERS, ancestors, is_batchnorm, is_noise_layer, moves_values, upstream,
 )
-from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
+from regaudit.measures.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 
 #: Severities, most severe first; `--fail-on` takes one of them (or "never").
 SEVERITIES = LINT_LEVELS
@@ -52,7 +52,7 @@ _DECLARED = []
 def lint_rule(rule_id, severity, *, source, evidence=(), elsewhere=""):
     """Declare a lint rule: the decorated function `rule(rows, by_name, context)` returns
     its findings, made with `rule.finding(layer, message)`. The rule's id, severity
-    (`regaudit.levels.LINT_LEVELS`), source, the measures that confirm or contradict it at
+    (`regaudit.answer.levels.LINT_LEVELS`), source, the measures that confirm or contradict it at
     its layer once the model trained (`evidence`, shown beside it in the report) and what
     else speaks to it (`elsewhere`) are declared here once; `RULES`, `RULE_IDS`, the
     report's lint section and the documentation read them."""

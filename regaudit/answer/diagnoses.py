@@ -1,23 +1,23 @@
 """Diagnoses: a measured cause, the effect it explains, and a remedy a user can act on.
 
-Each rule is `rule(runs, groups) -> list[Finding]` (see `regaudit.findings`); its
+Each rule is `rule(runs, groups) -> list[Finding]` (see `regaudit.answer.findings`); its
 threshold and source are in its docstring and a module constant.
 """
 
 
 import numpy as np
 
-from regaudit.activations import DEAD_FRAC, NONFINITE_FRAC, SAT_FRAC
-from regaudit.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
-from regaudit import outcomes
-from regaudit.batchnorm_lag import (DEFAULT_MOMENTUM, LAG_SHARE, current_variance, initial_weight,
+from regaudit.measures.activations import DEAD_FRAC, NONFINITE_FRAC, SAT_FRAC
+from regaudit.measures.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
+from regaudit.answer import outcomes
+from regaudit.measures.batchnorm_lag import (DEFAULT_MOMENTUM, LAG_SHARE, current_variance, initial_weight,
                                     steps_to_catch_up)
-from regaudit.layer_graph import ancestors
-from regaudit.finding import (
+from regaudit.model.layer_graph import ancestors
+from regaudit.answer.finding import (
     Finding, finding_rule, names_text, number, per_layer, significance_words, values_text,
 )
 from regaudit.schema import MODEL
-from regaudit.statistics import compare_groups
+from regaudit.answer.statistics import compare_groups
 
 #: bn_var_ratio outside [1/BN_RATIO_LIMIT, BN_RATIO_LIMIT]: BN's inference statistics
 #: do not fit the data it normalizes.

@@ -1,7 +1,7 @@
 """The MLflow side of an audit: write a run's metrics, tags, tables and artifacts within a
 time budget (else into the spool), replay the spool, end the run. Reaching the store
-(opening it, starting a run, bounded calls) is `regaudit.store`; reading a run back,
-`regaudit.reader`."""
+(opening it, starting a run, bounded calls) is `regaudit.tracking.store`; reading a run back,
+`regaudit.tracking.reader`."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import time
 
 from regaudit.errors import error_line
 from regaudit.schema import ARTIFACT_DIR, part_file_name, table_part_path
-from regaudit.store import (
+from regaudit.tracking.store import (
     Refused, Unreachable, bounded_call, failure_of, quick_requests, is_pending, open_store_once)
 
 #: MLflow accepts at most 1,000 metrics in one log_batch call.
@@ -24,12 +24,12 @@ class RunWriter:
     With a time budget (`begin(seconds)`, called at every audit), each MLflow call runs
     in a daemon thread and the audit waits for it at most until the budget is spent; a
     write that fails or times out, and every write after it in that audit, goes to the
-    run's local spool (`regaudit.spool`) and is replayed at the next audit, at train end,
+    run's local spool (`regaudit.tracking.spool`) and is replayed at the next audit, at train end,
     or by `regaudit sync`. Without a budget (reports, `regaudit sync`) calls run inline.
     """
 
     def __init__(self, run_id, client=None):
-        from regaudit.spool import Spool
+        from regaudit.tracking.spool import Spool
 
         import mlflow
 
@@ -69,10 +69,10 @@ class RunWriter:
 
     def begin(self, seconds, final=False):
         """Start an audit's writes with a budget of `seconds` (None: unbounded), after
-        replaying what the spool holds. A store known away (`regaudit.outage`) costs
+        replaying what the spool holds. A store known away (`regaudit.tracking.outage`) costs
         nothing: the writes go straight to the spool; at train end (`final`) it is asked
         once more, within PROBE_TIMEOUT, so a server back since the last audit gets them."""
-        from regaudit import outage
+        from regaudit.tracking import outage
 
         self._deadline = None if seconds is None else time.monotonic() + seconds
         self._offline = False
@@ -84,7 +84,7 @@ class RunWriter:
         return self.replay()
 
     def _call(self, function, *args):
-        from regaudit import outage
+        from regaudit.tracking import outage
 
         if self._deadline is None:
             return function(*args)
@@ -127,7 +127,7 @@ class RunWriter:
             self._keep(kind, payload, file)
 
     def _keep(self, kind, payload, file):
-        from regaudit.spool import SpoolFull
+        from regaudit.tracking.spool import SpoolFull
 
         try:
             self.spool.add(kind, payload, file)
@@ -140,7 +140,7 @@ class RunWriter:
 
     def _set_aside(self, entry, file, error):
         """Keep a refused write in `<spool>/refused/` (never replayed) with the reason."""
-        from regaudit.spool import Spool
+        from regaudit.tracking.spool import Spool
 
         self.refused += 1
         self.last_refusal = str(error)
@@ -233,7 +233,7 @@ class RunWriter:
         if is_pending(self.run_id):
             self._keep("end_run", entry, None)
             return
-        from regaudit import outage
+        from regaudit.tracking import outage
 
         active = mlflow.active_run()
         if outage.away(self._uri) is not None and timeout is not None:

@@ -1,12 +1,12 @@
 """RA230/RA231: the dropout ensemble the model trained, against the single weight-scaled
 network Keras predicts with, judged on the same probe samples (a paired test)."""
 
-from regaudit import outcomes
-from regaudit.ensemble import ACC_AT_K, DET_ACC, DET_ONLY_CORRECT, MC_ACC, MC_ONLY_CORRECT, PROBE_SAMPLES
-from regaudit.finding import Finding, finding_rule, names_text, p_text
-from regaudit.registry import prefix
+from regaudit.answer import outcomes
+from regaudit.measures.ensemble import ACC_AT_K, DET_ACC, DET_ONLY_CORRECT, MC_ACC, MC_ONLY_CORRECT, PROBE_SAMPLES
+from regaudit.answer.finding import Finding, finding_rule, names_text, p_text
+from regaudit.measures.registry import prefix
 from regaudit.schema import MODEL
-from regaudit.statistics import holm, level, mcnemar_exact
+from regaudit.answer.statistics import holm, level, mcnemar_exact
 
 
 def _gain_text(name, gain, top_k, counts):

@@ -12,10 +12,10 @@ significant gain says the moving statistics, not the weights, cost that much at 
 import numpy as np
 from scipy import stats
 
-from regaudit.finding import Finding, finding_rule, number, p_text
-from regaudit.registry import AS_LOGGED, MODEL_WIDE, declare, fill
+from regaudit.answer.finding import Finding, finding_rule, number, p_text
+from regaudit.measures.registry import AS_LOGGED, MODEL_WIDE, declare, fill
 from regaudit.schema import MODEL, TABLE_SHIFT
-from regaudit.statistics import bounded_interval, holm, level
+from regaudit.answer.statistics import bounded_interval, holm, level
 
 _DEFINITION = """the validation probe scored with the model's compiled loss or metric
 {when} re-estimating every BatchNormalization layer's moving statistics on a copy of the

@@ -9,7 +9,7 @@ the data it trained on. Findings, claims and figures all read it from here.
 import numpy as np
 import pandas as pd
 
-from regaudit.registry import AS_LOGGED, EPOCH, FRACTION, declare
+from regaudit.measures.registry import AS_LOGGED, EPOCH, FRACTION, declare
 from regaudit.schema import MODEL, TABLE_HISTORY, TAG_PREFIX
 
 #: (training, validation) metric pairs an accuracy-like gap is read from, first found wins

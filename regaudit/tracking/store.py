@@ -107,7 +107,7 @@ def join_or_start_run(run_name=None, timeout=None, activate=True):
         run = mlflow.start_run(run_id=created_id)
         return run.info.run_id, True, None
     except Unreachable as error:
-        from regaudit.secrets import redact
+        from regaudit.tracking.secrets import redact
 
         pending = {"experiment_name": experiment_name, "experiment_id": experiment_id,
                    "run_name": run_name, "tags": {k: redact(str(v)) for k, v in tags.items()},
@@ -126,7 +126,7 @@ def _create_run(tags, started, run_name, timeout):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from regaudit import outage
+    from regaudit.tracking import outage
 
     given_up = threading.Event()
 

@@ -1,7 +1,7 @@
 """The regularization setup of a model, from its layer table: MLflow tags and grouping."""
 
-from regaudit.layer_graph import ACTIVATION_LAYERS, is_batchnorm, is_noise_layer, upstream
-from regaudit.regularizers import NOISE_LAYER_KINDS
+from regaudit.model.layer_graph import ACTIVATION_LAYERS, is_batchnorm, is_noise_layer, upstream
+from regaudit.model.regularizers import NOISE_LAYER_KINDS
 
 #: Layers whose output at inference is their input, rearranged or untouched (same values,
 #: same distribution): per-layer figures and the drift ranking leave them out.

@@ -68,7 +68,7 @@ def mark_up(uri):
 
 def _ask(uri, timeout):
     """(None, seconds) when the store answers within `timeout`, else (the reason, seconds)."""
-    from regaudit.store import Unreachable, bounded_call, check_health
+    from regaudit.tracking.store import Unreachable, bounded_call, check_health
 
     started = time.monotonic()
     try:
@@ -85,7 +85,7 @@ def check(uri, timeout, fresh=False):
     server not known away is asked for its health once, within `timeout` (a refused
     connection answers in milliseconds, where MLflow's own requests would retry for the
     whole budget); other stores are not asked."""
-    from regaudit.store import is_http
+    from regaudit.tracking.store import is_http
 
     with _LOCK:
         known = _AWAY.get(uri)

@@ -22,7 +22,7 @@ it in inference mode, always.
 
 from dataclasses import dataclass
 
-from regaudit.registry import FRACTION, SOURCE, UNITLESS, declare
+from regaudit.measures.registry import FRACTION, SOURCE, UNITLESS, declare
 from regaudit.schema import TABLE_ENSEMBLE
 
 DROP_FRAC = declare(

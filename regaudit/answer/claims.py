@@ -5,16 +5,16 @@ performance?" (2025-01-30), in `shared/seed/` (README: "The article"). Each clai
 verdict on the runs at hand: "supported" or "contradicted" only when a Holm-corrected
 test (or, for the ensemble claim, an equivalence interval) says so; otherwise "not shown",
 with what would show it. Groups are compared by their regularization setup
-(`regaudit.outcomes.setups`), a group's setup being its runs' common setup.
+(`regaudit.answer.outcomes.setups`), a group's setup being its runs' common setup.
 """
 
 import numpy as np
 
-from regaudit.ensemble import DET_ONLY_CORRECT, MC_ONLY_CORRECT, PROBE_SAMPLES
-from regaudit import outcomes
-from regaudit.finding import Finding, finding_rule, number, p_text, seeds_text
+from regaudit.measures.ensemble import DET_ONLY_CORRECT, MC_ONLY_CORRECT, PROBE_SAMPLES
+from regaudit.answer import outcomes
+from regaudit.answer.finding import Finding, finding_rule, number, p_text, seeds_text
 from regaudit.schema import MODEL
-from regaudit.statistics import compare_groups, holm, interaction, level, mcnemar_exact
+from regaudit.answer.statistics import compare_groups, holm, interaction, level, mcnemar_exact
 
 ARTICLE = ("\"How do dropout and batch normalization layers affect a DNN model's "
            "performance?\" (2025-01-30)")

@@ -47,8 +47,9 @@ AS_LOGGED = "the unit of the Keras metric or loss"
 
 #: The modules that declare measures; `measures()` imports them all.
 DECLARING_MODULES = (
-    "regaudit.activations", "regaudit.shift", "regaudit.ensemble", "regaudit.regularizers",
-    "regaudit.outcomes", "regaudit.remedies", "regaudit.timing",
+    "regaudit.measures.activations", "regaudit.measures.shift", "regaudit.measures.ensemble",
+    "regaudit.model.regularizers", "regaudit.answer.outcomes", "regaudit.answer.remedies",
+    "regaudit.measures.timing",
 )
 
 _PLACEHOLDER = re.compile(r"<(\w+)>")

@@ -12,7 +12,7 @@ from functools import cached_property, partial
 
 import numpy as np
 
-from regaudit.registry import (
+from regaudit.measures.registry import (
     ACTIVATION, FRACTION, LAYER, MODEL_WIDE, UNITLESS, declare,
 )
 from regaudit.schema import TABLE_ACTIVATIONS

@@ -4,27 +4,27 @@ Each rule is a small function `rule(runs, groups) -> list[Finding]` over a `RunS
 (`regaudit.read`) and the runs' group labels; its threshold and source are in its
 docstring and a module constant. Rules say nothing when their data is missing.
 `findings(runs, groups)` runs them all (these group comparisons, the diagnoses of
-`regaudit.diagnoses` and the seed article's claims of `regaudit.claims`), notices first.
+`regaudit.answer.diagnoses` and the seed article's claims of `regaudit.answer.claims`), notices first.
 
 Rule ids (stable, for CI gates on `regaudit show --json`):
 RA201 outcome by group, RA202 group difference, RA203 generalization gap,
-RA210-RA222 diagnoses (`regaudit.diagnoses`; RA213, the BN remedy measured, in
-`regaudit.remedies`), RA230-RA231 dropout ensemble,
-RA240-RA241 drift, RA251-RA257 the seed article's claims (`regaudit.claims`), RA260 a
+RA210-RA222 diagnoses (`regaudit.answer.diagnoses`; RA213, the BN remedy measured, in
+`regaudit.answer.remedies`), RA230-RA231 dropout ensemble,
+RA240-RA241 drift, RA251-RA257 the seed article's claims (`regaudit.answer.claims`), RA260 a
 study's recommendation (`regaudit.studies.recommend`, runs grouped by variant), RA261 the
 Dropout x BN interaction (`regaudit.studies.effects`).
 """
 
 import numpy as np
 
-from regaudit.shift import DRIFT_W1, DRIFT_W1_MEAN
-from regaudit import outcomes
-from regaudit.outcomes import GEN_GAP_ACC, GEN_GAP_LOSS
-from regaudit.finding import Finding, comparison_text, finding_rule, finding_rules, number
-from regaudit.levels import NOTICE
+from regaudit.measures.shift import DRIFT_W1, DRIFT_W1_MEAN
+from regaudit.answer import outcomes
+from regaudit.answer.outcomes import GEN_GAP_ACC, GEN_GAP_LOSS
+from regaudit.answer.finding import Finding, comparison_text, finding_rule, finding_rules, number
+from regaudit.answer.levels import NOTICE
 from regaudit.schema import MODEL
-from regaudit.setup import repeats_input
-from regaudit.statistics import bounded_interval, compare_groups
+from regaudit.model.tags import repeats_input
+from regaudit.answer.statistics import bounded_interval, compare_groups
 
 #: A training loss that fell by less than this fraction from the first to the last epoch:
 #: the model barely learned, so a small drift says nothing about BatchNormalization.
@@ -38,7 +38,7 @@ def outcome_by_group(runs, groups):
     loss) with its 95% t-interval, kept within the outcome's bounds (an accuracy's in
     [0, 1]); then every pair of groups with two runs or more compared by Welch's t-test,
     Holm-corrected over the pairs, with Hedges' g, and, where nothing is significant, the
-    difference these seeds could detect with 80% power (`regaudit.statistics`)."""
+    difference these seeds could detect with 80% power (`regaudit.answer.statistics`)."""
     measure, values, higher, bounds = outcomes.outcome(runs)
     by_group = outcomes.by_group(values, groups)
     if not by_group:
@@ -73,7 +73,7 @@ def outcome_by_group(runs, groups):
 @finding_rule("RA203", order=40,
               summary='the generalization gap per group, and differences between groups', evidence=(GEN_GAP_ACC, GEN_GAP_LOSS))
 def generalization_gap(runs, groups):
-    """RA203: the final generalization gap (`regaudit.outcomes`: accuracy - val_accuracy,
+    """RA203: the final generalization gap (`regaudit.answer.outcomes`: accuracy - val_accuracy,
     else val_loss - loss) per group with its 95% interval, and the pairs of groups whose
     gaps differ by the Holm-corrected Welch test; with one run per group, the gaps only."""
     name, gaps = outcomes.final_gap(runs)

@@ -12,7 +12,7 @@ def tracking_uri():
     """The tracking URI as it may be printed: credentials redacted."""
     import mlflow
 
-    from regaudit.secrets import redact
+    from regaudit.tracking.secrets import redact
 
     return redact(mlflow.get_tracking_uri())
 

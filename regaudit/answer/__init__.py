@@ -1,0 +1,1 @@
+"""The answer: outcomes, statistics, findings, diagnoses, the article's claims."""

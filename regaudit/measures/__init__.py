@@ -1,0 +1,1 @@
+"""The measures: their definitions (one function each), the registry that declares them."""

@@ -1,0 +1,1 @@
+"""Reading a model: its regularizers, its layer graph, its tags, its lint rules."""
