@@ -10,6 +10,7 @@ with what would show it. Groups are compared by their regularization setup
 
 import numpy as np
 
+from regaudit.answer.levels import NOTICE, INFO
 from regaudit.measures.ensemble import DET_ONLY_CORRECT, MC_ONLY_CORRECT, PROBE_SAMPLES
 from regaudit.answer import outcomes
 from regaudit.answer.finding import Finding, finding_rule, number, p_text, seeds_text
@@ -71,7 +72,7 @@ def _verdict(claim_id, rule, claim, pairs, values, measure, lower_supports, miss
 def _finding(claim_id, rule, claim, verdict, evidence, numbers):
     text = f"Claim \"{claim}\": {verdict}. {evidence}"
     return Finding(claim_id, rule, text, {"claim": claim, "verdict": verdict} | numbers,
-                   "notice" if verdict == "contradicted" else "info")
+                   NOTICE if verdict == "contradicted" else INFO)
 
 
 def _pairs(setups, with_key):

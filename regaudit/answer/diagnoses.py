@@ -7,6 +7,7 @@ threshold and source are in its docstring and a module constant.
 
 import numpy as np
 
+from regaudit.answer.levels import NOTICE
 from regaudit.measures.activations import DEAD_FRAC, NONFINITE_FRAC, SAT_FRAC
 from regaudit.measures.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 from regaudit.answer import outcomes
@@ -179,7 +180,7 @@ def _lag_finding(group, e):
             f"about {remedy} steps), train for {needed} steps or more, or re-estimate the moving "
             "statistics after training (run training batches through the model in training "
             "mode without weight updates, Dropout off).")
-    return Finding("RA210", "batchnorm_lag", text, e["numbers"], "notice")
+    return Finding("RA210", "batchnorm_lag", text, e["numbers"], NOTICE)
 
 
 def _mismatch_finding(group, e, upstream):
@@ -204,7 +205,7 @@ def _mismatch_finding(group, e, upstream):
                                    if e["share"] is not None else
                                    f"{e['left']:.1%} of the initial value is left")
             + f".{cause}{e['link']}" + e["consequence"] + remedies)
-    return Finding("RA211", "batchnorm_mismatch", text, e["numbers"], "notice")
+    return Finding("RA211", "batchnorm_mismatch", text, e["numbers"], NOTICE)
 
 
 @finding_rule("RA212", order=70,
@@ -228,7 +229,7 @@ def dropout_before_batchnorm(runs, groups):
             f"{DROPOUT_VAR_LIMIT}), in {where}: the variance shift of Li et al. (2019). Move that "
             "Dropout after the last BatchNormalization, or re-estimate BN's moving statistics "
             "on training batches with Dropout off after training.",
-            {"layer": layer, "values": values, "limit": DROPOUT_VAR_LIMIT}, "notice"))
+            {"layer": layer, "values": values, "limit": DROPOUT_VAR_LIMIT}, NOTICE))
     return out
 
 
@@ -256,7 +257,7 @@ def dead_and_saturated(runs, groups):
             out.append(Finding(
                 rule, measure, f"Layer {layer} has {amount} {what} at the last audit (more than "
                 f"{limit:.0%}) in {where}. {remedy}",
-                {"layer": layer, "values": values, "limit": limit}, "notice"))
+                {"layer": layer, "values": values, "limit": limit}, NOTICE))
     return out
 
 
@@ -280,5 +281,5 @@ def nonfinite(runs, groups):
             f"(runs: {runs_hit}). Its other measures count only the finite values. Lower the "
             "learning rate or clip gradients (clipnorm=1.0), and check the inputs for NaN.",
             dict(layer=layer, max=float(part.value.max()), first_epoch=int(first.epoch)),
-            "notice"))
+            NOTICE))
     return out

@@ -1,6 +1,7 @@
 """RA230/RA231: the dropout ensemble the model trained, against the single weight-scaled
 network Keras predicts with, judged on the same probe samples (a paired test)."""
 
+from regaudit.answer.levels import NOTICE
 from regaudit.answer import outcomes
 from regaudit.measures.ensemble import ACC_AT_K, DET_ACC, DET_ONLY_CORRECT, MC_ACC, MC_ONLY_CORRECT, PROBE_SAMPLES
 from regaudit.answer.finding import Finding, finding_rule, names_text, p_text
@@ -54,7 +55,7 @@ def ensemble_gain(runs, groups):
             if p_holm < level():
                 out.append(Finding("RA230", "ensemble_gain",
                                    _gain_text(names.get(run, run), gain, top_k, counts), numbers,
-                                   "notice"))
+                                   NOTICE))
             else:
                 agree.append((names.get(run, run), n, gain, p_holm))
         if agree:

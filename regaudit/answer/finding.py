@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from regaudit.answer.levels import FINDING_LEVELS, INFO
 from regaudit.answer.statistics import ALPHA, MAX_SEEDS, POWER
 
 #: levels, most important first: "notice" is worth acting on, "info" is context
-LEVELS = ("notice", "info")
+LEVELS = FINDING_LEVELS
 
 
 #: the modules that declare finding rules; `finding_rules()` imports them all
@@ -60,7 +61,7 @@ class Finding:
     rule: str
     text: str
     numbers: dict = field(default_factory=dict)
-    level: str = "info"
+    level: str = INFO
 
     def as_dict(self):
         return {"id": self.id, "rule": self.rule, "level": self.level, "text": self.text,

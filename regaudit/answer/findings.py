@@ -21,7 +21,7 @@ from regaudit.measures.shift import DRIFT_W1, DRIFT_W1_MEAN
 from regaudit.answer import outcomes
 from regaudit.answer.outcomes import GEN_GAP_ACC, GEN_GAP_LOSS
 from regaudit.answer.finding import Finding, comparison_text, finding_rule, finding_rules, number
-from regaudit.answer.levels import NOTICE
+from regaudit.answer.levels import INFO, NOTICE
 from regaudit.schema import MODEL
 from regaudit.model.tags import repeats_input
 from regaudit.answer.statistics import bounded_interval, compare_groups
@@ -66,7 +66,7 @@ def outcome_by_group(runs, groups):
     for c in comparisons:
         out.append(Finding("RA202", "group_difference", comparison_text(c, measure, meaning),
                            {"measure": measure, "higher_is_better": higher} | c.as_numbers(),
-                           "notice" if c.significant else "info"))
+                           NOTICE if c.significant else INFO))
     return out
 
 
@@ -94,7 +94,7 @@ def generalization_gap(runs, groups):
     for c in compare_groups(by_group):
         out.append(Finding("RA203", "generalization_gap",
                            comparison_text(c, name, "overfits more"),
-                           {"measure": name} | c.as_numbers(), "notice" if c.significant else "info"))
+                           {"measure": name} | c.as_numbers(), NOTICE if c.significant else INFO))
     return out
 
 
@@ -155,11 +155,11 @@ def drift(runs, groups):
         text = "Drift between audits, runs with and without BatchNormalization. " + comparison_text(
             c, DRIFT_W1_MEAN, "drifts more")
         numbers |= c.as_numbers()
-        level = "notice" if c.significant else "info"
+        level = NOTICE if c.significant else INFO
     else:
         text = (f"Mean drift between audits: {number(numbers['with BatchNormalization'])} in runs with "
                 f"BatchNormalization, {number(numbers['without'])} without (too few runs to test).")
-        level = "info"
+        level = INFO
     text += f" Over the same runs the training loss fell {learning}." if learning else ""
     if barely:
         text += (" The runs " + " and the runs ".join(barely) + " barely learned (training loss "

@@ -12,6 +12,7 @@ significant gain says the moving statistics, not the weights, cost that much at 
 import numpy as np
 from scipy import stats
 
+from regaudit.answer.levels import NOTICE, INFO
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
 from regaudit.measures.registry import AS_LOGGED, MODEL_WIDE, declare, fill
 from regaudit.schema import MODEL, TABLE_SHIFT
@@ -78,7 +79,7 @@ def batchnorm_reestimated(runs, groups):
                 f"{number(before.mean())} to {number(after.mean())}")
         if group not in adjusted:
             text = head + " (one run: no test)."
-            severity = "info"
+            severity = INFO
         else:
             p = float(adjusted[group])
             numbers |= {"p_holm": p}
@@ -96,6 +97,6 @@ def batchnorm_reestimated(runs, groups):
             else:
                 text = (f"{head} ({test}): no detectable change with these runs; whether the "
                         "moving statistics cost accuracy here they do not show.")
-            severity = "notice" if better else "info"
+            severity = NOTICE if better else INFO
         out.append(Finding(*RULE, text, numbers, severity))
     return out

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from regaudit.answer.levels import LINT_LEVELS
+
 
 def import_keras_quietly():
     """Import Keras with TensorFlow's start-up log lines (written to the process's stderr
@@ -82,7 +84,7 @@ def _load_model(target):
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON (schema in the README).")
 @click.option("--ignore", multiple=True, metavar="RA1xx",
               help="Switch a rule off (repeat, or separate ids with commas).")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]),
+@click.option("--fail-on", type=click.Choice([*LINT_LEVELS, "never"]),
               default="warning", show_default=True,
               help="Exit 1 when a finding is at least this severe.")
 @click.option("--steps", type=click.IntRange(1), help="Planned training steps (BN momentum rule).")

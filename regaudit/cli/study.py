@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from regaudit.answer.levels import NOTICE, INFO
 from regaudit.studies.design import DESIGNS
 
 
@@ -44,7 +45,7 @@ def finding_lines(found, verbose=False):
     if table:
         lines += ["the article's claims:"] + table
     rest = [f for f in rest if not f.id.startswith(claim_prefix)]
-    for level, marker in (("notice", "!"), ("info", "-")):
+    for level, marker in ((NOTICE, "!"), (INFO, "-")):
         same_level = [f for f in rest if f.level == level]
         for rule in dict.fromkeys(f.id for f in same_level):
             group = [f for f in same_level if f.id == rule]

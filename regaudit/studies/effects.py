@@ -9,6 +9,7 @@ corrected over the BN placements compared.
 
 import numpy as np
 
+from regaudit.answer.levels import NOTICE, INFO
 from regaudit.answer import outcomes
 from regaudit.answer.claims import group_setups
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
@@ -67,5 +68,5 @@ def dropout_batchnorm_interaction(runs, groups):
         out.append(Finding(*RULE, text, {"measure": measure, "placement": placement, "estimate": estimate,
                                          "low": low, "high": high, "p": p, "p_holm": float(p_holm),
                                          "groups": [plain, drop, norm, both]},
-                           "notice" if significant else "info"))
+                           NOTICE if significant else INFO))
     return out

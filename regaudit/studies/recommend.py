@@ -11,6 +11,7 @@ significant, it says so with the smallest difference these seeds could detect.
 
 import numpy as np
 
+from regaudit.answer.levels import NOTICE, INFO
 from regaudit.answer import outcomes
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
 from regaudit.answer.statistics import ALPHA, compare_groups, level, welch_interval
@@ -60,7 +61,7 @@ def recommendation(runs, groups):
     if not comparisons:
         return [Finding(*RULE, f"No recommendation: the model as given and its variants need two "
                         f"seeds or more each (seeds: {min(seeds.values())} to {max(seeds.values())}); "
-                        "run the study with --seeds 3.", {"measure": measure}, "notice")]
+                        "run the study with --seeds 3.", {"measure": measure}, NOTICE)]
     family = comparisons[0].family
     better = [c for c in comparisons if c.significant and (c.high != GIVEN) == higher]
     given = by_group[GIVEN]
@@ -77,7 +78,7 @@ def recommendation(runs, groups):
             text += f" Detectably worse: {', '.join(repr(w) for w in worse)}."
         return [Finding(*RULE, text, {"measure": measure, "variant": None, "detectable": detectable,
                                       "worse": worse, "comparisons": family,
-                                      "tests": [c.as_numbers() for c in comparisons]}, "info")]
+                                      "tests": [c.as_numbers() for c in comparisons]}, INFO)]
     best = max(better, key=lambda c: c.difference)
     remedy = _given_remedy(runs, groups)
     variant = best.high if higher else best.low
@@ -93,4 +94,4 @@ def recommendation(runs, groups):
                                   "low": low, "high": high, "p_holm": best.p_holm, "level": level(),
                                   "n_variant": seeds[variant], "n_given": seeds[GIVEN],
                                   "comparisons": family,
-                                  "tests": [c.as_numbers() for c in comparisons]}, "notice")]
+                                  "tests": [c.as_numbers() for c in comparisons]}, NOTICE)]
