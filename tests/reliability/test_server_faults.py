@@ -211,7 +211,11 @@ def test_two_callbacks_mlflows_keras_callback_and_autolog_each_write_once(live_s
 
 
 INTERRUPTED = textwrap.dedent("""
-    import os, sys, time
+    import faulthandler, os, signal, sys, time
+    # Ctrl-C as a shell delivers it, whatever this test process's own SIGINT disposition
+    # (a child inherits an ignored SIGINT); SIGUSR1 prints every thread's stack
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     import numpy as np
     import keras
     sys.path.insert(0, {tests!r})
@@ -274,12 +278,18 @@ def test_ctrl_c_ends_the_run_killed_and_keeps_the_model_and_every_audit(live_ser
     try:
         wait_for(folder / "waiting", process)
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)  # where it hangs, into train.log
+            time.sleep(3)
     finally:
         if process.poll() is None:
             process.kill()
         log.close()
     output = (tmp_path / "train.log").read_text()
+    assert process.returncode not in (None, -signal.SIGKILL), \
+        f"the script did not end within 120 s of Ctrl-C: {output[-6000:]}"
     assert process.returncode != 0 and "KeyboardInterrupt" in output, output[-2000:]
     run_id = (folder / "run_id").read_text()
     assert MlflowClient().get_run(run_id).info.status == "KILLED"
