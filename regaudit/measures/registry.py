@@ -119,20 +119,28 @@ def prefix(template):
     return _PLACEHOLDER.split(template)[0]
 
 
+_COMPLETE = []  # set once every declaring module is imported
+
+
 def measures():
     """{name: Measure} of every declared measure, in declaration order."""
-    for module in DECLARING_MODULES:
-        importlib.import_module(module)
+    if not _COMPLETE:
+        for module in DECLARING_MODULES:
+            importlib.import_module(module)
+        _COMPLETE.append(True)
     return dict(_DECLARED)
 
 
 def lookup(name):
     """The declaration of a measure name as logged (`acc_at_k:4` finds `acc_at_k:<k>`),
-    or None."""
-    declared = measures()
-    if name in declared:
-        return declared[name]
-    return next((m for m in declared.values() if "<" in m.name and m.pattern.match(name)), None)
+    or None. A dictionary lookup for a declared name (the families ask it for every value
+    of every audit); the templates are tried only for the names they make."""
+    if not _COMPLETE:
+        measures()
+    found = _DECLARED.get(name)
+    if found is not None:
+        return found
+    return next((m for m in _DECLARED.values() if "<" in m.name and m.pattern.match(name)), None)
 
 
 def is_headline(name):
