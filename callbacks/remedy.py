@@ -19,6 +19,7 @@ A model its config cannot rebuild (a subclassed model) is not copied: the run's 
 
 import numpy as np
 
+from regaudit.errors import error_line
 from regaudit.model import regularizers
 from regaudit.measures.registry import fill
 from regaudit.answer.remedies import BN_REESTIMATED_AFTER, BN_REESTIMATED_BEFORE
@@ -122,9 +123,8 @@ class RemedyFamily:
         try:
             copy = copy_model(model)
         except Exception as error:  # noqa: BLE001 - a model its config cannot rebuild
-            first = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
             context.set_tags({TAG: f"not measured: the model cannot be copied from its config "
-                                   f"({type(error).__name__}: {first})"})
+                                   f"({type(error).__name__}: {error_line(error, 160)})"})
             return {}, {}
         rows, metrics = [], {}
         # one copy, evaluated as trained, re-estimated in place, evaluated again: its
