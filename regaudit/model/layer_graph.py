@@ -7,7 +7,7 @@ names of the layers feeding it; None when the connections are unknown), `regular
 the activation family walk the graph only through these functions.
 """
 
-from regaudit.model.regularizers import NOISE_LAYER_KINDS
+from regaudit.model.regularizers import BATCHNORM_CLASSES, NOISE_LAYER_KINDS
 
 #: Layers that only move values around; placement rules look through them.
 PASS_THROUGH = frozenset({
@@ -19,7 +19,6 @@ PASS_THROUGH = frozenset({
 })
 #: Activation layers: their input is pre-activation, their output post-activation.
 ACTIVATION_LAYERS = frozenset({"Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax"})
-_BATCHNORM_CLASSES = ("BatchNormalization", "SyncBatchNormalization")
 
 
 def field(row, key, default=None):
@@ -35,7 +34,7 @@ def regularizer(row):
     if isinstance(row, dict) and "regularizer" not in row:
         if "Dropout" in row["layer_class"]:
             return "dropout"
-        return "batchnorm" if row["layer_class"] in _BATCHNORM_CLASSES else None
+        return "batchnorm" if row["layer_class"] in BATCHNORM_CLASSES else None
     return field(row, "regularizer")
 
 
@@ -47,6 +46,15 @@ def is_noise_layer(row):
 def is_batchnorm(row):
     """A BatchNormalization layer (also `synchronized=True`)."""
     return regularizer(row) == "batchnorm"
+
+
+def nonlinearity(row):
+    """The nonlinearity a row applies: an activation layer's, or its fused activation
+    (None for a linear layer)."""
+    if field(row, "layer_class") in ACTIVATION_LAYERS:
+        return field(row, "activation") or field(row, "layer_class").lower()
+    activation = field(row, "activation")
+    return activation if activation not in (None, "linear") else None
 
 
 def moves_values(row):

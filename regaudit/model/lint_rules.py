@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from regaudit.measures.batchnorm_lag import LAG_SHARE, initial_weight, momentum_for, steps_to_forget
 from regaudit.answer.levels import ERROR, INFO, LINT_LEVELS, WARNING
 from regaudit.model.layer_graph import (
-    ACTIVATION_LAYERS, ancestors, is_batchnorm, is_noise_layer, moves_values, upstream,
+    ACTIVATION_LAYERS, ancestors, is_batchnorm, is_noise_layer, moves_values, nonlinearity,
+    upstream,
 )
 from regaudit.measures.shift import BN_DROPOUT_VAR_RATIO, BN_INIT_SHARE, BN_VAR_RATIO
 
@@ -72,14 +73,6 @@ def lint_rule(rule_id, severity, *, source, evidence=(), elsewhere=""):
     return declare
 
 
-def _nonlinear(row):
-    """The nonlinearity a row applies: its fused activation, or an activation layer's."""
-    if row["layer_class"] in ACTIVATION_LAYERS:
-        return row.get("activation") or row["layer_class"].lower()
-    activation = row.get("activation")
-    return activation if activation not in (None, "linear") else None
-
-
 def _noise_ancestors(row, by_name):
     """The Dropout-family layers with a nonzero rate upstream of `row` along any path,
     nearest first."""
@@ -124,7 +117,7 @@ def batchnorm_after_activation(rows, by_name, context):
         if not is_batchnorm(row):
             continue
         producer, _ = upstream(row, by_name)
-        activation = _nonlinear(producer) if producer else None
+        activation = nonlinearity(producer) if producer else None
         if activation:
             out.append(batchnorm_after_activation.finding(
                 row["name"],
@@ -195,7 +188,7 @@ def bias_before_batchnorm(rows, by_name, context):
             continue
         producer, _ = upstream(row, by_name, through=moves_values)
         if (producer is not None and producer["layer_class"] in BIASED
-                and producer.get("use_bias") and not _nonlinear(producer)):
+                and producer.get("use_bias") and not nonlinearity(producer)):
             out.append(bias_before_batchnorm.finding(
                 producer["name"],
                 f"{producer['layer_class']} {producer['name']} has a bias that "

@@ -74,7 +74,8 @@ KINDS = {kind.name: kind for kind in (
     NoiseKind("rnn_recurrent_dropout", (), "recurrent_dropout", "mask", DROP_FRAC,
               noise_layer=False),
 )}
-_BATCHNORM = ("BatchNormalization", "SyncBatchNormalization")
+#: the classes of BatchNormalization (`synchronized=True` is the second)
+BATCHNORM_CLASSES = ("BatchNormalization", "SyncBatchNormalization")
 _RNN = ("RNN",)
 _ATTENTION = ("MultiHeadAttention",)
 
@@ -132,7 +133,7 @@ def noise_kind(layer, parent=None):
 
 
 def is_batchnorm(layer):
-    return any(name in _BATCHNORM for name in class_names(layer))
+    return any(name in BATCHNORM_CLASSES for name in class_names(layer))
 
 
 def is_rnn(layer):

@@ -1,6 +1,6 @@
 """The regularization setup of a model, from its layer table: MLflow tags and grouping."""
 
-from regaudit.model.layer_graph import ACTIVATION_LAYERS, is_batchnorm, is_noise_layer, upstream
+from regaudit.model.layer_graph import is_batchnorm, is_noise_layer, nonlinearity, upstream
 from regaudit.model.regularizers import NOISE_LAYER_KINDS
 
 #: Layers whose output at inference is their input, rearranged or untouched (same values,
@@ -38,12 +38,7 @@ def batchnorm_placement(row, by_name):
     producer, _ = _trace_back(row, by_name)
     if producer is None:
         return "unknown"
-    activation = producer.get("activation")
-    if producer["layer_class"] in ACTIVATION_LAYERS:
-        return "after_activation"
-    if activation in (None, "linear"):
-        return "before_activation"
-    return "after_activation"
+    return "after_activation" if nonlinearity(producer) else "before_activation"
 
 
 def regularization_tags(layers):
