@@ -5,6 +5,7 @@ import keras
 from regaudit import __version__
 from regaudit.schema import SCHEMA_VERSION
 
+from regaudit.callbacks import backend
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.lint_model import layer_row
 
@@ -43,15 +44,14 @@ def layer_table(model, probe_pass, metric_layers):
     return rows
 
 def meta(callback):
-    import tensorflow as tf
-
     schedule = callback.schedule
     probe_pass = callback.probe_pass
     return {
         "schema_version": SCHEMA_VERSION,
         "regaudit_version": __version__,
         "keras_version": keras.__version__,
-        "tensorflow_version": tf.__version__,
+        "backend": backend.NAME,
+        "backend_version": backend.version(),
         "families": [family.name for family in callback.families],
         "probe": None if probe_pass is None else {
             "source": probe_pass.probe.source,

@@ -8,14 +8,16 @@ current one) on that batch. `ics_l2` = ||G - G'||_2 and `ics_cos` = cos(G, G')
 BatchNormalization normalizes with its moving statistics (Santurkar et al. used batch
 statistics; training mode would move the moving statistics). Every trial step is undone
 by assigning back the exact saved values: the model ends bit-identical. Costs one
-forward and backward pass per layer with weights, so it is off by default.
+forward and backward pass per layer with weights, so it is off by default. The
+gradients come from each backend's own autodiff (`_gradients`).
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from regaudit.measures.shift import ics_cos, ics_l2
+
+from regaudit.callbacks import backend
 
 
 def _learning_rate(optimizer):
@@ -35,11 +37,35 @@ def _weighted_layers(taps):
     return layers
 
 
+def _loss(model, x, y):
+    prediction = model(x, training=False)
+    return model.compute_loss(x=x, y=y, y_pred=prediction, training=False)
+
+
 def _gradients(model, x, y, variables):
-    with tf.GradientTape() as tape:
-        prediction = model(x, training=False)
-        loss = model.compute_loss(x=x, y=y, y_pred=prediction, training=False)
-    return tape.gradient(loss, variables)
+    """The loss's gradients with respect to `variables` (numpy), in inference mode: a
+    `tf.GradientTape`, `torch.autograd.grad`, or `jax.grad` through a `StatelessScope`
+    (the variables' values passed in: nothing is assigned)."""
+    if backend.NAME == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = _loss(model, x, y)
+        grads = tape.gradient(loss, variables)
+    elif backend.NAME == "torch":
+        import torch
+
+        with torch.enable_grad():
+            grads = torch.autograd.grad(_loss(model, x, y), [v.value for v in variables])
+    else:
+        import jax
+
+        def loss_of(values):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return _loss(model, x, y)
+
+        grads = jax.grad(loss_of)([v.value for v in variables])
+    return [backend.host(g) for g in grads]
 
 
 def gradient_ics(model, probe_pass, batch_size):
@@ -55,9 +81,9 @@ def gradient_ics(model, probe_pass, batch_size):
     rate = _learning_rate(model.optimizer)
     # compute_loss may update per-output loss trackers: keep them as they were
     tracked = list(model.metrics_variables)
-    saved_metrics = [v.numpy() for v in tracked]
+    saved_metrics = [backend.host(v) for v in tracked]
     every = [v for _, layer in layers for v in layer.trainable_weights]
-    saved = [v.numpy() for v in every]
+    saved = [backend.host(v) for v in every]
     try:
         first = list(_gradients(model, x, y, every))
         out, offset = {}, 0
@@ -65,11 +91,11 @@ def gradient_ics(model, probe_pass, batch_size):
             own = list(layer.trainable_weights)
             count = len(own)
             before = slice(0, offset)
-            g = np.concatenate([np.ravel(t.numpy()) for t in first[offset : offset + count]])
+            g = np.concatenate([np.ravel(t) for t in first[offset : offset + count]])
             for variable, grad in zip(every[before], first[before]):
-                variable.assign(variable - rate * grad)
+                variable.assign(backend.host(variable) - rate * grad)
             moved = _gradients(model, x, y, own)
-            g_prime = np.concatenate([np.ravel(t.numpy()) for t in moved])
+            g_prime = np.concatenate([np.ravel(t) for t in moved])
             for variable, value in zip(every[before], saved[before]):
                 variable.assign(value)
             out[name] = (ics_l2(g, g_prime), ics_cos(g, g_prime), type(layer).__name__)

@@ -9,8 +9,10 @@ path: `transformer_block/dropout_1`, `outer/inner`; a layer called more than onc
 `name`, `name:1`, ... `on_output(tap, outputs, args)` follows every layer call (`args`:
 its positional inputs). An RNN layer is one call (its cell runs inside a loop).
 
-It runs on real tensors inside a `tf.function`: it creates no Keras node and no Model,
-and leaves the model object as it was (the hook is on the class, for the trace only).
+It runs on real tensors inside a `tf.function`, or eagerly on JAX and PyTorch: it
+creates no Keras node and no Model, and leaves the model object as it was (the hook is
+on the class, for the walk only). Tensors are told apart by identity, so every tensor
+whose `id` is kept is kept alive too (eagerly, a freed tensor's id is soon reused).
 
 `call_override(layer, name)` may return `f(proceed, *args, **kwargs)` to run instead of
 the layer (`proceed` runs the layer as usual): the twin swaps in its own noise this way.
@@ -64,6 +66,8 @@ class _Walk:
         self.calls = {}
         #: tensor identity -> the tap that produced it (sources inside custom layers)
         self.producers = {}
+        #: the tensors whose ids `producers` holds, alive while the walk runs
+        self.pinned = []
         #: (name prefix, layer) of the intercepted calls being run
         self.stack = []
         #: the traced function's graph: calls made in any other graph are not tapped
@@ -121,6 +125,7 @@ class _Walk:
                   parent_layer=parent)
         self.on_output(tap, outputs, args)
         flat = keras.tree.flatten(outputs)
+        self.pinned.extend(flat)
         for tensor in flat:
             self.producers[id(tensor)] = name
         return outputs, [name] * len(flat)
@@ -135,7 +140,7 @@ class _Walk:
         reusable = override is None and self.cache is not None and not self.noisy(layer)
         key = (id(layer),) + tuple(id(t) for t in keras.tree.flatten((args, kwargs)))
         if reusable and key in self.cache:
-            return self.cache[key]
+            return self.cache[key][0]
 
         def proceed(*call_args, **call_kwargs):
             self.stack.append((child_prefix, layer))
@@ -148,8 +153,8 @@ class _Walk:
                 self.stack.pop()
 
         outputs = override(proceed, *args, **kwargs) if override else proceed(*args, **kwargs)
-        if reusable:
-            self.cache[key] = outputs
+        if reusable:  # the key's tensors stay alive with the entry
+            self.cache[key] = (outputs, (args, kwargs))
         return outputs
 
     def intercept(self, layer, args, kwargs):

@@ -129,7 +129,10 @@ def no_rnn_masks():
 
 def current_graph():
     """The graph being built now: a layer call made in another one (Keras' build-by-run
-    scratch graph, a tf.cond or while-loop body) cannot hand its tensors out."""
+    scratch graph, a tf.cond or while-loop body) cannot hand its tensors out. None on
+    JAX and PyTorch, which run the pass eagerly."""
+    if keras.backend.backend() != "tensorflow":
+        return None
     import tensorflow as tf
 
     return tf.compat.v1.get_default_graph()

@@ -13,13 +13,16 @@ connections: the rules that need connections skip them.
 import warnings
 
 import keras
+import numpy as np
 
 from regaudit.errors import RegauditWarning, UsageError
 from regaudit.model.lint_rules import RULE_IDS, counts, lint_rows
 from regaudit.model.regularizers import is_attention, is_batchnorm, is_rnn, regularizer_of, sources_of
 
+from regaudit.callbacks import backend
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.graph import is_graph_model, run_graph
+from regaudit.callbacks.stochastic import kept_seed_state
 from regaudit.callbacks.taps import activation_name
 
 
@@ -101,24 +104,38 @@ def _static_rows(model):
 
 
 def _input_specs(model):
-    """TensorSpecs of the model's inputs (batch dimension free), or None when unknown."""
-    import tensorflow as tf
-
+    """(shape, dtype) of the model's inputs (batch dimension free), or None when unknown."""
     if is_graph_model(model) and getattr(model, "inputs", None):
-        specs = [tf.TensorSpec([None, *ref.shape[1:]], ref.dtype) for ref in model.inputs]
+        specs = [((None, *ref.shape[1:]), ref.dtype) for ref in model.inputs]
         return specs if len(specs) > 1 else specs[0]
     shapes = getattr(model, "_build_shapes_dict", None) or {}
     if len(shapes) == 1:
         (shape,) = shapes.values()
         if isinstance(shape, (tuple, list)) and all(isinstance(d, (int, type(None))) for d in shape):
-            return tf.TensorSpec([None, *shape[1:]], "float32")
+            return (None, *shape[1:]), "float32"
     return None
 
 
-def _traced_rows(model, specs):
-    """Rows from one symbolic trace of `run_graph` (nothing is computed)."""
-    import tensorflow as tf
+def _run_once(model, specs, run):
+    """`run(inputs)` once: on TensorFlow a symbolic trace (`get_concrete_function` on
+    input specs: nothing is computed); on JAX and PyTorch, one eager call in inference
+    on a row of zeros (a free axis of length 2), the model's seed state kept."""
+    is_spec = lambda s: isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], tuple)  # noqa: E731
+    if backend.is_tensorflow():
+        import tensorflow as tf
 
+        to_spec = lambda s: tf.TensorSpec(s[0], s[1])  # noqa: E731
+        inputs = [to_spec(s) for s in specs] if not is_spec(specs) else to_spec(specs)
+        tf.function(run, autograph=False).get_concrete_function(inputs)
+        return
+    zeros = lambda s: np.zeros([1] + [2 if d is None else d for d in s[0][1:]], s[1])  # noqa: E731
+    inputs = [zeros(s) for s in specs] if not is_spec(specs) else zeros(specs)
+    with kept_seed_state(model), backend.inference():
+        run(inputs)
+
+
+def _traced_rows(model, specs):
+    """Rows from one run of `run_graph` (`_run_once`)."""
     rows, outputs = [], set()
 
     def on_output(tap, values, args):
@@ -126,11 +143,7 @@ def _traced_rows(model, specs):
         shape = flat[0].shape[1:] if flat and getattr(flat[0], "shape", None) is not None else None
         rows.append(layer_row(tap.name, tap.layer, tap.parent, tap.parent_layer, tap.sources, shape))
 
-    @tf.function(autograph=False)
-    def trace(inputs):
-        return run_graph(model, inputs, on_output)
-
-    trace.get_concrete_function(specs)
+    _run_once(model, specs, lambda inputs: run_graph(model, inputs, on_output))
     top = [row for row in rows if row["name"] != model.name]
     consumed = {source for row in top for source in row["sources"] or ()}
     # the top-level calls nothing else consumed make the output (a subclassed model's own

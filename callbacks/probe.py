@@ -12,20 +12,23 @@ moments with the noise on; a second function samples the Monte-Carlo dropout ens
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from regaudit.model.regularizers import regularizer_of, sources_of
 from regaudit.measures.shift import ChannelMoments
 
+from regaudit.callbacks import backend, host_reductions, reductions
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.graph import run_graph
 from regaudit.callbacks.probe_choice import ProbeData  # noqa: F401 - re-exported
 from regaudit.callbacks.stochastic import drawing_generators, stochastic_layers
 from regaudit.callbacks.probe_trace import SummaryTrace
-from regaudit.callbacks.reductions import (
-    UNCHANGED_MARK, channel_moments, fast_path_held, merge_channels, to_summary, zero_moments)
+from regaudit.callbacks.reductions import UNCHANGED_MARK, fast_path_held, merge_channels, to_summary
+from regaudit.callbacks.stochastic import kept_seed_state
 from regaudit.callbacks.taps import reservoir_size_for
-from regaudit.callbacks.twin import LazyTile, NoiseTwin
+from regaudit.callbacks.twin import LazyTile, noise_twin
+
+if backend.is_tensorflow():
+    import tensorflow as tf
 
 
 class ProbePass:
@@ -82,9 +85,15 @@ class ProbePass:
         #: did not choose (`NOT_FLOAT`, `NO_BATCH_AXIS`)
         self.unmeasured = {}
         self._noisy = {}
+        #: where the reductions run: in the TensorFlow graph, or on the host in float64
+        #: (JAX, PyTorch: `backend`)
+        self.ops = reductions if backend.is_tensorflow() else host_reductions
         drawn = set()
         with drawing_generators(drawn):
-            self._concrete = self._compile().get_concrete_function()
+            self._concrete = backend.compiled(self._compile(), self._specs)
+            if not backend.is_tensorflow():  # the taps are met by running the pass once
+                with kept_seed_state(model):
+                    self._concrete(*next(self._chunks()), False)
         #: the layer calls that draw random numbers in inference (`stochastic`): every
         #: prediction differs; the audit keeps their seed state (`kept_seed_state`)
         owners = {id(layer) for layer in stochastic_layers(model, drawn)}
@@ -111,6 +120,10 @@ class ProbePass:
         self.noise_sources.extend(source for source in noise if source.name not in known)
         return regularizer_of(tap.layer, tap.parent_layer), noise
 
+    def _specs(self):
+        return [self._signature(), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
+                tf.TensorSpec([], tf.bool)]
+
     def _signature(self):
         def spec(array):
             dtype = tf.as_dtype(array.dtype)
@@ -122,7 +135,7 @@ class ProbePass:
         """Positions drawn once per tap: k of each sample's values, k = R // probe size.
         Stored as flat positions within a probe mini-batch (`(row % batch size) * values
         per sample + position`); `rows`: the probe rows of this batch."""
-        per_sample = int(np.prod(x.shape[1:])) if x.shape[1:].is_fully_defined() else None
+        per_sample = int(np.prod(x.shape[1:])) if all(d is not None for d in x.shape[1:]) else None
         if per_sample is None or per_sample == 0:
             return None
         name = self.taps[tap_index].name
@@ -139,11 +152,16 @@ class ProbePass:
             positions = self.reservoir_index[name]
             flat = (np.arange(len(positions)) % self.batch_size)[:, None] * per_sample + positions
             dtype = np.int32 if flat.max(initial=0) < 2**31 - 1 else np.int64
+            if not backend.is_tensorflow():
+                self._tables[name] = flat.astype(dtype)
+                return self._tables[name][rows].reshape(-1)
             # an eager tensor the function captures as an input: not a large literal in
             # the graph (which graph optimisation would copy and fold at the first call),
             # and not a variable (whose creation would make tf.function trace twice)
             with tf.init_scope():
                 self._tables[name] = tf.constant(flat.astype(dtype))
+        if not backend.is_tensorflow():
+            return self._tables[name][rows].reshape(-1)
         return tf.reshape(tf.gather(self._tables[name], rows), [-1])
 
     def _compile(self, exact=False):
@@ -152,14 +170,9 @@ class ProbePass:
         the twin (`twin.NoiseTwin`: every noise source on, the other layers shared,
         everything before the first noise source reused from the inference walk) and its
         BN inputs. What one trace records is `probe_trace.SummaryTrace`."""
-        control = NoiseTwin(self.seed, self.noise_sources)
+        control = noise_twin(self.seed, self.noise_sources)
 
-        @tf.function(
-            input_signature=[self._signature(), tf.TensorSpec([], tf.int32),
-                             tf.TensorSpec([], tf.bool), tf.TensorSpec([], tf.int32)],
-            autograph=False,
-        )
-        def summarize(inputs, start, with_twin, split):
+        def summarize(inputs, start, split, with_twin):
             """`inputs`: the probe's rows [:split], then the training probe's."""
             for registry in (self.taps, self.all_taps, self.noise_sources, self.unmeasured):
                 registry.clear()  # the float64 pass traces again
@@ -167,13 +180,13 @@ class ProbePass:
             self.batchnorm_alias.clear()
             trace = SummaryTrace(self, inputs, start, split, exact)
             run_graph(self.model, inputs, trace.on_output, cache=trace.cache, noisy=self.noisy)
-            inference_inputs = {name: id(x) for name, x in self._bn_inputs.items()}
+            inference_inputs = dict(self._bn_inputs)
             self._bn_inputs.clear()
             twin_moments = {}
             if self.has_dropout and self._bn_channels:
-                twin_moments = tf.cond(
+                twin_moments = backend.cond(
                     with_twin, lambda: trace.twin(control, inference_inputs),
-                    lambda: zero_moments(self._bn_channels))
+                    lambda: self.ops.zero_moments(self._bn_channels))
             return {"taps": trace.taps, "train_taps": trace.train_taps,
                     "batchnorm": trace.batchnorm, "twin_batchnorm": twin_moments}
 
@@ -186,10 +199,11 @@ class ProbePass:
         self._bn_inputs[tap.name] = x
         self._bn_channels[tap.name] = x.shape[tap.layer.axis]
         producer = seen.get(id(x))
-        if producer is not None and tap.layer.axis % x.shape.rank == x.shape.rank - 1:
+        rank = len(x.shape)
+        if producer is not None and tap.layer.axis % rank == rank - 1:
             self.batchnorm_alias[tap.name] = producer
         else:
-            batchnorm[tap.name] = channel_moments(own(x), tap.layer.axis)
+            batchnorm[tap.name] = self.ops.channel_moments(own(x), tap.layer.axis)
 
     def _compile_ensemble(self):
         """Monte-Carlo dropout, batched: `replicas + 1` copies of the probe chunk, the
@@ -199,29 +213,26 @@ class ProbePass:
         source runs once on the chunk. Returns the flattened model outputs
         [replicas + 1, batch, ...] and, per noise source, the numerator and denominator
         of its drop measure (`NoiseTwin.counts`)."""
-        control = NoiseTwin(self.seed, self.noise_sources)
-        specs = [self._signature(), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
-                 tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)]
+        control = noise_twin(self.seed, self.noise_sources)
 
-        @tf.function(input_signature=specs, autograph=False)
         def ensemble(inputs, start, offset, active, replicas):
-            batch = tf.shape(keras.tree.flatten(inputs)[0])[0]
+            batch = backend.rows(keras.tree.flatten(inputs)[0])
             control.start, control.offset, control.active = start, offset, active
             control.det_rows = batch
             control.counts.clear()
             tiler = LazyTile(control, replicas + 1, self.noisy)
             outputs = run_graph(self.model, inputs, lambda *a: None, call_override=tiler.override,
                                 noisy=self.noisy)
-            flat = [
-                tf.reshape(tiler.tiled(o), tf.concat([[replicas + 1, batch], tf.shape(o)[1:]], 0))
-                for o in keras.tree.flatten(outputs)
-            ]
-            counts = [control.counts.get(i, tf.zeros([2], tf.float64))
-                      for i in range(len(self.noise_sources))]
-            return {"outputs": flat, "counts": tf.stack(counts) if counts else tf.zeros([0, 2], tf.float64),
+            flat = [_by_replica(tiler.tiled(o), replicas + 1, batch) for o in keras.tree.flatten(outputs)]
+            counts = [control.counts.get(i, _zeros([2])) for i in range(len(self.noise_sources))]
+            return {"outputs": flat, "counts": _stack(counts) if counts else _zeros([0, 2]),
                     "masks": [_output_mask(o, batch) for o in keras.tree.flatten(outputs)]}
 
         return ensemble
+
+    def _ensemble_specs(self):
+        return [self._signature(), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
+                tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)]
 
     def batches(self, probe=None):
         probe = probe or self.probe
@@ -229,7 +240,7 @@ class ProbePass:
             chunk = keras.tree.map_structure(
                 lambda a: a[start : start + self.batch_size], probe.inputs
             )
-            yield chunk, tf.constant(start, tf.int32)
+            yield chunk, backend.constant(start, "int32")
 
     def _chunks(self):
         """(inputs, start, split) per mini-batch: the probe's rows, then as many of the
@@ -241,7 +252,7 @@ class ProbePass:
             if self.train_probe is not None:
                 train = keras.tree.map_structure(lambda a: a[start:stop], self.train_probe.inputs)
                 main = keras.tree.map_structure(lambda a, b: np.concatenate([a, b]), main, train)
-            yield main, tf.constant(start, tf.int32), tf.constant(split, tf.int32)
+            yield main, backend.constant(start, "int32"), backend.constant(split, "int32")
 
     def run(self, twin=False):
         """The pass over the whole probe: ({tap name: TapSummary}, {BN layer:
@@ -249,11 +260,12 @@ class ProbePass:
         noise source on} or None, {tap name: light TapSummary of the training probe} or None)."""
         summaries, train_summaries, batchnorm, twin_batchnorm, unchanged = {}, {}, {}, {}, set()
         twin = bool(twin and self.has_dropout)
+        with_twin = backend.constant(twin, "bool")
         for chunk, start, split in self._chunks():
-            out = self._concrete(chunk, start, tf.constant(twin), split)
+            out = self._concrete(chunk, start, split, with_twin)
             host = _tap_values(out)
             if not all(fast_path_held(v) for part in host.values() for v in part.values()):
-                out = self._exact_pass()(chunk, start, tf.constant(twin), split)
+                out = self._exact_pass()(chunk, start, split, with_twin)
                 host = _tap_values(out)
             for target, key in ((summaries, "taps"), (train_summaries, "train_taps")):
                 for name, values in host[key].items():
@@ -262,7 +274,7 @@ class ProbePass:
             merge_channels(batchnorm, out["batchnorm"])
             if twin:
                 for name, values in out["twin_batchnorm"].items():
-                    if np.all(values["count"].numpy() == UNCHANGED_MARK):
+                    if np.all(backend.host(values["count"]) == UNCHANGED_MARK):
                         unchanged.add(name)  # no noise reaches this BN input
                     else:
                         merge_channels(twin_batchnorm, {name: values})
@@ -282,7 +294,7 @@ class ProbePass:
         """The pass with every summary in float64, non-finite values left out: for a
         batch where some float32 tap holds a non-finite or huge value."""
         if self._exact is None:
-            self._exact = self._compile(exact=True).get_concrete_function()
+            self._exact = backend.compiled(self._compile(exact=True), self._specs)
         return self._exact
 
     @property
@@ -298,7 +310,7 @@ class ProbePass:
         denominator of its drop measure (inputs zeroed and seen for a mask). The samples
         run batched, at most `max_rows` rows per call."""
         if self._ensemble is None:
-            self._ensemble = self._compile_ensemble().get_concrete_function()
+            self._ensemble = backend.compiled(self._compile_ensemble(), self._ensemble_specs)
         layers = len(self.dropout_taps)
         active = np.ones(layers, np.float32) if active is None else np.asarray(active, np.float32)
         det, members, counts, masks = [], [], np.zeros((layers, 2)), []
@@ -308,14 +320,14 @@ class ProbePass:
             parts = []
             for offset in range(0, samples, block):
                 replicas = min(block, samples - offset)
-                out = self._ensemble(chunk, start, tf.constant(offset, tf.int32),
-                                     tf.constant(active), tf.constant(replicas, tf.int32))
-                values = [o.numpy() for o in out["outputs"]]
+                out = self._ensemble(chunk, start, backend.constant(offset, "int32"),
+                                     _active(active), backend.constant(replicas, "int32"))
+                values = [backend.host(o) for o in out["outputs"]]
                 if offset == 0:
                     det.append([v[0] for v in values])
-                    masks.append([m.numpy() for m in out["masks"]])
+                    masks.append([backend.host(m) for m in out["masks"]])
                 parts.append([v[1:] for v in values])
-                counts += out["counts"].numpy()
+                counts += backend.host(out["counts"])
             members.append([np.concatenate(p, axis=0) for p in zip(*parts)])
         det = [np.concatenate(d, axis=0) for d in zip(*det)]
         members = [np.concatenate(m, axis=1) for m in zip(*members)]
@@ -332,13 +344,34 @@ def _output_mask(output, batch):
     an empty tensor when it carries none."""
     mask = internals.get_keras_mask(output)
     if mask is None:
-        return tf.zeros([0], tf.bool)
-    return tf.cast(mask, tf.bool)[:batch]
+        return keras.ops.zeros([0], "bool")
+    return keras.ops.cast(mask, "bool")[:batch]
+
+
+def _by_replica(tiled, copies, batch):
+    """A tiled output [copies * batch, ...] as [copies, batch, ...]."""
+    if backend.is_tensorflow():
+        return tf.reshape(tiled, tf.concat([[copies, batch], tf.shape(tiled)[1:]], 0))
+    return keras.ops.reshape(tiled, (int(copies), int(batch)) + tuple(tiled.shape[1:]))
+
+
+def _zeros(shape):
+    return tf.zeros(shape, tf.float64) if backend.is_tensorflow() else np.zeros(shape)
+
+
+def _stack(counts):
+    if backend.is_tensorflow():
+        return tf.stack(counts)
+    return np.stack([backend.host(c) for c in counts])
+
+
+def _active(active):
+    return tf.constant(active) if backend.is_tensorflow() else active
 
 
 def _tap_values(out):
     """The pass's tap summaries as numpy, converted once: {"taps"|"train_taps": {tap: {field: array}}}."""
-    return {key: {name: {k: v.numpy() for k, v in values.items()} for name, values in out[key].items()}
+    return {key: {name: {k: backend.host(v) for k, v in values.items()} for name, values in out[key].items()}
             for key in ("taps", "train_taps")}
 
 

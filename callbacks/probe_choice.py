@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from regaudit.errors import UsageError
+
+from regaudit.callbacks import backend
 
 
 class ProbeUnavailable(UsageError):
@@ -98,7 +99,7 @@ def _materialize(x, y, size, weights=None):
     """(inputs, targets, sample weights) as numpy structures, reading at most about
     `size` samples of a dataset (whose elements carry the weights). Python generators are
     refused: reading them would steal training batches."""
-    if isinstance(x, tf.data.Dataset):
+    if _is_tf_dataset(x):
         return _collect_batches(x.as_numpy_iterator(), size)
     if isinstance(x, keras.utils.PyDataset):
         return _collect_batches((x[i] for i in range(len(x))), size)
@@ -111,12 +112,18 @@ def _materialize(x, y, size, weights=None):
         None if weights is None else np.asarray(weights))
 
 
+def _is_tf_dataset(x):
+    """A `tf.data.Dataset` (on any backend; TensorFlow is then already imported)."""
+    tf = backend.tensorflow_module()
+    return tf is not None and isinstance(x, tf.data.Dataset)
+
+
 def _touches_training(x):
     """Whether reading samples of `x` would change training: a `tf.data.Dataset` runs
     its `map` (random augmentation advances its seed state; a shuffle's reshuffle seed
     moves with every new iterator), a `PyDataset`'s `__getitem__` may draw random
     numbers, a generator hands out batches training then misses."""
-    return (isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)) or inspect.isgenerator(x)
+    return (_is_tf_dataset(x) or isinstance(x, keras.utils.PyDataset) or inspect.isgenerator(x)
             or (hasattr(x, "__next__") and not hasattr(x, "__len__")))
 
 

@@ -1,22 +1,27 @@
 """One trace of the probe pass's summarizing function (`probe.ProbePass._compile`): what
 it records of every layer call while `graph.run_graph` walks the model in inference mode,
-and the twin's walk with every noise source on. Python that runs while TensorFlow traces,
-never per batch."""
+and the twin's walk with every noise source on. On TensorFlow, Python that runs while
+the function traces, never per batch; on JAX and PyTorch, the eager pass itself
+(`backend`), its reductions on the host."""
 
 import keras
-import tensorflow as tf
 
 from regaudit.measures.activations import BOUNDED_ACTIVATIONS
 from regaudit.model.regularizers import is_batchnorm
 
+from regaudit.callbacks import backend
 from regaudit.callbacks.graph import run_graph
-from regaudit.callbacks.reductions import (
-    UNCHANGED, UNCHANGED_MARK, channel_moments, fuses, summaries, zero_moments)
+from regaudit.callbacks.reductions import UNCHANGED, UNCHANGED_MARK, fuses
 from regaudit.callbacks.taps import NOT_SELECTED, TapInfo, activation_name, unmeasured_reason
 
 
-def _batch_first(tensor):
-    return tensor.shape.rank and tensor.shape[0] is None
+def batch_axis_test(rows):
+    """Whether a tensor has the batch axis first: in TensorFlow's trace, a first axis of
+    unknown size (the input signature's); on the eager backends, one of `rows`, the
+    inputs' row count (an output whose first axis happens to equal it is taken for one)."""
+    if backend.is_tensorflow():
+        return lambda tensor: bool(tensor.shape.rank) and tensor.shape[0] is None
+    return lambda tensor: len(tensor.shape) > 0 and tensor.shape[0] == rows
 
 
 class SummaryTrace:
@@ -28,11 +33,16 @@ class SummaryTrace:
         self.pass_, self.exact, self.split = probe_pass, exact, split
         self.with_train = probe_pass.train_probe is not None
         self.taps, self.train_taps, self.batchnorm, self.seen, self.cache = {}, {}, {}, {}, {}
+        #: the tensors whose ids `seen` holds, alive while the trace runs (`graph`)
+        self.pinned = []
+        self.ops = probe_pass.ops
         # the probe rows of this batch (and the training probe's, which follow them)
-        total = tf.shape(keras.tree.flatten(inputs)[0])[0]
+        total = backend.rows(keras.tree.flatten(inputs)[0])
+        self.batch_first = batch_axis_test(total)
         self.inputs, self.start = inputs, start
-        self.main_rows = tf.range(start, start + split) if self.with_train else tf.range(start, start + total)
-        self.train_rows = tf.range(start, start + total - split) if self.with_train else None
+        stop = start + split if self.with_train else start + total
+        self.main_rows = backend.arange(start, stop)
+        self.train_rows = backend.arange(start, start + total - split) if self.with_train else None
 
     def own(self, tensor):
         """The probe's rows of a tensor (not the training probe's)."""
@@ -50,41 +60,42 @@ class SummaryTrace:
             probe_pass.reservoir_index.setdefault(info.name, probe_pass.reservoir_index.get(same))
             probe_pass.aliases[info.name] = same
             return
+        self.pinned.append(tensor)
         self.seen[(id(tensor), info.bounds)] = info.name
         self.seen[id(tensor)] = info.name
         main = self.own(tensor)
         index = len(probe_pass.taps) - 1
         positions = probe_pass._reservoir_rows(index, main, self.main_rows)
         rows = probe_pass.probe.size + (probe_pass.train_probe.size if self.with_train else 0)
-        fuse = fuses(tuple(tensor.shape[1:]), rows, probe_pass.planned_audits)
+        fuse = backend.is_tensorflow() and fuses(tuple(tensor.shape[1:]), rows, probe_pass.planned_audits)
         if fuse:
             probe_pass.fused.add(info.name)
-        self.taps[info.name] = summaries(main, positions, info.bounds, self.exact, fuse=fuse)
+        self.taps[info.name] = self.ops.summaries(main, positions, info.bounds, self.exact, fuse=fuse)
         if self.with_train:
             train = tensor[self.split:]
             positions = probe_pass._reservoir_rows(index, train, self.train_rows)
-            self.train_taps[info.name] = summaries(train, positions, info.bounds, self.exact,
-                                                   light=True, fuse=fuse)
+            self.train_taps[info.name] = self.ops.summaries(train, positions, info.bounds, self.exact,
+                                                            light=True, fuse=fuse)
 
     def on_output(self, tap, outputs, args):
         """`run_graph`'s hook: every output of a layer call, measured or said why not."""
         probe_pass = self.pass_
         selected = probe_pass.select is None or probe_pass.select(tap.name, tap.layer)
         regularizer, noise = probe_pass._register(tap)
-        if selected and is_batchnorm(tap.layer) and _batch_first(args[0]):
+        if selected and is_batchnorm(tap.layer) and self.batch_first(args[0]):
             probe_pass._batchnorm_input(tap, args[0], self.seen, self.batchnorm, self.own)
         flat = keras.tree.flatten(outputs)
         for position, tensor in enumerate(flat):
-            if not tf.is_tensor(tensor):
+            if not backend.is_tensor(tensor):
                 continue
-            reason = unmeasured_reason(tensor, selected, _batch_first)
+            reason = unmeasured_reason(tensor, selected, self.batch_first)
             if reason is not None and reason != NOT_SELECTED and not isinstance(
                     tap.layer, keras.layers.Layer):
                 continue  # a raw op's mask or index in a Functional graph
             name = tap.name if len(flat) == 1 else f"{tap.name}.{position}"
             activation = activation_name(tap.layer)
             # the shape per sample; an output with no batch axis, whole
-            shape = tuple(tensor.shape[1:] if _batch_first(tensor) else tensor.shape)
+            shape = tuple(tensor.shape[1:] if self.batch_first(tensor) else tensor.shape)
             info = TapInfo(
                 name=name, layer_class=tap.layer_class, parent=tap.parent,
                 shape=shape, activation=activation,
@@ -98,8 +109,8 @@ class SummaryTrace:
 
     def twin(self, control, inference_inputs):
         """The BN inputs' moments with every noise source on (`twin.NoiseTwin`); a BN
-        input the twin shares with the inference walk (`inference_inputs`: BN name -> id
-        of its input there) is marked unchanged instead of summarized again."""
+        input the twin shares with the inference walk (`inference_inputs`: BN name -> its
+        input there) is marked unchanged instead of summarized again."""
         probe_pass = self.pass_
         control.start = self.start
         moments = {}
@@ -107,14 +118,14 @@ class SummaryTrace:
         def on_twin_output(tap, outputs, args):
             if tap.name not in probe_pass._bn_channels:
                 return
-            if id(args[0]) == inference_inputs.get(tap.name):
-                moments[tap.name] = channel_moments(args[0], tap.layer.axis, UNCHANGED)
+            if args[0] is inference_inputs.get(tap.name):
+                moments[tap.name] = self.ops.channel_moments(args[0], tap.layer.axis, UNCHANGED)
             else:
-                moments[tap.name] = channel_moments(self.own(args[0]), tap.layer.axis)
+                moments[tap.name] = self.ops.channel_moments(self.own(args[0]), tap.layer.axis)
 
         run_graph(probe_pass.model, self.inputs, on_twin_output,
                   call_override=control.override, cache=self.cache, noisy=probe_pass.noisy)
         # a BN the twin did not call anew (inside a layer reused whole) saw no noise
-        unchanged = zero_moments({name: c for name, c in probe_pass._bn_channels.items()
+        unchanged = self.ops.zero_moments({name: c for name, c in probe_pass._bn_channels.items()
                                   if name not in moments}, UNCHANGED_MARK)
         return {**moments, **unchanged}

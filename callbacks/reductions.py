@@ -9,10 +9,14 @@ host; `channel_moments` are the per-channel moments of a BatchNormalization inpu
 """
 
 import numpy as np
-import tensorflow as tf
 
 from regaudit.measures.activations import SAT_MARGIN, TapSummary
 from regaudit.measures.shift import ChannelMoments
+
+from regaudit.callbacks import backend
+
+if backend.is_tensorflow():  # the graph reductions; JAX and PyTorch use host_reductions
+    import tensorflow as tf
 
 
 def _moments(x):
@@ -112,7 +116,7 @@ def _fast_moments(x, light=False):
 #: (1-5 ns saved per value, measured on 4-D maps from 5x5x64 to 32x32x256; nothing on
 #: 2-D tensors, which stay unfused)
 FUSE_MIN_VALUES = 1e8
-_fused_moments = tf.function(_fast_moments, jit_compile=True)
+_fused_moments = tf.function(_fast_moments, jit_compile=True) if backend.is_tensorflow() else None
 
 
 def fuses(shape, rows, audits):
@@ -231,7 +235,7 @@ def to_summary(values):
 
 def merge_channels(merged, out):
     for name, values in out.items():
-        part = ChannelMoments(*(values[key].numpy() for key in ("count", "sum", "m2")))
+        part = ChannelMoments(*(backend.host(values[key]) for key in ("count", "sum", "m2")))
         merged[name] = part if name not in merged else merged[name].merge(part)
 
 

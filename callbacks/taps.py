@@ -7,6 +7,7 @@ import keras
 
 from regaudit.measures.activations import RESERVOIR_SIZE
 
+from regaudit.callbacks import backend
 from regaudit.callbacks import keras_internals as internals
 
 
@@ -47,8 +48,8 @@ def unmeasured_reason(tensor, selected, batch_first):
     """Why an output is not measured, or None: a non-float output (`StringLookup` and
     `IntegerLookup` return int64 whatever they declare; `not_equal` a bool), an output
     with no batch axis (position embeddings, weights), a layer outside `layers=`."""
-    if not tensor.dtype.is_floating:
-        return NOT_FLOAT if tensor.dtype.is_integer else f"{tensor.dtype.name} output"
+    if not backend.is_floating(tensor):
+        return NOT_FLOAT if backend.is_integer(tensor) else f"{backend.dtype_name(tensor)} output"
     if not batch_first(tensor):
         return NO_BATCH_AXIS
     return None if selected else NOT_SELECTED

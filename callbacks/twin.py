@@ -8,15 +8,24 @@ function per kind, seeded by the audit seed, the probe position, the replica blo
 source's index, so every audit draws the same noise and no seed state of the model moves.
 Everything else, BatchNormalization above all, stays in inference mode. `LazyTile` makes
 the Monte-Carlo copies of a batch only from the first noise source on.
+
+The noise formulas are written once in `keras.ops` and every draw comes from `draws`
+(the same bits on every backend); what differs by backend is how a shape, a stream's key
+and a count are made: `NoiseTwin` in TensorFlow's graph (dynamic batch axis, the probe
+position a tensor), `EagerNoiseTwin` on JAX and PyTorch (everything concrete).
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from regaudit.model.regularizers import is_rnn, rnn_cells
 
+from regaudit.callbacks import backend, draws
 from regaudit.callbacks import keras_internals as internals
+
+if backend.is_tensorflow():
+    import tensorflow as tf
 
 #: AlphaDropout's constants (Klambauer et al. 2017; Keras' AlphaDropout)
 _ALPHA_P = -1.6732632423543772848170429916717 * 1.0507009873554804934193349852946
@@ -30,6 +39,11 @@ def _noise_shape(layer, x):
         return tf.shape(x)
     dynamic = tf.shape(x)
     return tf.stack([dynamic[i] if d is None else tf.cast(d, tf.int32) for i, d in enumerate(shape)])
+
+
+def noise_twin(seed, sources):
+    """The twin's noise for this backend."""
+    return (NoiseTwin if backend.is_tensorflow() else EagerNoiseTwin)(seed, sources)
 
 
 class NoiseTwin:
@@ -70,10 +84,41 @@ class NoiseTwin:
             return self._rnn(layer, name, index)
         return None
 
+    # how this twin draws, shapes and counts: TensorFlow's graph (dynamic batch axis)
+
+    def _noise_shape(self, layer, x):
+        return _noise_shape(layer, x)
+
+    def _shape(self, x):
+        return tf.shape(x)
+
+    def _entries(self, x):
+        return tf.cast(tf.size(x), tf.float64)
+
+    def _shape_entries(self, shape):
+        return tf.cast(tf.reduce_prod(shape), tf.float64)
+
+    def _uniform(self, shape, key, like):
+        return draws.uniform(self._positions(shape), key)
+
+    def _normal(self, shape, key, like, mean=0.0, stddev=1.0):
+        return ops.cast(draws.normal(self._positions(shape), key), like.dtype) * stddev + mean
+
+    def _positions(self, shape):
+        """Each entry's row-major index in a tensor of `shape` (int32)."""
+        return tf.reshape(tf.range(tf.reduce_prod(shape)), shape)
+
+    def _square_sum(self, x):
+        return tf.reduce_sum(tf.cast(x, tf.float64) ** 2)
+
+    def _dropped(self, on, keep):
+        """Entries where the source is on and the mask drops."""
+        return tf.math.count_nonzero(on & ~keep)
+
     def _stream(self, index, part=0):
-        offset = 0 if self.offset is None else tf.cast(self.offset, tf.int64)
-        return tf.stack([tf.cast(self.seed, tf.int64),
-                         (tf.cast(self.start, tf.int64) + offset * 1_000_003) * 100_003 + index * 8 + part])
+        """The key of this source's draws at this probe position and replica block."""
+        offset = 0 if self.offset is None else self.offset
+        return draws.key_tensor(self.seed, self.start, offset, index, part)
 
     def _switch(self, index, shape):
         """Boolean, broadcastable to `shape`: rows past `det_rows`, source active."""
@@ -98,17 +143,17 @@ class NoiseTwin:
         """(kept as x's dtype, where this source is on) for a mask of `rate`, counting
         the inputs it zeroes (each mask entry stands for size(x) / size(mask) inputs:
         SpatialDropout)."""
-        shape = _noise_shape(layer, x)
-        keep = tf.random.stateless_uniform(shape, self._stream(index), dtype=tf.float32) >= rate
+        shape = self._noise_shape(layer, x)
+        keep = self._uniform(shape, self._stream(index), x) >= rate
         on = self._switch(index, shape)
-        per_entry = tf.cast(tf.size(x), tf.float64) / tf.cast(tf.reduce_prod(shape), tf.float64)
-        self._count(index, tf.math.count_nonzero(on & ~keep), on, shape, per_entry)
-        return tf.cast(keep, x.dtype), on
+        per_entry = self._entries(x) / self._shape_entries(shape)
+        self._count(index, self._dropped(on, keep), on, shape, per_entry)
+        return ops.cast(keep, x.dtype), on
 
     def _mask(self, index, rate, layer, x):
         """Inverted dropout: x * keep / (1 - rate)."""
         kept, on = self._drawn_mask(index, rate, layer, x)
-        return x * tf.where(on, kept / tf.cast(1.0 - rate, x.dtype), tf.ones_like(kept))
+        return x * ops.where(on, kept / ops.cast(1.0 - rate, x.dtype), ops.ones_like(kept))
 
     def _alpha(self, index, rate, layer, x):
         """AlphaDropout (Klambauer et al. 2017): a(x keep + alpha' (1 - keep)) + b."""
@@ -116,34 +161,33 @@ class NoiseTwin:
         a = ((1 - rate) * (1 + rate * _ALPHA_P**2)) ** -0.5
         b = -a * _ALPHA_P * rate
         noisy = a * (x * kept + _ALPHA_P * (1 - kept)) + b
-        return tf.where(tf.broadcast_to(on, tf.shape(noisy)), noisy, x)
+        return ops.where(ops.broadcast_to(on, self._shape(noisy)), noisy, x)
 
     def _multiply(self, index, rate, layer, x):
         """GaussianDropout: x * m, m ~ N(1, rate / (1 - rate))."""
-        shape = tf.shape(x)
+        shape = self._shape(x)
         on = self._switch(index, shape)
-        noise = tf.random.stateless_normal(shape, self._stream(index), mean=1.0,
-                                           stddev=np.sqrt(rate / (1.0 - rate)), dtype=x.dtype)
-        noise = tf.where(on, noise, tf.ones_like(noise))
-        self._count(index, tf.reduce_sum(tf.cast(noise - 1, tf.float64) ** 2), on, shape)
+        noise = self._normal(shape, self._stream(index), x, mean=1.0, stddev=np.sqrt(rate / (1.0 - rate)))
+        noise = ops.where(on, noise, ops.ones_like(noise))
+        self._count(index, self._square_sum(noise - 1), on, shape)
         return x * noise
 
     def _add(self, index, rate, layer, x):
         """GaussianNoise: x + n, n ~ N(0, stddev^2) (`rate` is the stddev)."""
-        shape = tf.shape(x)
+        shape = self._shape(x)
         on = self._switch(index, shape)
-        noise = tf.random.stateless_normal(shape, self._stream(index), stddev=rate, dtype=x.dtype)
-        noise = tf.where(on, noise, tf.zeros_like(noise))
-        self._count(index, tf.reduce_sum(tf.cast(noise, tf.float64) ** 2), on, shape)
+        noise = self._normal(shape, self._stream(index), x, stddev=rate)
+        noise = ops.where(on, noise, ops.zeros_like(noise))
+        self._count(index, self._square_sum(noise), on, shape)
         return x + noise
 
     def _rnn_mask(self, index, source, step_input, part):
-        shape = tf.shape(step_input)
-        keep = tf.random.stateless_uniform(shape, self._stream(index, part), dtype=tf.float32) >= source.rate
+        shape = self._shape(step_input)
+        keep = self._uniform(shape, self._stream(index, part), step_input) >= source.rate
         on = self._switch(index, shape)
-        self._count(index, tf.math.count_nonzero(on & ~keep), on, shape)
-        kept = tf.cast(keep, step_input.dtype) / tf.cast(1.0 - source.rate, step_input.dtype)
-        return tf.where(on, kept, tf.ones_like(kept))
+        self._count(index, self._dropped(on, keep), on, shape)
+        kept = ops.cast(keep, step_input.dtype) / ops.cast(1.0 - source.rate, step_input.dtype)
+        return ops.where(on, kept, ops.ones_like(kept))
 
     def _rnn(self, layer, name, index):
         """The RNN layer run with `training=True` (only its masks depend on it) and masks
@@ -173,6 +217,57 @@ class NoiseTwin:
         return run
 
 
+class EagerNoiseTwin(NoiseTwin):
+    """The twin on JAX and PyTorch: the pass runs eagerly, so shapes, the probe position,
+    the replica block and `active` are concrete, and each draw is `backend`'s stateless
+    one from the same (seed, stream) pair as on TensorFlow (other generators: the
+    values differ from TensorFlow's, their distribution does not)."""
+
+    def _noise_shape(self, layer, x):
+        shape = internals.spatial_noise_shape(layer, x)
+        if shape is None:
+            shape = getattr(layer, "noise_shape", None)
+        if shape is None:
+            return tuple(x.shape)
+        return tuple(int(x.shape[i]) if d is None else int(d) for i, d in enumerate(shape))
+
+    def _shape(self, x):
+        return tuple(x.shape)
+
+    def _entries(self, x):
+        return float(np.prod(tuple(x.shape)))
+
+    def _shape_entries(self, shape):
+        return float(np.prod(shape))
+
+    def _positions(self, shape):
+        return ops.reshape(ops.arange(int(np.prod(shape)), dtype="int32"), shape)
+
+    def _square_sum(self, x):
+        return float(np.sum(np.asarray(backend.to_numpy(x), np.float64) ** 2))
+
+    def _dropped(self, on, keep):
+        return np.count_nonzero(backend.to_numpy(on) & ~backend.to_numpy(keep))
+
+    def _stream(self, index, part=0):
+        offset = 0 if self.offset is None else int(self.offset)
+        return draws.key_int(self.seed, self.start, offset, index, part)
+
+    def _switch(self, index, shape):
+        rows = np.arange(shape[0]).reshape((-1,) + (1,) * (len(shape) - 1))
+        on = rows >= (0 if self.det_rows is None else int(self.det_rows))
+        if self.active is not None:
+            on = on & (np.asarray(self.active)[index] > 0)
+        return ops.convert_to_tensor(on)
+
+    def _count(self, index, numerator, on, entries_shape, per_entry=1.0):
+        if self.det_rows is None:
+            return
+        seen = float(np.count_nonzero(np.broadcast_to(backend.to_numpy(on), entries_shape)))
+        part = np.array([float(backend.to_numpy(numerator)) * per_entry, seen * per_entry])
+        self.counts[index] = part if index not in self.counts else self.counts[index] + part
+
+
 class LazyTile:
     """Copies a batch `copies` times only where the copies differ: a noise source's input
     and the inputs of a layer with a noise source inside (a custom block, an RNN, a
@@ -185,15 +280,15 @@ class LazyTile:
         self.control = control
         self.copies = copies
         self.noisy = noisy
-        self._tiled = set()
+        #: id -> tensor of every tiled tensor (kept alive: its id is not reused)
+        self._tiled = {}
         self._inside = 0
 
     def tiled(self, t):
-        if not tf.is_tensor(t) or id(t) in self._tiled:
+        if not backend.is_tensor(t) or id(t) in self._tiled:
             return t
-        multiples = tf.concat([[self.copies], tf.ones([tf.rank(t) - 1], tf.int32)], 0)
-        out = tf.tile(t, multiples)
-        self._tiled.add(id(out))
+        out = backend.tile_first(t, self.copies)
+        self._tiled[id(out)] = out
         return out
 
     def override(self, layer, name):
@@ -203,7 +298,7 @@ class LazyTile:
             run = noise or (lambda p, *a, **k: p(*a, **k))
             if self._inside:
                 return run(proceed, *args, **kwargs)
-            tensors = [t for t in keras.tree.flatten((args, kwargs)) if tf.is_tensor(t)]
+            tensors = [t for t in keras.tree.flatten((args, kwargs)) if backend.is_tensor(t)]
             if not self.noisy(layer) and not any(id(t) in self._tiled for t in tensors):
                 return proceed(*args, **kwargs)  # upstream of every noise source: once
             args, kwargs = keras.tree.map_structure(self.tiled, (args, kwargs))
@@ -213,8 +308,8 @@ class LazyTile:
             finally:
                 self._inside -= 1
             for t in keras.tree.flatten(outputs):
-                if tf.is_tensor(t):
-                    self._tiled.add(id(t))
+                if backend.is_tensor(t):
+                    self._tiled[id(t)] = t
             return outputs
 
         return call
