@@ -1,7 +1,7 @@
 """One model saved once, measured on whichever backend KERAS_BACKEND names.
 
-    python same_numbers.py save DIR            # every model of MODELS as DIR/<name>.keras + probe
-    python same_numbers.py measure DIR NAME OUT # the audit's numbers before the first step
+    python same_numbers.py save DIR      # every model of MODELS as DIR/<name>.keras + probe
+    python same_numbers.py measure DIR   # DIR/<name>.<backend>.npz: the audit's numbers
 
 `measure` runs regaudit's own probe pass (activation summaries, BatchNormalization
 inputs with and without the twin's noise) and its Monte-Carlo ensemble on the loaded
@@ -107,4 +107,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "save":
         save(sys.argv[2])
     else:
-        measure(*sys.argv[2:5])
+        for model_name in MODELS:
+            measure(sys.argv[2], model_name,
+                    os.path.join(sys.argv[2], f"{model_name}.{keras.backend.backend()}.npz"))
