@@ -1,22 +1,32 @@
-"""Run a Python script as on a machine without TensorFlow: `import tensorflow` raises
-ModuleNotFoundError (Keras' own optional imports then see it missing, as they would).
+"""Run a Python script as on a machine without TensorFlow: no import finder finds
+`tensorflow` (so `import tensorflow` raises ModuleNotFoundError and
+`importlib.util.find_spec("tensorflow")` is None, as where it is not installed).
 
     python without_tensorflow.py script.py args...
 """
 
-import importlib.abc
 import runpy
 import sys
 
 
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
+def _hidden(name):
+    return name == "tensorflow" or name.startswith("tensorflow.")
+
+
+class _Hiding:
+    def __init__(self, finder):
+        self.finder = finder
+
     def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
-        return None
+        if _hidden(name) or not hasattr(self.finder, "find_spec"):
+            return None
+        return self.finder.find_spec(name, path, target)
+
+    def __getattr__(self, attribute):
+        return getattr(self.finder, attribute)
 
 
-sys.meta_path.insert(0, _NoTensorFlow())
+sys.meta_path[:] = [_Hiding(finder) for finder in sys.meta_path]
 script = sys.argv[1]
 sys.argv = sys.argv[1:]
 runpy.run_path(script, run_name="__main__")
