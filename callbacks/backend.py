@@ -94,8 +94,8 @@ def arange(start, stop):
 
 
 def constant(value, dtype):
-    """A scalar argument of the compiled pass: a tensor for TensorFlow's input signature,
-    the Python value itself on the eager backends."""
+    """An argument of the compiled pass: a tensor for TensorFlow's input signature, the
+    value itself on the eager backends."""
     if NAME == "tensorflow":
         import tensorflow as tf
 
@@ -138,3 +138,62 @@ def version():
     """The backend library's version (tensorflow, jax or torch)."""
     module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(NAME, NAME)
     return getattr(__import__(module), "__version__", "unknown")
+
+
+def signature(inputs, *scalars):
+    """TensorFlow's input signature of a pass: the probe's input structure with a free
+    batch axis, then one `(shape, dtype)` per further argument."""
+    import tensorflow as tf
+
+    def spec(array):
+        return tf.TensorSpec((None,) + array.shape[1:], tf.as_dtype(array.dtype))
+
+    return [keras.tree.map_structure(spec, inputs)] + [tf.TensorSpec(shape, dtype) for shape, dtype in scalars]
+
+
+def by_replica(tiled, copies, batch):
+    """A tiled output [copies * batch, ...] as [copies, batch, ...]."""
+    if NAME == "tensorflow":
+        import tensorflow as tf
+
+        return tf.reshape(tiled, tf.concat([[copies, batch], tf.shape(tiled)[1:]], 0))
+    return keras.ops.reshape(tiled, (int(copies), int(batch)) + tuple(tiled.shape[1:]))
+
+
+def zeros64(shape):
+    """float64 zeros: in TensorFlow's graph, else numpy (the eager passes' counts)."""
+    if NAME == "tensorflow":
+        import tensorflow as tf
+
+        return tf.zeros(shape, tf.float64)
+    return np.zeros(shape)
+
+
+def stack(parts):
+    if NAME == "tensorflow":
+        import tensorflow as tf
+
+        return tf.stack(parts)
+    return np.stack([host(part) for part in parts])
+
+
+def captured_table(array):
+    """A constant table a pass reads (the reservoir positions): on TensorFlow an eager
+    tensor the function captures as an input (not a large literal in the graph, which
+    graph optimisation would copy and fold at the first call, and not a variable, whose
+    creation would make `tf.function` trace twice); else the numpy array."""
+    if NAME != "tensorflow":
+        return array
+    import tensorflow as tf
+
+    with tf.init_scope():
+        return tf.constant(array)
+
+
+def gather_rows(table, rows):
+    """The table's rows `rows`, flattened."""
+    if NAME != "tensorflow":
+        return table[rows].reshape(-1)
+    import tensorflow as tf
+
+    return tf.reshape(tf.gather(table, rows), [-1])

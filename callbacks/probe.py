@@ -1,9 +1,10 @@
 """The compiled passes over the probe: summaries of every layer call, the twin, the ensemble.
 
-`ProbePass` compiles one `tf.function` that runs the model in inference mode over the
+`ProbePass` compiles one `tf.function` (on JAX and PyTorch: an eager pass, reduced on
+the host; `backend`) that runs the model in inference mode over the
 probe (`probe_choice`) in mini-batches through `graph.run_graph`, which sees every layer
 call, nested ones included, and returns per tapped tensor only summaries
-(`reductions`): exact streaming moments, min/max, zero and non-finite counts, per-unit
+(`reductions`, `host_reductions`): exact streaming moments, min/max, zero and non-finite counts, per-unit
 sums, and a fixed reservoir of at most 65,536 values whose positions are drawn once, so
 every audit compares the same samples and units. In the same call, the twin (`twin`:
 every noise source on, BatchNormalization in inference mode) gives the BN inputs'
@@ -26,9 +27,6 @@ from regaudit.callbacks.reductions import UNCHANGED_MARK, fast_path_held, merge_
 from regaudit.callbacks.stochastic import kept_seed_state
 from regaudit.callbacks.taps import reservoir_size_for
 from regaudit.callbacks.twin import LazyTile, noise_twin
-
-if backend.is_tensorflow():
-    import tensorflow as tf
 
 
 class ProbePass:
@@ -121,15 +119,8 @@ class ProbePass:
         return regularizer_of(tap.layer, tap.parent_layer), noise
 
     def _specs(self):
-        return [self._signature(), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
-                tf.TensorSpec([], tf.bool)]
-
-    def _signature(self):
-        def spec(array):
-            dtype = tf.as_dtype(array.dtype)
-            return tf.TensorSpec((None,) + array.shape[1:], dtype)
-
-        return keras.tree.map_structure(spec, self.probe.inputs)
+        """The pass's input signature on TensorFlow: (inputs, start, split, with_twin)."""
+        return backend.signature(self.probe.inputs, ([], "int32"), ([], "int32"), ([], "bool"))
 
     def _reservoir_rows(self, tap_index, x, rows):
         """Positions drawn once per tap: k of each sample's values, k = R // probe size.
@@ -152,17 +143,8 @@ class ProbePass:
             positions = self.reservoir_index[name]
             flat = (np.arange(len(positions)) % self.batch_size)[:, None] * per_sample + positions
             dtype = np.int32 if flat.max(initial=0) < 2**31 - 1 else np.int64
-            if not backend.is_tensorflow():
-                self._tables[name] = flat.astype(dtype)
-                return self._tables[name][rows].reshape(-1)
-            # an eager tensor the function captures as an input: not a large literal in
-            # the graph (which graph optimisation would copy and fold at the first call),
-            # and not a variable (whose creation would make tf.function trace twice)
-            with tf.init_scope():
-                self._tables[name] = tf.constant(flat.astype(dtype))
-        if not backend.is_tensorflow():
-            return self._tables[name][rows].reshape(-1)
-        return tf.reshape(tf.gather(self._tables[name], rows), [-1])
+            self._tables[name] = backend.captured_table(flat.astype(dtype))
+        return backend.gather_rows(self._tables[name], rows)
 
     def _compile(self, exact=False):
         """The pass: the model in inference mode with a summary of every tap and the
@@ -223,16 +205,18 @@ class ProbePass:
             tiler = LazyTile(control, replicas + 1, self.noisy)
             outputs = run_graph(self.model, inputs, lambda *a: None, call_override=tiler.override,
                                 noisy=self.noisy)
-            flat = [_by_replica(tiler.tiled(o), replicas + 1, batch) for o in keras.tree.flatten(outputs)]
-            counts = [control.counts.get(i, _zeros([2])) for i in range(len(self.noise_sources))]
-            return {"outputs": flat, "counts": _stack(counts) if counts else _zeros([0, 2]),
+            flat = [backend.by_replica(tiler.tiled(o), replicas + 1, batch)
+                    for o in keras.tree.flatten(outputs)]
+            counts = [control.counts.get(i, backend.zeros64([2])) for i in range(len(self.noise_sources))]
+            return {"outputs": flat, "counts": backend.stack(counts) if counts else backend.zeros64([0, 2]),
                     "masks": [_output_mask(o, batch) for o in keras.tree.flatten(outputs)]}
 
         return ensemble
 
     def _ensemble_specs(self):
-        return [self._signature(), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
-                tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)]
+        """(inputs, start, offset, active, replicas)."""
+        return backend.signature(self.probe.inputs, ([], "int32"), ([], "int32"),
+                                 ([None], "float32"), ([], "int32"))
 
     def batches(self, probe=None):
         probe = probe or self.probe
@@ -321,7 +305,8 @@ class ProbePass:
             for offset in range(0, samples, block):
                 replicas = min(block, samples - offset)
                 out = self._ensemble(chunk, start, backend.constant(offset, "int32"),
-                                     _active(active), backend.constant(replicas, "int32"))
+                                     backend.constant(active, "float32"),
+                                     backend.constant(replicas, "int32"))
                 values = [backend.host(o) for o in out["outputs"]]
                 if offset == 0:
                     det.append([v[0] for v in values])
@@ -346,27 +331,6 @@ def _output_mask(output, batch):
     if mask is None:
         return keras.ops.zeros([0], "bool")
     return keras.ops.cast(mask, "bool")[:batch]
-
-
-def _by_replica(tiled, copies, batch):
-    """A tiled output [copies * batch, ...] as [copies, batch, ...]."""
-    if backend.is_tensorflow():
-        return tf.reshape(tiled, tf.concat([[copies, batch], tf.shape(tiled)[1:]], 0))
-    return keras.ops.reshape(tiled, (int(copies), int(batch)) + tuple(tiled.shape[1:]))
-
-
-def _zeros(shape):
-    return tf.zeros(shape, tf.float64) if backend.is_tensorflow() else np.zeros(shape)
-
-
-def _stack(counts):
-    if backend.is_tensorflow():
-        return tf.stack(counts)
-    return np.stack([backend.host(c) for c in counts])
-
-
-def _active(active):
-    return tf.constant(active) if backend.is_tensorflow() else active
 
 
 def _tap_values(out):
