@@ -67,6 +67,17 @@ def inference():
         yield
 
 
+def jit(function):
+    """`function` compiled where that pays on an eager backend: `jax.jit` on JAX (one
+    trace per input shape); as it is on PyTorch (torch.compile's first call costs
+    seconds) and TensorFlow (already inside the traced pass)."""
+    if NAME == "jax":
+        import jax
+
+        return jax.jit(function)
+    return function
+
+
 def tile_first(tensor, copies):
     """`copies` copies of `tensor` stacked along its first axis."""
     if NAME == "tensorflow":

@@ -22,7 +22,7 @@ _GOLDEN = 0x9E3779B9
 _MASK = 0xFFFFFFFF
 
 
-def _signed(value):
+def signed(value):
     """A 32-bit pattern as the int32 that holds it."""
     value &= _MASK
     return value - (1 << 32) if value >= 1 << 31 else value
@@ -46,9 +46,9 @@ def _logical_right(x, bits):
 def hash32(x):
     """`lowbias32` of every entry of an int32 tensor (as int32 bit patterns)."""
     x = ops.bitwise_xor(x, _logical_right(x, 16))
-    x = ops.multiply(x, ops.cast(_signed(_M1), "int32"))
+    x = ops.multiply(x, ops.cast(signed(_M1), "int32"))
     x = ops.bitwise_xor(x, _logical_right(x, 15))
-    x = ops.multiply(x, ops.cast(_signed(_M2), "int32"))
+    x = ops.multiply(x, ops.cast(signed(_M2), "int32"))
     return ops.bitwise_xor(x, _logical_right(x, 16))
 
 
@@ -66,14 +66,14 @@ def key_tensor(*parts):
     key = ops.cast(0, "int32")
     for part in parts:
         part = ops.cast(part, "int32")
-        key = hash32(ops.bitwise_xor(key, hash32(ops.add(part, ops.cast(_signed(_GOLDEN), "int32")))))
+        key = hash32(ops.bitwise_xor(key, hash32(ops.add(part, ops.cast(signed(_GOLDEN), "int32")))))
     return key
 
 
 def _bits(index, key):
     """The hash of each element index under `key` (int32 bit patterns)."""
     if isinstance(key, int):
-        key = _signed(key)
+        key = signed(key)
     return hash32(ops.bitwise_xor(hash32(index), ops.cast(key, "int32")))
 
 
@@ -90,7 +90,7 @@ def uniform(index, key):
 def normal(index, key):
     """Standard normal float32 values (Box-Muller on two hashed uniforms per entry)."""
     first = _bits(index, key)
-    second = hash32(ops.bitwise_xor(first, ops.cast(_signed(_GOLDEN), "int32")))
+    second = hash32(ops.bitwise_xor(first, ops.cast(signed(_GOLDEN), "int32")))
     u1 = _unit(first) + np.float32(2.0**-25)  # (0, 1): the logarithm stays finite
     u2 = _unit(second)
     return ops.sqrt(np.float32(-2.0) * ops.log(u1)) * ops.cos(np.float32(2 * np.pi) * u2)

@@ -240,14 +240,18 @@ class EagerNoiseTwin(NoiseTwin):
     def _shape_entries(self, shape):
         return float(np.prod(shape))
 
-    def _positions(self, shape):
-        return ops.reshape(ops.arange(int(np.prod(shape)), dtype="int32"), shape)
+    def _uniform(self, shape, key, like):
+        return _eager_draw("uniform", tuple(shape))(ops.convert_to_tensor(draws.signed(key), "int32"))
+
+    def _normal(self, shape, key, like, mean=0.0, stddev=1.0):
+        noise = _eager_draw("normal", tuple(shape))(ops.convert_to_tensor(draws.signed(key), "int32"))
+        return ops.cast(noise, like.dtype) * stddev + mean
 
     def _square_sum(self, x):
-        return float(np.sum(np.asarray(backend.to_numpy(x), np.float64) ** 2))
+        return float(backend.host(ops.sum(ops.square(ops.cast(x, "float32")))))
 
     def _dropped(self, on, keep):
-        return np.count_nonzero(backend.to_numpy(on) & ~backend.to_numpy(keep))
+        return float(backend.host(ops.sum(ops.cast(ops.logical_and(on, ops.logical_not(keep)), "int32"))))
 
     def _stream(self, index, part=0):
         offset = 0 if self.offset is None else int(self.offset)
@@ -266,6 +270,21 @@ class EagerNoiseTwin(NoiseTwin):
         seen = float(np.count_nonzero(np.broadcast_to(backend.to_numpy(on), entries_shape)))
         part = np.array([float(backend.to_numpy(numerator)) * per_entry, seen * per_entry])
         self.counts[index] = part if index not in self.counts else self.counts[index] + part
+
+
+_DRAWS = {}
+
+
+def _eager_draw(kind, shape):
+    """`draws.uniform` or `draws.normal` over a tensor of `shape`, as a function of the key
+    (an int32 scalar): compiled once per shape on JAX (`backend.jit`: the hash's dozen
+    elementwise ops fused), as it is on PyTorch."""
+    if (kind, shape) not in _DRAWS:
+        draw = getattr(draws, kind)
+        count = int(np.prod(shape))
+        _DRAWS[(kind, shape)] = backend.jit(
+            lambda key: draw(ops.reshape(ops.arange(count, dtype="int32"), shape), key))
+    return _DRAWS[(kind, shape)]
 
 
 class LazyTile:
