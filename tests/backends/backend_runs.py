@@ -34,3 +34,22 @@ def run_script(backend, script, *args, timeout=900, block_tensorflow=False, cwd=
     done = subprocess.run(command + list(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert done.returncode == 0, f"{backend}: {script} {args} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     return done
+
+
+#: the Keras-side test files that run again on JAX and on PyTorch (the whole suite runs on
+#: TensorFlow): the audit's invariants (nothing of the model, its optimizer or its seed
+#: state moves; bit-identical fits) and the Monte-Carlo ensemble over every noise source
+#: (custom layers, attention, RNN dropout). About 1.5 min on PyTorch, 2.5 on JAX.
+REPEATED = ("tests/callbacks/test_invariants.py", "tests/callbacks/test_dropout_ensemble.py")
+
+
+def run_suite(backend):
+    """`REPEATED` under pytest in a process of its own with `KERAS_BACKEND=backend`."""
+    if not installed(backend):
+        pytest.skip(f"{backend} is not installed here (pip install 'regaudit[{backend}]')")
+    root = os.path.dirname(os.path.dirname(HERE))
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *REPEATED],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, f"{backend}:\n{done.stdout[-8000:]}\n{done.stderr[-2000:]}"
+    return done.stdout.strip().splitlines()[-1]
