@@ -102,8 +102,10 @@ def measure_families(families, context, guard):
             if family not in on_host:
                 results[id(family)] = guard(MODEL, family.name, family.measure, context)
     finally:
-        if thread is not None:
-            thread.join()
+        # a bounded wait, again and again: Ctrl-C stops the audit within 0.1 s whichever
+        # thread the OS handed SIGINT to (one long join would not wake for it)
+        while thread is not None and thread.is_alive():
+            thread.join(0.1)
     if failure:
         raise failure[0]
     return [results[id(family)] for family in families]

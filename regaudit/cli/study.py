@@ -23,8 +23,9 @@ def _ids():
 
 def _claims_table(found):
     _, claim_prefix = _ids()
-    rows = [(f.id, f.numbers.get("verdict", ""), f.numbers.get("claim", "")) for f in found
-            if f.id.startswith(claim_prefix) and "verdict" in f.numbers]
+    # in the claims' own order (RA251 ... RA257), whatever their levels sort them into
+    rows = sorted((f.id, f.numbers.get("verdict", ""), f.numbers.get("claim", "")) for f in found
+                  if f.id.startswith(claim_prefix) and "verdict" in f.numbers)
     return [f"  {i}  {verdict:<12} {claim}" for i, verdict, claim in rows]
 
 
