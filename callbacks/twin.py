@@ -215,9 +215,8 @@ class NoiseTwin:
 
 class EagerNoiseTwin(NoiseTwin):
     """The twin on JAX and PyTorch: the pass runs eagerly, so shapes, the probe position,
-    the replica block and `active` are concrete, and each draw is `backend`'s stateless
-    one from the same (seed, stream) pair as on TensorFlow (other generators: the
-    values differ from TensorFlow's, their distribution does not)."""
+    the replica block and `active` are concrete; the keys and the draws are `draws`'
+    (the same masks as on TensorFlow), the counts summed on the device and read once."""
 
     def _noise_shape(self, layer, x):
         shape = internals.spatial_noise_shape(layer, x)
