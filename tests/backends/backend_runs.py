@@ -9,6 +9,8 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: on `PYTHONPATH`, its `sitecustomize` hides TensorFlow from the process and its children
+TENSORFLOW_HIDDEN = os.path.join(HERE, "tensorflow_hidden")
 BACKENDS = ("tensorflow", "jax", "torch")
 _MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
@@ -17,20 +19,26 @@ def installed(backend):
     return importlib.util.find_spec(_MODULE[backend]) is not None
 
 
-def run_script(backend, script, *args, timeout=900, block_tensorflow=False, cwd=None):
-    """Run `script` of this folder with `KERAS_BACKEND=backend`; its output on failure.
-    `block_tensorflow`: the process behaves as if TensorFlow were not installed."""
+def backend_env(backend, block_tensorflow=False, **extra):
+    """The environment of a process on `backend`, every default on as a user runs it (the
+    suite's conftest switches the report off), no MLflow store chosen unless in `extra`.
+    `block_tensorflow`: the process and its children (Ray's workers) run as if TensorFlow
+    were not installed."""
     if not installed(backend):
         pytest.skip(f"{backend} is not installed here (pip install 'regaudit[{backend}]')")
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    # every default on, as a user runs it (the suite's conftest switches the report off)
+    paths = ([TENSORFLOW_HIDDEN] if block_tensorflow else []) + [HERE, os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(paths))
     for name in ("REGAUDIT_REPORT", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"):
         env.pop(name, None)
-    command = [sys.executable]
-    if block_tensorflow:
-        command += [os.path.join(HERE, "without_tensorflow.py")]
-    command.append(os.path.join(HERE, script))
+    env.update(extra)
+    return env
+
+
+def run_script(backend, script, *args, timeout=900, block_tensorflow=False, cwd=None):
+    """Run `script` of this folder with `KERAS_BACKEND=backend` (`backend_env`); its
+    output on failure."""
+    env = backend_env(backend, block_tensorflow)
+    command = [sys.executable, os.path.join(HERE, script)]
     done = subprocess.run(command + list(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert done.returncode == 0, f"{backend}: {script} {args} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     return done

@@ -8,6 +8,7 @@ inputs with and without the twin's noise) and its Monte-Carlo ensemble on the lo
 model and writes every number to OUT (.npz); the test compares the three backends' files.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -43,6 +44,28 @@ MODELS = {
     "lstm_gru": user_models.lstm_gru,
 }
 
+
+
+def keras_hub_bert(rng):
+    """keras-hub's BERT classifier from config (random weights, no download): embeddings,
+    attention and feed-forward dropouts in two encoder layers, a logit head; dict inputs."""
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=60, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=16, dropout=0.1)
+    model = keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=2, preprocessor=None,
+                                                dropout=0.2)
+    tokens = rng.integers(1, 60, (PROBE, 16))
+    lengths = rng.integers(6, 17, PROBE)
+    x = {"token_ids": tokens, "segment_ids": np.zeros_like(tokens),
+         "padding_mask": np.arange(16)[None] < lengths[:, None]}
+    return model, x, rng.integers(0, 2, PROBE)
+
+
+if importlib.util.find_spec("keras_hub") is not None:  # .ci/run installs it (--no-deps)
+    MODELS["keras_hub_bert"] = keras_hub_bert
+
 CUSTOM = {"TransformerBlock": user_models.TransformerBlock,
           "TokenAndPositionEmbedding": user_models.TokenAndPositionEmbedding,
           "SubclassedClassifier": user_models.SubclassedClassifier}
@@ -52,8 +75,8 @@ def save(directory):
     for name, factory in MODELS.items():
         keras.utils.set_random_seed(0)
         model, x, y = factory(np.random.default_rng(0))
-        x, y = x[:PROBE], y[:PROBE]
-        model(x[:2])  # built (a subclassed model builds on its first call)
+        x, y = keras.tree.map_structure(lambda a: a[:PROBE], x), y[:PROBE]
+        model(keras.tree.map_structure(lambda a: a[:2], x))  # built (a subclassed model on its first call)
         # moving statistics away from their initial values, so BN ratios are not all 1
         for layer in model._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -61,7 +84,8 @@ def save(directory):
                 layer.moving_mean.assign(rng.normal(0, 0.3, layer.moving_mean.shape))
                 layer.moving_variance.assign(rng.uniform(0.3, 2.0, layer.moving_variance.shape))
         model.save(os.path.join(directory, f"{name}.keras"))
-        np.savez(os.path.join(directory, f"{name}.npz"), x=x, y=y)
+        inputs = {f"x|{key}": value for key, value in x.items()} if isinstance(x, dict) else {"x": x}
+        np.savez(os.path.join(directory, f"{name}.npz"), y=y, **inputs)
 
 
 def measure(directory, name, out):
@@ -69,9 +93,12 @@ def measure(directory, name, out):
     from regaudit.callbacks.probe_choice import ProbeData
     from regaudit.measures import shift
 
+    if name.startswith("keras_hub"):
+        import keras_hub  # noqa: F401 - registers its classes for loading
     model = keras.saving.load_model(os.path.join(directory, f"{name}.keras"), custom_objects=CUSTOM)
     data = np.load(os.path.join(directory, f"{name}.npz"))
-    probe = ProbeData(inputs=data["x"], targets=data["y"], source="user", indices=np.arange(PROBE))
+    x = data["x"] if "x" in data else {key[2:]: data[key] for key in data if key.startswith("x|")}
+    probe = ProbeData(inputs=x, targets=data["y"], source="user", indices=np.arange(PROBE))
     before = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
     probe_pass = ProbePass(model, probe, batch_size=32, seed=0)
     summaries, batchnorm, twin, _ = probe_pass.run(twin=True)

@@ -2,7 +2,7 @@
 `RegAudit()` ends bit-identical to one without it (weights, BatchNorm moving statistics,
 optimizer slots, seed-generator states; each backend's determinism on), and the run has
 its measures and its train-end report. On JAX and PyTorch the script runs as on a
-machine without TensorFlow (`without_tensorflow.py`)."""
+machine without TensorFlow (`tensorflow_hidden/sitecustomize.py`)."""
 
 import mlflow
 import pytest

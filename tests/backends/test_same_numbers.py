@@ -1,7 +1,8 @@
 """The same saved model (`.keras`) and the same probe give the same audit on TensorFlow,
 JAX and PyTorch, before the first training step: the seed article's three models, the
 text Transformer with its custom block, a subclassed model with BN and Dropout, and an
-LSTM (and a bidirectional GRU) with recurrent dropout (`same_numbers.py`).
+LSTM (and a bidirectional GRU) with recurrent dropout, and keras-hub's BERT classifier
+where keras-hub is installed (`same_numbers.py`).
 
 "Within 1e-5 relative" is taken relative to the magnitude of the values measured: the
 backends' float32 kernels (oneDNN, XLA, ATen) round differently, by about 1e-7 of each
@@ -14,11 +15,15 @@ every backend (`regaudit.callbacks.draws`), so the ensemble's drop counts are eq
 each backend's drop fraction is within its binomial interval of the nominal rate.
 """
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy import stats
 
-from backend_runs import BACKENDS, run_script
+from backend_runs import BACKENDS, backend_env, run_script
 
 from same_numbers import MODELS
 
@@ -105,3 +110,20 @@ def test_drop_fractions_within_binomial_intervals(measured, model, backend):
         assert seen > 0, source
         interval = stats.binomtest(int(round(dropped)), int(round(seen)), rate).proportion_ci(0.999)
         assert interval.low <= rate <= interval.high, (backend, source, dropped / seen, rate)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_lint_reads_a_saved_model_the_same_as_on_tensorflow(measured, backend):
+    """`regaudit lint model.keras` as a user runs it, on a machine without TensorFlow for
+    JAX and PyTorch: the same findings, with the same layer paths, as on TensorFlow."""
+    path = str(measured / "dropout_batchnorm_cnn.keras")
+    printed = {}
+    for name in ("tensorflow", backend):
+        env = backend_env(name, block_tensorflow=name != "tensorflow")
+        done = subprocess.run([sys.executable, "-m", "regaudit", "lint", path, "--json", "--fail-on", "never"],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        printed[name] = json.loads(done.stdout)
+    ids = [finding["id"] for finding in printed["tensorflow"]["findings"]]
+    assert "RA101" in ids and "RA102" in ids, ids  # Dropout feeds BN; BN after the activation
+    assert printed[backend] == printed["tensorflow"]

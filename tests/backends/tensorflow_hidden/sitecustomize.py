@@ -1,11 +1,8 @@
-"""Run a Python script as on a machine without TensorFlow: no import finder finds
-`tensorflow` (so `import tensorflow` raises ModuleNotFoundError and
-`importlib.util.find_spec("tensorflow")` is None, as where it is not installed).
+"""On `PYTHONPATH`, every Python process started with it (and its children: Ray's
+workers, pytest's) runs as on a machine without TensorFlow: no import finder finds
+`tensorflow`, so `import tensorflow` raises ModuleNotFoundError and
+`importlib.util.find_spec("tensorflow")` is None, as where it is not installed."""
 
-    python without_tensorflow.py script.py args...
-"""
-
-import runpy
 import sys
 
 
@@ -27,6 +24,3 @@ class _Hiding:
 
 
 sys.meta_path[:] = [_Hiding(finder) for finder in sys.meta_path]
-script = sys.argv[1]
-sys.argv = sys.argv[1:]
-runpy.run_path(script, run_name="__main__")
