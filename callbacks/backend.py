@@ -1,11 +1,12 @@
 """The one place that knows which Keras 3 backend runs the model: TensorFlow, JAX or PyTorch.
 
-On TensorFlow the probe pass is one compiled `tf.function` with a dynamic batch axis
-(`Graph`), its reductions in the graph (`reductions`). On JAX and PyTorch it runs
-eagerly (`Eager`): the model's own layers in inference mode on the model's current
-variables (nothing is assigned: no optimizer, no `training=True`, on PyTorch under
-`torch.no_grad()`), and every tapped tensor is reduced on the host in float64
-(`host_reductions`: exact, no rescaling needed). The twin's noise is the same on every
+On TensorFlow the probe pass is one compiled `tf.function` with a dynamic batch axis,
+its reductions in the graph (`reductions`). On JAX it is one `jax.jit` per batch shape
+(`jax_compile`) with the model's variables passed in, its reductions compiled with it in
+float64 (`device_reductions`). On PyTorch it runs eagerly under `torch.no_grad()`, every
+tapped tensor reduced on the host in float64 (`host_reductions`). On each, the model's own
+layers run in inference mode on its current variables and nothing is assigned (no
+optimizer, no `training=True`). The twin's noise is the same on every
 backend (`draws`). TensorFlow is imported only on its backend (and for a `tf.data`
 input).
 """
@@ -67,17 +68,6 @@ def inference():
         yield
 
 
-def jit(function):
-    """`function` compiled where that pays on an eager backend: `jax.jit` on JAX (one
-    trace per input shape); as it is on PyTorch (torch.compile's first call costs
-    seconds) and TensorFlow (already inside the traced pass)."""
-    if NAME == "jax":
-        import jax
-
-        return jax.jit(function)
-    return function
-
-
 def tile_first(tensor, copies):
     """`copies` copies of `tensor` stacked along its first axis."""
     if NAME == "tensorflow":
@@ -96,12 +86,16 @@ def rows(tensor):
     return int(tensor.shape[0])
 
 
-def arange(start, stop):
+def positions(start, count):
+    """The probe positions start, ..., start + count - 1: on TensorFlow and JAX `start` may
+    be traced (`count` is static on JAX), on PyTorch both are concrete."""
     if NAME == "tensorflow":
         import tensorflow as tf
 
-        return tf.range(start, stop)
-    return np.arange(int(start), int(stop))
+        return tf.range(start, start + count)
+    if NAME == "jax":
+        return keras.ops.arange(int(count), dtype="int32") + start
+    return np.arange(int(start), int(start) + int(count))
 
 
 def constant(value, dtype):
@@ -122,15 +116,21 @@ def cond(pred, true_fn, false_fn):
     return true_fn() if pred else false_fn()
 
 
-def compiled(function, signature):
-    """The pass ready to call: TensorFlow traces `function` once over `signature` (a
-    callable returning the input specs: a dynamic batch axis) and returns the concrete
-    function; the eager backends call `function` as it is, for reading only, its
-    inputs made backend tensors."""
+def compiled(function, signature, variables=(), static=()):
+    """The pass ready to call as `pass_(inputs, *args)`: TensorFlow traces `function` once
+    over `signature` (a callable returning the input specs: a dynamic batch axis) and
+    returns the concrete function; JAX compiles it with `jax.jit` (`jax_compiled`: the
+    model's `variables` passed in, the arguments at positions `static` of `args` fixed
+    per compilation); PyTorch calls it as it is, for reading only. The inputs are made
+    backend tensors."""
     if NAME == "tensorflow":
         import tensorflow as tf
 
         return tf.function(function, input_signature=signature(), autograph=False).get_concrete_function()
+    if NAME == "jax":
+        from regaudit.callbacks.jax_compile import jax_compiled
+
+        return jax_compiled(function, variables, static)
 
     def run(inputs, *args):
         with inference():
@@ -172,19 +172,31 @@ def by_replica(tiled, copies, batch):
 
 
 def zeros64(shape):
-    """float64 zeros: in TensorFlow's graph, else numpy (the eager passes' counts)."""
+    """float64 zeros: in TensorFlow's graph, in JAX's compiled pass, else numpy (PyTorch's
+    counts)."""
     if NAME == "tensorflow":
         import tensorflow as tf
 
         return tf.zeros(shape, tf.float64)
+    if NAME == "jax":
+        import jax
+
+        with jax.enable_x64(True):
+            return jax.numpy.zeros(shape, "float64")
     return np.zeros(shape)
 
 
 def stack(parts):
+    """float64 parts stacked, where `zeros64` makes them."""
     if NAME == "tensorflow":
         import tensorflow as tf
 
         return tf.stack(parts)
+    if NAME == "jax":
+        import jax
+
+        with jax.enable_x64(True):
+            return jax.numpy.stack([jax.numpy.asarray(part, "float64") for part in parts])
     return np.stack([host(part) for part in parts])
 
 
@@ -193,7 +205,7 @@ def captured_table(array):
     tensor the function captures as an input (not a large literal in the graph, which
     graph optimisation would copy and fold at the first call, and not a variable, whose
     creation would make `tf.function` trace twice); else the numpy array."""
-    if NAME != "tensorflow":
+    if NAME != "tensorflow":  # numpy: a constant of each compiled JAX pass
         return array
     import tensorflow as tf
 
@@ -203,6 +215,8 @@ def captured_table(array):
 
 def gather_rows(table, rows):
     """The table's rows `rows`, flattened."""
+    if NAME == "jax":
+        return keras.ops.reshape(keras.ops.take(table, rows, axis=0), [-1])
     if NAME != "tensorflow":
         return table[rows].reshape(-1)
     import tensorflow as tf

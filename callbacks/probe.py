@@ -1,10 +1,10 @@
 """The compiled passes over the probe: summaries of every layer call, the twin, the ensemble.
 
-`ProbePass` compiles one `tf.function` (on JAX and PyTorch: an eager pass, reduced on
-the host; `backend`) that runs the model in inference mode over the
+`ProbePass` compiles one function (`tf.function`, `jax.jit`; on PyTorch an eager pass
+reduced on the host: `backend`) that runs the model in inference mode over the
 probe (`probe_choice`) in mini-batches through `graph.run_graph`, which sees every layer
 call, nested ones included, and returns per tapped tensor only summaries
-(`reductions`, `host_reductions`): exact streaming moments, min/max, zero and non-finite counts, per-unit
+(`reductions`, `device_reductions`, `host_reductions`): exact streaming moments, min/max, zero and non-finite counts, per-unit
 sums, and a fixed reservoir of at most 65,536 values whose positions are drawn once, so
 every audit compares the same samples and units. In the same call, the twin (`twin`:
 every noise source on, BatchNormalization in inference mode) gives the BN inputs'
@@ -83,12 +83,12 @@ class ProbePass:
         #: did not choose (`NOT_FLOAT`, `NO_BATCH_AXIS`)
         self.unmeasured = {}
         self._noisy = {}
-        #: where the reductions run: in the TensorFlow graph, or on the host in float64
-        #: (JAX, PyTorch: `backend`)
-        self.ops = reductions if backend.is_tensorflow() else host_reductions
+        #: where the reductions run: in TensorFlow's graph, in JAX's compiled pass, on the
+        #: host in float64 (PyTorch: `backend`)
+        self.ops = _reductions()
         drawn = set()
         with drawing_generators(drawn):
-            self._concrete = backend.compiled(self._compile(), self._specs)
+            self._concrete = self._compiled(self._compile(), self._specs, static=(1, 2))
             if not backend.is_tensorflow():  # the taps are met by running the pass once
                 with kept_seed_state(model):
                     self._concrete(*next(self._chunks()), False)
@@ -98,6 +98,11 @@ class ProbePass:
         self.stochastic = [tap.name for tap in self.all_taps if id(tap.layer) in owners]
         self._exact = None  # the float64 fallback, compiled the first time a batch needs it
         self.output_masks = []
+
+    def _compiled(self, function, specs, static):
+        """`backend.compiled` over this model's variables; `static`: the positions of the
+        arguments after the inputs that fix a compilation on JAX."""
+        return backend.compiled(function, specs, self.model.variables, static)
 
     @property
     def has_dropout(self):
@@ -278,7 +283,7 @@ class ProbePass:
         """The pass with every summary in float64, non-finite values left out: for a
         batch where some float32 tap holds a non-finite or huge value."""
         if self._exact is None:
-            self._exact = backend.compiled(self._compile(exact=True), self._specs)
+            self._exact = self._compiled(self._compile(exact=True), self._specs, static=(1, 2))
         return self._exact
 
     @property
@@ -294,7 +299,7 @@ class ProbePass:
         denominator of its drop measure (inputs zeroed and seen for a mask). The samples
         run batched, at most `max_rows` rows per call."""
         if self._ensemble is None:
-            self._ensemble = backend.compiled(self._compile_ensemble(), self._ensemble_specs)
+            self._ensemble = self._compiled(self._compile_ensemble(), self._ensemble_specs, static=(3,))
         layers = len(self.dropout_taps)
         active = np.ones(layers, np.float32) if active is None else np.asarray(active, np.float32)
         det, members, counts, masks = [], [], np.zeros((layers, 2)), []
@@ -322,6 +327,17 @@ class ProbePass:
         self.output_masks = [None if parts[0].size == 0 else np.concatenate(parts, axis=0)
                              for parts in zip(*masks)]
         return det, members, counts
+
+
+def _reductions():
+    """The reductions of this backend's pass (`backend`)."""
+    if backend.is_tensorflow():
+        return reductions
+    if backend.NAME == "jax":
+        from regaudit.callbacks import device_reductions
+
+        return device_reductions
+    return host_reductions
 
 
 def _output_mask(output, batch):

@@ -40,9 +40,8 @@ class SummaryTrace:
         total = backend.rows(keras.tree.flatten(inputs)[0])
         self.batch_first = batch_axis_test(total)
         self.inputs, self.start = inputs, start
-        stop = start + split if self.with_train else start + total
-        self.main_rows = backend.arange(start, stop)
-        self.train_rows = backend.arange(start, start + total - split) if self.with_train else None
+        self.main_rows = backend.positions(start, split if self.with_train else total)
+        self.train_rows = backend.positions(start, total - split) if self.with_train else None
 
     def own(self, tensor):
         """The probe's rows of a tensor (not the training probe's)."""

@@ -12,7 +12,8 @@ the Monte-Carlo copies of a batch only from the first noise source on.
 The noise formulas are written once in `keras.ops` and every draw comes from `draws`
 (the same bits on every backend); what differs by backend is how a shape, a stream's key
 and a count are made: `NoiseTwin` in TensorFlow's graph (dynamic batch axis, the probe
-position a tensor), `EagerNoiseTwin` on JAX and PyTorch (everything concrete).
+position a tensor), and `eager_twin`'s on JAX (static shapes, traced positions) and
+PyTorch (everything concrete).
 """
 
 import keras
@@ -42,8 +43,13 @@ def _noise_shape(layer, x):
 
 
 def noise_twin(seed, sources):
-    """The twin's noise for this backend."""
-    return (NoiseTwin if backend.is_tensorflow() else EagerNoiseTwin)(seed, sources)
+    """The twin's noise for this backend: `NoiseTwin` in TensorFlow's graph, else
+    `eager_twin`'s (JAX's inside its compiled pass, PyTorch's eager)."""
+    if backend.is_tensorflow():
+        return NoiseTwin(seed, sources)
+    from regaudit.callbacks import eager_twin
+
+    return (eager_twin.CompiledNoiseTwin if backend.NAME == "jax" else eager_twin.EagerNoiseTwin)(seed, sources)
 
 
 class NoiseTwin:
@@ -213,62 +219,8 @@ class NoiseTwin:
         return run
 
 
-class EagerNoiseTwin(NoiseTwin):
-    """The twin on JAX and PyTorch: the pass runs eagerly, so shapes, the probe position,
-    the replica block and `active` are concrete; the keys and the draws are `draws`'
-    (the same masks as on TensorFlow), the counts summed on the device and read once."""
-
-    def _noise_shape(self, layer, x):
-        shape = internals.spatial_noise_shape(layer, x)
-        if shape is None:
-            shape = getattr(layer, "noise_shape", None)
-        if shape is None:
-            return tuple(x.shape)
-        return tuple(int(x.shape[i]) if d is None else int(d) for i, d in enumerate(shape))
-
-    def _shape(self, x):
-        return tuple(x.shape)
-
-    def _entries(self, x):
-        return float(np.prod(tuple(x.shape)))
-
-    def _shape_entries(self, shape):
-        return float(np.prod(shape))
-
-    def _uniform(self, shape, key, like):
-        return _eager_draw("uniform", tuple(shape))(ops.convert_to_tensor(draws.signed(key), "int32"))
-
-    def _normal(self, shape, key, like, mean=0.0, stddev=1.0):
-        noise = _eager_draw("normal", tuple(shape))(ops.convert_to_tensor(draws.signed(key), "int32"))
-        return ops.cast(noise, like.dtype) * stddev + mean
-
-    def _square_sum(self, x):
-        return float(backend.host(ops.sum(ops.square(ops.cast(x, "float32")))))
-
-    def _dropped(self, on, keep):
-        return float(backend.host(ops.sum(ops.cast(ops.logical_and(on, ops.logical_not(keep)), "int32"))))
-
-    def _stream(self, index, part=0):
-        offset = 0 if self.offset is None else int(self.offset)
-        return draws.key_int(self.seed, self.start, offset, index, part)
-
-    def _switch(self, index, shape):
-        rows = np.arange(shape[0]).reshape((-1,) + (1,) * (len(shape) - 1))
-        on = rows >= (0 if self.det_rows is None else int(self.det_rows))
-        if self.active is not None:
-            on = on & (np.asarray(self.active)[index] > 0)
-        return ops.convert_to_tensor(on)
-
-    def _count(self, index, numerator, on, entries_shape, per_entry=1.0):
-        if self.det_rows is None:
-            return
-        seen = float(np.count_nonzero(np.broadcast_to(backend.to_numpy(on), entries_shape)))
-        part = np.array([float(backend.to_numpy(numerator)) * per_entry, seen * per_entry])
-        self.counts[index] = part if index not in self.counts else self.counts[index] + part
-
-
-#: the compiled draws: TensorFlow's by kind, the eager backends' by (kind, shape)
-_GRAPH_DRAWS, _EAGER_DRAWS = {}, {}
+#: TensorFlow's compiled draws, by kind
+_GRAPH_DRAWS = {}
 
 
 def _graph_draw(kind):
@@ -282,18 +234,6 @@ def _graph_draw(kind):
             lambda shape, key: draw(tf.reshape(tf.range(tf.reduce_prod(shape)), shape), key),
             jit_compile=True, autograph=False)
     return _GRAPH_DRAWS[kind]
-
-
-def _eager_draw(kind, shape):
-    """`draws.uniform` or `draws.normal` over a tensor of `shape`, as a function of the key
-    (an int32 scalar): compiled once per shape on JAX (`backend.jit`: the hash's dozen
-    elementwise ops fused), as it is on PyTorch."""
-    if (kind, shape) not in _EAGER_DRAWS:
-        draw = getattr(draws, kind)
-        count = int(np.prod(shape))
-        _EAGER_DRAWS[(kind, shape)] = backend.jit(
-            lambda key: draw(ops.reshape(ops.arange(count, dtype="int32"), shape), key))
-    return _EAGER_DRAWS[(kind, shape)]
 
 
 class LazyTile:

@@ -1,5 +1,6 @@
-"""The eager backends' host reductions (`host_reductions`) against the slow numpy
-reference (`tests/regaudit/summaries.py`), finite and non-finite batches alike, and
+"""The reductions off TensorFlow, PyTorch's on the host (`host_reductions`) and JAX's
+compiled ones (`device_reductions`, under `jax.jit` as in JAX's pass), against the slow
+numpy reference (`tests/regaudit/summaries.py`), finite and non-finite batches alike, and
 regaudit's own draws (`draws`) against their pure-Python reference and their laws."""
 
 import os
@@ -17,6 +18,26 @@ from summaries import chunk_summary  # noqa: E402
 from regaudit.callbacks import draws, host_reductions  # noqa: E402
 from regaudit.callbacks.reductions import to_summary  # noqa: E402
 
+def _jax_reductions():
+    """`device_reductions` with each function compiled by `jax.jit` (its static arguments
+    fixed), as inside JAX's pass."""
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'regaudit[jax]')")
+    from regaudit.callbacks import device_reductions
+
+    class Compiled:
+        @staticmethod
+        def summaries(x, rows, bounds):
+            return jax.jit(lambda x, rows: device_reductions.summaries(x, rows, bounds))(x, rows)
+
+        @staticmethod
+        def channel_moments(x, axis):
+            return jax.jit(lambda x: device_reductions.channel_moments(x, axis))(x)
+
+    return Compiled
+
+
+REDUCTIONS = {"host": lambda: host_reductions, "jax": _jax_reductions}
+
 FIELDS = ("count", "finite", "mean", "m2", "m3", "m4", "abs_sum", "min", "max", "zeros")
 
 
@@ -32,10 +53,12 @@ def _arrays():
     yield "one unit", rng.normal(size=(100,)).astype("float32")
 
 
+@pytest.mark.parametrize("where", list(REDUCTIONS))
 @pytest.mark.parametrize("name,x", list(_arrays()), ids=[n for n, _ in _arrays()])
-def test_host_summaries_match_the_numpy_reference(name, x):
+def test_summaries_match_the_numpy_reference(name, x, where):
     rows = np.arange(0, x.size, 7)
-    got = to_summary(host_reductions.summaries(x, rows, bounds=(0.0, 6.0)))
+    values = REDUCTIONS[where]().summaries(x, rows, (0.0, 6.0))
+    got = to_summary({key: np.asarray(value) for key, value in values.items()})
     # a tensor of one value per sample is one unit, as in the TensorFlow pass
     ref = chunk_summary(x if x.ndim > 1 else x[:, None], bounds=(0.0, 6.0))
     for field in FIELDS:
@@ -49,12 +72,13 @@ def test_host_summaries_match_the_numpy_reference(name, x):
     assert got.saturated == np.sum((finite <= 0.01) | (finite >= 5.99))
 
 
-def test_channel_moments_match_numpy_on_any_axis():
+@pytest.mark.parametrize("where", list(REDUCTIONS))
+def test_channel_moments_match_numpy_on_any_axis(where):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(6, 3, 5, 4)).astype("float32")
     x[0, 1, 2, 3] = np.nan
     for axis in (-1, 1):
-        got = host_reductions.channel_moments(x, axis)
+        got = {key: np.asarray(value) for key, value in REDUCTIONS[where]().channel_moments(x, axis).items()}
         channels = np.moveaxis(x.astype(np.float64), axis, -1).reshape(-1, x.shape[axis])
         for c in range(x.shape[axis]):
             values = channels[:, c][np.isfinite(channels[:, c])]

@@ -1,0 +1,55 @@
+"""The probe pass compiled on JAX: `jax.jit` with the model's variables passed in.
+
+A jitted function that read the model's variables directly would bake their values in as
+constants at its first trace, and every later audit would measure the weights of the
+first. So the compiled function takes the variables' current values as an argument and
+runs the pass inside a `keras.StatelessScope` that maps each variable to its value: the
+layers read the values passed in, and whatever they would assign (a seed generator's
+state, say) stays in the scope, never written back to the model. One compilation per
+input shape and per value of the static arguments (the last, smaller probe batch is a
+second one).
+
+A model whose code cannot be traced (it converts a tensor to numpy or branches on a
+tensor's value in Python) runs the same function without `jax.jit`, op by op: one
+warning says so, the numbers are the same.
+"""
+
+import warnings
+
+import jax
+import keras
+
+
+def _untraceable():
+    """JAX's errors for Python that needs concrete values while tracing."""
+    return tuple(getattr(jax.errors, name) for name in (
+        "ConcretizationTypeError", "TracerArrayConversionError", "TracerBoolConversionError",
+        "TracerIntegerConversionError") if hasattr(jax.errors, name))
+
+
+def jax_compiled(function, variables, static=()):
+    """`function(inputs, *args)` compiled: `variables` (Keras variables) are read at every
+    call and passed in; `static`: positions in `args` of the arguments that fix a
+    compilation (Python ints and bools)."""
+    variables = list(variables)
+
+    def stateless(values, inputs, *args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return function(inputs, *args)
+
+    jitted = jax.jit(stateless, static_argnums=tuple(2 + position for position in static))
+    state = {"jit": True}
+
+    def run(inputs, *args):
+        inputs = keras.tree.map_structure(keras.ops.convert_to_tensor, inputs)
+        values = [variable.value for variable in variables]
+        if state["jit"]:
+            try:
+                return jitted(values, inputs, *args)
+            except _untraceable() as error:
+                state["jit"] = False
+                warnings.warn(f"regaudit: the model cannot be compiled with jax.jit ({type(error).__name__}); "
+                              "the audit runs it op by op (the same numbers, slower)", stacklevel=2)
+        return stateless(values, inputs, *args)
+
+    return run
