@@ -20,13 +20,6 @@ import jax
 import keras
 
 
-def _untraceable():
-    """JAX's errors for Python that needs concrete values while tracing."""
-    return tuple(getattr(jax.errors, name) for name in (
-        "ConcretizationTypeError", "TracerArrayConversionError", "TracerBoolConversionError",
-        "TracerIntegerConversionError") if hasattr(jax.errors, name))
-
-
 def jax_compiled(function, variables, static=()):
     """`function(inputs, *args)` compiled: `variables` (Keras variables) are read at every
     call and passed in; `static`: positions in `args` of the arguments that fix a
@@ -46,10 +39,17 @@ def jax_compiled(function, variables, static=()):
         if state["jit"]:
             try:
                 return jitted(values, inputs, *args)
-            except _untraceable() as error:
+            except Exception as error:  # noqa: BLE001 - JAX's tracer errors reach us re-wrapped
+                # by Keras (an AttributeError, say); run op by op: an error the model
+                # really has is raised from there, one only tracing meets is gone
+                out = stateless(values, inputs, *args)
                 state["jit"] = False
-                warnings.warn(f"regaudit: the model cannot be compiled with jax.jit ({type(error).__name__}); "
-                              "the audit runs it op by op (the same numbers, slower)", stacklevel=2)
+                said = str(error).splitlines()[0][:120] if str(error) else ""
+                warnings.warn(f"regaudit: the model cannot be compiled with jax.jit ({type(error).__name__}: {said}); "
+                              "the audit runs it op by op, with the same numbers, slower; a call with no Python "
+                              "branch on a tensor's value and no numpy conversion is audited compiled",
+                              stacklevel=2)
+                return out
         return stateless(values, inputs, *args)
 
     return run
