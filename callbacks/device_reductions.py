@@ -1,20 +1,21 @@
 """The probe pass's reductions on JAX, in float64 inside the compiled pass (`backend`).
 
-The same summaries as `host_reductions` (numpy, PyTorch's pass) and `reductions`
-(TensorFlow's graph), with the same keys, so `reductions.to_summary` and
-`reductions.merge_channels` take any of them: exact moments with non-finite values left
-out, min/max of the finite values, per-unit sums and centred sums of squares, zero,
-non-finite and near-bound counts, the reservoir's values at fixed flat positions.
-Written in `jax.numpy` with 64-bit types switched on for these functions only
-(`jax.enable_x64`: JAX computes in float32 by default, the model stays so), every value
-widened to float64 before it is summed, as on the host; XLA fuses the masks into the
-sums, so one path serves every batch, finite or not.
+TensorFlow's reductions (`reductions`) in `jax.numpy`, with the same keys, so
+`reductions.to_summary` and `reductions.merge_channels` take either: a float32 batch
+takes the fast path (per-unit sums of scaled powers, float32 along one short axis, then
+float64: `reductions.central_moments` finishes them on the host), a batch with a
+non-finite value the exact one (every value widened to float64, non-finite ones left
+out). The float64 sums run with 64-bit types switched on for these functions only
+(`jax.enable_x64`: JAX computes in float32 by default, and the model stays so). Widening
+every value to float64 costs about three times as much on XLA's CPU (measured: 40 ms
+against 15 ms for a 128 x 26 x 26 x 32 map's moments on 2 cores).
 """
 
 import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from regaudit.measures.activations import SAT_MARGIN
 
@@ -32,19 +33,11 @@ def _float64(function):
     return wide
 
 
-@_float64
 def moments(x):
-    """`host_reductions.moments` in float64 on the device: `x` any float array. A batch
-    whose values are all finite takes the same sums without masks (`_finite_moments`:
-    each mask costs as much as the sum it guards, measured 5.4 ms against 1.2 ms for a
-    2.7M-value sum on 2 cores)."""
+    """`host_reductions.moments` in float64 on the device: `x` any float array; the
+    non-finite values left out."""
     units = x.shape[-1] if x.ndim > 1 else 1
     flat = jnp.reshape(x, (-1, units))
-    return jax.lax.cond(jnp.all(jnp.isfinite(flat)), _finite_moments, _masked_moments, flat)
-
-
-def _masked_moments(flat):
-    """The moments of the finite values of a [values, units] array."""
     mask = jnp.isfinite(flat)
     wide = jnp.where(mask, flat.astype(jnp.float64), 0.0)
     n = jnp.sum(mask, dtype=jnp.float64)
@@ -75,49 +68,65 @@ def _masked_moments(flat):
     }
 
 
-def _finite_moments(flat):
-    """`_masked_moments` of an array whose values are all finite, without the masks."""
-    wide = flat.astype(jnp.float64)
-    rows, units = wide.shape
-    n = jnp.asarray(float(wide.size), jnp.float64)
-    unit_mean = jnp.sum(wide, axis=0) / max(rows, 1)
-    unit_dev = wide - unit_mean
-    unit_dev_sum = jnp.sum(unit_dev, axis=0)
-    mean = jnp.sum(wide) / jnp.maximum(n, 1.0)
-    dev = wide - mean
-    dev2 = dev * dev
-    return {
-        "finite": n,
-        "center": mean,
-        "m2": jnp.sum(dev2),
-        "m3": jnp.sum(dev2 * dev),
-        "m4": jnp.sum(dev2 * dev2),
-        "abs_sum": jnp.sum(jnp.abs(wide)),
-        "low": jnp.min(wide, initial=jnp.inf),
-        "high": jnp.max(wide, initial=-jnp.inf),
-        "unit_finite": jnp.full((units,), float(rows), jnp.float64),
-        "unit_sum": unit_dev_sum + rows * unit_mean,
-        "unit_maxabs": jnp.max(jnp.abs(wide), axis=0, initial=-jnp.inf),
-        "unit_m2": jnp.maximum(jnp.sum(unit_dev * unit_dev, axis=0) - unit_dev_sum * unit_dev_sum / max(rows, 1),
-                               0.0),
-    }
+def _power_of_two_scale(peak):
+    """`reductions._power_of_two_scale` in jax.numpy: 2^-e with 2^(e-1) <= peak < 2^e,
+    from its exponent bits (multiplying by it is exact in float32)."""
+    exponent = jnp.floor(jnp.log(peak) * (1.0 / np.log(2.0))).astype(jnp.int32) + 1
+    exponent = jnp.clip(exponent, -125, 126)
+    return jax.lax.bitcast_convert_type(jnp.left_shift(127 - exponent, 23).astype(jnp.int32), jnp.float32)
+
+
+def _fast_moments(x, light=False):
+    """`reductions._fast_moments` in jax.numpy, the same outputs for
+    `reductions.central_moments`: per-unit sums of powers of the deviations from the
+    unit's float32 mean, scaled by a power of two, summed in float32 along one short axis
+    and then in float64. For a float32 tensor whose values are all finite
+    (`reductions.fast_path_held`; else the batch is summarized again by `moments`)."""
+    units = x.shape[-1] if x.ndim > 1 else 1
+    w = jnp.reshape(x, (-1, x.shape[-2], units) if x.ndim >= 3 else (1, -1, units))
+    shift = jnp.mean(w, axis=(0, 1))
+    if light:
+        extent = None
+        peak = jnp.max(jnp.abs(w))
+    else:
+        extent = jnp.stack([jnp.min(w, axis=(0, 1)), jnp.max(w, axis=(0, 1))])
+        peak = jnp.max(jnp.abs(extent))
+    scale = _power_of_two_scale(peak)
+    d = (w - shift) * scale
+    d2 = d * d
+    parts = [d, d2]
+    if not light:
+        parts += [d2 * d, d2 * d2, jnp.abs(w) * scale, (w == 0.0).astype(jnp.float32)]
+    partial = jnp.stack([jnp.sum(part, axis=1) for part in parts])  # [K, rows, units]
+    out = {"shift": shift, "sums": jnp.sum(partial.astype(jnp.float64), axis=1),
+           "unit_n": jnp.asarray(w.size // units, jnp.int64), "scale": scale}
+    if extent is not None:
+        out["extent"] = extent
+    return out
 
 
 @_float64
-def summaries(x, reservoir_rows, bounds, exact=True, light=False, fuse=False):
-    """`reductions.summaries` on JAX: `reservoir_rows` flat positions in this batch (an
-    int array) or None. `exact` and `fuse` have no meaning here (every batch is exact,
-    everything is fused)."""
+def summaries(x, reservoir_rows, bounds, exact=False, light=False, fuse=False):
+    """`reductions.summaries` on JAX: a float32 tensor takes `_fast_moments` (the host
+    checks `reductions.fast_path_held` and sends a batch with a non-finite value through
+    the `exact` pass), float64 tensors and the `exact` pass take `moments`.
+    `reservoir_rows`: flat positions in this batch (an int array) or None. `fuse` has no
+    meaning here (XLA compiles the whole pass)."""
     if x.dtype not in (jnp.float32, jnp.float64):
         x = x.astype(jnp.float32)  # float16/bfloat16 (mixed precision): measured in float32
-    out = moments(x)
-    out["count"] = jnp.asarray(float(x.size), jnp.float64)
-    out["zeros"] = jnp.sum(x == 0.0, dtype=jnp.float64)
+    if exact or x.dtype == jnp.float64:
+        out = moments(x)
+        out["count"] = jnp.asarray(float(x.size), jnp.float64)
+        out["zeros"] = jnp.sum(x == 0.0, dtype=jnp.float64)
+        near_ok = jnp.isfinite(x)
+    else:
+        out = _fast_moments(x, light)
+        near_ok = True
     if reservoir_rows is not None:
         out["reservoir"] = jnp.take(jnp.reshape(x, (-1,)), reservoir_rows)
     if bounds is not None and not light:
         low, high = bounds
-        near = jnp.isfinite(x) & ((x <= low + SAT_MARGIN) | (x >= high - SAT_MARGIN))
+        near = near_ok & ((x <= low + SAT_MARGIN) | (x >= high - SAT_MARGIN))
         out["saturated"] = jnp.sum(near, dtype=jnp.float64)
     return out
 

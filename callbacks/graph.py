@@ -9,7 +9,7 @@ path: `transformer_block/dropout_1`, `outer/inner`; a layer called more than onc
 `name`, `name:1`, ... `on_output(tap, outputs, args)` follows every layer call (`args`:
 its positional inputs). An RNN layer is one call (its cell runs inside a loop).
 
-It runs on real tensors inside a `tf.function`, or eagerly on JAX and PyTorch: it
+It runs on real tensors inside a `tf.function` or a `jax.jit` trace, or eagerly on PyTorch: it
 creates no Keras node and no Model, and leaves the model object as it was (the hook is
 on the class, for the walk only). Tensors are told apart by identity, so every tensor
 whose `id` is kept is kept alive too (eagerly, a freed tensor's id is soon reused).

@@ -1,4 +1,4 @@
-"""The probe pass's reductions on the host, in float64: JAX and PyTorch (`backend.Eager`).
+"""The probe pass's reductions on the host, in float64: PyTorch's eager pass (`backend`).
 
 The same summaries as `reductions` (which runs them in the TensorFlow graph), with the
 same keys, so `reductions.to_summary` and `reductions.merge_channels` take either: exact

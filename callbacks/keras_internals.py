@@ -130,7 +130,7 @@ def no_rnn_masks():
 def current_graph():
     """The graph being built now: a layer call made in another one (Keras' build-by-run
     scratch graph, a tf.cond or while-loop body) cannot hand its tensors out. None on
-    JAX and PyTorch, which run the pass eagerly."""
+    JAX and PyTorch, which have no graph of their own (JAX's trace is one function)."""
     if keras.backend.backend() != "tensorflow":
         return None
     import tensorflow as tf

@@ -1,8 +1,8 @@
 """One trace of the probe pass's summarizing function (`probe.ProbePass._compile`): what
 it records of every layer call while `graph.run_graph` walks the model in inference mode,
 and the twin's walk with every noise source on. On TensorFlow, Python that runs while
-the function traces, never per batch; on JAX and PyTorch, the eager pass itself
-(`backend`), its reductions on the host."""
+the function traces, never per batch; the same on JAX (`jax.jit`, once per batch
+shape); on PyTorch, the eager pass itself (`backend`), its reductions on the host."""
 
 import keras
 

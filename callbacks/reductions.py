@@ -15,7 +15,7 @@ from regaudit.measures.shift import ChannelMoments
 
 from regaudit.callbacks import backend
 
-if backend.is_tensorflow():  # the graph reductions; JAX and PyTorch use host_reductions
+if backend.is_tensorflow():  # the graph reductions (JAX: device_reductions, PyTorch: host_reductions)
     import tensorflow as tf
 
 
