@@ -19,6 +19,7 @@ import numpy as np
 
 from regaudit.measures.activations import SAT_MARGIN
 
+from regaudit.callbacks import host_reductions
 from regaudit.callbacks.reductions import UNCHANGED, UNCHANGED_MARK
 
 
@@ -34,38 +35,9 @@ def _float64(function):
 
 
 def moments(x):
-    """`host_reductions.moments` in float64 on the device: `x` any float array; the
-    non-finite values left out."""
-    units = x.shape[-1] if x.ndim > 1 else 1
-    flat = jnp.reshape(x, (-1, units))
-    mask = jnp.isfinite(flat)
-    wide = jnp.where(mask, flat.astype(jnp.float64), 0.0)
-    n = jnp.sum(mask, dtype=jnp.float64)
-    unit_count = jnp.sum(mask, axis=0, dtype=jnp.float64)
-    low = jnp.min(jnp.where(mask, wide, jnp.inf), initial=jnp.inf)
-    high = jnp.max(jnp.where(mask, wide, -jnp.inf), initial=-jnp.inf)
-    unit_maxabs = jnp.max(jnp.where(mask, jnp.abs(wide), jnp.inf), axis=0, initial=-jnp.inf)
-    mean = jnp.sum(wide) / jnp.maximum(n, 1.0)
-    dev = jnp.where(mask, wide - mean, 0.0)
-    unit_mean = jnp.sum(wide, axis=0) / jnp.maximum(unit_count, 1.0)
-    unit_dev = jnp.where(mask, wide - unit_mean, 0.0)
-    dev2 = dev * dev
-    unit_dev_sum = jnp.sum(unit_dev, axis=0)
-    return {
-        "finite": n,
-        "center": mean,
-        "m2": jnp.sum(dev2),
-        "m3": jnp.sum(dev2 * dev),
-        "m4": jnp.sum(dev2 * dev2),
-        "abs_sum": jnp.sum(jnp.abs(wide)),
-        "low": low,
-        "high": high,
-        "unit_finite": unit_count,
-        "unit_sum": unit_dev_sum + unit_count * unit_mean,
-        "unit_maxabs": unit_maxabs,
-        "unit_m2": jnp.maximum(jnp.sum(unit_dev * unit_dev, axis=0)
-                               - unit_dev_sum * unit_dev_sum / jnp.maximum(unit_count, 1.0), 0.0),
-    }
+    """`host_reductions.masked_moments` on the device: `x` any float array, every value
+    widened to float64, the non-finite ones left out."""
+    return host_reductions.masked_moments(jnp.reshape(x, (-1, x.shape[-1] if x.ndim > 1 else 1)), jnp)
 
 
 def _power_of_two_scale(peak):
@@ -134,22 +106,11 @@ def summaries(x, reservoir_rows, bounds, exact=False, light=False, fuse=False):
 @_float64
 def zero_moments(channels, count=0.0):
     """`reductions.zero_moments` on JAX."""
-    return {name: {"count": jnp.full((c,), count, jnp.float64), "sum": jnp.zeros((c,), jnp.float64),
-                   "m2": jnp.zeros((c,), jnp.float64)}
-            for name, c in channels.items()}
+    return host_reductions.zero_moments(channels, count, jnp)
 
 
 @_float64
 def channel_moments(x, axis, mode=None):
-    """`reductions.channel_moments` on JAX: per-channel count, sum and centred sum of
-    squares of the finite values of a BN input."""
-    if mode == UNCHANGED:
-        return zero_moments({"x": x.shape[axis]}, UNCHANGED_MARK)["x"]
-    x = jnp.moveaxis(x.astype(jnp.float64), axis % x.ndim, -1)
-    x = jnp.reshape(x, (-1, x.shape[-1]))
-    finite = jnp.isfinite(x)
-    clean = jnp.where(finite, x, 0.0)
-    count = jnp.sum(finite, axis=0, dtype=jnp.float64)
-    total = jnp.sum(clean, axis=0)
-    dev = jnp.where(finite, x - total / jnp.maximum(count, 1.0), 0.0)
-    return {"count": count, "sum": total, "m2": jnp.sum(dev * dev, axis=0)}
+    """`reductions.channel_moments` on JAX (`host_reductions.channel_moments` in
+    jax.numpy, float64)."""
+    return host_reductions.channel_moments(x, axis, mode, jnp)

@@ -22,38 +22,40 @@ def _units(x):
 
 def moments(x):
     """`reductions._moments` in numpy: `x` any float array."""
-    units = _units(x)
-    flat = x.reshape(-1, units)
-    mask = np.isfinite(flat)
-    if mask.all():
+    flat = x.reshape(-1, _units(x))
+    if np.isfinite(flat).all():
         return _finite_moments(flat)
-    wide = np.where(mask, flat.astype(np.float64), 0.0)
-    n = float(mask.sum())
-    unit_count = mask.sum(axis=0).astype(np.float64)
-    finite_values = flat[mask]
-    low = float(finite_values.min()) if finite_values.size else np.inf
-    high = float(finite_values.max()) if finite_values.size else -np.inf
-    unit_maxabs = np.where(mask, np.abs(flat.astype(np.float64)), np.inf).max(axis=0, initial=-np.inf)
-    mean = wide.sum() / max(n, 1.0)
-    dev = np.where(mask, wide - mean, 0.0)
-    unit_mean = wide.sum(axis=0) / np.maximum(unit_count, 1.0)
-    unit_dev = np.where(mask, wide - unit_mean, 0.0)
+    return masked_moments(flat)
+
+
+def masked_moments(flat, xp=np):
+    """The moments of the finite values of a [values, units] array, every value widened
+    to float64, in the array module `xp` (numpy here, `jax.numpy` in
+    `device_reductions`)."""
+    mask = xp.isfinite(flat)
+    wide = xp.where(mask, flat.astype(xp.float64), 0.0)
+    n = xp.sum(mask, dtype=xp.float64)
+    unit_count = xp.sum(mask, axis=0, dtype=xp.float64)
+    mean = xp.sum(wide) / xp.maximum(n, 1.0)
+    dev = xp.where(mask, wide - mean, 0.0)
+    unit_mean = xp.sum(wide, axis=0) / xp.maximum(unit_count, 1.0)
+    unit_dev = xp.where(mask, wide - unit_mean, 0.0)
     dev2 = dev * dev
-    unit_dev_sum = unit_dev.sum(axis=0)
+    unit_dev_sum = xp.sum(unit_dev, axis=0)
     return {
         "finite": n,
         "center": mean,
-        "m2": dev2.sum(),
-        "m3": (dev2 * dev).sum(),
-        "m4": (dev2 * dev2).sum(),
-        "abs_sum": np.abs(wide).sum(),
-        "low": low,
-        "high": high,
+        "m2": xp.sum(dev2),
+        "m3": xp.sum(dev2 * dev),
+        "m4": xp.sum(dev2 * dev2),
+        "abs_sum": xp.sum(xp.abs(wide)),
+        "low": xp.min(xp.where(mask, wide, xp.inf), initial=xp.inf),
+        "high": xp.max(xp.where(mask, wide, -xp.inf), initial=-xp.inf),
         "unit_finite": unit_count,
         "unit_sum": unit_dev_sum + unit_count * unit_mean,
-        "unit_maxabs": unit_maxabs,
-        "unit_m2": np.maximum((unit_dev * unit_dev).sum(axis=0)
-                              - unit_dev_sum * unit_dev_sum / np.maximum(unit_count, 1.0), 0.0),
+        "unit_maxabs": xp.max(xp.where(mask, xp.abs(wide), xp.inf), axis=0, initial=-xp.inf),
+        "unit_m2": xp.maximum(xp.sum(unit_dev * unit_dev, axis=0)
+                              - unit_dev_sum * unit_dev_sum / xp.maximum(unit_count, 1.0), 0.0),
     }
 
 
@@ -104,24 +106,24 @@ def summaries(x, reservoir_rows, bounds, exact=True, light=False, fuse=False):
     return out
 
 
-def zero_moments(channels, count=0.0):
-    """`reductions.zero_moments` on the host."""
-    return {name: {"count": np.full(c, count, np.float64), "sum": np.zeros(c), "m2": np.zeros(c)}
+def zero_moments(channels, count=0.0, xp=np):
+    """`reductions.zero_moments` in the array module `xp`."""
+    return {name: {"count": xp.full((c,), count, xp.float64), "sum": xp.zeros((c,), xp.float64),
+                   "m2": xp.zeros((c,), xp.float64)}
             for name, c in channels.items()}
 
 
-def channel_moments(x, axis, mode=None):
-    """`reductions.channel_moments` on the host: per-channel count, sum and centred sum
-    of squares of the finite values of a BN input."""
+def channel_moments(x, axis, mode=None, xp=np):
+    """`reductions.channel_moments` in the array module `xp` (numpy here, `jax.numpy` in
+    `device_reductions`): per-channel count, sum and centred sum of squares of the finite
+    values of a BN input, in float64."""
     if mode == UNCHANGED:
-        channels = x.shape[axis]
-        return {"count": np.full(channels, UNCHANGED_MARK), "sum": np.zeros(channels),
-                "m2": np.zeros(channels)}
-    x = np.asarray(backend.to_numpy(x), np.float64)
-    x = np.moveaxis(x, axis % x.ndim, -1).reshape(-1, x.shape[axis])
-    finite = np.isfinite(x)
-    clean = np.where(finite, x, 0.0)
-    count = finite.sum(axis=0).astype(np.float64)
-    total = clean.sum(axis=0)
-    dev = np.where(finite, x - total / np.maximum(count, 1.0), 0.0)
-    return {"count": count, "sum": total, "m2": (dev * dev).sum(axis=0)}
+        return zero_moments({"x": x.shape[axis]}, UNCHANGED_MARK, xp)["x"]
+    x = (np.asarray(backend.to_numpy(x)) if xp is np else x).astype(xp.float64)
+    x = xp.moveaxis(x, axis % x.ndim, -1)
+    x = xp.reshape(x, (-1, x.shape[-1]))
+    finite = xp.isfinite(x)
+    count = xp.sum(finite, axis=0, dtype=xp.float64)
+    total = xp.sum(xp.where(finite, x, 0.0), axis=0)
+    dev = xp.where(finite, x - total / xp.maximum(count, 1.0), 0.0)
+    return {"count": count, "sum": total, "m2": xp.sum(dev * dev, axis=0)}

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import mlflow
 import pytest
@@ -16,31 +15,13 @@ from backend_runs import backend_env
 
 pytest.importorskip("ray", reason="regaudit study needs Ray Tune: pip install 'regaudit[study]'")
 
-USER_CODE = textwrap.dedent('''
-    import numpy as np
-
-
-    def data():
-        rng = np.random.default_rng(0)
-        x = rng.normal(size=(240, 8)).astype("float32")
-        y = (x[:, 0] + x[:, 1] > 0).astype("int64")
-        return (x[:180], y[:180]), (x[180:], y[180:])
-
-
-    def model():
-        import keras
-        from keras import layers
-        m = keras.Sequential([keras.Input((8,)), layers.Dense(16, activation="relu"),
-                              layers.Dropout(0.3), layers.Dense(2)], name="mlp")
-        m.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-        return m
-''')
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "study"))
+from test_study import write_user_code  # noqa: E402 - the study tests' user code: data(), model()
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_a_study_trains_and_audits_each_variant_on_the_backend(backend, tmp_path):
-    (tmp_path / "usercode.py").write_text(USER_CODE)
+    write_user_code(tmp_path)
     (tmp_path / "design.json").write_text(json.dumps({"factors": {"dropout": [0.0], "bn": ["after"]}}))
     store = f"sqlite:///{tmp_path}/mlflow.db"
     env = backend_env(backend, block_tensorflow=True, MLFLOW_TRACKING_URI=store, RAY_DEDUP_LOGS="0")
