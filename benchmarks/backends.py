@@ -54,7 +54,7 @@ CHILD = textwrap.dedent('''
         model.predict(x, batch_size=128, verbose=0)
         predict = timed(lambda: model.predict(x, batch_size=128, verbose=0), {repeats})
         start = time.perf_counter()
-        probe_pass = ProbePass(model, ProbeData(x, None, "user", np.arange(len(x))))
+        probe_pass = ProbePass(model, ProbeData(x, None, "user", np.arange(len(x))), twin=True)
         probe_pass.run(twin=True)
         probe_pass.run_ensemble(8)
         first = time.perf_counter() - start

@@ -84,7 +84,8 @@ class SetsUpTheAudit:
             self.train_probe = choose_train_probe(self.model, probe.size, self.seed + 1)
         return ProbePass(self.model, probe, self.probe_batch_size, self.seed,
                          train_probe=self.train_probe, select=self.layers,
-                         planned_audits=planned_audits(self.schedule, self.params))
+                         planned_audits=planned_audits(self.schedule, self.params),
+                         twin="twin" in self._needs)
 
     def _check_selection(self):
         taps = self.probe_pass.taps

@@ -47,10 +47,13 @@ class ProbePass:
         planned_audits: the audits the fit will run, when known: the taps whose
             reductions see enough values over them are XLA-fused (`reductions.fuses`).
             None: none is.
+        twin: whether the audits will ask for the twin (`run(twin=True)`): on JAX and
+            PyTorch the set-up runs the pass once, and on JAX that compiles the variant
+            the audits will call. False.
     """
 
     def __init__(self, model, probe, batch_size=128, seed=0, reservoir_size=None,
-                 train_probe=None, select=None, planned_audits=None):
+                 train_probe=None, select=None, planned_audits=None, twin=False):
         self.model = model
         self.probe = probe
         #: a second probe (training data, at most the probe's size) carried through the
@@ -91,7 +94,7 @@ class ProbePass:
             self._concrete = self._compiled(self._compile(), self._specs, static=(1, 2))
             if not backend.is_tensorflow():  # the taps are met by running the pass once
                 with kept_seed_state(model):
-                    self._concrete(*next(self._chunks()), False)
+                    self._concrete(*next(self._chunks()), bool(twin))
         #: the layer calls that draw random numbers in inference (`stochastic`): every
         #: prediction differs; the audit keeps their seed state (`kept_seed_state`)
         owners = {id(layer) for layer in stochastic_layers(model, drawn)}
@@ -248,8 +251,10 @@ class ProbePass:
         ChannelMoments of its input}, {BN layer: ChannelMoments of its input with every
         noise source on} or None, {tap name: light TapSummary of the training probe} or None)."""
         summaries, train_summaries, batchnorm, twin_batchnorm, unchanged = {}, {}, {}, {}, set()
+        # the compiled pass is asked as the caller asks (one JAX compilation per value);
+        # without a noise source it computes no twin either way
+        with_twin = backend.constant(bool(twin), "bool")
         twin = bool(twin and self.has_dropout)
-        with_twin = backend.constant(twin, "bool")
         for chunk, start, split in self._chunks():
             out = self._concrete(chunk, start, split, with_twin)
             host = _tap_values(out)
