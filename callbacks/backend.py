@@ -2,8 +2,8 @@
 
 On TensorFlow the probe pass is one compiled `tf.function` with a dynamic batch axis,
 its reductions in the graph (`reductions`). On JAX it is one `jax.jit` per batch shape
-(`jax_compile`) with the model's variables passed in, its reductions compiled with it in
-float64 (`device_reductions`). On PyTorch it runs eagerly under `torch.no_grad()`, every
+(`jax_compile`) with the model's variables passed in, its reductions compiled with it
+(`device_reductions`: TensorFlow's, in `jax.numpy`). On PyTorch it runs eagerly under `torch.no_grad()`, every
 tapped tensor reduced on the host in float64 (`host_reductions`). On each, the model's own
 layers run in inference mode on its current variables and nothing is assigned (no
 optimizer, no `training=True`). The twin's noise is the same on every
