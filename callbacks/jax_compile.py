@@ -5,7 +5,9 @@ constants at its first trace, and every later audit would measure the weights of
 first. So the compiled function takes the variables' current values as an argument and
 runs the pass inside a `keras.StatelessScope` that maps each variable to its value: the
 layers read the values passed in, and whatever they would assign (a seed generator's
-state, say) stays in the scope, never written back to the model. One compilation per
+state, say) stays in the scope, never written back to the model. The variables are the
+model's `variables`, every one Keras tracks (the ones its own JAX trainer passes in); a
+value a layer keeps outside Keras' tracking would be read once, at the trace. One compilation per
 input shape and per value of the static arguments (the last, smaller probe batch is a
 second one).
 
