@@ -1,4 +1,4 @@
-"""The probe pass's reductions on JAX, in float64 inside the compiled pass (`backend`).
+"""The probe pass's reductions on JAX, inside the compiled pass (`backend`).
 
 TensorFlow's reductions (`reductions`) in `jax.numpy`, with the same keys, so
 `reductions.to_summary` and `reductions.merge_channels` take either: a float32 batch
@@ -20,11 +20,11 @@ import numpy as np
 from regaudit.measures.activations import SAT_MARGIN
 
 from regaudit.callbacks import host_reductions
-from regaudit.callbacks.reductions import UNCHANGED, UNCHANGED_MARK
 
 
 def _float64(function):
-    """`function` traced with 64-bit types on."""
+    """`function` traced with 64-bit types on (this module is jax.numpy whichever backend
+    Keras runs: its tests call it beside TensorFlow's)."""
 
     @functools.wraps(function)
     def wide(*args, **kwargs):

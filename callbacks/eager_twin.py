@@ -11,6 +11,7 @@ from regaudit.callbacks import backend, draws
 from regaudit.callbacks import keras_internals as internals
 from regaudit.callbacks.twin import NoiseTwin
 
+
 class EagerNoiseTwin(NoiseTwin):
     """The twin on PyTorch: the pass runs eagerly, so shapes, the probe position, the
     replica block and `active` are concrete; the keys and the draws are `draws`' (the
@@ -77,16 +78,12 @@ class CompiledNoiseTwin(EagerNoiseTwin):
     float64 on the device, as in TensorFlow's graph."""
 
     def _square_sum(self, x):
-        import jax
-
-        with jax.enable_x64(True):
-            return jax.numpy.sum(jax.numpy.square(x.astype("float64")))
+        with backend.float64_on():
+            return ops.sum(ops.square(ops.cast(x, "float64")))
 
     def _dropped(self, on, keep):
-        import jax
-
-        with jax.enable_x64(True):
-            return jax.numpy.sum(on & ~keep, dtype="float64")
+        with backend.float64_on():
+            return ops.sum(ops.cast(ops.logical_and(on, ops.logical_not(keep)), "float64"))
 
     def _stream(self, index, part=0):
         return draws.key_tensor(self.seed, self.start, 0 if self.offset is None else self.offset, index, part)
@@ -101,10 +98,7 @@ class CompiledNoiseTwin(EagerNoiseTwin):
     def _count(self, index, numerator, on, entries_shape, per_entry=1.0):
         if self.det_rows is None:
             return
-        import jax
-
-        with jax.enable_x64(True):
-            jnp = jax.numpy
-            seen = jnp.sum(jnp.broadcast_to(on, entries_shape), dtype="float64")
-            part = jnp.stack([jnp.asarray(numerator, "float64") * per_entry, seen * per_entry])
+        with backend.float64_on():
+            seen = ops.sum(ops.cast(ops.broadcast_to(on, entries_shape), "float64"))
+            part = ops.stack([ops.cast(numerator, "float64") * per_entry, seen * per_entry])
             self.counts[index] = part if index not in self.counts else self.counts[index] + part

@@ -45,7 +45,6 @@ MODELS = {
 }
 
 
-
 def keras_hub_bert(rng):
     """keras-hub's BERT classifier from config (random weights, no download): embeddings,
     attention and feed-forward dropouts in two encoder layers, a logit head; dict inputs."""
