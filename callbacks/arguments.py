@@ -2,6 +2,7 @@
 and their constraints, declared once and checked when the callback is made, with
 Keras-style messages (what is wrong, what was received)."""
 
+import difflib
 import numbers
 
 from regaudit.errors import UsageError
@@ -57,6 +58,18 @@ def _positive_seconds(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0
 
 
+def _flag(value):
+    return isinstance(value, bool)
+
+
+def _flag_or_none(value):
+    return value is None or isinstance(value, bool)
+
+
+def _seed(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
 #: argument -> (its check, what it expects, in the error's words)
 CONSTRAINTS = {
     "probe_size": (_positive_int, "a positive int"),
@@ -65,7 +78,35 @@ CONSTRAINTS = {
     "ensemble_probe_size": (_positive_int, "a positive int"),
     "max_metric_layers": (_int_at_least_zero, "an int >= 0"),
     "write_timeout": (_positive_seconds, "a positive number of seconds"),
+    "seed": (_seed, "an int from 0 to 2**32 - 1"),
+    "strict": (_flag, "True or False"),
+    "report": (_flag_or_none, "True, False or None"),
 }
+
+#: names users reach for that regaudit spells otherwise (Keras' and other tools' words)
+ALIASES = {
+    "every": "schedule=Every(epochs=N)", "freq": "schedule=Every(epochs=N)",
+    "frequency": "schedule=Every(epochs=N)", "audit_every": "schedule=Every(epochs=N)",
+    "every_n_epochs": "schedule=Every(epochs=N)", "every_n_steps": "schedule=Every(steps=N)",
+    "log_every_n_steps": "schedule=Every(steps=N)", "validation_data": "probe=(x, y)",
+    "data": "probe=(x, y)", "x": "probe=(x, y)", "probe_data": "probe=(x, y)",
+    "num_samples": "mc_samples=T", "samples": "mc_samples=T", "batch_size": "probe_batch_size=N",
+    "random_state": "seed=N", "tracking_uri": "the environment's MLFLOW_TRACKING_URI",
+    "run_id": "an active MLflow run (mlflow.start_run(run_id=...)) around fit",
+}
+
+
+def check_known(called, unknown, accepted):
+    """Refuse keyword arguments `called` (the class the user made) does not take, in one
+    line naming the class, the closest accepted argument and every accepted one."""
+    if not unknown:
+        return
+    name = sorted(unknown)[0]
+    close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
+    hint = ALIASES.get(name) or (f"{close[0]}=" if close else None)
+    raise UsageError(
+        f"regaudit: {called}() got an unexpected keyword argument {name!r}"
+        f"{f' (did you mean {hint}?)' if hint else ''}; it accepts {', '.join(accepted)}.")
 
 
 def check_arguments(**arguments):

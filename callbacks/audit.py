@@ -8,6 +8,7 @@ epoch k keeps every audit up to k), and keeps the two invariants that matter mos
 user: the audit never changes the model, and a failing measure never stops training.
 """
 
+import inspect
 import os
 import time
 import warnings
@@ -20,7 +21,7 @@ from regaudit.tracking.store import is_pending
 from regaudit.measures.timing import AUDIT_SECONDS
 
 from regaudit.callbacks import fits
-from regaudit.callbacks.arguments import ARGUMENTS_DOC, check_arguments
+from regaudit.callbacks.arguments import ARGUMENTS_DOC, check_arguments, check_known
 from regaudit.callbacks.audit_setup import SetsUpTheAudit
 from regaudit.callbacks.audit_writes import WritesTheAudit
 from regaudit.callbacks import keras_internals as internals
@@ -56,11 +57,14 @@ class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callbac
         report=None,
         layers=None,
         max_metric_layers=MAX_METRIC_LAYERS,
+        **unknown,
     ):
         super().__init__()
+        check_known(type(self).__name__, unknown, ACCEPTED)
         check_arguments(probe_size=probe_size, probe_batch_size=probe_batch_size,
                         mc_samples=mc_samples, ensemble_probe_size=ensemble_probe_size,
-                        max_metric_layers=max_metric_layers, write_timeout=write_timeout)
+                        max_metric_layers=max_metric_layers, write_timeout=write_timeout,
+                        seed=seed, strict=strict, report=report)
         self.layers = None if layers is None else LayerSelection(layers)
         self.max_metric_layers = max_metric_layers
         if probe is not None:
@@ -78,7 +82,7 @@ class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callbac
         self.report = (os.environ.get("REGAUDIT_REPORT", "1") != "0") if report is None else bool(report)
         self.report_thread = None
         self._ics_schedule = (
-            None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics, "gradient_ics"))
+            None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics, "gradient_ics", also="True, False, "))
         self._run_id = None
         self._opener = None  # `RunOpener`: the fit's run opening in the background
         self._held = []  # writes made before it was open: (tables, metrics, epoch, step)
@@ -335,3 +339,9 @@ class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callbac
                 stacklevel=2,
             )
             return None
+
+
+#: the arguments every regaudit callback accepts, in their order (named by an unknown
+#: keyword's error)
+ACCEPTED = tuple(name for name, parameter in inspect.signature(Audit.__init__).parameters.items()
+                 if name != "self" and parameter.kind is not parameter.VAR_KEYWORD)

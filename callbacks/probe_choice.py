@@ -166,19 +166,63 @@ def choose_probe(model, probe, probe_size, seed):
 
 
 def check_probe(probe):
-    """Refuse a `probe=` the audit cannot use, in one line, when the callback is made."""
-    x, _ = _unpack(probe)
-    try:
-        flat = keras.tree.flatten(x)
-        size = len(flat[0]) if flat else 0
-    except TypeError:
+    """Refuse a `probe=` the audit cannot use, in one line, when the callback is made:
+    `x`, `(x, y)` or `(x, y, sample_weight)` of arrays or tensors with one first axis
+    (samples), or a `tf.data.Dataset` / `keras.utils.PyDataset` of such batches."""
+    if isinstance(probe, tuple) and len(probe) not in (1, 2, 3):
         raise UsageError(
-            f"regaudit: probe= expects arrays or tensors (x, y) or x; received "
-            f"{type(x).__name__}. Pass probe=(x_probe, y_probe).") from None
-    if size == 0:
+            f"regaudit: probe= expects x, (x, y) or (x, y, sample_weight); received a tuple of "
+            f"{len(probe)} items. Pass probe=(x_probe, y_probe).")
+    x, y = _unpack(probe)
+    if _is_tf_dataset(x) or isinstance(x, keras.utils.PyDataset):
+        return
+    if inspect.isgenerator(x) or (hasattr(x, "__next__") and not hasattr(x, "__len__")):
+        raise UsageError(
+            f"regaudit: probe= expects arrays, tensors or a dataset; received a "
+            f"{type(x).__name__}, which can be read only once. Pass probe=(x_probe, y_probe).")
+    sizes = {"x": _sizes(x, "x")}
+    if y is not None:
+        sizes["y"] = _sizes(y, "y")
+    if _weights(probe) is not None:
+        sizes["sample_weight"] = _sizes(_weights(probe), "sample_weight")
+    lengths = {n for found in sizes.values() for n in found}
+    if len(lengths) > 1:
+        said = ", ".join(f"{part} {sorted(found)}" for part, found in sizes.items())
+        raise UsageError(
+            f"regaudit: probe= parts hold different numbers of samples ({said}); expected one "
+            "first axis of the same length in x, y and sample_weight.")
+    if lengths == {0}:
         raise UsageError(
             "regaudit: probe= holds no samples; expected at least one. Pass probe=(x, y) "
             "with data, or leave probe= out to draw it from fit's data.")
+
+
+def _sizes(structure, part):
+    """The first-axis lengths of the arrays in one part of a probe; a `UsageError` for a
+    leaf that is not a numeric array with a sample axis."""
+    try:
+        leaves = keras.tree.flatten(structure)
+    except TypeError:
+        leaves = [structure]
+    found = set()
+    for leaf in leaves:
+        shape = None if isinstance(leaf, (str, bytes)) else getattr(leaf, "shape", None)
+        if shape is None and not isinstance(leaf, (str, bytes)):
+            try:
+                shape = np.asarray(leaf).shape
+            except (TypeError, ValueError):
+                shape = None
+        if shape is None or len(shape) == 0:
+            raise UsageError(
+                f"regaudit: probe= expects arrays or tensors with a sample axis (x, y); received "
+                f"{part}={_short(leaf)} ({type(leaf).__name__}). Pass probe=(x_probe, y_probe).")
+        found.add(-1 if shape[0] is None else int(shape[0]))
+    return found
+
+
+def _short(value, limit=40):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def choose_train_probe(model, size, seed):

@@ -38,9 +38,9 @@ class Every:
         return count > 0 and count % every == 0
 
 
-def as_schedule(schedule, name="schedule"):
+def as_schedule(schedule, name="schedule", also=""):
     """`"epoch"` (every epoch), an `Every`, or a callable epoch -> bool; `name` is the
-    argument the value came in, for the error."""
+    argument the value came in and `also` what else it accepts, for the error."""
     if schedule == "epoch":
         return Every(epochs=1)
     if isinstance(schedule, Every):
@@ -48,7 +48,7 @@ def as_schedule(schedule, name="schedule"):
     if callable(schedule):
         return _EpochCallable(schedule)
     raise UsageError(
-        f"regaudit: {name} expects 'epoch', Every(epochs=N), Every(steps=N) or a callable "
+        f"regaudit: {name} expects {also}'epoch', Every(epochs=N), Every(steps=N) or a callable "
         f"epoch -> bool; received {name}={schedule!r}."
     )
 
