@@ -25,6 +25,9 @@ class EagerNoiseTwin(NoiseTwin):
             return tuple(x.shape)
         return tuple(int(x.shape[i]) if d is None else int(d) for i, d in enumerate(shape))
 
+    def _like(self, out, x):
+        return out  # the draws' shapes are concrete here
+
     def _shape(self, x):
         return tuple(x.shape)
 

@@ -78,7 +78,7 @@ class NoiseTwin:
         if name in index:
             position, source = index[name]
             def noise(proceed, x, *args, **kwargs):
-                out = self._layer_noise(position, source, layer, x)
+                out = self._like(self._layer_noise(position, source, layer, x), x)
                 # a Dropout passes its input's mask on (padding stays padding downstream)
                 mask = kwargs.get("mask", internals.get_keras_mask(x))
                 if mask is not None:
@@ -97,6 +97,14 @@ class NoiseTwin:
 
     def _shape(self, x):
         return tf.shape(x)
+
+    def _like(self, out, x):
+        """`out` with `x`'s static shape: a mask drawn at the dynamic `tf.shape` has no
+        static axes, and a layer after the noise may need one (a LayerNormalization over a
+        feature axis of size 1 after a Dropout)."""
+        if not tf.executing_eagerly():
+            out.set_shape(x.shape)
+        return out
 
     def _entries(self, x):
         return tf.cast(tf.size(x), tf.float64)
@@ -189,7 +197,7 @@ class NoiseTwin:
         on = self._switch(index, shape)
         self._count(index, self._dropped(on, keep), on, shape)
         kept = ops.cast(keep, step_input.dtype) / ops.cast(1.0 - source.rate, step_input.dtype)
-        return ops.where(on, kept, ops.ones_like(kept))
+        return self._like(ops.where(on, kept, ops.ones_like(kept)), step_input)
 
     def _rnn(self, layer, name, index):
         """The RNN layer run with `training=True` (only its masks depend on it) and masks

@@ -16,11 +16,14 @@ from regaudit.errors import RegauditError, error_line
 
 #: A tracking server that does not answer fails a command in seconds, not after
 #: MLflow's default of several minutes of retries (the user's own settings win).
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+ENVIRONMENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
                  # the commands print the UI address themselves; MLflow's own "View run"
                  # line would land in stdout that --json users parse
-                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+                 # MLflow's INFO lines (creating tables and experiments) and TensorFlow's
+                 # C++ start-up lines are not the command's output
+                 "MLFLOW_LOGGING_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 class Group(click.Group):
@@ -53,7 +56,7 @@ def cli(context, tracking_uri, verbose):
     # the environment, not mlflow.set_tracking_uri: MLflow stays unimported here, and a
     # study's trials (other processes) write where this command reads
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri or _uri()
-    for key, value in HTTP_DEFAULTS.items():
+    for key, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
 
 
@@ -248,31 +251,32 @@ def show(run_ids, experiment, group_by, as_json, verbose):
 @click.option("--max-concurrent", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               default="regaudit-demo-report.html", show_default=True)
-def demo(epochs, seeds, max_concurrent, output):
+@click.option("--study-id", default=None, help="Resume this demo study: only trials without a FINISHED run run.")
+def demo(epochs, seeds, max_concurrent, output, study_id):
     """A study of the seed article's CNN on real data: Dropout off and on x
     BatchNormalization none, after and before the activation, and the model as given,
     trained with RegAudit on scikit-learn's bundled digits with several seeds each on Ray
-    Tune, then the recommendation, the article's claims and the report."""
+    Tune, then the recommendation, the article's claims and the report. Exit 1 when a
+    trial failed and no retry finished it; Ctrl-C says how to resume (exit 130)."""
     from regaudit import studies
     from regaudit.callbacks.demo import DEMO_EXPERIMENT, DESIGN
-    from regaudit.cli.study import summary
+    from regaudit.cli.study import conclude, resumable
     from regaudit.reports.publish import ui_address
 
     started = time.perf_counter()
-    result = studies.study("regaudit.callbacks.demo:article_model",
-                           "regaudit.callbacks.demo:load_digits_28", design=DESIGN, seeds=seeds,
-                           epochs=epochs, batch_size=16, experiment=DEMO_EXPERIMENT,
-                           max_concurrent=max_concurrent, output=os.path.abspath(output))
+    result = resumable(lambda: studies.study(
+        "regaudit.callbacks.demo:article_model", "regaudit.callbacks.demo:load_digits_28",
+        design=DESIGN, seeds=seeds, epochs=epochs, batch_size=16, experiment=DEMO_EXPERIMENT,
+        study_id=study_id, max_concurrent=max_concurrent, output=os.path.abspath(output)))
     click.echo(f"trained {result.trained} runs in {time.perf_counter() - started:.0f} s")
-    for line in summary(result):
-        click.echo(line)
-    import mlflow
+    browse = []
+    if result.report_run:
+        import mlflow
 
-    experiment = mlflow.get_experiment_by_name(DEMO_EXPERIMENT).experiment_id
-    click.echo(f"report: {result.report} (also in MLflow run {result.report_run}, artifacts "
-               "regaudit/report/; each training run holds its own audit)")
-    click.echo(f"browse it: mlflow ui --backend-store-uri {redact(_uri())}, then open "
-               f"{ui_address(_uri(), experiment, result.report_run)}")
+        experiment = mlflow.get_experiment_by_name(DEMO_EXPERIMENT).experiment_id
+        browse = [f"browse it: mlflow ui --backend-store-uri {redact(_uri())}, then open "
+                  f"{ui_address(_uri(), experiment, result.report_run)}"]
+    conclude(result, more=browse)
 
 
 from regaudit.cli.lint import lint  # noqa: E402 - the lint command, registered on the group
@@ -288,8 +292,8 @@ def main(argv=None):
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
         code = cli.main(args=argv, prog_name="regaudit", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("regaudit: aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("regaudit: interrupted", err=True)
         sys.exit(130)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)

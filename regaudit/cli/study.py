@@ -4,10 +4,12 @@ each, where the report is). Usage errors exit 2, run-time failures 1, in one lin
 
 import json
 import os
+import shlex
 import sys
 
 import click
 
+from regaudit.errors import RegauditError
 from regaudit.answer.levels import NOTICE, INFO
 from regaudit.studies.design import DESIGNS
 
@@ -58,15 +60,71 @@ def finding_lines(found, verbose=False):
 
 
 def summary(result, verbose=False):
-    """The study's lines for the terminal."""
+    """The study's lines for the terminal (none when no trial finished)."""
+    if not result.run_ids:
+        return []
     looks = (f"; {len(result.looks)} looks, tested at {result.level:.3g}" if len(result.looks) > 1
              or result.level < 0.05 else "")
     lines = [f"study {result.study_id}: {len(result.run_ids)} runs in experiment "
              f"'{result.experiment}' ({result.trained} trained now{looks})"]
     lines += finding_lines(result.findings, verbose)
-    for trial, error in result.failed:
-        lines.append(f"failed: {trial.get('variant')}, seed {trial.get('seed')}: {error}")
+    if verbose:
+        lines += [f"failed: {trial.get('variant')}, seed {trial.get('seed')}: {error}"
+                  for trial, error in result.failed]
     return lines
+
+
+def conclude(result, verbose=False, more=()):
+    """Print a finished study's lines, where its report is and the `more` lines; then,
+    when trials failed and no retry finished them, raise their one line (exit 1)."""
+    for line in summary(result, verbose):
+        click.echo(line)
+    if result.report:
+        click.echo(f"report: {result.report} (also in MLflow run {result.report_run})")
+    for line in more:
+        click.echo(line)
+    if result.failed:
+        raise RegauditError(f"regaudit: {result.failure_line()}")
+
+
+def command_line(context):
+    """The command that `context` runs, as the user would type it again: its arguments,
+    the options given on the command line (the group's too), without --study-id."""
+    words = []
+    for level in (context.parent, context):
+        if level is None:
+            continue
+        words += [] if level is context.parent else [level.info_name]
+        for parameter in level.command.params:
+            value = level.params.get(parameter.name)
+            source = level.get_parameter_source(parameter.name)
+            if parameter.name in ("study_id",) or value is None or (
+                    isinstance(parameter, click.Option) and source is not click.core.ParameterSource.COMMANDLINE):
+                continue
+            if isinstance(parameter, click.Argument):
+                words.append(str(value))
+            elif parameter.is_flag:
+                words += [parameter.opts[0]] if value else []
+            else:
+                words += [parameter.opts[0], str(value)]
+    return words
+
+
+def resumable(run):
+    """Run `run()` (a study) inside a command; Ctrl-C during it becomes one line saying
+    what finished and the exact command (this one, with --study-id) that resumes it,
+    exit 130."""
+    from regaudit.errors import Interrupted
+
+    try:
+        return run()
+    except Interrupted as stopped:
+        said = stopped.said
+        resume = shlex.join(["regaudit", *command_line(click.get_current_context()),
+                             "--study-id", said["study_id"]])
+        raise Interrupted(f"regaudit: study {said['study_id']} interrupted: {said['finished']} of "
+                          f"{said['planned']} trials finished; no conclusion is drawn from a partial "
+                          f"design. Resume it (finished trials are not trained again): {resume}") from None
 
 
 @click.command()
@@ -125,19 +183,16 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
                    f"per trial once a worker has started, each worker starting once; timed here on "
                    f"the model as given: {made_of})")
         return
-    result = studies.study(model, data, design, seeds, epochs, batch_size, experiment, study_id,
-                           address, max_concurrent, cpus_per_trial, gpus_per_trial, output,
-                           progress=not as_json, max_seeds=max_seeds,
-                           echo=lambda line: click.echo(line, err=True))
+    result = resumable(lambda: studies.study(
+        model, data, design, seeds, epochs, batch_size, experiment, study_id, address,
+        max_concurrent, cpus_per_trial, gpus_per_trial, output, progress=not as_json,
+        max_seeds=max_seeds, echo=lambda line: click.echo(line, err=True)))
     if as_json:
         click.echo(json.dumps({"schema": "regaudit.findings/1", "study": result.study_id,
                                "runs": result.run_ids, "group_by": "regaudit.variant",
                                "findings": [f.as_dict() for f in result.findings]},
                               indent=2, allow_nan=False))
+        if result.failed:
+            raise RegauditError(f"regaudit: {result.failure_line()}")
     else:
-        for line in summary(result, verbose):
-            click.echo(line)
-        if result.report:
-            click.echo(f"report: {result.report} (also in MLflow run {result.report_run})")
-    if result.failed:
-        sys.exit(1)
+        conclude(result, verbose)

@@ -17,10 +17,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from regaudit.errors import UsageError
+from regaudit.errors import Interrupted, UsageError
 from regaudit.answer.statistics import ALPHA
 from regaudit.studies import design as designs
-from regaudit.studies.runs import VARIANT_TAG, end_stale, finished_trials
+from regaudit.studies.runs import VARIANT_TAG, end_stale, finished_trials, study_runs
 
 DEFAULT_EXPERIMENT = "regaudit-study"
 
@@ -42,6 +42,20 @@ class StudyResult:
     #: the significance level of the look the study stopped at, and every look (seeds, level)
     level: float = ALPHA
     looks: list = field(default_factory=list)
+    #: the study's runs that ended FAILED in MLflow (a trial may fail before its run exists)
+    failed_runs: int = 0
+    #: the seeds per variant of the current look
+    seeds_now: int = 0
+
+    def failure_line(self):
+        """One line on the trials that failed and no retry finished, or "" when none did."""
+        if not self.failed:
+            return ""
+        attempted = self.trained + len(self.failed)
+        where = (f"their runs are FAILED in MLflow experiment '{self.experiment}'" if self.failed_runs
+                 else "no MLflow run was made for them")
+        return (f"{len(self.failed)} of {attempted} trials failed; first error: {self.failed[0][1]}; "
+                f"{where}")
 
     def _repr_html_(self):
         """In Jupyter: the study's report, inline."""
@@ -135,8 +149,7 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
     look, the fixed design."""
     import mlflow
 
-    from regaudit.studies import sequential
-    from regaudit.studies.run import check_cluster, run_trials
+    from regaudit.studies.run import check_cluster
 
     max_seeds = max(seeds, max_seeds or seeds)
     plan(model, data, design, seeds, first_seed)
@@ -154,30 +167,52 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
             "experiment": name, "epochs": int(epochs), "batch_size": int(batch_size),
             "sys_path": [os.getcwd()]}
     result = StudyResult(study_id, name, [])
+    try:
+        _run_looks(result, design, seeds, max_seeds, first_seed, spec, client, experiment_id,
+                   (address, max_concurrent, cpus_per_trial, gpus_per_trial), progress, echo)
+    except KeyboardInterrupt:
+        done = finished_trials(client, experiment_id, study_id)
+        planned = designs.trials(design, result.seeds_now or seeds, first_seed)
+        finished = sum((v, s) in done for v, _, s in planned)
+        raise Interrupted(
+            f"study {study_id} interrupted: {finished} of {len(planned)} trials finished, so no "
+            f"conclusion is drawn from a partial design; resume it with study_id={study_id!r} "
+            "(its finished trials are not trained again)", study_id=study_id, finished=finished,
+            planned=len(planned)) from None
+    result.failed_runs = len(study_runs(client, experiment_id, study_id, "FAILED"))
+    if result.run_ids:
+        report(result, output)
+    return result
+
+
+def _run_looks(result, design, seeds, max_seeds, first_seed, spec, client, experiment_id, ray_options,
+               progress, echo):
+    """Train the study's pending trials look by look, adding seeds while a test is
+    undecided and reachable; `result` holds the runs, failures and looks so far."""
+    from regaudit.studies import sequential
+    from regaudit.studies.run import run_trials
+
+    study_id = result.study_id
     n, previous = seeds, 0
     while True:
         trials = designs.trials(design, n, first_seed)
+        result.seeds_now = n
         done = finished_trials(client, experiment_id, study_id)
         pending = [{"variant": v, "levels": levels, "seed": s} for v, levels, s in trials
                    if (v, s) not in done]
-        _, failed = run_trials(pending, spec, address, max_concurrent, cpus_per_trial,
-                               gpus_per_trial, progress=progress)
+        _, failed = run_trials(pending, spec, *ray_options, progress=progress)
         result.failed += failed
         result.trained += len(pending) - len(failed)
         done = finished_trials(client, experiment_id, study_id)
         result.run_ids = [done[(v, s)] for v, _, s in trials if (v, s) in done]
         result.level = sequential.look_level(n, previous, max_seeds)
         result.looks.append((n, result.level))
-        if not result.run_ids:
-            return result
-        if n >= max_seeds:
-            break
+        if not result.run_ids or n >= max_seeds:
+            return
         next_seeds = _look(result, n, max_seeds, echo)
         if next_seeds is None:
-            break
+            return
         previous, n = n, next_seeds
-    report(result, output)
-    return result
 
 
 def report(result, output=None):

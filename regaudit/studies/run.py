@@ -9,6 +9,8 @@ the crashed attempt's run ending FAILED. Progress goes to stderr: one updating l
 terminal, one line per finished trial otherwise.
 """
 
+import logging
+import math
 import os
 import sys
 import time
@@ -97,7 +99,8 @@ class _Progress:
 
     def line(self, running):
         elapsed = time.perf_counter() - self.started
-        left = self.total - self.done - self.failed
+        left = max(0, self.total - self.done - self.failed)
+        running = min(max(0, running), left)
         eta = ""
         if self.done:
             per = elapsed / self.done
@@ -114,10 +117,15 @@ class _Progress:
         what = f"{config['variant']}, seed {config['seed']}"
         if self.tty:
             self.stream.write("\r\033[K" + self.line(running))
-        else:
+        elif error is not None or self._milestone(self.done + self.failed):
             result = "failed" if error is not None else "done"
             self.stream.write(f"[{self.done + self.failed}/{self.total}] {what}: {result}; {self.line(running)}\n")
         self.stream.flush()
+
+    def _milestone(self, count):
+        """In a log (not a terminal), a finished trial gets its line at each tenth of the
+        study (every failure does), so a long study stays a screen."""
+        return any(count == math.ceil(step * self.total / 10) for step in range(1, 11))
 
     def close(self):
         if self.tty:
@@ -145,6 +153,9 @@ def run_trials(pending, spec, address=None, max_concurrent=2, cpus_per_trial=1, 
     if not pending:
         return [], []
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables on the terminal
+    # Ctrl-C reaches regaudit as KeyboardInterrupt (the study then says how to resume it),
+    # not Ray's handler, which ends the run quietly and advises Tuner.restore
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     ray = start_ray(address, spec["tracking_uri"])
     from ray import tune
 
@@ -162,9 +173,16 @@ def run_trials(pending, spec, address=None, max_concurrent=2, cpus_per_trial=1, 
             storage_path=storage or os.path.join(os.path.expanduser("~"), "ray_results"),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES), verbose=0,
             callbacks=[_callback(meter)] if meter else []))
+    # a failed trial is said once, in regaudit's line (the traceback stays in its error.txt)
+    quiet = [logging.getLogger(name) for name in ("ray.tune", "ray.train", "ray.air")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
     try:
         grid = tuner.fit()
     finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
         if meter:
             meter.close()
         if address is None:
@@ -173,8 +191,17 @@ def run_trials(pending, spec, address=None, max_concurrent=2, cpus_per_trial=1, 
     for result in grid:
         trial = result.config["trial"] if result.config else {}
         if result.error is not None:
-            first = str(result.error).strip().splitlines()
-            errors.append((trial, first[-1] if first else type(result.error).__name__))
+            errors.append((trial, trial_error(result)))
         elif result.metrics:
             results.append(result.metrics | {"trial": trial})
     return results, errors
+
+
+def trial_error(result):
+    """A failed trial's error in one line: the user's exception (not Ray's wrapper) and
+    the first line of its message that says what went wrong, and where the full
+    traceback is."""
+    cause = getattr(result.error, "cause", None) or result.error
+    where = os.path.join(result.path, "error.txt") if getattr(result, "path", None) else ""
+    full = f" (full traceback: {where})" if where and os.path.isfile(where) else ""
+    return f"{type(cause).__name__}: {error_line(cause, limit=160)}{full}"

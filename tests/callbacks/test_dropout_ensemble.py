@@ -159,3 +159,24 @@ def test_a_model_without_dropout_is_said_once_and_records_nothing(tiny_model, rn
     ours = [str(w.message) for w in caught if issubclass(w.category, RegauditWarning)]
     assert len(ours) == 1 and "no noise source" in ours[0] and "skipped" in ours[0]
     assert "ensemble" not in download_tables(callback.run_id)
+
+
+def test_a_timeseries_transformer_keeps_its_static_axes_and_every_source_is_measured():
+    """keras.io's time-series Transformer, input (batch, time, 1): the Dropout after
+    attention feeds a LayerNormalization over the size-1 feature axis, which the noisy
+    twin must keep static (it lost it once, and with it the whole ensemble)."""
+    import user_models
+
+    model, x, y = user_models.build("timeseries_transformer")
+    callback = attached(model, x[:64], y[:64], mc_samples=8)
+    sources = callback.probe_pass.noise_sources
+    assert [s.kind for s in sources] == ["attention_dropout", "dropout", "dropout"] * 2 + ["dropout"]
+    det, members, counts = callback.probe_pass.run_ensemble(8)
+    for source, (dropped, seen) in zip(sources, counts):
+        assert seen > 0 and 0 < dropped / seen < 1, source
+    assert not np.allclose(members[0][0], det[0]) and not np.allclose(members[0][0], members[0][1])
+    table = download_tables(callback.run_id)["ensemble"]
+    measured = set(table.layer)
+    assert {s.name for s in sources} <= measured and "model" in measured
+    spread = table[(table.layer == "model") & (table.measure == "disagreement")]["value"]
+    assert len(spread) and (spread > 0).all()

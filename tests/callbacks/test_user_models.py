@@ -41,6 +41,8 @@ EXPECTED_SOURCES = {
                             ("gaussian_dropout", "gaussian_dropout"), ("alpha", "alpha_dropout"),
                             ("gaussian_noise", "gaussian_noise"), ("scaled", "dropout")],
     "binary_logit": [(D, "dropout")],
+    "timeseries_transformer": [(rf"multi_head_attention(_\d+)?/{D}", "attention_dropout"), (D, "dropout"),
+                               (D, "dropout")] * 2 + [(D, "dropout")],
 }
 
 

@@ -66,6 +66,45 @@ def text_transformer(rng):
     return (model, *_tokens(rng))
 
 
+# -- keras.io "Timeseries classification with a Transformer model" ----------------------
+
+def transformer_encoder(inputs, head_size, num_heads, ff_dim, dropout=0.0):
+    """keras.io's encoder block, as written there: attention and Conv1D feed-forward, each
+    after a LayerNormalization over the features, each followed by Dropout."""
+    x = layers.LayerNormalization(epsilon=1e-6)(inputs)
+    x = layers.MultiHeadAttention(key_dim=head_size, num_heads=num_heads, dropout=dropout)(x, x)
+    x = layers.Dropout(dropout)(x)
+    res = x + inputs
+    x = layers.LayerNormalization(epsilon=1e-6)(res)
+    x = layers.Conv1D(filters=ff_dim, kernel_size=1, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Conv1D(filters=inputs.shape[-1], kernel_size=1)(x)
+    return x + res
+
+
+TIMESTEPS = 24
+
+
+def timeseries_transformer(rng, samples=192):
+    """Input (batch, time, 1 feature): the Dropout after attention draws a mask of shape
+    (batch, time, 1), and the LayerNormalization after it needs that static feature axis."""
+    inputs = keras.Input(shape=(TIMESTEPS, 1))
+    x = inputs
+    for _ in range(2):
+        x = transformer_encoder(x, head_size=8, num_heads=2, ff_dim=4, dropout=0.25)
+    x = layers.GlobalAveragePooling1D(data_format="channels_first")(x)
+    x = layers.Dense(16, activation="relu")(x)
+    x = layers.Dropout(0.4)(x)
+    outputs = layers.Dense(2, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="timeseries_transformer")
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                  metrics=["sparse_categorical_accuracy"])
+    t = np.linspace(0, 4 * np.pi, TIMESTEPS)
+    y = rng.integers(0, 2, samples)
+    x = (np.sin(t[None, :] * (1 + y[:, None])) + 0.3 * rng.normal(size=(samples, TIMESTEPS)))
+    return model, x[..., None].astype("float32"), y
+
+
 # -- keras.io "Image classification with Vision Transformer" ----------------------------
 
 class Patches(layers.Layer):
@@ -283,6 +322,7 @@ FACTORIES = {
     "text_transformer": text_transformer, "vit": vit, "lstm_gru": lstm_gru,
     "residual_cnn": residual_cnn, "subclassed": subclassed, "multi_output_dict": multi_output_dict,
     "every_dropout_class": every_dropout_class, "binary_logit": binary_logit,
+    "timeseries_transformer": timeseries_transformer,
 }
 
 
