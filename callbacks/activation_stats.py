@@ -4,7 +4,6 @@ import numpy as np
 
 from regaudit.measures.activations import ACTIVATION_MEASURES, DEAD_FRAC, histogram, model_summary, relu_output
 from regaudit.measures.registry import is_headline
-from regaudit.model.layer_graph import passes_on, upstream
 from regaudit.schema import HISTOGRAM_COLUMNS, MODEL, TABLE_ACTIVATIONS, TABLE_HISTOGRAMS
 
 from regaudit.callbacks.arguments import ARGUMENTS_DOC
@@ -45,19 +44,11 @@ class ActivationFamily:
 
     @staticmethod
     def _relu_outputs(taps):
-        """{tap name: whether its output is ReLU-like}: a ReLU-family activation, or a
-        pooling/reshape/Dropout whose single source (through others of its kind) is one."""
-        by_name = {tap.name: tap for tap in taps}
-        relu = lambda tap: relu_output(tap.activation, tap.layer_class)  # noqa: E731
-        out = {}
-        for tap in taps:
-            if relu(tap):
-                out[tap.name] = True
-            elif passes_on(tap):
-                producer, _ = upstream(tap, by_name, through=lambda t: passes_on(t) and not relu(t))
-                if producer is not None and relu(producer):
-                    out[tap.name] = True
-        return out
+        """{tap name: True} for the taps whose output is ReLU-like (a ReLU-family
+        activation or layer): where dead units arise. A pooling, Dropout or Flatten after
+        one passes the same dead channels on (Flatten as position x channel units), so it
+        would only name them again."""
+        return {tap.name: True for tap in taps if relu_output(tap.activation, tap.layer_class)}
 
     @staticmethod
     def _histogram_rows(context, tap, counts, edges):

@@ -15,6 +15,7 @@ import sys
 import warnings
 
 from regaudit.errors import RegauditError, UsageError, error_line
+from regaudit.studies.config_graph import BUILDER_SIGNATURE, NeedsBuilder
 from regaudit.studies.runs import (
     LEVEL_PARAM, NODE_TAG, NOTES_TAG, SEED_TAG, STUDY_TAG, TRIAL_TAG, VARIANT_TAG, finished_run,
 )
@@ -81,16 +82,32 @@ def build(model_spec, levels):
     if isinstance(model_spec, str) and model_spec.endswith((".keras", ".h5")):
         if not os.path.isfile(model_spec):
             raise UsageError(f"model file {model_spec} does not exist; expected a saved .keras file")
-        with warnings.catch_warnings():  # a variant trains a fresh optimizer anyway
-            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
-            model = keras.saving.load_model(model_spec)
+        try:
+            with warnings.catch_warnings():  # a variant trains a fresh optimizer anyway
+                warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+                model = keras.saving.load_model(model_spec)
+        except Exception as error:  # noqa: BLE001 - Keras' own, said as what to give instead
+            raise NeedsBuilder(
+                f"model file {model_spec} cannot be loaded here ({type(error).__name__}: "
+                f"{error_line(error, 120)}); register its custom classes "
+                f"(@keras.saving.register_keras_serializable) or give a builder `module:function` "
+                f"({BUILDER_SIGNATURE})") from None
         return build_variant(model, levels)
     builder = resolve(model_spec, "model builder")
-    if structural and _builder_takes(builder, structural):
+    # the builder makes a fresh model: the model as given (and a learning-rate variant of
+    # it) is its own output, never a copy rebuilt from a config
+    if not structural or _builder_takes(builder, structural):
         model = builder(**structural)
         lr = float(levels.get("lr", 1.0))
-        return (model if lr == 1.0 else compile_like(model, model, lr)), []
-    return build_variant(builder(), levels)
+        return (model if lr == 1.0 and getattr(model, "compiled", False)
+                else compile_like(model, model, lr)), []
+    try:
+        return build_variant(builder(), levels)
+    except NeedsBuilder as error:
+        takes = ", ".join(inspect.signature(builder).parameters) or "no arguments"
+        raise NeedsBuilder(f"builder {model_spec} takes {takes}, not the levels "
+                           f"{', '.join(structural)}, and {str(error).split('; give')[0]}; give it the "
+                           f"levels as keyword arguments ({BUILDER_SIGNATURE})") from None
 
 
 def train_trial(spec, trial, trial_id="", node=""):

@@ -10,7 +10,7 @@ the original model's compile settings and its optimizer's learning rate times `l
 import keras
 
 from regaudit.model import regularizers
-from regaudit.errors import RegauditError
+from regaudit.errors import RegauditError, error_line
 from regaudit.studies import rewrite
 
 
@@ -64,11 +64,16 @@ def ranks(model):
     return out
 
 
+def is_graph_model(model):
+    """Whether `model` is Sequential or Functional (its config is its whole graph)."""
+    return (isinstance(model, keras.Sequential) or type(model).__name__ == "Functional"
+            or getattr(model, "_is_graph_network", False)
+            or "Functional" in regularizers.class_names(model))
+
+
 def needs_builder(model):
     """Why `model` cannot be rewritten (one line), or None."""
-    if not isinstance(model, (keras.Sequential,)) and type(model).__name__ != "Functional" and \
-            not getattr(model, "_is_graph_network", False) and "Functional" not in \
-            regularizers.class_names(model):
+    if not is_graph_model(model):
         return (f"model '{model.name}' is a subclassed {type(model).__name__}, whose call() a "
                 f"config cannot rewrite; give a builder `module:function` "
                 f"({rewrite.BUILDER_SIGNATURE})")
@@ -113,9 +118,20 @@ def build_variant(model, levels):
     """(a fresh compiled model with `levels`, [notes]) from a Sequential or Functional model."""
     why = needs_builder(model)
     structural = {k: v for k, v in levels.items() if k != "lr"}
-    if why is not None and structural:
+    # a subclassed model is never rebuilt from its config, whatever the design: even the
+    # model as given would be a copy its own code may not make (Keras' get_config of a
+    # subclassed model guesses from __init__'s arguments)
+    if why is not None and (structural or not is_graph_model(model)):
         raise rewrite.NeedsBuilder(why)
-    config = keras.saving.serialize_keras_object(model)
-    new_config, notes = rewrite.apply(config, structural, roles(model), ranks(model))
-    variant = rebuild(model, new_config)
+    try:
+        config = keras.saving.serialize_keras_object(model)
+        new_config, notes = rewrite.apply(config, structural, roles(model), ranks(model))
+        variant = rebuild(model, new_config)
+    except RegauditError:
+        raise
+    except Exception as error:  # noqa: BLE001 - Keras' own, said as what to give instead
+        raise rewrite.NeedsBuilder(
+            f"model '{model.name}' cannot be rebuilt from its config ({type(error).__name__}: "
+            f"{error_line(error, 120)}); give a builder `module:function` ({rewrite.BUILDER_SIGNATURE})"
+        ) from None
     return compile_like(variant, model, float(levels.get("lr", 1.0))), notes

@@ -2,9 +2,10 @@
 signature and docstring; `::: measures` becomes the table of every measure declared in
 `regaudit.measures.registry`, `::: lint-rules` the table of every lint rule declared with
 `regaudit.model.lint_rules.lint_rule`, `::: finding-rules` the table of every finding rule
-declared with `regaudit.answer.finding.finding_rule`. mkdocstrings reads modules from the source tree, where
-`callbacks/` and `reports/` are not under `regaudit/` (pyproject.toml installs them as
-`regaudit.callbacks` and `regaudit.reports`), so the objects are imported instead."""
+declared with `regaudit.answer.finding.finding_rule`. The objects are imported (the
+source tree resolves `regaudit.callbacks` and `regaudit.reports` as the installed package
+does), not read by a static parser such as mkdocstrings'. Every page's lists get the blank
+line Python-Markdown needs before them (`open_lists`)."""
 
 import importlib
 import inspect
@@ -124,6 +125,25 @@ TABLES = {"measures": measures_table, "lint-rules": lint_rules_table,
 TABLE_DIRECTIVE = re.compile(r"^::: (measures|lint-rules|finding-rules)\s*$", re.M)
 
 
+LIST_ITEM = re.compile(r"^(?:[-*+]|\d+\.)\s")
+
+
+def open_lists(markdown):
+    """A blank line before every list that follows a paragraph line directly, as
+    docstrings write them ("Over units:" then "- `dead_frac`: ..."): Python-Markdown,
+    unlike GitHub, otherwise renders the list as run-on text of the paragraph."""
+    out, fenced = [], False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        previous = out[-1] if out else ""
+        if (not fenced and LIST_ITEM.match(line) and previous.strip() and not previous[0].isspace()
+                and not LIST_ITEM.match(previous) and not previous.startswith(("|", "#", ">"))):
+            out.append("")
+        out.append(line)
+    return "\n".join(out)
+
+
 def on_page_markdown(markdown, **kwargs):
     markdown = TABLE_DIRECTIVE.sub(lambda match: TABLES[match.group(1)](), markdown)
-    return DIRECTIVE.sub(lambda match: render(match.group(1)), markdown)
+    return open_lists(DIRECTIVE.sub(lambda match: render(match.group(1)), markdown))

@@ -252,7 +252,8 @@ def show(run_ids, experiment, group_by, as_json, verbose):
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               default="regaudit-demo-report.html", show_default=True)
 @click.option("--study-id", default=None, help="Resume this demo study: only trials without a FINISHED run run.")
-def demo(epochs, seeds, max_concurrent, output, study_id):
+@click.option("--verbose", is_flag=True, help="Every finding in full.")
+def demo(epochs, seeds, max_concurrent, output, study_id, verbose):
     """A study of the seed article's CNN on real data: Dropout off and on x
     BatchNormalization none, after and before the activation, and the model as given,
     trained with RegAudit on scikit-learn's bundled digits with several seeds each on Ray
@@ -276,7 +277,7 @@ def demo(epochs, seeds, max_concurrent, output, study_id):
         experiment = mlflow.get_experiment_by_name(DEMO_EXPERIMENT).experiment_id
         browse = [f"browse it: mlflow ui --backend-store-uri {redact(_uri())}, then open "
                   f"{ui_address(_uri(), experiment, result.report_run)}"]
-    conclude(result, more=browse)
+    conclude(result, verbose, more=browse)
 
 
 from regaudit.cli.lint import lint  # noqa: E402 - the lint command, registered on the group

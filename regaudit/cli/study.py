@@ -31,8 +31,16 @@ def _claims_table(found):
     return [f"  {i}  {verdict:<12} {claim}" for i, verdict, claim in rows]
 
 
-def _one_line(text, width=100):
-    return text if len(text) <= width else text[:width - 3] + "..."
+def one_line(text, width=100):
+    """`text` in at most `width` characters, cut at a word boundary (never inside a number
+    or a name) and marked with "..."."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[:width - 3].rstrip()
+    if " " in cut and text[len(cut)] != " ":
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:(") + "..."
 
 
 def finding_lines(found, verbose=False):
@@ -53,7 +61,7 @@ def finding_lines(found, verbose=False):
         for rule in dict.fromkeys(f.id for f in same_level):
             group = [f for f in same_level if f.id == rule]
             more = f" (+{len(group) - 1} more)" if len(group) > 1 else ""
-            lines.append(f" {marker} [{rule}] {_one_line(group[0].text)}{more}")
+            lines.append(f" {marker} [{rule}] {one_line(group[0].text)}{more}")
     if rest:
         lines.append("(--verbose: every finding in full; the report has them too)")
     return lines
@@ -158,16 +166,12 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
     audited MLflow run, on Ray Tune; then the recommendation and the article's claims."""
     from regaudit import studies
     from regaudit.cli.lint import import_keras_quietly
-    from regaudit.studies.design import variants
 
     sys.path.insert(0, os.getcwd())
     trials = studies.plan(model, data, design, seeds)
     import_keras_quietly()
-    from regaudit.callbacks.study_trial import check_variants, load_data
-
-    load_data(data)
-    notes = check_variants(studies._spec_part(model, "model"), variants(design))
     if dry_run:
+        notes = studies.check(studies._spec_part(model, "model"), data, design)
         seconds, parts = studies.trial_seconds(model, data, epochs, batch_size)
         more = (f", up to {len(notes) * max(seeds, max_seeds)} if seeds are added (up to {max_seeds} each)"
                 if max_seeds > seeds else "")

@@ -25,8 +25,8 @@ SAT_MARGIN = 0.01
 BOUNDED_ACTIVATIONS = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "hard_sigmoid": (0.0, 1.0)}
 HISTOGRAM_BINS = 64
 #: Outputs that are exactly zero below a threshold, where `dead_frac` means "units that
-#: never fire": these activation functions, these layer classes, and what passes them on
-#: unchanged (pooling, reshaping, Dropout at inference).
+#: never fire": these activation functions and layer classes (where dead units arise; a
+#: pooling, reshaping or Dropout layer after one only passes the same channels on).
 RELU_ACTIVATIONS = frozenset({"relu", "relu6"})
 RELU_LAYERS = frozenset({"ReLU", "ThresholdedReLU"})
 RESERVOIR_SIZE = 65_536

@@ -113,11 +113,29 @@ def _saved(model_part):
     anything else as it is."""
     if isinstance(model_part, str) or not hasattr(model_part, "save"):
         return model_part
+    from regaudit.errors import error_line
+    from regaudit.studies.config_graph import BUILDER_SIGNATURE, NeedsBuilder
+
     folder = os.path.abspath(os.path.join(".regaudit-study"))
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{model_part.name}-{uuid.uuid4().hex[:8]}.keras")
-    model_part.save(path)
+    try:
+        model_part.save(path)
+    except Exception as error:  # noqa: BLE001 - Keras' own, said as what to give instead
+        raise NeedsBuilder(
+            f"model '{model_part.name}' cannot be saved for the trials ({type(error).__name__}: "
+            f"{error_line(error, 120)}); give a builder `module:function` ({BUILDER_SIGNATURE})") from None
     return path
+
+
+def check(model_part, data_part, design):
+    """{variant: [notes]}: the data function called and every variant built once in this
+    process, before any trial starts, so a model that needs a builder, a builder or data
+    that fails, is said in one line here, not in every trial."""
+    from regaudit.callbacks.study_trial import check_variants, load_data
+
+    load_data(data_part)
+    return check_variants(model_part, designs.variants(design))
 
 
 def _look(result, n, max_seeds, echo):
@@ -155,6 +173,7 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
     plan(model, data, design, seeds, first_seed)
     model_part, data_part = _spec_part(model, "model"), _spec_part(data, "data")
     model_part = _saved(model_part)
+    check(model_part, data_part, design)
     study_id = study_id or uuid.uuid4().hex[:12]
     name = experiment or DEFAULT_EXPERIMENT
     uri = tracking_uri()

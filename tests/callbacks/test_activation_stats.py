@@ -1,6 +1,7 @@
 """RegAudit's activation statistics, read back from MLflow, against numpy/scipy on the
 same probe tensors taken through Keras sub-models."""
 
+import keras
 import mlflow
 import numpy as np
 import pytest
@@ -26,9 +27,9 @@ EXPECTED_TAPS = {
     ],
     "shared_layer": ["shared", "mid", "shared:1", "out"],
 }
-#: the taps whose output is ReLU-like (a relu activation, or Dropout/pooling/Flatten of
-#: one): only they get dead_frac ("units that never fire")
-RELU_TAPS = {"dropout_mlp": {"dense", "dropout"}, "batchnorm_cnn": {"conv2d"},
+#: the taps whose output is ReLU-like (a relu activation), where dead units arise: only
+#: they get dead_frac ("units that never fire"; not the Dropout or pooling after one)
+RELU_TAPS = {"dropout_mlp": {"dense"}, "batchnorm_cnn": {"conv2d"},
              "dropout_batchnorm_cnn": {"conv2d", "conv2d_1"}, "two_input_nested": {"da"},
              "shared_layer": {"shared", "shared:1"}}
 
@@ -171,3 +172,36 @@ def test_nan_and_inf_activations_are_counted_and_the_rest_measured_over_finite_v
             assert got[measure] == pytest.approx(want[measure], rel=1e-5, abs=1e-7), (tap.name, measure)
         if tap.bounds:
             assert got["sat_frac"] == pytest.approx(want["sat_frac"], rel=1e-12)
+
+
+def test_dead_units_are_counted_where_they_arise_and_ra220_names_only_that_layer(rng):
+    """conv2d(relu) with 3 of its 8 channels killed (a bias of -100), then MaxPooling,
+    Dropout and Flatten: only the ReLU output gets dead_frac (3/8, as numpy counts it),
+    and RA220 names it once, not again for each layer that passes its channels on."""
+    from keras import layers
+
+    from regaudit.answer.findings import findings
+    from regaudit.read import load_runs
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)), layers.Conv2D(8, 3, activation="relu", name="conv2d"),
+        layers.MaxPooling2D(name="max_pooling2d"), layers.Dropout(0.3, name="dropout"),
+        layers.Flatten(name="flatten"), layers.Dense(3, activation="softmax", name="out")])
+    kernel, bias = model.get_layer("conv2d").get_weights()
+    bias[:3] = -100.0
+    model.get_layer("conv2d").set_weights([kernel, bias])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = rng.uniform(0, 1, (64, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    callback = RegAudit(probe=(x, y), strict=True, report=False)
+    model.fit(x, y, epochs=1, batch_size=32, callbacks=[callback], verbose=0)
+    table = download_tables(callback.run_id)["activations"]
+    dead = table[(table.measure == "dead_frac") & (table.layer != "model")]
+    assert set(dead.layer) == {"conv2d"}
+    conv = keras.ops.convert_to_numpy(model.get_layer("conv2d")(x))
+    expected = np.mean(np.all(np.abs(conv.reshape(-1, 8)) <= 1e-12, axis=0))
+    assert expected == 3 / 8 and dead.value.iloc[-1] == pytest.approx(expected)
+    runs = load_runs([callback.run_id])
+    named = [f.numbers["layer"] for f in findings(runs, runs.group(None)) if f.id == "RA220"]
+    assert named == ["conv2d"]

@@ -31,7 +31,9 @@ def site(tmp_path_factory):
                            "-d", str(folder)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return lambda page: (folder / page / "index.html").read_text(encoding="utf-8")
+    page = lambda name: (folder / name / "index.html").read_text(encoding="utf-8")  # noqa: E731
+    page.folder = folder
+    return page
 
 
 def test_the_site_builds_strictly(site):
@@ -151,3 +153,39 @@ def test_every_measure_a_run_logs_is_declared(tmp_path, monkeypatch):
     assert {"mean", "drift_w1", "tv_p", "bn_var_ratio", "mc_acc", "acc_at_k",
             "drop_frac_measured", "ics_cos", "audit_seconds"} <= names
     # documented: every declared measure is on the measures page (the test above)
+
+
+def test_every_markdown_list_renders_as_a_list(site):
+    """A list written right under a paragraph line (as docstrings write them) renders as
+    a list, not as run-on text of the paragraph: no page's paragraph holds a line that
+    starts with a list marker."""
+    pages = sorted(site.folder.glob("**/index.html"))
+    assert len(pages) >= len(glob.glob(os.path.join(DOCS, "*.md")))
+    run_on = []
+    for path in pages:
+        for paragraph in re.findall(r"<p>(.*?)</p>", path.read_text(encoding="utf-8"), re.S):
+            if re.search(r"\n\s*(?:[-*+]|\d+\.)\s", paragraph):
+                run_on.append((path.parent.name, paragraph[:80]))
+    assert not run_on
+    measures = site("measures")
+    assert "<li><code>dead_frac</code>" in measures  # the docstring's list, as a list
+
+
+#: the extras of pyproject.toml that install a backend, and the backend each names
+BACKEND_EXTRAS = {"cpu": "tensorflow", "gpu": "tensorflow", "tensorflow": "tensorflow", "jax": "jax",
+                  "torch": "torch"}
+
+
+def _backends_named(text):
+    """The backends a page tells its reader to install (`pip install ".[jax]"`)."""
+    extras = re.findall(r'pip install "\.\[([\w,]+)\]"', text)
+    return {BACKEND_EXTRAS[e] for found in extras for e in found.split(",") if e in BACKEND_EXTRAS}
+
+
+def test_the_landing_page_the_readme_and_the_backends_page_name_the_same_backends():
+    pages = {"README.md": read("README.md"), "docs/index.md": read("docs", "index.md"),
+             "docs/backends.md": read("docs", "backends.md")}
+    named = {page: _backends_named(text) for page, text in pages.items()}
+    assert named == {page: {"tensorflow", "jax", "torch"} for page in pages}
+    for page, text in pages.items():  # and none says one of them is not supported
+        assert not re.search(r"(?:JAX|PyTorch|TensorFlow)[^.]*\bnot\s+(?:yet\s+)?supported", text), page

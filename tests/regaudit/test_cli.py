@@ -51,3 +51,18 @@ def test_an_error_line_is_one_redacted_line_and_a_usage_error_is_a_value_error()
     with pytest.raises(ValueError, match="expects a positive int"):  # scikit-learn's convention
         Every(epochs=0)
     assert issubclass(UsageError, ValueError)
+
+
+@pytest.mark.parametrize("width", range(12, 120, 7))
+def test_a_finding_cut_to_one_line_keeps_every_word_and_number_whole(width):
+    from regaudit.cli.study import one_line
+
+    text = ("Final val_accuracy by group, mean over runs: 'as given' 0.3278 (n = 1); "
+            "'dropout=0,bn=none' 0.9253 (n = 1); difference 0.0123456 at layer dense_2, "
+            "batch_normalization_1 and max_pooling2d.")
+    cut = one_line(text, width)
+    assert len(cut) <= width and cut.endswith("...")
+    words, whole = cut[:-3].split(), text.split()
+    assert words[:-1] == whole[:len(words) - 1]  # a prefix of whole words,
+    assert words[-1] == whole[len(words) - 1].rstrip(",;:(")  # the last without its comma
+    assert one_line("short, whole", width) == "short, whole"
