@@ -31,6 +31,27 @@ USER_CODE = textwrap.dedent('''
         return (x[:180], y[:180]), (x[180:], y[180:])
 
 
+    def subclassed_model():
+        """A subclassed classifier (keras.io's way), built by a builder taking no levels."""
+        import keras
+        from keras import layers
+
+        class Classifier(keras.Model):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.hidden = layers.Dense(16, activation="relu")
+                self.drop = layers.Dropout(0.3)
+                self.head = layers.Dense(2, activation="softmax")
+
+            def call(self, x, training=False):
+                return self.head(self.drop(self.hidden(x), training=training))
+
+        m = Classifier(name="classifier")
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m(np.zeros((1, 8), "float32"))
+        return m
+
+
     def wrong_labels():
         """Labels outside the model's two classes: every trial fails in fit."""
         (x, y), (xv, yv) = data()
@@ -227,6 +248,10 @@ def test_dry_run_prints_the_trials_and_their_cost_and_trains_nothing(workdir):
     (("usercode:model", "--data", "usercode:broken_data"), "data function usercode:broken_data raised OSError: no such bucket"),
     (("usercode:custom", "--data", "usercode:data"), "layer 'block' holds Dropout or BatchNormalization"),
     (("nomodule:model", "--data", "usercode:data"), "model builder 'nomodule:model' cannot be imported"),
+    (("usercode:subclassed_model", "--data", "usercode:data", "--design", "design.json"),
+     "builder usercode:subclassed_model takes no arguments, not the levels dropout, bn, and model "
+     "'classifier' is a subclassed Classifier, whose call() a config cannot rewrite; give it the levels "
+     "as keyword arguments (def build(dropout=0.5, bn='after'"),
     (("usercode:model", "--data", "usercode:data", "--design", "design.json", "--address", "127.0.0.1:1"),
      "is a local file, which trials on other machines"),
 ])
@@ -235,6 +260,23 @@ def test_bad_input_is_one_line_and_exits_2(workdir, args, said):
     assert done.returncode == 2, (done.stdout, done.stderr[-2000:])
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert said in lines[-1] and "Traceback" not in done.stderr  # one line, the last
+
+
+def test_a_subclassed_model_object_asks_for_its_builder_whatever_the_design(workdir, monkeypatch):
+    import regaudit
+    from regaudit import UsageError
+
+    monkeypatch.chdir(workdir)
+    monkeypatch.syspath_prepend(str(workdir))
+    import usercode
+
+    (workdir / "lr.json").write_text(json.dumps({"factors": {"lr": [3.0]}}))  # no structural level
+    with pytest.raises(UsageError) as error:
+        regaudit.study(usercode.subclassed_model(), "usercode:data", design="lr.json", seeds=1)
+    said = str(error.value)
+    assert "give a builder `module:function` (def build(dropout=0.5, bn='after'" in said and "\n" not in said
+    assert "subclassed Classifier" in said or "cannot be loaded here" in said
+    assert not (workdir / "mlruns").exists()  # said before any run or trial
 
 
 def test_a_transformer_given_as_a_builder_trains_each_dropout_rate(workdir):
