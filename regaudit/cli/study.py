@@ -135,6 +135,17 @@ def resumable(run):
                           f"design. Resume it (finished trials are not trained again): {resume}") from None
 
 
+def dry_run_lines(cost, timed, max_concurrent):
+    """The dry run's estimate in words: the total, what it is made of, and why trials
+    side by side are not `max_concurrent` times faster."""
+    made_of = ", ".join(f"{what} {value:.0f} s" for what, value in cost.parts.items())
+    one = ", ".join(f"{what} {value:.1f} s" for what, value in timed.items() if what != "cores used")
+    return (f"estimated time: about {cost.seconds:.0f} s ({made_of}), the first look's trials "
+            f"{max_concurrent} at a time: one trial keeps {cost.cores_used:.1f} of this machine's "
+            f"{os.cpu_count()} cores busy, so they progress {cost.parallel:.1f}x as fast as one after "
+            f"another (one trial of the model as given, timed here: {one})")
+
+
 @click.command()
 @click.argument("model")
 @click.option("--data", required=True, metavar="MODULE:FUNCTION",
@@ -171,21 +182,18 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
     trials = studies.plan(model, data, design, seeds)
     import_keras_quietly()
     if dry_run:
-        notes = studies.check(studies._spec_part(model, "model"), data, design)
-        seconds, parts = studies.trial_seconds(model, data, epochs, batch_size)
+        from regaudit.studies.estimate import estimate, time_one_trial
+
+        model_part = studies._spec_part(model, "model")
+        notes = studies.check(model_part, data, design)
+        timed = time_one_trial(model_part, data, epochs, batch_size)
+        cost = estimate(timed, len(trials), epochs, max_concurrent)
         more = (f", up to {len(notes) * max(seeds, max_seeds)} if seeds are added (up to {max_seeds} each)"
                 if max_seeds > seeds else "")
         click.echo(f"{len(trials)} trials ({len(notes)} variants x {seeds} seeds{more}), {epochs} epochs each")
         for variant, said in notes.items():
             click.echo(f"  {variant}{': ' + '; '.join(said) if said else ''}")
-        made_of = ", ".join(f"{what} {value:.1f} s" for what, value in parts.items())
-        # a Ray worker trains one trial after another: it starts (imports) once
-        start = parts["process start"]
-        estimate = (seconds - start) * len(trials) / max_concurrent + start
-        click.echo(f"estimated time: about {estimate:.0f} s with "
-                   f"{max_concurrent} at a time, if they do not slow each other ({seconds - start:.0f} s "
-                   f"per trial once a worker has started, each worker starting once; timed here on "
-                   f"the model as given: {made_of})")
+        click.echo(dry_run_lines(cost, timed, max_concurrent))
         return
     result = resumable(lambda: studies.study(
         model, data, design, seeds, epochs, batch_size, experiment, study_id, address,

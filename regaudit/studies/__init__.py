@@ -13,7 +13,6 @@ the model as given (`regaudit.studies.recommend`) at the top, logged to MLflow.
 """
 
 import os
-import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -249,53 +248,3 @@ def report(result, output=None):
     result.findings, result.report = made.findings, made.path
     result.report_run = log_report(made, runs)
     return result
-
-
-def trial_seconds(model, data, epochs, batch_size=32):
-    """(seconds one trial takes here, what it was made of): the start of a fresh Python
-    process importing Keras (what each Ray worker pays once: it trains one trial after
-    another), and two audited epochs of the model
-    as given into a throwaway MLflow store (the first holds the audit's setup), scaled to
-    `epochs`. What `--dry-run` estimates the study's time from."""
-    import subprocess
-    import sys
-    import tempfile
-
-    import keras
-    import mlflow
-
-    from regaudit.callbacks import RegAudit
-    from regaudit.callbacks.study_trial import build, load_data
-
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import keras, mlflow"], capture_output=True,
-                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), check=False)
-    start = time.perf_counter() - started
-    train, validation = load_data(data)
-    built, _ = build(_spec_part(model, "model"), {})
-    ends = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            ends.append(time.perf_counter())
-
-    saved = mlflow.get_tracking_uri()
-    with tempfile.TemporaryDirectory() as folder:
-        mlflow.set_tracking_uri(f"sqlite:///{folder}/dry-run.db")
-        try:
-            mlflow.set_experiment(experiment_id=mlflow.create_experiment(
-                "regaudit-dry-run", artifact_location=f"file://{folder}/artifacts"))
-            fit = dict(epochs=2, verbose=0, callbacks=[RegAudit(report=False), Clock()])
-            began = time.perf_counter()
-            if isinstance(train, (tuple, list)):
-                built.fit(*train, validation_data=tuple(validation), batch_size=batch_size, **fit)
-            else:
-                built.fit(train, validation_data=validation, **fit)
-            finished = time.perf_counter()
-        finally:
-            mlflow.set_tracking_uri(saved)
-    first, later = ends[0] - began, ends[1] - ends[0]
-    end = finished - ends[1]
-    total = start + first + later * (epochs - 1) + end
-    return total, {"process start": start, "first epoch (with the audit's setup)": first,
-                   "each further epoch": later, "train end": end}

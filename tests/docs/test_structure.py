@@ -20,7 +20,8 @@ MAX_FUNCTION_LINES = 60
 #: notebook views of runs and studies
 ASSEMBLERS = ("regaudit/__init__.py", "regaudit/cli/")
 ENTRY_POINTS = {
-    "regaudit/studies/__init__.py": {"study", "report", "trial_seconds", "_repr_html_"},
+    "regaudit/studies/__init__.py": {"study", "check", "report", "_repr_html_"},
+    "regaudit/studies/estimate.py": {"time_one_trial"},
     "regaudit/studies/run.py": {"_trainable"},
     "regaudit/read.py": {"_repr_html_"},
 }

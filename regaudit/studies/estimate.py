@@ -1,0 +1,99 @@
+"""What `regaudit study --dry-run` says a study will cost: one trial of the model as given
+timed in this process, and how trials run side by side share this machine's cores.
+
+A trial's fit uses several cores by itself (TensorFlow, JAX and PyTorch run their ops on
+threads), so two trials at a time on two cores do not finish in half the time: the
+dry run measures how many cores one fit keeps busy (process CPU time over wall time) and
+counts `min(max_concurrent, cores / cores_used)` trials' worth of progress at once.
+"""
+
+import os
+import time
+from dataclasses import dataclass
+
+#: a study's fixed costs besides its trials, in seconds, measured on this project's 2-core
+#: machines (the demo's design, 21 trials; benchmarks/study_estimate.py): Ray's local start
+#: with its tuner, and the report over the finished runs (once, and per run loaded)
+RAY_START = 12.0
+REPORT_ONCE = 15.0
+REPORT_PER_RUN = 1.0
+
+
+@dataclass
+class Estimate:
+    """A study's estimated wall time and what it is made of (seconds), and how many
+    trials' worth of progress run at once (`parallel`)."""
+
+    seconds: float
+    parts: dict
+    parallel: float
+    cores_used: float
+
+
+def time_one_trial(model_part, data, epochs, batch_size=32):
+    """{part: seconds} of one trial of the model as given, timed here: the start of a
+    fresh Python process importing Keras (what each Ray worker pays once), the data and
+    the model built as a trial builds them, two audited epochs into a throwaway MLflow
+    store (the first holds the audit's setup) scaled to `epochs`; and "cores used", the
+    cores the fit kept busy."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import keras
+    import mlflow
+
+    from regaudit.callbacks import RegAudit
+    from regaudit.callbacks.study_trial import build, load_data
+
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import keras, mlflow"], capture_output=True,
+                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), check=False)
+    start = time.perf_counter() - started
+    began = time.perf_counter()
+    train, validation = load_data(data)
+    built, _ = build(model_part, {})
+    prepare = time.perf_counter() - began
+    ends = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            ends.append((time.perf_counter(), time.process_time()))
+
+    saved = mlflow.get_tracking_uri()
+    with tempfile.TemporaryDirectory() as folder:
+        mlflow.set_tracking_uri(f"sqlite:///{folder}/dry-run.db")
+        try:
+            mlflow.set_experiment(experiment_id=mlflow.create_experiment(
+                "regaudit-dry-run", artifact_location=f"file://{folder}/artifacts"))
+            fit = dict(epochs=2, verbose=0, callbacks=[RegAudit(report=False), Clock()])
+            began = time.perf_counter()
+            if isinstance(train, (tuple, list)):
+                built.fit(*train, validation_data=tuple(validation), batch_size=batch_size, **fit)
+            else:
+                built.fit(train, validation_data=validation, **fit)
+            finished = time.perf_counter()
+        finally:
+            mlflow.set_tracking_uri(saved)
+    (first_end, _), (second_end, second_cpu) = ends[0], ends[1]
+    # the second epoch alone: the first holds compilation, mostly on one thread
+    cores_used = (second_cpu - ends[0][1]) / max(second_end - first_end, 1e-9)
+    return {"process start": start, "data and model": prepare,
+            "first epoch (with the audit's setup)": first_end - began,
+            "each further epoch": second_end - first_end, "train end": finished - second_end,
+            "cores used": cores_used}
+
+
+def estimate(timed, trials, epochs, max_concurrent, cores=None):
+    """The `Estimate` of a study of `trials` trials from one trial's `timed` parts
+    (`time_one_trial`), `max_concurrent` at a time on `cores` (default: this machine's)."""
+    cores = cores or os.cpu_count() or 1
+    used = min(max(timed["cores used"], 1.0), cores)
+    parallel = max(1.0, min(float(max_concurrent), cores / used))
+    trial = (timed["data and model"] + timed["first epoch (with the audit's setup)"]
+             + timed["each further epoch"] * (epochs - 1) + timed["train end"])
+    # each worker starts once (side by side), then trains one trial after another
+    trained = timed["process start"] + trials * trial / parallel
+    report = REPORT_ONCE + REPORT_PER_RUN * trials
+    parts = {"Ray's start": RAY_START, "trials": trained, "report": report}
+    return Estimate(sum(parts.values()), parts, parallel, used)
