@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import sys
+import time
 
 import click
 
@@ -185,9 +186,11 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
         from regaudit.studies.estimate import estimate, time_one_trial
 
         model_part = studies._spec_part(model, "model")
+        began = time.perf_counter()
         notes = studies.check(model_part, data, design)
+        checked = time.perf_counter() - began
         timed = time_one_trial(model_part, data, epochs, batch_size)
-        cost = estimate(timed, len(trials), epochs, max_concurrent)
+        cost = estimate(dict(timed, checks=checked), len(trials), epochs, max_concurrent)
         more = (f", up to {len(notes) * max(seeds, max_seeds)} if seeds are added (up to {max_seeds} each)"
                 if max_seeds > seeds else "")
         click.echo(f"{len(trials)} trials ({len(notes)} variants x {seeds} seeds{more}), {epochs} epochs each")

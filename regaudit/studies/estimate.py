@@ -12,11 +12,12 @@ import time
 from dataclasses import dataclass
 
 #: a study's fixed costs besides its trials, in seconds, measured on this project's 2-core
-#: machines (the demo's design, 21 trials; benchmarks/study_estimate.py): Ray's local start
-#: with its tuner, and the report over the finished runs (once, and per run loaded)
-RAY_START = 12.0
-REPORT_ONCE = 15.0
-REPORT_PER_RUN = 1.0
+#: machines (2026-12-07, the demo's design): Ray's local start and stop (6.4 s) with its
+#: tuner; the report over the finished runs, 18.4 s for 7 runs and 21.2 s for 21 (once,
+#: and per run loaded)
+RAY_START = 8.0
+REPORT_ONCE = 17.0
+REPORT_PER_RUN = 0.2
 
 
 @dataclass
@@ -86,7 +87,8 @@ def time_one_trial(model_part, data, epochs, batch_size=32):
 
 def estimate(timed, trials, epochs, max_concurrent, cores=None):
     """The `Estimate` of a study of `trials` trials from one trial's `timed` parts
-    (`time_one_trial`), `max_concurrent` at a time on `cores` (default: this machine's)."""
+    (`time_one_trial`, and "checks": the seconds the study's checks took here, every
+    variant built once), `max_concurrent` at a time on `cores` (default: this machine's)."""
     cores = cores or os.cpu_count() or 1
     used = min(max(timed["cores used"], 1.0), cores)
     parallel = max(1.0, min(float(max_concurrent), cores / used))
@@ -95,5 +97,6 @@ def estimate(timed, trials, epochs, max_concurrent, cores=None):
     # each worker starts once (side by side), then trains one trial after another
     trained = timed["process start"] + trials * trial / parallel
     report = REPORT_ONCE + REPORT_PER_RUN * trials
-    parts = {"Ray's start": RAY_START, "trials": trained, "report": report}
+    parts = {"checks": timed.get("checks", 0.0), "Ray's start": RAY_START, "trials": trained,
+             "report": report}
     return Estimate(sum(parts.values()), parts, parallel, used)

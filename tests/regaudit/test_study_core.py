@@ -350,3 +350,19 @@ def test_dropout_batchnorm_interaction_is_the_difference_of_dropouts_effects():
     assert found.numbers["estimate"] == pytest.approx((np.mean(by["dropout=0.5,bn=after"]) - np.mean(by["dropout=0,bn=after"]))
                                                       - (np.mean(by["dropout=0.5,bn=none"]) - np.mean(by["dropout=0,bn=none"])))
     assert "they clash" in found.text and found.level == "notice"
+
+
+def test_the_estimate_counts_trials_side_by_side_by_the_cores_one_trial_keeps_busy():
+    from regaudit.studies.estimate import RAY_START, REPORT_ONCE, REPORT_PER_RUN, estimate
+
+    timed = {"process start": 4.0, "data and model": 1.0, "first epoch (with the audit's setup)": 6.0,
+             "each further epoch": 2.0, "train end": 1.0, "cores used": 1.0}
+    one_trial = 1.0 + 6.0 + 2.0 * 4 + 1.0  # 5 epochs
+    fixed = RAY_START + REPORT_ONCE + REPORT_PER_RUN * 10 + 3.0
+    alone = estimate(dict(timed, checks=3.0), trials=10, epochs=5, max_concurrent=2, cores=2)
+    assert alone.parallel == 2.0 and alone.seconds == pytest.approx(fixed + 4.0 + 10 * one_trial / 2)
+    busy = estimate(dict(timed, **{"cores used": 1.6}), trials=10, epochs=5, max_concurrent=2, cores=2)
+    assert busy.parallel == pytest.approx(2 / 1.6) and busy.seconds > alone.seconds
+    whole = estimate(dict(timed, **{"cores used": 3.0}), trials=10, epochs=5, max_concurrent=4, cores=2)
+    assert whole.parallel == 1.0 and whole.cores_used == 2.0  # never below one after another
+    assert sum(whole.parts.values()) == pytest.approx(whole.seconds)
