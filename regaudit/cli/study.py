@@ -189,7 +189,7 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
         began = time.perf_counter()
         notes = studies.check(model_part, data, design)
         checked = time.perf_counter() - began
-        timed = time_one_trial(model_part, data, epochs, batch_size)
+        timed = time_one_trial(model_part, data, batch_size)
         cost = estimate(dict(timed, checks=checked), len(trials), epochs, max_concurrent)
         more = (f", up to {len(notes) * max(seeds, max_seeds)} if seeds are added (up to {max_seeds} each)"
                 if max_seeds > seeds else "")
