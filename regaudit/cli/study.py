@@ -89,7 +89,8 @@ def conclude(result, verbose=False, more=()):
     for line in summary(result, verbose):
         click.echo(line)
     if result.report:
-        click.echo(f"report: {result.report} (also in MLflow run {result.report_run})")
+        click.echo(f"report: {result.report} (also in MLflow run {result.report_run}, artifacts "
+                   "regaudit/report/)")
     for line in more:
         click.echo(line)
     if result.failed:
