@@ -34,14 +34,14 @@ def _claims_table(found):
 
 def one_line(text, width=100):
     """`text` in at most `width` characters, cut at a word boundary (never inside a number
-    or a name) and marked with "..."."""
+    or a name) and marked with " ..." (apart, so a whole number does not read as cut)."""
     text = " ".join(text.split())
     if len(text) <= width:
         return text
-    cut = text[:width - 3].rstrip()
+    cut = text[:width - 4].rstrip()
     if " " in cut and text[len(cut)] != " ":
         cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:(") + "..."
+    return cut.rstrip(" ,;:(") + " ..."
 
 
 def finding_lines(found, verbose=False):

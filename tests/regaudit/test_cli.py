@@ -61,8 +61,8 @@ def test_a_finding_cut_to_one_line_keeps_every_word_and_number_whole(width):
             "'dropout=0,bn=none' 0.9253 (n = 1); difference 0.0123456 at layer dense_2, "
             "batch_normalization_1 and max_pooling2d.")
     cut = one_line(text, width)
-    assert len(cut) <= width and cut.endswith("...")
-    words, whole = cut[:-3].split(), text.split()
+    assert len(cut) <= width and cut.endswith(" ...")
+    words, whole = cut[:-4].split(), text.split()
     assert words[:-1] == whole[:len(words) - 1]  # a prefix of whole words,
     assert words[-1] == whole[len(words) - 1].rstrip(",;:(")  # the last without its comma
     assert one_line("short, whole", width) == "short, whole"
