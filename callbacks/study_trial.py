@@ -168,8 +168,8 @@ def check_variants(model_spec, variants):
         except Exception as error:  # noqa: BLE001 - the user's builder or model, in one line
             first = error_line(error)
             raise UsageError(f"variant '{variant}' cannot be built ({type(error).__name__}: {first}); "
-                             f"expected a model regaudit can rewrite or a builder taking "
-                             f"{', '.join(levels) or 'no arguments'}") from None
+                             f"expected a model regaudit can rewrite, or a builder `module:function` "
+                             f"that builds every variant ({BUILDER_SIGNATURE})") from None
         finally:
             keras.backend.clear_session()
     return out

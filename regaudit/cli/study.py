@@ -93,6 +93,11 @@ def conclude(result, verbose=False, more=()):
                    "regaudit/report/)")
     for line in more:
         click.echo(line)
+    raise_if_failed(result)
+
+
+def raise_if_failed(result):
+    """The failed trials' one line as the command's error (exit 1), when any failed."""
     if result.failed:
         raise RegauditError(f"regaudit: {result.failure_line()}")
 
@@ -208,7 +213,6 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
                                "runs": result.run_ids, "group_by": "regaudit.variant",
                                "findings": [f.as_dict() for f in result.findings]},
                               indent=2, allow_nan=False))
-        if result.failed:
-            raise RegauditError(f"regaudit: {result.failure_line()}")
+        raise_if_failed(result)
     else:
         conclude(result, verbose)

@@ -52,6 +52,13 @@ USER_CODE = textwrap.dedent('''
         return m
 
 
+    def flaky(dropout=0.1, bn="none"):
+        """A builder that fails for one of the levels it takes."""
+        if bn == "after":
+            raise ValueError("no BatchNormalization in this block")
+        return model()
+
+
     def slow():
         """The model, a little slower to train (a trial to interrupt)."""
         import time
@@ -242,6 +249,10 @@ def test_dry_run_prints_the_trials_and_their_cost_and_trains_nothing(workdir):
     (("usercode:model", "--data", "usercode:broken_data"), "data function usercode:broken_data raised OSError: no such bucket"),
     (("usercode:custom", "--data", "usercode:data"), "layer 'block' holds Dropout or BatchNormalization"),
     (("nomodule:model", "--data", "usercode:data"), "model builder 'nomodule:model' cannot be imported"),
+    (("usercode:flaky", "--data", "usercode:data", "--design", "design.json"),
+     "variant 'dropout=0,bn=after' cannot be built (ValueError: no BatchNormalization in this block); "
+     "expected a model regaudit can rewrite, or a builder `module:function` that builds every variant "
+     "(def build(dropout=0.5, bn='after'"),
     (("usercode:subclassed_model", "--data", "usercode:data", "--design", "design.json"),
      "builder usercode:subclassed_model takes no arguments, not the levels dropout, bn, and model "
      "'classifier' is a subclassed Classifier, whose call() a config cannot rewrite; give it the levels "
