@@ -17,7 +17,7 @@ import warnings
 from regaudit.errors import RegauditError, UsageError, error_line
 from regaudit.studies.config_graph import BUILDER_SIGNATURE, NeedsBuilder
 from regaudit.studies.runs import (
-    LEVEL_PARAM, NODE_TAG, NOTES_TAG, SEED_TAG, STUDY_TAG, TRIAL_TAG, VARIANT_TAG, finished_run,
+    LEVEL_PARAM, NODE_TAG, NOTES_TAG, PARENT_RUN_TAG, SEED_TAG, STUDY_TAG, TRIAL_TAG, VARIANT_TAG, finished_run,
 )
 
 
@@ -129,6 +129,8 @@ def train_trial(spec, trial, trial_id="", node=""):
         return {"run_id": done, "skipped": True}
     tags = {STUDY_TAG: spec["study_id"], VARIANT_TAG: variant, SEED_TAG: str(seed), TRIAL_TAG: trial_id,
             NODE_TAG: node}
+    if spec.get("parent_run"):
+        tags[PARENT_RUN_TAG] = spec["parent_run"]  # a nested child of the study's parent run
     # everything that can fail happens inside the run: a crashed trial's run ends FAILED
     with mlflow.start_run(run_name=f"{variant} seed {seed}", tags=tags) as run, warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*has no noise source.*", RegauditWarning)
@@ -137,6 +139,10 @@ def train_trial(spec, trial, trial_id="", node=""):
         train, validation = load_data(spec["data"])
         keras.utils.set_random_seed(seed)
         model, notes = build(spec["model"], levels)
+        # common random numbers: building consumed the random state as the variant's layers
+        # asked, so it is seeded again here; every variant of seed s then trains on the same
+        # data order (Keras' shuffle draws from this state on every backend)
+        keras.utils.set_random_seed(seed)
         if notes:
             mlflow.set_tag(NOTES_TAG, "; ".join(notes)[:4000])
         fit = dict(epochs=int(spec["epochs"]), verbose=0,

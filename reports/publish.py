@@ -30,16 +30,18 @@ def ui_address(tracking_uri, experiment_id, run_id):
     return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
 
 
-def log_report(report, runs, fmt="html", client=None):
-    """Log the report to MLflow: into the run itself for one run, else into a new run in
-    the first run's experiment tagged with the compared run ids. Returns the run id."""
+def log_report(report, runs, fmt="html", client=None, target=None):
+    """Log the report to MLflow: into `target` when given (a study's parent run), into the
+    run itself for one run, else into a new run in the first run's experiment tagged with
+    the compared run ids. Returns the run id."""
     from mlflow.tracking import MlflowClient
 
     client = client or MlflowClient()
     ids = runs.run_ids
-    if len(ids) == 1:
+    given = target is not None
+    if not given and len(ids) == 1:
         target = ids[0]
-    else:
+    elif not given:
         experiment = runs.runs["experiment_id"].iloc[0]
         created = client.create_run(
             experiment, run_name=f"regaudit-report-{len(ids)}-runs",
@@ -52,7 +54,7 @@ def log_report(report, runs, fmt="html", client=None):
     if fmt == "md":
         for path in report.figures:
             client.log_artifact(target, path, artifact_path=f"{folder}/{os.path.basename(os.path.dirname(path))}")
-    if len(ids) > 1:
+    if len(ids) > 1 and not given:
         client.set_terminated(target)
     return target
 

@@ -1,21 +1,30 @@
 """The seed article's claims, put to the test on the user's runs.
 
 The article: "How do dropout and batch normalization layers affect a DNN model's
-performance?" (2025-01-30), in `shared/seed/` (README: "The article"). Each claim gets a
-verdict on the runs at hand: "supported" or "contradicted" only when a Holm-corrected
-test (or, for the ensemble claim, an equivalence interval) says so; otherwise "not shown",
-with what would show it. Groups are compared by their regularization setup
-(`regaudit.answer.outcomes.setups`), a group's setup being its runs' common setup.
+performance?" (2025-01-30), in `shared/seed/` (README: "The article"). Each claim RA251-
+RA256 is a contrast of the runs' one linear model (`regaudit.answer.analysis`): the groups
+alike but for the claim's factor compared, averaged over the settings that hold both (a
+main effect over the design, so every run of the study informs it), Holm-corrected with
+every other question of the study. A verdict is "supported" or "contradicted" when the
+contrast differs from 0, "negligible" when an equivalence test puts it within the practical
+margin, otherwise "not shown" with what these runs could detect. RA257 (the ensemble) is a
+paired test of each run's own predictions (McNemar). Groups are compared by their
+regularization setup (`regaudit.answer.outcomes.setups`), a group's setup being its runs'
+common setup.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from regaudit.answer.levels import NOTICE, INFO
 from regaudit.measures.ensemble import DET_ONLY_CORRECT, MC_ONLY_CORRECT, PROBE_SAMPLES
 from regaudit.answer import outcomes
-from regaudit.answer.finding import Finding, finding_rule, number, p_text, seeds_text
-from regaudit.schema import MODEL
-from regaudit.answer.statistics import compare_groups, holm, interaction, level, mcnemar_exact
+from regaudit.answer.analysis import (
+    FIRST_LOSS, GAP, OUTCOME, Question, analyse, asks, contrast_text, model_text,
+)
+from regaudit.answer.finding import Finding, finding_rule, number, p_text
+from regaudit.answer.statistics import holm, level, mcnemar_exact
 
 ARTICLE = ("\"How do dropout and batch normalization layers affect a DNN model's "
            "performance?\" (2025-01-30)")
@@ -26,47 +35,6 @@ ENSEMBLE_MARGIN = 0.01
 CLAIM_PREFIX = "RA25"
 #: The article's range of good dropout rates.
 RATE_RANGE = (0.2, 0.7)
-
-
-def group_setups(runs, groups):
-    """{group: setup dict} for the groups whose runs share one setup."""
-    setup = outcomes.setups(runs)
-    out = {}
-    for group in dict.fromkeys(groups.values()):
-        members = [setup[r] for r, g in groups.items() if g == group and r in setup]
-        keys = {(s["dropout"], s["batchnorm"], s["placement"], tuple(s["rates"]), s["others"])
-                for s in members}
-        if len(keys) == 1:
-            out[group] = members[0]
-    return out
-
-
-def _verdict(claim_id, rule, claim, pairs, values, measure, lower_supports, missing):
-    """A claim judged on `pairs` [(group that should win, group it should beat)] of
-    `values` {group: [values]}: supported when every testable pair is significant in
-    the claimed direction, contradicted when one is significant against it."""
-    comparisons = {frozenset((c.high, c.low)): c for c in compare_groups(values, pairs)}
-    tested = [(a, b, comparisons[frozenset((a, b))]) for a, b in pairs
-              if frozenset((a, b)) in comparisons]
-    if not tested:
-        return _finding(claim_id, rule, claim, "not shown", missing, {})
-    parts, verdicts = [], []
-    for winner, loser, c in tested:
-        claimed = (c.low == winner) if lower_supports else (c.high == winner)
-        means = f"{number(np.mean(values[winner]))} against {number(np.mean(values[loser]))}"
-        if c.significant:
-            verdicts.append("supported" if claimed else "contradicted")
-            parts.append(f"'{winner}' against '{loser}': {measure} {means}, Holm-adjusted "
-                         f"{p_text(c.p_holm)}")
-        else:
-            verdicts.append("not shown")
-            parts.append(f"'{winner}' against '{loser}': {measure} {means}, no detectable "
-                         f"difference (Holm-adjusted {p_text(c.p_holm)}; the observed difference "
-                         f"would need {seeds_text(c.seeds)} seeds per group)")
-    verdict = ("contradicted" if "contradicted" in verdicts else
-               "supported" if all(v == "supported" for v in verdicts) else "not shown")
-    numbers = {"comparisons": [c.as_numbers() for _, _, c in tested], "measure": measure}
-    return _finding(claim_id, rule, claim, verdict, "; ".join(parts) + ".", numbers)
 
 
 def _finding(claim_id, rule, claim, verdict, evidence, numbers):
@@ -90,34 +58,22 @@ def _pairs(setups, with_key):
     return out
 
 
-def dropout_overfitting(runs, groups, setups):
-    """RA251 "Dropout reduces overfitting": each group with Dropout has a smaller final
-    generalization gap than the group with the same BatchNormalization and no Dropout."""
-    name, gaps = outcomes.final_gap(runs)
-    pairs = _pairs(setups, "dropout")
-    missing = ("These runs hold no pair of setups that differ only by Dropout" if not pairs
-               else "Each setup needs two seeds or more") + "; train the same model with and without Dropout, 3 seeds or more each."
-    return _verdict("RA251", "claim_dropout_overfitting", "Dropout reduces overfitting", pairs,
-                    outcomes.by_group(gaps, groups), name or "generalization gap", True, missing)
+def mean_of_differences(pairs):
+    """{group: weight}: the mean over `pairs` [(a, b)] of mu_a - mu_b."""
+    weights = {}
+    for a, b in pairs:
+        weights[a] = weights.get(a, 0.0) + 1 / len(pairs)
+        weights[b] = weights.get(b, 0.0) - 1 / len(pairs)
+    return {g: w for g, w in weights.items() if abs(w) > 1e-12}
 
 
-def first_epoch_loss(runs):
-    """{run: training loss after the first epoch}: how far one epoch gets."""
-    history = runs.history
-    loss = history[(history.measure == "loss") & (history.layer == MODEL)]
-    first = loss[loss.epoch == loss.run.map(loss.groupby("run")["epoch"].min())]
-    return {r: float(v) for r, v in zip(first.run, first.value) if np.isfinite(v)}
-
-
-def batchnorm_speed(runs, groups, setups):
-    """RA252 "BatchNormalization accelerates training": each group with BN has a lower
-    training loss after the first epoch than the group with the same Dropout and no BN."""
-    pairs = _pairs(setups, "batchnorm")
-    missing = ("These runs hold no pair of setups that differ only by BatchNormalization" if not pairs
-               else "Each setup needs two seeds or more") + "; train the same model with and without BN, 3 seeds or more each."
-    return _verdict("RA252", "claim_batchnorm_speed", "BatchNormalization accelerates training",
-                    pairs, outcomes.by_group(first_epoch_loss(runs), groups),
-                    "mean training loss in epoch 1", True, missing)
+def mean_of_interactions(quads):
+    """{group: weight}: the mean over `quads` [(a, b, c, d)] of (mu_b - mu_a) - (mu_d - mu_c)."""
+    weights = {}
+    for a, b, c, d in quads:
+        for group, sign in ((a, -1), (b, 1), (c, 1), (d, -1)):
+            weights[group] = weights.get(group, 0.0) + sign / len(quads)
+    return {g: w for g, w in weights.items() if abs(w) > 1e-12}
 
 
 def _rate_quads(setups):
@@ -143,70 +99,6 @@ def _rate_quads(setups):
     return out
 
 
-def batchnorm_learning_rate(runs, groups, setups):
-    """RA253 "BatchNormalization allows higher learning rates": where a study trained the
-    same model with and without BN at its learning rate and at a higher factor, the
-    interaction (outcome at the higher rate minus at the given rate, with BN, minus the
-    same without BN; Welch-Satterthwaite t, Holm over the factors) is the test: supported
-    when BN loses significantly less, contradicted when it loses significantly more."""
-    measure, values, higher, _ = outcomes.outcome(runs)
-    by = outcomes.by_group(values, groups)
-    claim = "BatchNormalization allows higher learning rates"
-    quads = [q for q in _rate_quads(setups) if all(len(by.get(g, ())) >= 2 for g in q[1:])]
-    if not quads:
-        factors = sorted({s["lr"] for s in setups.values()})
-        seen = ("these runs train at one learning rate" if len(factors) < 2 else
-                f"these runs have learning-rate factors {', '.join(f'{f:g}' for f in factors)} but not "
-                "with and without BN alike, with two seeds or more each")
-        return _finding("RA253", "claim_batchnorm_learning_rate", claim, "not shown",
-                        f"It needs the same model with and without BN at its learning rate and at a "
-                        f"higher one; {seen}. Run `regaudit study` (its article design trains x3 and "
-                        "x10 with and without BN).", {"factors": factors})
-    tests = [(q, interaction(*(by[g] for g in q[1:]))) for q in quads]
-    adjusted = holm([t[3] for _, t in tests])
-    sign = 1 if higher else -1
-    parts, verdicts, numbers = [], [], []
-    for ((factor, bn1, bnf, p1, pf), (estimate, low, high, p)), p_holm in zip(tests, adjusted):
-        significant = p_holm < level()
-        verdicts.append(("supported" if sign * estimate > 0 else "contradicted") if significant else "not shown")
-        parts.append(f"x{factor:g}: {measure} changes by {number(np.mean(by[bnf]) - np.mean(by[bn1]))} "
-                     f"with BN ('{bn1}' to '{bnf}') and {number(np.mean(by[pf]) - np.mean(by[p1]))} "
-                     f"without ('{p1}' to '{pf}'); difference {estimate:+.4g}, 95% interval "
-                     f"[{low:+.4g}, {high:+.4g}], Holm-adjusted {p_text(p_holm)}")
-        numbers.append({"factor": factor, "estimate": estimate, "low": low, "high": high,
-                        "p": p, "p_holm": float(p_holm)})
-    verdict = ("contradicted" if "contradicted" in verdicts else
-               "supported" if "supported" in verdicts else "not shown")
-    return _finding("RA253", "claim_batchnorm_learning_rate", claim, verdict,
-                    "; ".join(parts) + ".", {"interactions": numbers, "measure": measure})
-
-
-def batchnorm_placement(runs, groups, setups):
-    """RA254 "BN before the activation works better than after": runs whose BN layers all
-    sit before their activation against runs whose BN layers all sit after, on the
-    final outcome, compared only within runs alike in dropout rates and a study's other
-    levels; not shown unless both placements were trained."""
-    measure, values, higher, _ = outcomes.outcome(runs)
-    placement = outcomes.tag_values(runs, "batchnorm_placement")
-    by_place = outcomes.by_group(values, {r: p for r, p in placement.items()
-                                          if p in ("before_activation", "after_activation")})
-    claim = "BatchNormalization before the activation works better than after it"
-    if len(by_place) < 2:
-        words = {"before_activation": "puts BatchNormalization before the activation",
-                 "after_activation": "puts BatchNormalization after the activation"}
-        where = f"Every BN run here {words[next(iter(by_place))]}" if by_place else \
-            "No run here has BatchNormalization with a clear placement"
-        return _finding("RA254", "claim_batchnorm_placement", claim, "not shown",
-                        f"{where} (the article's own Examples 2 and 3 put "
-                        "BN after Conv2D(..., activation='relu')); train a variant with "
-                        "Conv2D(activation=None), BatchNormalization(), Activation('relu').",
-                        {"placements": list(by_place)})
-    labelled, pairs = _within(values, outcomes.setups(runs), placement.get, _rates_context,
-                              ("before_activation", "after_activation"))
-    return _verdict("RA254", "claim_batchnorm_placement", claim, pairs, labelled, measure, not higher,
-                    "Each placement needs two seeds or more, with the same Dropout and other levels.")
-
-
 def _rates_context(s):
     """What else a BN placement comparison holds equal: the dropout rates, a study's levels."""
     rates = ",".join(f"{r:g}" for r in s["rates"]) or "none"
@@ -219,62 +111,199 @@ def _bn_context(s):
     return bn + "".join(f", {k}={v}" for k, v in s["others"])
 
 
-def _within(values, setup, level_of, context_of, levels):
-    """({label: [values]}, [(first level's label, second's)]): the runs compared level
-    against level only within a context (the rest of their setup) that holds both, so no
-    other difference rides along; labels carry the context when there are several."""
+def _in_range(s):
+    if not s["dropout"]:
+        return None
+    return "inside" if all(RATE_RANGE[0] <= x <= RATE_RANGE[1] for x in s["rates"] if x > 0) else "outside"
+
+
+def within(setups, level_of, context_of, levels):
+    """({group: weight}, [(first level's groups, second's, context)]): the mean over the
+    contexts (the rest of the setup) that hold both levels of (the mean of the first
+    level's groups minus the mean of the second's), so no other difference rides along."""
     cells = {}
-    for run, value in values.items():
-        level = level_of(run) if run in setup else None
-        if level in levels:
-            cells.setdefault(context_of(setup[run]), {}).setdefault(level, []).append(value)
+    for group, s in setups.items():
+        found = level_of(s)
+        if found in levels:
+            cells.setdefault(context_of(s), {}).setdefault(found, []).append(group)
     both = {c: by for c, by in cells.items() if all(level in by for level in levels)}
-    label = (lambda level, context: level) if len(both) == 1 else \
-        (lambda level, context: f"{level} ({context})")
-    labelled, pairs = {}, []
-    for context, by in both.items():
-        for level in levels:
-            labelled[label(level, context)] = by[level]
-        pairs.append(tuple(label(level, context) for level in levels))
-    return labelled, pairs
+    weights = {}
+    for by in both.values():
+        for sign, found in zip((1, -1), levels):
+            for group in by[found]:
+                weights[group] = weights.get(group, 0.0) + sign / len(by[found]) / len(both)
+    return weights, [(by[levels[0]], by[levels[1]], c) for c, by in both.items()]
 
 
-def dropout_rates(runs, groups, setups):
-    """RA255 "rates between 0.2 and 0.7 work best": Dropout runs whose rates all lie in
-    [0.2, 0.7] against Dropout runs with a rate outside, on the final outcome, compared
-    only within runs alike in BN, its placement and a study's other levels."""
-    measure, values, higher, _ = outcomes.outcome(runs)
-    setup = outcomes.setups(runs)
-    inside = {r: ("inside" if all(RATE_RANGE[0] <= x <= RATE_RANGE[1] for x in s["rates"] if x > 0)
-                  else "outside") for r, s in setup.items() if s["dropout"]}
-    by_range = outcomes.by_group(values, inside)
-    claim = f"Dropout rates between {RATE_RANGE[0]} and {RATE_RANGE[1]} work best"
-    if len(by_range) < 2:
-        rates = sorted({x for r in inside for x in setup[r]["rates"] if x > 0})
-        listed = " and ".join(f"{x:g}" for x in rates)
-        seen = ("No run here has Dropout" if not rates else
-                f"Every Dropout run here uses rate{'s' if len(rates) > 1 else ''} {listed}, "
-                f"{'all ' if len(rates) > 1 else ''}{'inside' if 'inside' in by_range else 'outside'} "
-                "that range")
-        return _finding("RA255", "claim_dropout_rates", claim, "not shown",
-                        seen + "; train the same model at rates such as 0.1, 0.5 and 0.8, 3 seeds "
-                        "each.", {"rates": rates})
-    labelled, pairs = _within(values, setup, inside.get, _bn_context, ("inside", "outside"))
-    return _verdict("RA255", "claim_dropout_rates", claim, pairs, labelled, measure, not higher,
-                    "Each range needs two seeds or more, with the same BN and other levels.")
+@dataclass(frozen=True)
+class Claim:
+    """One of the article's claims as a contrast: its id and rule, its words, the outcome
+    it is judged on, `contrast(setups)` -> ({group: weight}, [what is compared]), whether a
+    lower contrast supports it (else a better outcome does), and what to train without it."""
+
+    id: str
+    rule: str
+    words: str
+    kind: str
+    contrast: object
+    lower_supports: bool
+    missing: str
 
 
-def combined(runs, groups, setups):
-    """RA256 "the two combined improve the model": the group with both Dropout and BN has
-    a better final outcome than the Dropout-only and the BN-only groups."""
-    measure, values, higher, _ = outcomes.outcome(runs)
+def _pairs_of(key):
+    def contrast(setups):
+        pairs = _pairs(setups, key)
+        return mean_of_differences(pairs), [([a], [b], "") for a, b in pairs]
+    return contrast
+
+
+def _rate_contrast(setups):
+    quads = _rate_quads(setups)
+    return (mean_of_interactions([q[1:] for q in quads]),
+            [([q[2], q[4]], [q[1], q[3]], f"x{q[0]:g}") for q in quads])
+
+
+def _placement_contrast(setups):
+    return within(setups, lambda s: s["placement"] if s["batchnorm"] else None, _rates_context,
+                  ("before_activation", "after_activation"))
+
+
+def _range_contrast(setups):
+    return within(setups, _in_range, _bn_context, ("inside", "outside"))
+
+
+def _combined_contrast(setups):
     both = [g for g, s in setups.items() if s["dropout"] and s["batchnorm"]]
     singles = [g for g, s in setups.items() if s["dropout"] != s["batchnorm"]]
     pairs = [(b, s) for b in both for s in singles]
-    missing = ("These runs lack a group with both and a group with only one of them" if not pairs
-               else "Each setup needs two seeds or more") + "; train Dropout only, BN only and both, 3 seeds or more each."
-    return _verdict("RA256", "claim_combined", "Dropout and BatchNormalization combined improve the model",
-                    pairs, outcomes.by_group(values, groups), measure, not higher, missing)
+    return mean_of_differences(pairs), [([a], [b], "") for a, b in pairs]
+
+
+CONTRAST_CLAIMS = (
+    Claim("RA251", "claim_dropout_overfitting", "Dropout reduces overfitting", GAP, _pairs_of("dropout"),
+          True, "train the same model with and without Dropout, 3 seeds or more each"),
+    Claim("RA252", "claim_batchnorm_speed", "BatchNormalization accelerates training", FIRST_LOSS,
+          _pairs_of("batchnorm"), True, "train the same model with and without BN, 3 seeds or more each"),
+    Claim("RA253", "claim_batchnorm_learning_rate", "BatchNormalization allows higher learning rates",
+          OUTCOME, _rate_contrast, False,
+          "it needs the same model with and without BN at its learning rate and at a higher one; run "
+          "`regaudit study` (its article design trains x3 and x10 with and without BN)"),
+    Claim("RA254", "claim_batchnorm_placement",
+          "BatchNormalization before the activation works better than after it", OUTCOME,
+          _placement_contrast, False,
+          "train a variant with Conv2D(activation=None), BatchNormalization(), Activation('relu') next "
+          "to the article's BN after Conv2D(..., activation='relu')"),
+    Claim("RA255", "claim_dropout_rates",
+          f"Dropout rates between {RATE_RANGE[0]} and {RATE_RANGE[1]} work best", OUTCOME,
+          _range_contrast, False, "train the same model at rates such as 0.1, 0.5 and 0.8, 3 seeds each"),
+    Claim("RA256", "claim_combined", "Dropout and BatchNormalization combined improve the model", OUTCOME,
+          _combined_contrast, False, "train Dropout only, BN only and both, 3 seeds or more each"),
+)
+
+
+@asks
+def claim_questions(setups):
+    """The contrasts of the article's claims RA251-RA256 these groups' setups hold."""
+    out = []
+    for claim in CONTRAST_CLAIMS:
+        weights, _ = claim.contrast(setups)
+        if weights:
+            out.append(Question(claim.id, claim.kind, weights))
+    return out
+
+
+def _side(analysis, kind, groups):
+    means = [analysis.mean(kind, g) for g in groups]
+    names = "', '".join(groups)
+    return f"'{names}' {number(float(np.mean(means)))}"
+
+
+def _compared(analysis, kind, compared):
+    parts = []
+    for first, second, context in compared[:4]:
+        where = f"{context}: " if context else ""
+        parts.append(f"{where}{_side(analysis, kind, first)} against {_side(analysis, kind, second)}")
+    more = f" and {len(compared) - 4} more" if len(compared) > 4 else ""
+    return "; ".join(parts) + more
+
+
+def judged(claim, runs, groups, setups):
+    """The Finding of a claim: its contrast's verdict, from the study's one analysis."""
+    weights, compared = claim.contrast(setups)
+    if not weights:
+        return _finding(claim.id, claim.rule, claim.words, "not shown",
+                        f"These runs hold no groups to compare for it; {claim.missing}.", {})
+    analysis = analyse(runs, groups)
+    measure, _, higher, _, margin_ = analysis.outcome(claim.kind)
+    found = analysis.get(claim.id)
+    if analysis.model(claim.kind) is None:
+        return _finding(claim.id, claim.rule, claim.words, "not shown",
+                        f"These runs logged no {measure} to judge it on; {claim.missing}.", {})
+    if found is None:
+        return _finding(claim.id, claim.rule, claim.words, "not shown",
+                        f"{measure}: the groups it compares ({_compared(analysis, claim.kind, compared)}) leave "
+                        "the study no degrees of freedom to test with; train each with 2 seeds or more.",
+                        {"measure": measure})
+    alpha = level()
+    decided = found.decided(alpha)
+    supports = (found.estimate < 0) if claim.lower_supports else ((found.estimate > 0) == higher)
+    verdict = ({"difference": "supported" if supports else "contradicted", "negligible": "negligible"}
+               .get(decided, "not shown"))
+    evidence = (f"{_compared(analysis, claim.kind, compared)}: {measure} {contrast_text(found)}, "
+                f"{model_text(analysis.model(claim.kind))}")
+    if verdict == "negligible":
+        evidence += (f"; within +-{margin_:g} (equivalence test, Holm-adjusted "
+                     f"{p_text(found.p_equal_holm)}), so too small to matter")
+    elif verdict == "not shown":
+        within_words = (f" nor shown within +-{margin_:g} (equivalence Holm-adjusted "
+                        f"{p_text(found.p_equal_holm)})") if np.isfinite(found.p_equal_holm) else ""
+        evidence += (f"; neither a difference{within_words}: these runs detect "
+                     f"{number(found.detectable(alpha, analysis.family), 3)} or more with 80% power")
+    numbers = found.as_numbers() | {"measure": measure, "family": analysis.family,
+                                    "compared": [[a, b, c] for a, b, c in compared]}
+    return _finding(claim.id, claim.rule, claim.words, verdict, evidence + ".", numbers)
+
+
+def dropout_overfitting(runs, groups, setups):
+    """RA251 "Dropout reduces overfitting": the final generalization gap of groups with
+    Dropout minus that of the group with the same BatchNormalization and no Dropout,
+    averaged over such pairs; supported when it is significantly negative."""
+    return judged(CONTRAST_CLAIMS[0], runs, groups, setups)
+
+
+def batchnorm_speed(runs, groups, setups):
+    """RA252 "BatchNormalization accelerates training": the training loss after the first
+    epoch of groups with BN minus that of the group with the same Dropout and no BN,
+    averaged over such pairs; supported when it is significantly negative."""
+    return judged(CONTRAST_CLAIMS[1], runs, groups, setups)
+
+
+def batchnorm_learning_rate(runs, groups, setups):
+    """RA253 "BatchNormalization allows higher learning rates": the interaction (outcome at
+    the higher rate minus at the given rate, with BN, minus the same without BN), averaged
+    over the learning-rate factors and BN placements trained; supported when BN loses
+    significantly less."""
+    return judged(CONTRAST_CLAIMS[2], runs, groups, setups)
+
+
+def batchnorm_placement(runs, groups, setups):
+    """RA254 "BN before the activation works better than after": the groups whose BN sits
+    before the activation minus those whose BN sits after, within groups alike in dropout
+    rates and a study's other levels, averaged over those contexts."""
+    return judged(CONTRAST_CLAIMS[3], runs, groups, setups)
+
+
+def dropout_rates(runs, groups, setups):
+    """RA255 "rates between 0.2 and 0.7 work best": Dropout groups whose rates all lie in
+    [0.2, 0.7] minus Dropout groups with a rate outside, within groups alike in BN, its
+    placement and a study's other levels, averaged over those contexts."""
+    return judged(CONTRAST_CLAIMS[4], runs, groups, setups)
+
+
+def combined(runs, groups, setups):
+    """RA256 "the two combined improve the model": the groups with both Dropout and BN
+    minus the Dropout-only and BN-only groups, averaged over the pairs."""
+    return judged(CONTRAST_CLAIMS[5], runs, groups, setups)
 
 
 def weight_scaling(runs, groups, setups):
@@ -324,5 +353,5 @@ def claims(runs, groups):
     """RA251-RA257: a verdict for each of the article's claims (none without history)."""
     if not len(runs.history):
         return []
-    setups = group_setups(runs, groups)
+    setups = outcomes.group_setups(runs, groups)
     return [claim(runs, groups, setups) for claim in CLAIMS]

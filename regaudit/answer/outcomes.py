@@ -171,6 +171,19 @@ def setups(runs):
     return out
 
 
+def group_setups(runs, groups):
+    """{group: setup dict} for the groups whose runs share one setup."""
+    setup = setups(runs)
+    out = {}
+    for group in dict.fromkeys(groups.values()):
+        members = [setup[r] for r, g in groups.items() if g == group and r in setup]
+        keys = {(s["dropout"], s["batchnorm"], s["placement"], tuple(s["rates"]), s["others"])
+                for s in members}
+        if len(keys) == 1:
+            out[group] = members[0]
+    return out
+
+
 def run_names(runs):
     return dict(zip(runs.runs["run"], runs.runs["name"]))
 

@@ -162,8 +162,13 @@ def dry_run_lines(cost, timed, max_concurrent):
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
               help="Seeds per variant.")
 @click.option("--max-seeds", default=8, show_default=True, type=click.IntRange(1, 100),
-              help="Seeds per variant at most: added while a test is undecided and reachable, each look "
-                   "at its share of the 5% level (O'Brien-Fleming spending). Equal to --seeds: one look.")
+              help="Seeds per variant at most: added only to the variants an open, reachable question "
+                   "compares, each look at its share of the 5% level. Equal to --seeds: one look.")
+@click.option("--margin", default=0.01, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="An accuracy difference within +-margin (shown by an equivalence test) is negligible.")
+@click.option("--spending", default="pocock", show_default=True,
+              type=click.Choice(["pocock", "obrien-fleming"]),
+              help="How the 5% level is shared over the looks (Lan-DeMets spending function).")
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 10**7))
 @click.option("--experiment", default="regaudit-study", show_default=True)
@@ -177,8 +182,8 @@ def dry_run_lines(cost, timed, max_concurrent):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="The report's path (default: regaudit-study-ID.html).")
 @click.option("-v", "--verbose", is_flag=True, help="Every finding in full.")
-def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment, study_id, address,
-          max_concurrent, cpus_per_trial, gpus_per_trial, dry_run, as_json, output, verbose):
+def study(model, data, design, seeds, max_seeds, margin, spending, epochs, batch_size, experiment, study_id,
+          address, max_concurrent, cpus_per_trial, gpus_per_trial, dry_run, as_json, output, verbose):
     """Answer "what do Dropout and BatchNormalization do to MY model?" by experiment:
     train its variants (MODEL: a saved .keras file or module:function) with seeds, each an
     audited MLflow run, on Ray Tune; then the recommendation and the article's claims."""
@@ -197,7 +202,8 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
         checked = time.perf_counter() - began
         timed = time_one_trial(model_part, data, batch_size)
         cost = estimate(dict(timed, checks=checked), len(trials), epochs, max_concurrent)
-        more = (f", up to {len(notes) * max(seeds, max_seeds)} if seeds are added (up to {max_seeds} each)"
+        more = (f", up to {len(notes) * max(seeds, max_seeds)} if every variant's seeds are added (up to "
+                f"{max_seeds} each; only the variants an open question compares get them)"
                 if max_seeds > seeds else "")
         click.echo(f"{len(trials)} trials ({len(notes)} variants x {seeds} seeds{more}), {epochs} epochs each")
         for variant, said in notes.items():
@@ -207,7 +213,8 @@ def study(model, data, design, seeds, max_seeds, epochs, batch_size, experiment,
     result = resumable(lambda: studies.study(
         model, data, design, seeds, epochs, batch_size, experiment, study_id, address,
         max_concurrent, cpus_per_trial, gpus_per_trial, output, progress=not as_json,
-        max_seeds=max_seeds, echo=lambda line: click.echo(line, err=True)))
+        max_seeds=max_seeds, echo=lambda line: click.echo(line, err=True), margin=margin,
+        spending=spending))
     if as_json:
         click.echo(json.dumps({"schema": "regaudit.findings/1", "study": result.study_id,
                                "runs": result.run_ids, "group_by": "regaudit.variant",

@@ -17,11 +17,15 @@ import uuid
 from dataclasses import dataclass, field
 
 from regaudit.errors import Interrupted, UsageError
+from regaudit.answer.analysis import DEFAULT_MARGIN
 from regaudit.answer.statistics import ALPHA
+from regaudit.studies.sequential import DEFAULT_SPENDING, SPENDING
 from regaudit.studies import design as designs
 from regaudit.studies.runs import VARIANT_TAG, end_stale, finished_trials, study_runs
 
 DEFAULT_EXPERIMENT = "regaudit-study"
+#: the parent run's tag with the number of trainings the study's answer rests on
+TRAININGS_TAG = "regaudit.study.trainings"
 
 
 @dataclass
@@ -43,8 +47,10 @@ class StudyResult:
     looks: list = field(default_factory=list)
     #: the study's runs that ended FAILED in MLflow (a trial may fail before its run exists)
     failed_runs: int = 0
-    #: the seeds per variant of the current look
-    seeds_now: int = 0
+    #: the seeds {variant: seeds} of the current look
+    counts: dict = field(default_factory=dict)
+    #: the study's parent MLflow run (its trials are its children; it holds the report)
+    parent_run: str = None
 
     def failure_line(self):
         """One line on the trials that failed and no retry finished, or "" when none did."""
@@ -137,39 +143,51 @@ def check(model_part, data_part, design):
     return check_variants(model_part, designs.variants(design))
 
 
-def _look(result, n, max_seeds, echo):
-    """One look at the runs so far at its level: the seeds per variant to go on to, or
-    None when every test is decided (or more seeds could not decide it)."""
-    from regaudit.answer.findings import findings as find
-    from regaudit.read import load_runs
+def _look(result, counts, max_seeds, echo, spending):
+    """One look at the runs so far at its level: the seeds {variant: seeds} to go on to
+    (only the variants an open, reachable question needs), or None when none is."""
+    from regaudit.answer.analysis import analyse
     from regaudit.answer.statistics import at_level
+    from regaudit.read import load_runs
     from regaudit.studies import sequential
 
     runs = load_runs(result.run_ids)
     with at_level(result.level):
-        decision = sequential.decide(sequential.tests_of(find(runs, runs.group(VARIANT_TAG))),
-                                     n, max_seeds)
-    if decision.next_seeds is not None and echo is not None:
-        echo(f"look {len(result.looks)} at {n} seeds (level {result.level:.3g}): "
-             f"{decision.undecided} tests undecided; adding seeds up to {decision.next_seeds}")
-    return decision.next_seeds
+        analysis = analyse(runs, runs.group(VARIANT_TAG))
+        higher = analysis.outcome("outcome")[2]
+        improvement = {k: (1 if higher else -1) for k, q in analysis.questions.items() if q.improvement}
+        most = max(counts.values())
+        decision = sequential.decide(analysis.estimates, analysis.family, counts, max_seeds, result.level,
+                                     sequential.look_level(max_seeds, most, max_seeds, spending=spending),
+                                     improvement)
+    if decision.seeds is not None and echo is not None:
+        echo(f"look {len(result.looks)} at {most} seeds (level {result.level:.3g}): {decision.decided} "
+             f"questions decided, {decision.open} open; more seeds for {len(decision.seeds)} variants")
+    return decision.seeds
 
 
 def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, experiment=None,
           study_id=None, address=None, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0,
-          output=None, progress=True, first_seed=0, max_seeds=None, echo=None):
+          output=None, progress=True, first_seed=0, max_seeds=None, echo=None, margin=DEFAULT_MARGIN,
+          spending=DEFAULT_SPENDING):
     """Run (or resume, with the same `study_id`) a study; return a `StudyResult`.
 
-    Seeds: `seeds` per variant first; while a test is undecided and `max_seeds` could
-    decide it, more seeds are added to every variant and the study looks again, each look
-    at its share of the 5% level (`regaudit.studies.sequential`). `max_seeds` None: one
-    look, the fixed design."""
+    Seeds: `seeds` per variant first; while a question is open and `max_seeds` could
+    decide it, the variants it compares get more seeds and the study looks again, each
+    look at its share of the 5% level under `spending` (`regaudit.studies.sequential`).
+    `max_seeds` None: one look, the fixed design. `margin`: the accuracy difference below
+    which an effect is negligible (`regaudit.answer.analysis`)."""
     import mlflow
 
+    from regaudit.answer.analysis import with_margin
+    from regaudit.studies.parent import close_parent, open_parent
     from regaudit.studies.run import check_cluster
 
     max_seeds = max(seeds, max_seeds or seeds)
     plan(model, data, design, seeds, first_seed)
+    if not 0 <= margin < 1 or spending not in SPENDING:
+        raise UsageError(f"margin {margin!r}, spending {spending!r}; expected a margin in [0, 1) and a "
+                         f"spending among {', '.join(SPENDING)}")
     model_part, data_part = _spec_part(model, "model"), _spec_part(data, "data")
     model_part = _saved(model_part)
     check(model_part, data_part, design)
@@ -181,40 +199,54 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
     experiment_id = mlflow.set_experiment(name).experiment_id
     client = mlflow.MlflowClient(uri)
     end_stale(client, experiment_id, study_id)
+    parent = open_parent(client, experiment_id, study_id, design, {
+        "design": design if isinstance(design, str) else "custom", "seeds": seeds, "max_seeds": max_seeds,
+        "spending": spending, "margin": margin, "epochs": epochs, "batch_size": batch_size,
+        "first_seed": first_seed, "model": model_part if isinstance(model_part, str) else "a function",
+        "data": data_part if isinstance(data_part, str) else "a function"})
     spec = {"model": model_part, "data": data_part, "tracking_uri": uri, "study_id": study_id,
             "experiment": name, "epochs": int(epochs), "batch_size": int(batch_size),
-            "sys_path": [os.getcwd()]}
-    result = StudyResult(study_id, name, [])
+            "sys_path": [os.getcwd()], "parent_run": parent}
+    result = StudyResult(study_id, name, [], parent_run=parent)
     try:
-        _run_looks(result, design, seeds, max_seeds, first_seed, spec, client, experiment_id,
-                   (address, max_concurrent, cpus_per_trial, gpus_per_trial), progress, echo)
+        with with_margin(margin):
+            _run_looks(result, design, seeds, max_seeds, first_seed, spec, client, experiment_id,
+                       (address, max_concurrent, cpus_per_trial, gpus_per_trial), progress, echo, spending)
     except KeyboardInterrupt:
+        close_parent(client, parent, status="KILLED")
         done = finished_trials(client, experiment_id, study_id)
-        planned = designs.trials(design, result.seeds_now or seeds, first_seed)
+        planned = designs.trials_for(design, result.counts or seeds, first_seed)
         finished = sum((v, s) in done for v, _, s in planned)
         raise Interrupted(
             f"study {study_id} interrupted: {finished} of {len(planned)} trials finished, so no "
             f"conclusion is drawn from a partial design; resume it with study_id={study_id!r} "
             "(its finished trials are not trained again)", study_id=study_id, finished=finished,
             planned=len(planned)) from None
+    except BaseException:
+        close_parent(client, parent, status="FAILED")
+        raise
     result.failed_runs = len(study_runs(client, experiment_id, study_id, "FAILED"))
     if result.run_ids:
-        report(result, output)
+        with with_margin(margin):
+            report(result, output)
+    close_parent(client, parent, result.findings, "FINISHED" if result.run_ids else "FAILED",
+                 {TRAININGS_TAG: len(result.run_ids)})
     return result
 
 
 def _run_looks(result, design, seeds, max_seeds, first_seed, spec, client, experiment_id, ray_options,
-               progress, echo):
-    """Train the study's pending trials look by look, adding seeds while a test is
-    undecided and reachable; `result` holds the runs, failures and looks so far."""
+               progress, echo, spending):
+    """Train the study's pending trials look by look, adding seeds to the variants an open,
+    reachable question needs; `result` holds the runs, failures and looks so far."""
     from regaudit.studies import sequential
     from regaudit.studies.run import run_trials
 
     study_id = result.study_id
-    n, previous = seeds, 0
+    counts = {v: seeds for v, _ in designs.variants(design)}
+    previous = 0
     while True:
-        trials = designs.trials(design, n, first_seed)
-        result.seeds_now = n
+        trials = designs.trials_for(design, counts, first_seed)
+        result.counts = dict(counts)
         done = finished_trials(client, experiment_id, study_id)
         pending = [{"variant": v, "levels": levels, "seed": s} for v, levels, s in trials
                    if (v, s) not in done]
@@ -223,14 +255,16 @@ def _run_looks(result, design, seeds, max_seeds, first_seed, spec, client, exper
         result.trained += len(pending) - len(failed)
         done = finished_trials(client, experiment_id, study_id)
         result.run_ids = [done[(v, s)] for v, _, s in trials if (v, s) in done]
-        result.level = sequential.look_level(n, previous, max_seeds)
-        result.looks.append((n, result.level))
-        if not result.run_ids or n >= max_seeds:
+        most = max(counts.values())
+        result.level = sequential.look_level(most, previous, max_seeds, spending=spending)
+        result.looks.append((most, result.level))
+        if not result.run_ids or most >= max_seeds:
             return
-        next_seeds = _look(result, n, max_seeds, echo)
-        if next_seeds is None:
+        more = _look(result, counts, max_seeds, echo, spending)
+        if more is None:
             return
-        previous, n = n, next_seeds
+        previous = most
+        counts.update(more)
 
 
 def report(result, output=None):
@@ -246,5 +280,5 @@ def report(result, output=None):
     with at_level(result.level):
         made = build_report(runs, path, group_by=VARIANT_TAG)
     result.findings, result.report = made.findings, made.path
-    result.report_run = log_report(made, runs)
+    result.report_run = log_report(made, runs, target=result.parent_run)
     return result

@@ -136,3 +136,13 @@ def trials(design, seeds, first_seed=0):
     first seed of every variant before any second seed, so an early stop stays balanced)."""
     return [(variant, levels, seed) for seed in range(first_seed, first_seed + seeds)
             for variant, levels in variants(design)]
+
+
+def trials_for(design, seeds, first_seed=0):
+    """[(variant name, levels, seed)] with `seeds` {variant: seeds} (an int: every variant
+    alike), seed-major: the first seed of every variant before any second seed."""
+    table = variants(design)
+    counts = {v: seeds for v, _ in table} if isinstance(seeds, int) else seeds
+    most = max(counts.values(), default=0)
+    return [(variant, levels, seed) for seed in range(first_seed, first_seed + most)
+            for variant, levels in table if seed < first_seed + counts.get(variant, 0)]

@@ -2,18 +2,17 @@
 
 "Do the two clash?" is a question about an interaction: the effect of Dropout with BN
 minus its effect without BN, on the final outcome, from four groups alike but for Dropout
-and BN (the same dropout rates, BN placement and other study levels). The estimate, its
-95% interval and its p come from `statistics.interaction` (Welch-Satterthwaite), Holm-
-corrected over the BN placements compared.
+and BN (the same dropout rates, BN placement and other study levels). Each BN placement's
+interaction is a contrast of the study's one linear model (`regaudit.answer.analysis`),
+Holm-corrected with every other question of the study.
 """
 
-import numpy as np
-
-from regaudit.answer.levels import NOTICE, INFO
-from regaudit.answer import outcomes
-from regaudit.answer.claims import group_setups
+from regaudit.answer.analysis import OUTCOME, Question, analyse, asks, contrast_text, model_text
+from regaudit.answer.claims import mean_of_interactions
+from regaudit.answer.outcomes import group_setups
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
-from regaudit.answer.statistics import holm, interaction, level
+from regaudit.answer.levels import INFO, NOTICE
+from regaudit.answer.statistics import level
 
 RULE = ("RA261", "dropout_batchnorm_interaction")
 
@@ -40,33 +39,52 @@ def _quads(setups):
     return out
 
 
+def _by_placement(setups):
+    """{placement: [(plain, drop, norm, both)]} of the study's four-group sets."""
+    out = {}
+    for plain, drop, norm, both, placement in _quads(setups):
+        out.setdefault(placement, []).append((plain, drop, norm, both))
+    return out
+
+
+@asks
+def interaction_questions(setups):
+    """Per BN placement: (both - BN only) - (Dropout only - neither), averaged over the sets."""
+    return [Question(f"{RULE[0]}:{placement}", OUTCOME,
+                     mean_of_interactions([(norm, both, plain, drop) for plain, drop, norm, both in quads]))
+            for placement, quads in _by_placement(setups).items()]
+
+
 @finding_rule("RA261", order=120,
               summary='a study\'s answer to "do Dropout and BatchNormalization clash?": Dropout\'s effect with BN minus its effect without, with its interval and Holm-adjusted p')
 def dropout_batchnorm_interaction(runs, groups):
-    """[RA261 per BN placement with four such groups of two runs or more each]."""
-    measure, values, higher, _ = outcomes.outcome(runs)
-    by = outcomes.by_group(values, groups)
-    quads = [q for q in _quads(group_setups(runs, groups)) if all(len(by.get(g, ())) >= 2 for g in q[:4])]
-    if not quads:
-        return []
-    tests = [interaction(by[norm], by[both], by[plain], by[drop]) for plain, drop, norm, both, _ in quads]
-    adjusted = holm([t[3] for t in tests])
+    """[RA261 per BN placement whose four groups the study's model can compare]."""
+    analysis = analyse(runs, groups)
+    measure, _, higher, _, margin_ = analysis.outcome(OUTCOME)
     out = []
-    for (plain, drop, norm, both, placement), (estimate, low, high, p), p_holm in zip(quads, tests, adjusted):
-        without = np.mean(by[drop]) - np.mean(by[plain])
-        with_bn = np.mean(by[both]) - np.mean(by[norm])
-        significant = p_holm < level()
-        worse = (estimate < 0) == higher
-        verdict = ("they clash: Dropout does less for the model with BN than without" if significant and worse
-                   else "Dropout does more with BN than without" if significant
-                   else "no detectable interaction")
+    setups = group_setups(runs, groups) if len(runs.history) else {}
+    for placement, quads in _by_placement(setups).items():
+        found = analysis.get(f"{RULE[0]}:{placement}")
+        if found is None:
+            continue
+        plain, drop, norm, both = quads[0]
+        without = analysis.mean(OUTCOME, drop) - analysis.mean(OUTCOME, plain)
+        with_bn = analysis.mean(OUTCOME, both) - analysis.mean(OUTCOME, norm)
+        decided = found.decided(level())
+        worse = (found.estimate < 0) == higher
+        verdict = ("they clash: Dropout does less for the model with BN than without"
+                   if decided == "difference" and worse else
+                   "Dropout does more with BN than without" if decided == "difference" else
+                   f"no interaction worth the name (within +-{margin_:g}, equivalence Holm-adjusted "
+                   f"{p_text(found.p_equal_holm)})" if decided == "negligible" else
+                   "no detectable interaction")
         where = placement.replace("_", " ")
         text = (f"Dropout x BatchNormalization ({where}): Dropout changes {measure} by "
                 f"{number(without)} without BN ('{plain}' to '{drop}') and by {number(with_bn)} "
-                f"with it ('{norm}' to '{both}'); the difference of the two is {estimate:+.4g}, 95% "
-                f"interval [{low:+.4g}, {high:+.4g}], Holm-adjusted {p_text(p_holm)}: {verdict}.")
-        out.append(Finding(*RULE, text, {"measure": measure, "placement": placement, "estimate": estimate,
-                                         "low": low, "high": high, "p": p, "p_holm": float(p_holm),
-                                         "groups": [plain, drop, norm, both]},
-                           NOTICE if significant else INFO))
+                f"with it ('{norm}' to '{both}'); the difference of the two is {contrast_text(found)} "
+                f"({model_text(analysis.model(OUTCOME))}): {verdict}.")
+        out.append(Finding(*RULE, text, found.as_numbers() | {
+            "measure": measure, "placement": placement, "groups": [plain, drop, norm, both],
+            "verdict": decided or "not shown", "family": analysis.family},
+            NOTICE if decided == "difference" else INFO))
     return out

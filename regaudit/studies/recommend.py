@@ -1,23 +1,39 @@
 """RA260: one recommendation for this model, backed by its test.
 
 Every variant of a study is compared with the model as given on the final outcome
-(validation accuracy, else validation loss: `regaudit.answer.outcomes.outcome`), Welch's t-test
-Holm-corrected over those comparisons (`regaudit.answer.statistics.compare_groups`). The
-recommendation is the variant with the largest improvement among the significant ones,
-stated with its difference, its simultaneous 95% interval (Bonferroni over the
-comparisons, within the outcome's bounds) and the Holm-adjusted p; when none is
-significant, it says so with the smallest difference these seeds could detect.
+(validation accuracy, else validation loss: `regaudit.answer.outcomes.outcome`), each as a
+contrast of the study's one linear model (`regaudit.answer.analysis`), Holm-corrected
+with every other question of the study. The recommendation is the variant with the
+largest improvement among the significant ones, stated with its difference, its
+simultaneous 95% interval (Bonferroni over the family, within the outcome's bounds) and
+its Holm-adjusted p. When none is better it says to keep the model, naming the variants
+shown negligible (within the practical margin) and those detectably worse, and the
+smallest difference these seeds could detect (or that they cannot detect any).
 """
 
 import numpy as np
 
-from regaudit.answer.levels import NOTICE, INFO
-from regaudit.answer import outcomes
+from regaudit.answer.analysis import OUTCOME, Question, analyse, asks, model_text
+from regaudit.answer.contrasts import span_of
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
-from regaudit.answer.statistics import ALPHA, compare_groups, level, welch_interval
+from regaudit.answer.levels import INFO, NOTICE
+from regaudit.answer.statistics import ALPHA, level, stats
 from regaudit.studies.design import GIVEN
 
 RULE = ("RA260", "study_recommendation")
+
+
+def key_of(variant):
+    return f"{RULE[0]}:{variant}"
+
+
+@asks
+def variant_questions(setups):
+    """Each variant against the model as given, when the groups are a study's variants."""
+    variants = list(setups)
+    if GIVEN not in variants:
+        return []
+    return [Question(key_of(v), OUTCOME, {v: 1.0, GIVEN: -1.0}, True) for v in variants if v != GIVEN]
 
 
 def _percent(value):
@@ -47,51 +63,72 @@ def _given_remedy(runs, groups):
             f"({REMEDY[0]}, {len(pairs)} runs): try that remedy before changing the architecture.")
 
 
+def _seeds(model):
+    low, high = min(model.counts.values()), max(model.counts.values())
+    return f"{low} seeds each" if low == high else f"{low} to {high} seeds each"
+
+
+def _keep(tested, analysis, measure, higher, bounds):
+    """The finding when no variant is detectably better: keep the model as given."""
+    alpha, model = level(), analysis.model(OUTCOME)
+    worse = [v for v, e in tested.items() if e.decided(alpha) == "difference"]
+    negligible = [v for v, e in tested.items() if e.decided(alpha) == "negligible"]
+    detectable = min(e.detectable(alpha, analysis.family) for e in tested.values())
+    span = bounds[1] - bounds[0]
+    reach = (f"these seeds detect a difference of {number(detectable, 3)} or more with 80% power, so a "
+             "smaller benefit is not excluded" if detectable < span else
+             f"these seeds cannot detect any difference in {measure} (it would take more than its "
+             "whole range): train more seeds")
+    text = (f"Keep the model as given: no variant is detectably better on {measure} ({len(tested)} "
+            f"variant{'s' if len(tested) > 1 else ''}, {_seeds(model)}, {model_text(model)}, Holm over "
+            f"the study's {analysis.family} contrasts{_look()}); {reach}.")
+    if negligible:
+        text += (f" Within +-{tested[negligible[0]].margin:g} of it (negligible): "
+                 f"{', '.join(repr(v) for v in negligible)}.")
+    if worse:
+        text += f" Detectably worse: {', '.join(repr(w) for w in worse)}."
+    return [Finding(*RULE, text, {"measure": measure, "variant": None, "detectable": detectable,
+                                  "worse": worse, "negligible": negligible, "comparisons": len(tested),
+                                  "family": analysis.family,
+                                  "tests": {v: e.as_numbers() for v, e in tested.items()}}, INFO)]
+
+
 @finding_rule("RA260", order=10,
               summary="a study's recommendation: the best variant against the model as given, with its test")
 def recommendation(runs, groups):
     """[the RA260 finding] for runs grouped by variant, or [] without the model as given."""
-    measure, values, higher, bounds = outcomes.outcome(runs)
-    by_group = outcomes.by_group(values, groups)
-    if GIVEN not in by_group or len(by_group) < 2:
+    analysis = analyse(runs, groups)
+    measure, values, higher, bounds, _ = analysis.outcome(OUTCOME)
+    variants = [v for v in dict.fromkeys(groups.values()) if v != GIVEN]
+    present = {groups[r] for r in values}
+    if GIVEN not in present or not variants:
         return []
-    seeds = {g: len(v) for g, v in by_group.items()}
-    pairs = [(g, GIVEN) for g in by_group if g != GIVEN]
-    comparisons = compare_groups(by_group, pairs)
-    if not comparisons:
-        return [Finding(*RULE, f"No recommendation: the model as given and its variants need two "
-                        f"seeds or more each (seeds: {min(seeds.values())} to {max(seeds.values())}); "
-                        "run the study with --seeds 3.", {"measure": measure}, NOTICE)]
-    family = comparisons[0].family
-    better = [c for c in comparisons if c.significant and (c.high != GIVEN) == higher]
-    given = by_group[GIVEN]
-    if not better:
-        detectable = min(c.detectable for c in comparisons)
-        worse = [c.low if higher else c.high for c in comparisons if c.significant]
-        low_n, high_n = min(seeds.values()), max(seeds.values())
-        each = f"{low_n} seeds each" if low_n == high_n else f"{low_n} to {high_n} seeds each"
-        text = (f"For this model no variant is detectably better than the model as given on "
-                f"{measure} ({len(comparisons)} variant{'s' if len(comparisons) > 1 else ''}, {each}, "
-                f"Welch t-tests Holm-corrected over {family}{_look()}); these seeds detect a difference of {number(detectable)} or more with "
-                f"80% power, so a smaller benefit is not excluded.")
-        if worse:
-            text += f" Detectably worse: {', '.join(repr(w) for w in worse)}."
-        return [Finding(*RULE, text, {"measure": measure, "variant": None, "detectable": detectable,
-                                      "worse": worse, "comparisons": family,
-                                      "tests": [c.as_numbers() for c in comparisons]}, INFO)]
-    best = max(better, key=lambda c: c.difference)
-    remedy = _given_remedy(runs, groups)
-    variant = best.high if higher else best.low
-    difference, low, high = welch_interval(by_group[variant], given, 1 - level() / family)
-    span = bounds[1] - bounds[0]
-    low, high = max(low, -span), min(high, span)
-    text = (f"For this model: {variant}: {measure} {difference:+.4g} (simultaneous "
-            f"{_percent(1 - level())} interval [{low:+.4g}, {high:+.4g}] over {family} comparisons, "
-            f"Holm-adjusted {p_text(best.p_holm)}{_look()}, {seeds[variant]} and {seeds[GIVEN]} seeds) "
-            f"over the model as given ({number(np.mean(by_group[variant]))} against "
-            f"{number(np.mean(given))}).") + remedy
-    return [Finding(*RULE, text, {"measure": measure, "variant": variant, "difference": difference,
+    tested = {v: analysis.get(key_of(v)) for v in variants if analysis.get(key_of(v)) is not None}
+    if not tested:
+        return [Finding(*RULE, "No recommendation: the model as given and its variants leave no "
+                        "degrees of freedom to test with; run the study with --seeds 2 or more.",
+                        {"measure": measure}, NOTICE)]
+    for variant, found in tested.items():
+        if found.decided(level()) == "difference" and (found.estimate > 0) == higher:
+            break
+    else:
+        return _keep(tested, analysis, measure, higher, bounds)
+    better = {v: e for v, e in tested.items()
+              if e.decided(level()) == "difference" and (e.estimate > 0) == higher}
+    variant = max(better, key=lambda v: better[v].estimate if higher else -better[v].estimate)
+    best, model = better[variant], analysis.model(OUTCOME)
+    simultaneous = 1 - level() / analysis.family
+    half = float(stats.t.ppf(0.5 + simultaneous / 2, best.df) * best.se)
+    limit = span_of(best.cells, bounds)
+    low, high = max(-limit, best.estimate - half), min(limit, best.estimate + half)
+    text = (f"For this model: {variant}: {measure} {best.estimate:+.3g} (simultaneous "
+            f"{_percent(1 - level())} interval [{low:+.3g}, {high:+.3g}] over the study's "
+            f"{analysis.family} contrasts, Holm-adjusted {p_text(best.p_holm)}{_look()}, "
+            f"{model.counts[variant]} and {model.counts[GIVEN]} seeds, {model_text(model)}) over the "
+            f"model as given ({number(model.mean(variant))} against {number(model.mean(GIVEN))}).")
+    text += _given_remedy(runs, groups)
+    return [Finding(*RULE, text, {"measure": measure, "variant": variant, "difference": best.estimate,
                                   "low": low, "high": high, "p_holm": best.p_holm, "level": level(),
-                                  "n_variant": seeds[variant], "n_given": seeds[GIVEN],
-                                  "comparisons": family,
-                                  "tests": [c.as_numbers() for c in comparisons]}, NOTICE)]
+                                  "n_variant": model.counts[variant], "n_given": model.counts[GIVEN],
+                                  "comparisons": len(tested), "family": analysis.family,
+                                  "tests": {v: e.as_numbers() for v, e in tested.items()}}, NOTICE)]

@@ -10,6 +10,11 @@ SEED_TAG = TAG_PREFIX + "seed"
 TRIAL_TAG = TAG_PREFIX + "study.trial"
 NOTES_TAG = TAG_PREFIX + "study.notes"
 NODE_TAG = TAG_PREFIX + "study.node"
+#: "parent" on the study's parent run (tagged `regaudit.study` too; its trials are its
+#: children through MLflow's own `mlflow.parentRunId`)
+ROLE_TAG = TAG_PREFIX + "study.role"
+PARENT = "parent"
+PARENT_RUN_TAG = "mlflow.parentRunId"
 #: the param prefix of a variant's factor levels (`study.dropout`, `study.bn`, ...)
 LEVEL_PARAM = STUDY_PARAM
 
@@ -18,14 +23,15 @@ def _study_filter(study_id):
     return f"tags.`{STUDY_TAG}` = '{study_id}'"
 
 
-def study_runs(client, experiment_id, study_id, status=None):
-    """Every run of the study (optionally only those with `status`), oldest first."""
+def study_runs(client, experiment_id, study_id, status=None, parent=False):
+    """Every trial run of the study (optionally only those with `status`), oldest first;
+    `parent=True`: its parent run(s) instead."""
     query = _study_filter(study_id) + (f" and attributes.status = '{status}'" if status else "")
     out, token = [], None
     while True:
         page = client.search_runs([experiment_id], query, max_results=1000, page_token=token,
                                   order_by=["attributes.start_time ASC"])
-        out += list(page)
+        out += [run for run in page if (run.data.tags.get(ROLE_TAG) == PARENT) == parent]
         token = page.token
         if not token:
             return out

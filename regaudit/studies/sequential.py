@@ -1,101 +1,129 @@
-"""Seeds chosen by power, honestly: a group-sequential plan for a study's tests.
+"""Seeds only where a question is still open: a group-sequential plan for a study.
 
-A study starts with `seeds` per variant. After each look, a test that is neither
-significant nor hopeless (the power analysis of `regaudit.answer.statistics.seeds_needed` says
-at most `max_seeds` per group would detect the observed difference with 80% power) asks
-for more seeds; the study adds them to every variant (balanced) and looks again, up to
-`max_seeds`.
+A study starts with `seeds` per variant. After each look (the study's one analysis,
+`regaudit.answer.analysis`, at the look's level), every contrast is decided (a
+difference, or negligible within the margin) or open. An open contrast is reachable when
+`max_seeds` per group would decide it with 80% power at the level a last look would have
+(Holm's first step: level / family): a difference as large as the upper end of its
+one-sided 90% interval, or, when the estimate lies inside the margin, equivalence. A
+variant-against-the-model-as-given question only asks whether the variant is better, so
+a variant already behind stops getting seeds (racing, as irace and Optuna's
+`WilcoxonPruner` prune what a test settled). Only the variants of reachable open
+contrasts get more seeds: as many as the observed contrast needs, at least one more, at
+most `max_seeds`. Planning uses the normal approximation, the contrast's standard error
+shrinking as 1 / sqrt(seeds).
 
 Looking more than once would raise the false-positive rate if each look tested at 5%.
-Each look k therefore tests at the alpha the Lan-DeMets O'Brien-Fleming-type spending
-function releases between the previous look and this one,
+Look k therefore tests at the alpha a Lan-DeMets spending function releases between the
+previous look and this one, t = the most seeds any variant has / `max_seeds`:
 
-    spent(t) = 2 - 2 Phi(z_{1 - alpha/2} / sqrt(t)),   t = seeds / max_seeds,
-    level_k  = spent(t_k) - spent(t_{k-1}),
+    O'Brien-Fleming type  spent(t) = 2 - 2 Phi(z_{1 - alpha/2} / sqrt(t))
+    Pocock type           spent(t) = alpha ln(1 + (e - 1) t)
+    level_k = spent(t_k) - spent(t_{k-1})
 
-(Lan & DeMets 1983, Biometrika 70:659), and the study reports its findings at the level
-of the look it stopped at. Whatever the look, a false claim at that look has probability
-at most level_k, and the levels of all looks sum to spent(1) = alpha: the union bound
-keeps the study's false-positive rate at most alpha per test, however the looks fall
-(conservative: it ignores the correlation between looks). With `max_seeds == seeds`
+(Lan & DeMets 1983, Biometrika 70:659). The levels of all looks sum to at most
+spent(1) = alpha, so the union bound keeps the study's false-positive rate at most alpha
+per hypothesis however the looks fall (conservative: it ignores the correlation between
+looks). Pocock spends more at the first look, so a study decides more there and trains
+fewer seeds; the default is the one the simulation in `benchmarks/seeds_policy.py` found
+cheapest at 80% power and 5% false positives (docs: study.md). With `max_seeds == seeds`
 there is one look at level alpha, the fixed design.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from regaudit.answer.claims import CLAIM_PREFIX
-from regaudit.answer.statistics import ALPHA, seeds_needed
-from regaudit.studies.recommend import RULE
+from regaudit.answer.statistics import ALPHA, POWER, stats
+
+#: The spending functions by name; the default is the one the simulation chose.
+SPENDING = ("pocock", "obrien-fleming")
+DEFAULT_SPENDING = "pocock"
+#: An open contrast stays reachable while the upper end of its one-sided interval at this
+#: confidence would be decided with `max_seeds`.
+PLAUSIBLE = 0.9
 
 
-def spent(t, alpha=ALPHA):
-    """The alpha spent by information fraction t in (0, 1] (O'Brien-Fleming type)."""
+def spent(t, alpha=ALPHA, spending=DEFAULT_SPENDING):
+    """The alpha spent by information fraction t in (0, 1]."""
     if t <= 0:
         return 0.0
     t = min(1.0, float(t))
+    if spending == "pocock":
+        return float(alpha * math.log(1 + (math.e - 1) * t))
     return float(2 - 2 * stats.norm.cdf(stats.norm.ppf(1 - alpha / 2) / np.sqrt(t)))
 
 
-def look_level(seeds, previous, max_seeds, alpha=ALPHA):
+def look_level(seeds, previous, max_seeds, alpha=ALPHA, spending=DEFAULT_SPENDING):
     """The significance level of a look at `seeds` per group after one at `previous`."""
     if max_seeds <= 0 or seeds <= previous:
         return 0.0
-    return spent(seeds / max_seeds, alpha) - spent(previous / max_seeds, alpha)
+    return spent(seeds / max_seeds, alpha, spending) - spent(previous / max_seeds, alpha, spending)
 
 
 @dataclass
 class Decision:
-    """After a look: how many tests were significant, undecided (reachable by more seeds)
-    or out of reach, and the seeds per variant for the next look (None: stop)."""
+    """After a look: how many contrasts were decided, open and reachable, or out of reach,
+    and the seeds {variant: seeds} the next look gives the variants that need more (None:
+    stop)."""
 
-    significant: int
-    undecided: int
+    decided: int
+    open: int
     out_of_reach: int
-    next_seeds: object
+    seeds: object
 
 
-#: A test stays undecided while the upper end of the observed difference's one-sided
-#: interval at this confidence would be detectable with `max_seeds`.
-PLAUSIBLE = 0.9
+def _seeds_for(n_now, se, effect, z):
+    """Seeds for a contrast of standard error `se` at `n_now` seeds to reach `effect`."""
+    return n_now * (z * se / effect) ** 2 if effect > 0 else float("inf")
 
 
-def decide(comparisons, seeds, max_seeds, alpha=ALPHA):
-    """A look's decision from its comparisons [`statistics.Comparison.as_numbers()`,
-    computed at the look's level]. A comparison not significant is undecided when a
-    difference it leaves plausible (the upper end of its one-sided 90% interval) would be
-    detected with 80% power by `max_seeds` per group at the level a last look at
-    `max_seeds` would have (Holm's first step: level / family); the next look asks for
-    the seeds the observed difference needs, at least one more, at most `max_seeds`."""
-    final = look_level(max_seeds, seeds, max_seeds, alpha)
-    significant, wanted = 0, []
-    for c in comparisons:
-        if c["significant"]:
-            significant += 1
+def needed(found, n_now, max_seeds, level_end, higher=None, plausible_at=None):
+    """The seeds an open contrast needs to be decided (None: out of reach): `higher` +1/-1
+    when only an improvement in that direction is asked about; `plausible_at` the
+    one-sided confidence of the effect reachability is judged at (default PLAUSIBLE)."""
+    if not found.se > 0 or found.df < 1:
+        return None
+    z_two = stats.norm.ppf(1 - level_end / 2) + stats.norm.ppf(POWER)
+    effect = found.estimate * higher if higher else abs(found.estimate)
+    plausible = effect + stats.t.ppf(plausible_at or PLAUSIBLE, found.df) * found.se
+    options = []
+    if _seeds_for(n_now, found.se, plausible, z_two) <= max_seeds:
+        options.append(_seeds_for(n_now, found.se, effect, z_two))
+    margin = found.margin
+    if np.isfinite(margin) and abs(found.estimate) < margin and not higher:
+        z_one = stats.norm.ppf(1 - level_end) + stats.norm.ppf(POWER)
+        equal = _seeds_for(n_now, found.se, margin - abs(found.estimate), z_one)
+        if equal <= max_seeds:
+            options.append(equal)
+    if not options:
+        return None
+    return int(min(max_seeds, max(n_now + 1, math.ceil(min(options)))))
+
+
+def decide(estimates, family, counts, max_seeds, level_now, level_end, improvement=None,
+           plausible_at=None):
+    """A look's decision from its estimates {key: Estimate} (Holm over `family`
+    contrasts, at `level_now`), the seeds {variant: seeds} so far, and `improvement`
+    {key: +1/-1} for the questions that only ask for a better variant."""
+    improvement = improvement or {}
+    decided = out = 0
+    want = {}
+    end = level_end / max(1, family)
+    top = max(counts.values(), default=0)
+    for key, found in estimates.items():
+        if found.decided(level_now):
+            decided += 1
             continue
-        sd, n_high, n_low = c.get("sd", float("nan")), c["n_high"], c["n_low"]
-        if not sd > 0:
+        n_now = min(counts.get(c, 0) for c in found.cells)
+        seeds = (needed(found, n_now, max_seeds, end, improvement.get(key), plausible_at)
+                 if n_now < max_seeds else None)
+        if seeds is None:
+            out += 1
             continue
-        se = sd * np.sqrt(1 / n_high + 1 / n_low)
-        upper = abs(c["difference"]) + stats.t.ppf(PLAUSIBLE, n_high + n_low - 2) * se
-        level = final / max(1, c["family"])
-        if seeds_needed(upper, sd, level) <= max_seeds:
-            wanted.append(seeds_needed(abs(c["difference"]), sd, level))
-    out = len(comparisons) - significant - len(wanted)
-    if not wanted or seeds >= max_seeds:
-        return Decision(significant, len(wanted), out, None)
-    return Decision(significant, len(wanted), out, int(min(max_seeds, max(seeds + 1, max(wanted)))))
-
-
-def tests_of(findings):
-    """The comparisons a look decides on: RA260's (each variant against the model as
-    given) and those of the article's claims (RA251-RA256)."""
-    out = []
-    for finding in findings:
-        if finding.id == RULE[0]:
-            out += finding.numbers.get("tests", [])
-        elif finding.id.startswith(CLAIM_PREFIX) and isinstance(finding.numbers.get("comparisons"), list):
-            out += finding.numbers["comparisons"]
-    return out
+        for cell in found.cells:  # the next look is later in information time than this one
+            want[cell] = max(want.get(cell, 0), min(max_seeds, max(seeds, top + 1)))
+    more = {cell: n for cell, n in want.items() if n > counts.get(cell, 0)}
+    opened = len(estimates) - decided - out
+    return Decision(decided, opened, out, more or None)

@@ -186,32 +186,6 @@ def study_runs(means, n=3, sd=0.005, seed=0):
     return runset(history=outcome_history(values)), groups
 
 
-def test_recommendation_names_the_best_significant_variant_with_its_interval_and_holm_p():
-    runs, groups = study_runs({"as given": 0.90, "bn=before": 0.95, "dropout=0.3": 0.93, "bn=none": 0.90})
-    [found] = recommendation(runs, groups)
-    n = found.numbers
-    assert found.id == "RA260" and n["variant"] == "bn=before" and n["comparisons"] == 3
-    best = [runs.history.query("measure == 'val_accuracy' and epoch == 2 and run == @r").value.item()
-            for r in groups if groups[r] == "bn=before"]
-    given = [runs.history.query("measure == 'val_accuracy' and epoch == 2 and run == @r").value.item()
-             for r in groups if groups[r] == "as given"]
-    assert n["difference"] == pytest.approx(np.mean(best) - np.mean(given))
-    _, low, high = S.welch_interval(best, given, 1 - 0.05 / 3)  # simultaneous over 3
-    assert (n["low"], n["high"]) == pytest.approx((low, high))
-    assert n["p_holm"] < 0.05 and found.text.startswith("For this model: bn=before: val_accuracy +0.04883 (simultaneous 95% interval [+0.04178, +0.05587] over 3 comparisons")
-
-
-def test_no_better_variant_is_said_with_what_the_seeds_could_detect():
-    runs, groups = study_runs({"as given": 0.90, "bn=none": 0.80, "dropout=0": 0.90}, sd=0.02)
-    [found] = recommendation(runs, groups)
-    assert found.numbers["variant"] is None and found.numbers["worse"] == ["bn=none"]
-    assert "no variant is detectably better than the model as given" in found.text
-    assert found.numbers["detectable"] > 0
-    one, groups1 = study_runs({"as given": 0.9, "bn=none": 0.8}, n=1)
-    assert "need two seeds or more" in recommendation(one, groups1)[0].text
-    assert recommendation(*study_runs({"bn=none": 0.8, "bn=after": 0.9})) == []  # no model as given
-
-
 # -- the article's claims on a study's groups ------------------------------------------
 
 def tagged_study(means, n=3, sd=0.005, seed=0):
@@ -233,29 +207,82 @@ def tagged_study(means, n=3, sd=0.005, seed=0):
     return runs, groups
 
 
+def final_by_group(runs, groups, names):
+    final = runs.history.query("measure == 'val_accuracy' and epoch == 2")
+    return {g: [v for r, v in zip(final.run, final.value) if groups[r] == g] for g in names}
+
+
+def pooled_contrast(by, weights):
+    """(estimate, se, df) of sum w mean, the residual variance pooled over every group
+    (the cell-means model's closed form)."""
+    estimate = sum(w * np.mean(by[g]) for g, w in weights.items())
+    ss = sum(((np.asarray(v) - np.mean(v)) ** 2).sum() for v in by.values())
+    df = sum(len(v) for v in by.values()) - len(by)
+    se = np.sqrt(ss / df * sum(w ** 2 / len(by[g]) for g, w in weights.items()))
+    return estimate, se, df
+
+
+def test_recommendation_names_the_best_significant_variant_with_its_interval_and_holm_p():
+    means = {"as given": 0.90, "bn=before": 0.95, "dropout=0.3": 0.93, "bn=none": 0.90}
+    runs, groups = study_runs(means)
+    [found] = recommendation(runs, groups)
+    n = found.numbers
+    assert found.id == "RA260" and n["variant"] == "bn=before" and n["comparisons"] == 3 and n["family"] == 3
+    by = final_by_group(runs, groups, means)
+    estimate, se, df = pooled_contrast(by, {"bn=before": 1, "as given": -1})
+    half = stats.t.ppf(1 - 0.05 / 3 / 2, df) * se  # simultaneous over the family of 3 contrasts
+    assert n["difference"] == pytest.approx(estimate)
+    assert (n["low"], n["high"]) == pytest.approx((estimate - half, estimate + half))
+    p = 2 * stats.t.sf(abs(estimate) / se, df)
+    assert n["p_holm"] <= min(1, 6 * p) and n["p_holm"] < 0.05
+    assert found.text.startswith(f"For this model: bn=before: val_accuracy {estimate:+.3g} (simultaneous 95% interval")
+
+
+def test_no_better_variant_says_keep_the_model_with_what_the_seeds_could_detect():
+    runs, groups = study_runs({"as given": 0.90, "bn=none": 0.80, "dropout=0": 0.90}, sd=0.02)
+    [found] = recommendation(runs, groups)
+    assert found.numbers["variant"] is None and found.numbers["worse"] == ["bn=none"]
+    assert found.text.startswith("Keep the model as given: no variant is detectably better")
+    assert 0 < found.numbers["detectable"] < 1
+    one, groups1 = study_runs({"as given": 0.9, "bn=none": 0.8}, n=1)
+    assert "no degrees of freedom" in recommendation(one, groups1)[0].text
+    assert recommendation(*study_runs({"bn=none": 0.8, "bn=after": 0.9})) == []  # no model as given
+    # noise as wide as the whole range: no detectable difference is claimed beyond it
+    wide, groups2 = study_runs({"as given": 0.5, "bn=none": 0.5}, n=2, sd=0.6, seed=3)
+    [found] = recommendation(wide, groups2)
+    assert "cannot detect any difference" in found.text or found.numbers["detectable"] < 1
+
+
+def test_a_variant_within_the_margin_is_negligible_and_said_so():
+    runs, groups = study_runs({"as given": 0.90, "bn=none": 0.9005, "dropout=0": 0.90}, n=8, sd=0.002)
+    [found] = recommendation(runs, groups)
+    assert set(found.numbers["negligible"]) == {"bn=none", "dropout=0"}
+    assert "Within +-0.01 of it (negligible): 'bn=none', 'dropout=0'" in found.text
+
+
 def test_bn_learning_rate_claim_is_the_interaction_of_bn_and_the_rate_factor():
-    from regaudit.answer.claims import batchnorm_learning_rate, group_setups
+    from regaudit.answer.claims import batchnorm_learning_rate
+    from regaudit.answer.outcomes import group_setups
 
     means = {"bn=none": 0.93, "bn=after": 0.95, "bn=none,lr=10": 0.70, "bn=after,lr=10": 0.94}
     runs, groups = tagged_study(means)
     found = batchnorm_learning_rate(runs, groups, group_setups(runs, groups))
-    final = runs.history.query("measure == 'val_accuracy' and epoch == 2")
-    by = {g: [v for r, v in zip(final.run, final.value) if groups[r] == g] for g in means}
-    expected = ((np.mean(by["bn=after,lr=10"]) - np.mean(by["bn=after"]))
-                - (np.mean(by["bn=none,lr=10"]) - np.mean(by["bn=none"])))
-    [tested] = found.numbers["interactions"]
-    assert tested["factor"] == 10 and tested["estimate"] == pytest.approx(expected)
-    assert found.numbers["verdict"] == "supported" and tested["p_holm"] < 0.05
+    by = final_by_group(runs, groups, means)
+    weights = {"bn=after,lr=10": 1, "bn=after": -1, "bn=none,lr=10": -1, "bn=none": 1}
+    estimate, se, df = pooled_contrast(by, weights)
+    assert (found.numbers["estimate"], found.numbers["se"], found.numbers["df"]) == pytest.approx((estimate, se, df))
+    assert found.numbers["verdict"] == "supported" and found.numbers["p_holm"] < 0.05
     runs, groups = tagged_study({"bn=none": 0.93, "bn=after": 0.95, "bn=none,lr=10": 0.93,
                                  "bn=after,lr=10": 0.70})
     assert batchnorm_learning_rate(runs, groups, group_setups(runs, groups)).numbers["verdict"] == "contradicted"
     runs, groups = tagged_study({"bn=none": 0.93, "bn=after": 0.95})
     found = batchnorm_learning_rate(runs, groups, group_setups(runs, groups))
-    assert found.numbers["verdict"] == "not shown" and "one learning rate" in found.text
+    assert found.numbers["verdict"] == "not shown" and "learning rate and at a higher one" in found.text
 
 
 def test_dropout_claim_pairs_only_variants_alike_but_for_dropout():
-    from regaudit.answer.claims import group_setups, _pairs
+    from regaudit.answer.claims import _pairs
+    from regaudit.answer.outcomes import group_setups
 
     runs, groups = tagged_study({"dropout=0,bn=after": 0.9, "dropout=0.5,bn=after": 0.9,
                                  "dropout=0.5,bn=before": 0.9, "dropout=0,bn=before": 0.9,
@@ -265,72 +292,39 @@ def test_dropout_claim_pairs_only_variants_alike_but_for_dropout():
                              ("dropout=0.5,bn=before", "dropout=0,bn=before")]
 
 
-# -- seeds by power, honestly: the group-sequential plan -------------------------------
-
-def simulated_study(rng, means, seeds=3, max_seeds=8, sd=1.0):
-    """One study of `means` {variant: true mean}, looked at as `regaudit.study` does:
-    each look at its spent level, seeds added while a test is undecided. Returns the
-    significant comparisons of the look it stopped at, and its seeds per variant."""
-    from regaudit.answer.statistics import at_level, compare_groups
-    from regaudit.studies.sequential import decide, look_level
-
-    data = {g: rng.normal(m, sd, max_seeds) for g, m in means.items()}
-    n, previous = seeds, 0
-    while True:
-        level = look_level(n, previous, max_seeds)
-        with at_level(level):
-            found = compare_groups({g: v[:n] for g, v in data.items()},
-                                   [(g, D.GIVEN) for g in means if g != D.GIVEN])
-        decision = decide([c.as_numbers() for c in found], n, max_seeds)
-        if decision.next_seeds is None:
-            return [c for c in found if c.significant], n
-        previous, n = n, decision.next_seeds
-
-
 def test_spending_releases_alpha_once_over_the_looks():
     from regaudit.studies.sequential import look_level, spent
 
-    assert spent(1.0) == pytest.approx(0.05) and spent(0.375) == pytest.approx(
-        2 - 2 * stats.norm.cdf(stats.norm.ppf(0.975) / np.sqrt(0.375)))
+    assert spent(1.0, spending="obrien-fleming") == pytest.approx(0.05) and spent(
+        0.375, spending="obrien-fleming") == pytest.approx(2 - 2 * stats.norm.cdf(stats.norm.ppf(0.975) / np.sqrt(0.375)))
+    assert spent(1.0, spending="pocock") == pytest.approx(0.05)
+    assert spent(0.375, spending="pocock") == pytest.approx(0.05 * np.log(1 + (np.e - 1) * 0.375))
     looks = [(3, 0), (5, 3), (6, 5), (8, 6)]
-    assert sum(look_level(n, p, 8) for n, p in looks) == pytest.approx(0.05)
+    for spending in ("pocock", "obrien-fleming"):
+        assert sum(look_level(n, p, 8, spending=spending) for n, p in looks) == pytest.approx(0.05)
     assert look_level(3, 0, 3) == pytest.approx(0.05)  # seeds == max_seeds: the fixed design
 
 
-def test_under_a_true_null_the_sequential_study_claims_a_difference_in_at_most_5_percent():
-    rng = np.random.default_rng(7)
-    trials = 500
-    wrong = sum(bool(simulated_study(rng, {D.GIVEN: 0.0, "a": 0.0, "b": 0.0, "c": 0.0})[0])
-                for _ in range(trials))
-    assert wrong / trials <= 0.05 + 2.58 * np.sqrt(0.05 * 0.95 / trials)  # 99% binomial margin
-
-
-def test_under_a_stated_effect_the_sequential_study_finds_it_at_the_planned_power():
-    # an effect a fixed design of max_seeds per group detects with 88% power (Holm's first
-    # step over 3 comparisons); the plan promises POWER = 80%
-    assert S.power(2.0, 1.0, 8, 8, 0.05 / 3) == pytest.approx(0.88, abs=0.01)
-    rng = np.random.default_rng(8)
-    trials = 300
-    outcomes = [simulated_study(rng, {D.GIVEN: 0.0, "a": 2.0, "b": 0.0, "c": 0.0}) for _ in range(trials)]
-    found = np.mean([any(c.high == "a" for c in significant) for significant, _ in outcomes])
-    assert found >= S.POWER - 2.58 * np.sqrt(S.POWER * (1 - S.POWER) / trials)
-    assert np.mean([n for _, n in outcomes]) <= 8
-
-
 def test_dropout_rate_claim_compares_only_variants_alike_but_for_the_rate():
-    from regaudit.answer.claims import group_setups, dropout_rates
+    from regaudit.answer.claims import dropout_rates
+    from regaudit.answer.outcomes import group_setups
 
     # inside the range only without BN, outside only with BN (which fails): pooled, the
     # range would look decisive; alike but for the rate, nothing compares
     runs, groups = tagged_study({"dropout=0.3,bn=none": 0.97, "dropout=0.5,bn=none": 0.97,
                                  "dropout=0.1,bn=after": 0.2, "dropout=0.8,bn=after": 0.2})
     found = dropout_rates(runs, groups, group_setups(runs, groups))
-    assert found.numbers["verdict"] == "not shown"
-    runs, groups = tagged_study({"dropout=0.3,bn=none": 0.97, "dropout=0.8,bn=none": 0.90,
-                                 "dropout=0.3,bn=after": 0.50, "dropout=0.8,bn=after": 0.45})
+    assert found.numbers["verdict"] == "not shown" and "no groups to compare" in found.text
+    means = {"dropout=0.3,bn=none": 0.97, "dropout=0.8,bn=none": 0.90,
+             "dropout=0.3,bn=after": 0.50, "dropout=0.8,bn=after": 0.45}
+    runs, groups = tagged_study(means)
     found = dropout_rates(runs, groups, group_setups(runs, groups))
-    pairs = {(c["high"], c["low"]) for c in found.numbers["comparisons"]}
-    assert pairs == {("inside (no BN)", "outside (no BN)"), ("inside (BN after)", "outside (BN after)")}
+    assert {c for _, _, c in found.numbers["compared"]} == {"no BN", "BN after"}
+    # the mean over the two contexts of inside minus outside
+    weights = {"dropout=0.3,bn=none": 0.5, "dropout=0.8,bn=none": -0.5,
+               "dropout=0.3,bn=after": 0.5, "dropout=0.8,bn=after": -0.5}
+    estimate, se, _ = pooled_contrast(final_by_group(runs, groups, means), weights)
+    assert (found.numbers["estimate"], found.numbers["se"]) == pytest.approx((estimate, se))
     assert found.numbers["verdict"] == "supported"
 
 
@@ -341,14 +335,13 @@ def test_dropout_batchnorm_interaction_is_the_difference_of_dropouts_effects():
              "dropout=0,bn=after": 0.96, "dropout=0.5,bn=after": 0.91}
     runs, groups = tagged_study(means)
     [found] = dropout_batchnorm_interaction(runs, groups)
-    final = runs.history.query("measure == 'val_accuracy' and epoch == 2")
-    by = {g: [v for r, v in zip(final.run, final.value) if groups[r] == g] for g in means}
-    expected = S.interaction(by["dropout=0,bn=after"], by["dropout=0.5,bn=after"],
-                             by["dropout=0,bn=none"], by["dropout=0.5,bn=none"])
+    by = final_by_group(runs, groups, means)
+    weights = {"dropout=0.5,bn=after": 1, "dropout=0,bn=after": -1, "dropout=0.5,bn=none": -1,
+               "dropout=0,bn=none": 1}
+    estimate, se, df = pooled_contrast(by, weights)
+    half = stats.t.ppf(0.975, df) * se
     assert (found.numbers["estimate"], found.numbers["low"], found.numbers["high"], found.numbers["p"]) == \
-        pytest.approx(expected)
-    assert found.numbers["estimate"] == pytest.approx((np.mean(by["dropout=0.5,bn=after"]) - np.mean(by["dropout=0,bn=after"]))
-                                                      - (np.mean(by["dropout=0.5,bn=none"]) - np.mean(by["dropout=0,bn=none"])))
+        pytest.approx((estimate, estimate - half, estimate + half, 2 * stats.t.sf(abs(estimate) / se, df)))
     assert "they clash" in found.text and found.level == "notice"
 
 
