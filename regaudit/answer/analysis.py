@@ -1,8 +1,8 @@
 """A set of runs analysed as one designed experiment: every question any rule asks of it
 (the article's claims RA251-RA256, a study's recommendation RA260 and its Dropout x BN
 interaction RA261) is a contrast of one linear model per outcome
-(`regaudit.answer.contrasts.CellModel`, cells = the runs' groups, blocked on the study's
-seed), and all of them are Holm-corrected together, once.
+(`regaudit.answer.contrasts.CellModel`, cells = the runs' groups, the study's
+seeds measured for their correlation), and all of them are Holm-corrected together, once.
 
 A rule declares its questions with `@asks` (a function `(runs, groups) -> [Question]`) and
 reads its answers with `analyse(runs, groups).get(key)`; the analysis of the same runs,
@@ -180,6 +180,5 @@ def contrast_text(found):
 
 
 def model_text(model):
-    """Which model answered: its runs, groups and whether the seeds were paired."""
-    return (f"one linear model over {len(model.y)} runs in {len(model.cells)} groups"
-            f"{', blocked on the seed' if model.paired else ''}")
+    """Which model answered: its runs and groups, robust errors."""
+    return f"one linear model over {len(model.y)} runs in {len(model.cells)} groups, robust errors"

@@ -166,8 +166,8 @@ def dry_run_lines(cost, timed, max_concurrent):
                    "compares, each look at its share of the 5% level. Equal to --seeds: one look.")
 @click.option("--margin", default=0.01, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="An accuracy difference within +-margin (shown by an equivalence test) is negligible.")
-@click.option("--spending", default="pocock", show_default=True,
-              type=click.Choice(["pocock", "obrien-fleming"]),
+@click.option("--spending", default="obrien-fleming", show_default=True,
+              type=click.Choice(["obrien-fleming", "pocock"]),
               help="How the 5% level is shared over the looks (Lan-DeMets spending function).")
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 10**7))
@@ -209,6 +209,15 @@ def study(model, data, design, seeds, max_seeds, margin, spending, epochs, batch
         for variant, said in notes.items():
             click.echo(f"  {variant}{': ' + '; '.join(said) if said else ''}")
         click.echo(dry_run_lines(cost, timed, max_concurrent))
+        if max_seeds > seeds:
+            from regaudit.studies.simulate import expected_trainings
+
+            none, some = expected_trainings(design, seeds, max_seeds, spending, margin=margin)
+            per = (cost.parts["trials"] - timed["process start"]) / len(trials)
+            click.echo(f"with more seeds where a question stays open: about {none:.0f} trainings "
+                       f"(about {cost.seconds + per * (none - len(trials)):.0f} s) when no variant differs, "
+                       f"{some:.0f} (about {cost.seconds + per * (some - len(trials)):.0f} s) when one differs "
+                       f"by what {max_seeds} seeds detect; simulated, 100 studies of this design")
         return
     result = resumable(lambda: studies.study(
         model, data, design, seeds, epochs, batch_size, experiment, study_id, address,

@@ -10,8 +10,8 @@ variant-against-the-model-as-given question only asks whether the variant is bet
 a variant already behind stops getting seeds (racing, as irace and Optuna's
 `WilcoxonPruner` prune what a test settled). Only the variants of reachable open
 contrasts get more seeds: as many as the observed contrast needs, at least one more, at
-most `max_seeds`. Planning uses the normal approximation, the contrast's standard error
-shrinking as 1 / sqrt(seeds).
+most `max_seeds`. Planning uses t quantiles, the contrast's standard error shrinking as
+1 / sqrt(seeds) and its degrees of freedom growing as seeds - 1.
 
 Looking more than once would raise the false-positive rate if each look tested at 5%.
 Look k therefore tests at the alpha a Lan-DeMets spending function releases between the
@@ -24,9 +24,10 @@ previous look and this one, t = the most seeds any variant has / `max_seeds`:
 (Lan & DeMets 1983, Biometrika 70:659). The levels of all looks sum to at most
 spent(1) = alpha, so the union bound keeps the study's false-positive rate at most alpha
 per hypothesis however the looks fall (conservative: it ignores the correlation between
-looks). Pocock spends more at the first look, so a study decides more there and trains
-fewer seeds; the default is the one the simulation in `benchmarks/seeds_policy.py` found
-cheapest at 80% power and 5% false positives (docs: study.md). With `max_seeds == seeds`
+looks). Pocock spends more at the first look and less at the last; the default,
+O'Brien-Fleming with reachability judged at the upper end of the one-sided 90% interval,
+is the cheapest policy the simulation in `benchmarks/seeds_policy.py` found with 80%
+power and at most 5% false positives (docs: study.md). With `max_seeds == seeds`
 there is one look at level alpha, the fixed design.
 """
 
@@ -38,8 +39,8 @@ import numpy as np
 from regaudit.answer.statistics import ALPHA, POWER, stats
 
 #: The spending functions by name; the default is the one the simulation chose.
-SPENDING = ("pocock", "obrien-fleming")
-DEFAULT_SPENDING = "pocock"
+SPENDING = ("obrien-fleming", "pocock")
+DEFAULT_SPENDING = "obrien-fleming"
 #: An open contrast stays reachable while the upper end of its one-sided interval at this
 #: confidence would be decided with `max_seeds`.
 PLAUSIBLE = 0.9
@@ -74,9 +75,19 @@ class Decision:
     seeds: object
 
 
-def _seeds_for(n_now, se, effect, z):
-    """Seeds for a contrast of standard error `se` at `n_now` seeds to reach `effect`."""
-    return n_now * (z * se / effect) ** 2 if effect > 0 else float("inf")
+def _seeds_for(found, n_now, max_seeds, effect, level, sides):
+    """The fewest seeds (up to `max_seeds`; inf beyond) at which a contrast like `found`
+    (at `n_now` seeds) reaches `effect` with 80% power at `level`: its standard error
+    shrinking as 1 / sqrt(seeds), its degrees of freedom growing as seeds - 1 (t quantiles,
+    the robust model's Satterthwaite df scaled)."""
+    if not effect > 0:
+        return float("inf")
+    for n in range(n_now + 1, max_seeds + 1):
+        df = found.df * (n - 1) / max(1, n_now - 1)
+        se = found.se * np.sqrt(n_now / n)
+        if (stats.t.ppf(1 - level / sides, df) + stats.t.ppf(POWER, df)) * se <= effect:
+            return n
+    return float("inf")
 
 
 def needed(found, n_now, max_seeds, level_end, higher=None, plausible_at=None):
@@ -85,21 +96,19 @@ def needed(found, n_now, max_seeds, level_end, higher=None, plausible_at=None):
     one-sided confidence of the effect reachability is judged at (default PLAUSIBLE)."""
     if not found.se > 0 or found.df < 1:
         return None
-    z_two = stats.norm.ppf(1 - level_end / 2) + stats.norm.ppf(POWER)
     effect = found.estimate * higher if higher else abs(found.estimate)
     plausible = effect + stats.t.ppf(plausible_at or PLAUSIBLE, found.df) * found.se
     options = []
-    if _seeds_for(n_now, found.se, plausible, z_two) <= max_seeds:
-        options.append(_seeds_for(n_now, found.se, effect, z_two))
+    if _seeds_for(found, n_now, max_seeds, plausible, level_end, 2) <= max_seeds:
+        options.append(min(max_seeds, _seeds_for(found, n_now, max_seeds, effect, level_end, 2)))
     margin = found.margin
     if np.isfinite(margin) and abs(found.estimate) < margin and not higher:
-        z_one = stats.norm.ppf(1 - level_end) + stats.norm.ppf(POWER)
-        equal = _seeds_for(n_now, found.se, margin - abs(found.estimate), z_one)
+        equal = _seeds_for(found, n_now, max_seeds, margin - abs(found.estimate), level_end, 1)
         if equal <= max_seeds:
             options.append(equal)
     if not options:
         return None
-    return int(min(max_seeds, max(n_now + 1, math.ceil(min(options)))))
+    return int(min(max_seeds, max(n_now + 1, min(options))))
 
 
 def decide(estimates, family, counts, max_seeds, level_now, level_end, improvement=None,

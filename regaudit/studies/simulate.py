@@ -49,11 +49,14 @@ def design_questions(design, given=ARTICLE_SETUP):
 
 
 def one_study(questions, cells, truth, rng, seeds, max_seeds, sd, seed_sd=0.0, margin=0.01,
-              spending=DEFAULT_SPENDING, higher=True, plausible_at=None):
+              spending=DEFAULT_SPENDING, higher=True, plausible_at=None, balanced=False):
     """One simulated study: ({question key: "up", "down", "negligible" or None}, trainings).
-    `truth` {kind: {cell: true mean}} (a missing cell: 0)."""
+    `truth` {kind: {cell: true mean}} (a missing cell: 0); `sd` the seed-to-seed standard
+    deviation of every cell, or {cell: sd} (heteroscedastic); `balanced`: every variant
+    gets the seeds an open question asks for (the policy before racing)."""
     kinds = {q.outcome for q in questions.values()}
-    draws = {kind: {c: truth.get(kind, {}).get(c, 0.0) + rng.normal(0, sd, max_seeds) for c in cells}
+    spread = sd if isinstance(sd, dict) else {c: sd for c in cells}
+    draws = {kind: {c: truth.get(kind, {}).get(c, 0.0) + rng.normal(0, spread[c], max_seeds) for c in cells}
              for kind in kinds}
     for kind in kinds:
         shared = rng.normal(0, seed_sd, max_seeds)
@@ -78,6 +81,8 @@ def one_study(questions, cells, truth, rng, seeds, max_seeds, sd, seed_sd=0.0, m
                           plausible_at)
         if decision.seeds is None:
             break
+        if balanced:  # the policy before racing: every variant gets the seeds one question asks
+            decision.seeds = {c: max(decision.seeds.values()) for c in cells}
         counts.update(decision.seeds)
         previous = most
     verdicts = {}
@@ -88,18 +93,43 @@ def one_study(questions, cells, truth, rng, seeds, max_seeds, sd, seed_sd=0.0, m
 
 
 def simulate(design, truth, n, seeds, max_seeds, sd, seed_sd=0.0, margin=0.01, spending=DEFAULT_SPENDING,
-             rng=None, given=ARTICLE_SETUP, plausible_at=None):
+             rng=None, given=ARTICLE_SETUP, plausible_at=None, balanced=False):
     """`n` simulated studies of `design`: ({key: {verdict: share of studies}}, mean trainings,
-    [trainings of each study])."""
+    [trainings of each study]); the key "RA260" holds the share of studies whose
+    recommendation names a variant (any variant shown better than the model as given)."""
     rng = rng if rng is not None else np.random.default_rng(0)
     setups, questions = design_questions(design, given)
     cells = list(setups)
     shares, trainings = {}, []
     for _ in range(n):
         verdicts, trained = one_study(questions, cells, truth, rng, seeds, max_seeds, sd, seed_sd, margin,
-                                      spending, plausible_at=plausible_at)
+                                      spending, plausible_at=plausible_at, balanced=balanced)
         trainings.append(trained)
+        named = any(k.startswith("RA260:") and v == "up" for k, v in verdicts.items())
+        verdicts["RA260"] = "names a variant" if named else None
         for key, verdict in verdicts.items():
             shares.setdefault(key, {}).setdefault(verdict, 0)
             shares[key][verdict] += 1 / n
     return shares, float(np.mean(trainings)), trainings
+
+
+def expected_trainings(design, seeds, max_seeds, spending=DEFAULT_SPENDING, n=100, margin=0.01):
+    """(trainings if no variant differs, trainings with one variant better than the model
+    as given by the difference `max_seeds` seeds detect with 90% power), each the mean of
+    `n` simulated studies; the policy's cost is scale-free, so sd = 1 and the margin in
+    units of a typical seed-to-seed sd of accuracy (0.015)."""
+    from regaudit.answer.statistics import stats
+
+    if max_seeds <= seeds:
+        count = len(designs.trials(design, seeds))
+        return float(count), float(count)
+    setups, questions = design_questions(design)
+    family = max(1, len(questions))
+    df = 2 * (max_seeds - 1)
+    effect = float((stats.t.ppf(1 - 0.05 / family / 2, df) + stats.t.ppf(0.9, df)) * np.sqrt(2 / max_seeds))
+    best = next((v for v in setups if v != designs.GIVEN), None)
+    rng = np.random.default_rng(0)
+    _, null, _ = simulate(design, {}, n, seeds, max_seeds, 1.0, 0.0, margin / 0.015, spending, rng)
+    _, found, _ = simulate(design, {OUTCOME: {best: effect}}, n, seeds, max_seeds, 1.0, 0.0, margin / 0.015,
+                           spending, rng)
+    return null, found

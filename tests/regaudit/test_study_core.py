@@ -212,13 +212,13 @@ def final_by_group(runs, groups, names):
     return {g: [v for r, v in zip(final.run, final.value) if groups[r] == g] for g in names}
 
 
-def pooled_contrast(by, weights):
-    """(estimate, se, df) of sum w mean, the residual variance pooled over every group
-    (the cell-means model's closed form)."""
+def robust_contrast(by, weights):
+    """(estimate, se, df) of sum w mean with each group's own variance and Satterthwaite's
+    degrees of freedom (the robust cell-means model's closed form)."""
     estimate = sum(w * np.mean(by[g]) for g, w in weights.items())
-    ss = sum(((np.asarray(v) - np.mean(v)) ** 2).sum() for v in by.values())
-    df = sum(len(v) for v in by.values()) - len(by)
-    se = np.sqrt(ss / df * sum(w ** 2 / len(by[g]) for g, w in weights.items()))
+    parts = {g: w ** 2 * np.var(by[g], ddof=1) / len(by[g]) for g, w in weights.items()}
+    se = np.sqrt(sum(parts.values()))
+    df = sum(parts.values()) ** 2 / sum(p ** 2 / (len(by[g]) - 1) for g, p in parts.items())
     return estimate, se, df
 
 
@@ -229,7 +229,7 @@ def test_recommendation_names_the_best_significant_variant_with_its_interval_and
     n = found.numbers
     assert found.id == "RA260" and n["variant"] == "bn=before" and n["comparisons"] == 3 and n["family"] == 3
     by = final_by_group(runs, groups, means)
-    estimate, se, df = pooled_contrast(by, {"bn=before": 1, "as given": -1})
+    estimate, se, df = robust_contrast(by, {"bn=before": 1, "as given": -1})
     half = stats.t.ppf(1 - 0.05 / 3 / 2, df) * se  # simultaneous over the family of 3 contrasts
     assert n["difference"] == pytest.approx(estimate)
     assert (n["low"], n["high"]) == pytest.approx((estimate - half, estimate + half))
@@ -269,7 +269,7 @@ def test_bn_learning_rate_claim_is_the_interaction_of_bn_and_the_rate_factor():
     found = batchnorm_learning_rate(runs, groups, group_setups(runs, groups))
     by = final_by_group(runs, groups, means)
     weights = {"bn=after,lr=10": 1, "bn=after": -1, "bn=none,lr=10": -1, "bn=none": 1}
-    estimate, se, df = pooled_contrast(by, weights)
+    estimate, se, df = robust_contrast(by, weights)
     assert (found.numbers["estimate"], found.numbers["se"], found.numbers["df"]) == pytest.approx((estimate, se, df))
     assert found.numbers["verdict"] == "supported" and found.numbers["p_holm"] < 0.05
     runs, groups = tagged_study({"bn=none": 0.93, "bn=after": 0.95, "bn=none,lr=10": 0.93,
@@ -323,7 +323,7 @@ def test_dropout_rate_claim_compares_only_variants_alike_but_for_the_rate():
     # the mean over the two contexts of inside minus outside
     weights = {"dropout=0.3,bn=none": 0.5, "dropout=0.8,bn=none": -0.5,
                "dropout=0.3,bn=after": 0.5, "dropout=0.8,bn=after": -0.5}
-    estimate, se, _ = pooled_contrast(final_by_group(runs, groups, means), weights)
+    estimate, se, _ = robust_contrast(final_by_group(runs, groups, means), weights)
     assert (found.numbers["estimate"], found.numbers["se"]) == pytest.approx((estimate, se))
     assert found.numbers["verdict"] == "supported"
 
@@ -338,7 +338,7 @@ def test_dropout_batchnorm_interaction_is_the_difference_of_dropouts_effects():
     by = final_by_group(runs, groups, means)
     weights = {"dropout=0.5,bn=after": 1, "dropout=0,bn=after": -1, "dropout=0.5,bn=none": -1,
                "dropout=0,bn=none": 1}
-    estimate, se, df = pooled_contrast(by, weights)
+    estimate, se, df = robust_contrast(by, weights)
     half = stats.t.ppf(0.975, df) * se
     assert (found.numbers["estimate"], found.numbers["low"], found.numbers["high"], found.numbers["p"]) == \
         pytest.approx((estimate, estimate - half, estimate + half, 2 * stats.t.sf(abs(estimate) / se, df)))
