@@ -185,9 +185,7 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
 
     max_seeds = max(seeds, max_seeds or seeds)
     plan(model, data, design, seeds, first_seed)
-    if not 0 <= margin < 1 or spending not in SPENDING:
-        raise UsageError(f"margin {margin!r}, spending {spending!r}; expected a margin in [0, 1) and a "
-                         f"spending among {', '.join(SPENDING)}")
+    _check_policy(margin, spending)
     model_part, data_part = _spec_part(model, "model"), _spec_part(data, "data")
     model_part = _saved(model_part)
     check(model_part, data_part, design)
@@ -202,8 +200,7 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
     parent = open_parent(client, experiment_id, study_id, design, {
         "design": design if isinstance(design, str) else "custom", "seeds": seeds, "max_seeds": max_seeds,
         "spending": spending, "margin": margin, "epochs": epochs, "batch_size": batch_size,
-        "first_seed": first_seed, "model": model_part if isinstance(model_part, str) else "a function",
-        "data": data_part if isinstance(data_part, str) else "a function"})
+        "first_seed": first_seed, **_named(model=model_part, data=data_part)})
     spec = {"model": model_part, "data": data_part, "tracking_uri": uri, "study_id": study_id,
             "experiment": name, "epochs": int(epochs), "batch_size": int(batch_size),
             "sys_path": [os.getcwd()], "parent_run": parent}
@@ -214,14 +211,8 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
                        (address, max_concurrent, cpus_per_trial, gpus_per_trial), progress, echo, spending)
     except KeyboardInterrupt:
         close_parent(client, parent, status="KILLED")
-        done = finished_trials(client, experiment_id, study_id)
-        planned = designs.trials_for(design, result.counts or seeds, first_seed)
-        finished = sum((v, s) in done for v, _, s in planned)
-        raise Interrupted(
-            f"study {study_id} interrupted: {finished} of {len(planned)} trials finished, so no "
-            f"conclusion is drawn from a partial design; resume it with study_id={study_id!r} "
-            "(its finished trials are not trained again)", study_id=study_id, finished=finished,
-            planned=len(planned)) from None
+        raise _interrupted(result, client, experiment_id, designs.trials_for(
+            design, result.counts or seeds, first_seed)) from None
     except BaseException:
         close_parent(client, parent, status="FAILED")
         raise
@@ -232,6 +223,29 @@ def study(model, data, design="article", seeds=3, epochs=5, batch_size=32, exper
     close_parent(client, parent, result.findings, "FINISHED" if result.run_ids else "FAILED",
                  {TRAININGS_TAG: len(result.run_ids)})
     return result
+
+
+def _interrupted(result, client, experiment_id, planned):
+    """The `Interrupted` error of a study stopped during its trials: what finished."""
+    study_id = result.study_id
+    done = finished_trials(client, experiment_id, study_id)
+    finished = sum((v, s) in done for v, _, s in planned)
+    return Interrupted(
+        f"study {study_id} interrupted: {finished} of {len(planned)} trials finished, so no "
+        f"conclusion is drawn from a partial design; resume it with study_id={study_id!r} "
+        "(its finished trials are not trained again)", study_id=study_id, finished=finished,
+        planned=len(planned))
+
+
+def _check_policy(margin, spending):
+    if not 0 <= margin < 1 or spending not in SPENDING:
+        raise UsageError(f"margin {margin!r}, spending {spending!r}; expected a margin in [0, 1) and a "
+                         f"spending among {', '.join(SPENDING)}")
+
+
+def _named(**parts):
+    """{name: the part as a param}: a path or module:function as given, else what it is."""
+    return {name: part if isinstance(part, str) else f"a {type(part).__name__}" for name, part in parts.items()}
 
 
 def _run_looks(result, design, seeds, max_seeds, first_seed, spec, client, experiment_id, ray_options,

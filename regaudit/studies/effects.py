@@ -8,7 +8,7 @@ Holm-corrected with every other question of the study.
 """
 
 from regaudit.answer.analysis import OUTCOME, Question, analyse, asks, contrast_text, model_text
-from regaudit.answer.claims import mean_of_interactions
+from regaudit.answer.claim_contrasts import mean_of_interactions
 from regaudit.answer.outcomes import group_setups
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
 from regaudit.answer.levels import INFO, NOTICE

@@ -44,14 +44,18 @@ def open_parent(client, experiment_id, study_id, design, params):
 
 def answer_tags(findings):
     """{tag: value}: the recommendation and each claim's and interaction's verdict."""
+    from regaudit.answer.claims import CLAIM_PREFIX
+    from regaudit.studies.effects import RULE as INTERACTION
+    from regaudit.studies.recommend import RULE as RECOMMENDATION
+
     tags = {}
     for finding in findings:
         numbers = finding.numbers
-        if finding.id == "RA260":
+        if finding.id == RECOMMENDATION[0]:
             tags[RECOMMENDATION_TAG] = finding.text[:TAG_LIMIT]
-        elif finding.id.startswith("RA25") and "verdict" in numbers:
+        elif finding.id.startswith(CLAIM_PREFIX) and "verdict" in numbers:
             tags[CLAIM_TAG + finding.id] = numbers["verdict"]
-        elif finding.id == "RA261" and "placement" in numbers:
+        elif finding.id == INTERACTION[0] and "placement" in numbers:
             tags[INTERACTION_TAG + numbers["placement"]] = numbers.get("verdict", "")
     return tags
 

@@ -17,6 +17,7 @@ import numpy as np
 from regaudit.answer.analysis import FIRST_LOSS, GAP, OUTCOME, answer, questions_of
 from regaudit.answer.contrasts import CellModel
 from regaudit.studies import design as designs
+from regaudit.studies.recommend import RULE, key_of
 from regaudit.studies.sequential import DEFAULT_SPENDING, decide, look_level
 
 #: the seed article's third model as given: Dropout 0.25 and 0.5, BN after the activation
@@ -95,7 +96,7 @@ def one_study(questions, cells, truth, rng, seeds, max_seeds, sd, seed_sd=0.0, m
 def simulate(design, truth, n, seeds, max_seeds, sd, seed_sd=0.0, margin=0.01, spending=DEFAULT_SPENDING,
              rng=None, given=ARTICLE_SETUP, plausible_at=None, balanced=False):
     """`n` simulated studies of `design`: ({key: {verdict: share of studies}}, mean trainings,
-    [trainings of each study]); the key "RA260" holds the share of studies whose
+    [trainings of each study]); the recommendation's rule id holds the share of studies whose
     recommendation names a variant (any variant shown better than the model as given)."""
     rng = rng if rng is not None else np.random.default_rng(0)
     setups, questions = design_questions(design, given)
@@ -105,8 +106,8 @@ def simulate(design, truth, n, seeds, max_seeds, sd, seed_sd=0.0, margin=0.01, s
         verdicts, trained = one_study(questions, cells, truth, rng, seeds, max_seeds, sd, seed_sd, margin,
                                       spending, plausible_at=plausible_at, balanced=balanced)
         trainings.append(trained)
-        named = any(k.startswith("RA260:") and v == "up" for k, v in verdicts.items())
-        verdicts["RA260"] = "names a variant" if named else None
+        named = any(k.startswith(key_of("")) and v == "up" for k, v in verdicts.items())
+        verdicts[RULE[0]] = "names a variant" if named else None
         for key, verdict in verdicts.items():
             shares.setdefault(key, {}).setdefault(verdict, 0)
             shares[key][verdict] += 1 / n

@@ -281,13 +281,13 @@ def test_bn_learning_rate_claim_is_the_interaction_of_bn_and_the_rate_factor():
 
 
 def test_dropout_claim_pairs_only_variants_alike_but_for_dropout():
-    from regaudit.answer.claims import _pairs
+    from regaudit.answer.claim_contrasts import alike_pairs
     from regaudit.answer.outcomes import group_setups
 
     runs, groups = tagged_study({"dropout=0,bn=after": 0.9, "dropout=0.5,bn=after": 0.9,
                                  "dropout=0.5,bn=before": 0.9, "dropout=0,bn=before": 0.9,
                                  "dropout=0.5,bn=after,lr=10": 0.9})
-    pairs = _pairs(group_setups(runs, groups), "dropout")
+    pairs = alike_pairs(group_setups(runs, groups), "dropout")
     assert sorted(pairs) == [("dropout=0.5,bn=after", "dropout=0,bn=after"),
                              ("dropout=0.5,bn=before", "dropout=0,bn=before")]
 
