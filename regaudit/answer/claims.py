@@ -107,6 +107,22 @@ def _compared(analysis, kind, compared):
     return "; ".join(parts) + more
 
 
+def _against(model, compared, estimate):
+    """(first, second, context, (estimate, low, high)) of the first compared setting whose
+    own 95% interval lies wholly on the other side of the averaged contrast, else None. A
+    guard that only withdraws a verdict, so it adds no false claim."""
+    if len(compared) < 2:
+        return None
+    for first, second, context in compared:
+        weights = {g: 1 / len(first) for g in first}
+        for group in second:
+            weights[group] = weights.get(group, 0.0) - 1 / len(second)
+        own = model.contrast(weights)
+        if own is not None and (own.high < 0 < estimate or own.low > 0 > estimate):
+            return "', '".join(first), "', '".join(second), context, (own.estimate, own.low, own.high)
+    return None
+
+
 def judged(claim, runs, groups, setups):
     """The Finding of a claim: its contrast's verdict, from the study's one analysis."""
     weights, compared = claim.contrast(setups)
@@ -131,7 +147,14 @@ def judged(claim, runs, groups, setups):
                .get(decided, "not shown"))
     evidence = (f"{_compared(analysis, claim.kind, compared)}: {measure} {contrast_text(found)}, "
                 f"{model_text(analysis.model(claim.kind))}")
-    if verdict == "negligible":
+    against = _against(analysis.model(claim.kind), compared, found.estimate) if verdict != "not shown" else None
+    if against:  # a main effect is a claim about every setting only when none goes the other way
+        first, second, context, estimate = against
+        verdict = "not shown"
+        evidence += (f"; but not in every setting: {context + ': ' if context else ''}'{first}' against "
+                     f"'{second}' goes the other way ({estimate[0]:+.3g}, 95% interval [{estimate[1]:+.3g}, "
+                     f"{estimate[2]:+.3g}]), so the claim does not hold across this model's settings")
+    elif verdict == "negligible":
         evidence += (f"; within +-{margin_:g} (equivalence test, Holm-adjusted "
                      f"{p_text(found.p_equal_holm)}), so too small to matter")
     elif verdict == "not shown":

@@ -359,3 +359,20 @@ def test_the_estimate_counts_trials_side_by_side_by_the_cores_one_trial_keeps_bu
     whole = estimate(dict(timed, **{"cores used": 3.0}), trials=10, epochs=5, max_concurrent=4, cores=2)
     assert whole.parallel == 1.0 and whole.cores_used == 2.0  # never below one after another
     assert sum(whole.parts.values()) == pytest.approx(whole.seconds)
+
+
+def test_a_claim_averaged_over_settings_is_withdrawn_when_one_setting_goes_the_other_way():
+    from regaudit.answer.claims import batchnorm_placement
+    from regaudit.answer.outcomes import group_setups
+
+    # BN before the activation: +0.10 without Dropout, -0.03 with it; on average +0.035
+    means = {"dropout=0,bn=before": 0.95, "dropout=0,bn=after": 0.85,
+             "dropout=0.5,bn=before": 0.90, "dropout=0.5,bn=after": 0.93}
+    runs, groups = tagged_study(means, n=4, sd=0.003)
+    found = batchnorm_placement(runs, groups, group_setups(runs, groups))
+    assert found.numbers["estimate"] == pytest.approx(0.035, abs=0.01) and found.numbers["p_holm"] < 0.05
+    assert found.numbers["verdict"] == "not shown" and "but not in every setting" in found.text
+    # the same effect in both settings: supported
+    means["dropout=0.5,bn=before"] = 1.0
+    runs, groups = tagged_study(means, n=4, sd=0.003)
+    assert batchnorm_placement(runs, groups, group_setups(runs, groups)).numbers["verdict"] == "supported"
