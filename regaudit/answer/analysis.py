@@ -119,7 +119,24 @@ def answer(questions, models, outcomes_):
         found = model.contrast(question.weights, bounds, margin_) if model is not None else None
         if found is not None:
             estimates[key] = found
-    return estimates, holm_family(list(estimates.values()))
+    family = holm_family(list(estimates.values()))
+    simultaneous(estimates, questions, outcomes_, family)
+    return estimates, family
+
+
+def simultaneous(estimates, questions, outcomes_, family):
+    """Each estimate's interval made simultaneous over the family (Bonferroni at 1 - level
+    / family, within the quantity's bounds): an interval that excludes 0 then agrees with
+    a Holm-adjusted p below the level."""
+    from regaudit.answer.contrasts import span_of
+    from regaudit.answer.statistics import stats
+
+    for key, found in estimates.items():
+        if not (found.se > 0 and found.df > 0):
+            continue
+        half = float(stats.t.ppf(1 - level() / max(1, family) / 2, found.df) * found.se)
+        limit = span_of(found.cells, outcomes_[questions[key].outcome][3])
+        found.low, found.high = max(-limit, found.estimate - half), min(limit, found.estimate + half)
 
 
 class Analysis:
@@ -172,10 +189,13 @@ def analyse(runs, groups):
 
 
 def contrast_text(found):
-    """'+0.0123, 95% interval [+0.004, +0.021], Holm-adjusted p = 0.003' of an Estimate."""
+    """'+0.0123, simultaneous 95% interval [+0.004, +0.021], Holm-adjusted p = 0.003' of an
+    Estimate (its interval simultaneous over the study's contrasts: `simultaneous`)."""
     from regaudit.answer.finding import p_text
 
-    return (f"{found.estimate:+.3g}, 95% interval [{found.low:+.3g}, {found.high:+.3g}], "
+    confidence = 1 - level()
+    percent = f"{confidence:.0%}" if round(confidence, 2) == confidence else f"{confidence:.2%}"
+    return (f"{found.estimate:+.3g}, simultaneous {percent} interval [{found.low:+.3g}, {found.high:+.3g}], "
             f"Holm-adjusted {p_text(found.p_holm)}")
 
 

@@ -124,7 +124,9 @@ def range_contrast(setups):
 
 
 def combined_contrast(setups):
+    """Both regularizers against Dropout only or BN only, pairs alike in a study's other
+    levels (the learning rate, ...)."""
     both = [g for g, s in setups.items() if s["dropout"] and s["batchnorm"]]
     singles = [g for g, s in setups.items() if s["dropout"] != s["batchnorm"]]
-    pairs = [(b, s) for b in both for s in singles]
+    pairs = [(b, s) for b in both for s in singles if setups[b]["others"] == setups[s]["others"]]
     return mean_of_differences(pairs), [([a], [b], "") for a, b in pairs]

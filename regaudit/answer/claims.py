@@ -26,6 +26,7 @@ from regaudit.answer.analysis import (
 from regaudit.answer.claim_contrasts import (
     RATE_RANGE, combined_contrast, pairs_of, placement_contrast, range_contrast, rate_contrast,
 )
+from regaudit.answer.contrasts import span_of
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
 from regaudit.answer.statistics import holm, level, mcnemar_exact
 
@@ -160,8 +161,11 @@ def judged(claim, runs, groups, setups):
     elif verdict == "not shown":
         within_words = (f" nor shown within +-{margin_:g} (equivalence Holm-adjusted "
                         f"{p_text(found.p_equal_holm)})") if np.isfinite(found.p_equal_holm) else ""
-        evidence += (f"; neither a difference{within_words}: these runs detect "
-                     f"{number(found.detectable(alpha, analysis.family), 3)} or more with 80% power")
+        detectable = found.detectable(alpha, analysis.family)
+        reach = (f"these runs detect {number(detectable, 3)} or more with 80% power"
+                 if detectable < span_of(found.cells, analysis.outcome(claim.kind)[3]) else
+                 "these runs cannot detect any difference in it (more seeds would)")
+        evidence += f"; neither a difference{within_words}: {reach}"
     numbers = found.as_numbers() | {"measure": measure, "family": analysis.family,
                                     "compared": [[a, b, c] for a, b, c in compared]}
     return _finding(claim.id, claim.rule, claim.words, verdict, evidence + ".", numbers)

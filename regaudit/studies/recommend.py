@@ -14,10 +14,9 @@ smallest difference these seeds could detect (or that they cannot detect any).
 import numpy as np
 
 from regaudit.answer.analysis import OUTCOME, Question, analyse, asks, model_text
-from regaudit.answer.contrasts import span_of
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
 from regaudit.answer.levels import INFO, NOTICE
-from regaudit.answer.statistics import ALPHA, level, stats
+from regaudit.answer.statistics import ALPHA, level
 from regaudit.studies.design import GIVEN
 
 RULE = ("RA260", "study_recommendation")
@@ -117,10 +116,7 @@ def recommendation(runs, groups):
               if e.decided(level()) == "difference" and (e.estimate > 0) == higher}
     variant = max(better, key=lambda v: better[v].estimate if higher else -better[v].estimate)
     best, model = better[variant], analysis.model(OUTCOME)
-    simultaneous = 1 - level() / analysis.family
-    half = float(stats.t.ppf(0.5 + simultaneous / 2, best.df) * best.se)
-    limit = span_of(best.cells, bounds)
-    low, high = max(-limit, best.estimate - half), min(limit, best.estimate + half)
+    low, high = best.low, best.high  # simultaneous over the study's contrasts
     text = (f"For this model: {variant}: {measure} {best.estimate:+.3g} (simultaneous "
             f"{_percent(1 - level())} interval [{low:+.3g}, {high:+.3g}] over the study's "
             f"{analysis.family} contrasts, Holm-adjusted {p_text(best.p_holm)}{_look()}, "

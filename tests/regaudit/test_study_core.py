@@ -339,7 +339,7 @@ def test_dropout_batchnorm_interaction_is_the_difference_of_dropouts_effects():
     weights = {"dropout=0.5,bn=after": 1, "dropout=0,bn=after": -1, "dropout=0.5,bn=none": -1,
                "dropout=0,bn=none": 1}
     estimate, se, df = robust_contrast(by, weights)
-    half = stats.t.ppf(0.975, df) * se
+    half = stats.t.ppf(1 - 0.05 / found.numbers["family"] / 2, df) * se  # simultaneous over the study
     assert (found.numbers["estimate"], found.numbers["low"], found.numbers["high"], found.numbers["p"]) == \
         pytest.approx((estimate, estimate - half, estimate + half, 2 * stats.t.sf(abs(estimate) / se, df)))
     assert "they clash" in found.text and found.level == "notice"
