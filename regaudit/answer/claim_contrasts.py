@@ -124,9 +124,13 @@ def range_contrast(setups):
 
 
 def combined_contrast(setups):
-    """Both regularizers against Dropout only or BN only, pairs alike in a study's other
-    levels (the learning rate, ...)."""
+    """Both regularizers against the same Dropout alone (the same rates) or the same BN
+    alone (the same placement), pairs alike in a study's other levels (the learning rate)."""
+    def alike(b, s):
+        kept = "rates" if setups[s]["dropout"] else "placement"
+        return setups[b]["others"] == setups[s]["others"] and setups[b][kept] == setups[s][kept]
+
     both = [g for g, s in setups.items() if s["dropout"] and s["batchnorm"]]
     singles = [g for g, s in setups.items() if s["dropout"] != s["batchnorm"]]
-    pairs = [(b, s) for b in both for s in singles if setups[b]["others"] == setups[s]["others"]]
+    pairs = [(b, s) for b in both for s in singles if alike(b, s)]
     return mean_of_differences(pairs), [([a], [b], "") for a, b in pairs]
