@@ -187,8 +187,8 @@ def batchnorm_speed(runs, groups, setups):
 
 def batchnorm_learning_rate(runs, groups, setups):
     """RA253 "BatchNormalization allows higher learning rates": the interaction (outcome at
-    the higher rate minus at the given rate, with BN, minus the same without BN), averaged
-    over the learning-rate factors and BN placements trained; supported when BN loses
+    the highest rate factor trained minus at the given rate, with BN, minus the same
+    without BN), averaged over the BN placements trained; supported when BN loses
     significantly less."""
     return judged(CONTRAST_CLAIMS[2], runs, groups, setups)
 
