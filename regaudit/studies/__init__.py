@@ -161,8 +161,9 @@ def _look(result, counts, max_seeds, echo, spending):
                                      sequential.look_level(max_seeds, most, max_seeds, spending=spending),
                                      improvement)
     if decision.seeds is not None and echo is not None:
-        echo(f"look {len(result.looks)} at {most} seeds (level {result.level:.3g}): {decision.decided} "
-             f"questions decided, {decision.open} open; more seeds for {len(decision.seeds)} variants")
+        echo(f"look {len(result.looks)} at {most} seeds (level {result.level:.3g}): {decision.decided} of "
+             f"{len(analysis.estimates)} questions decided, {decision.open} open and reachable; more seeds "
+             f"for {len(decision.seeds)} of {len(counts)} variants")
     return decision.seeds
 
 
