@@ -127,6 +127,7 @@ def test_every_measure_a_run_logs_is_declared(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("REGAUDIT_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.chdir(tmp_path)  # a SQLite store puts its artifacts in ./mlruns: not the clone's
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(320, 8)).astype("float32")
