@@ -36,9 +36,12 @@ code { background: #f4f4f4; padding: 0 .2em; } .wide { overflow-x: auto; }
 <code>{{ group_by }}</code> &middot; created {{ created }}</p>
 
 <h2 id="findings">Findings</h2>
-<p class="meta">Differences between groups are claimed only when Welch's t-test, Holm-corrected
-over the comparisons of the same measure, rejects at 0.05; intervals are 95%. The id is the
-rule's (<code>regaudit show --json</code>).</p>
+<p class="meta">A difference is claimed only with a corrected test. The recommendation (RA260),
+the article's claims (RA251-RA256) and the Dropout x BN interaction (RA261) are contrasts of one
+linear model per outcome (robust errors), Holm-corrected together over all of them, with
+intervals simultaneous over them; a contrast within the margin is negligible. Pairs of groups
+(RA202, RA203) use Welch's t-test, Holm-corrected over the pairs of the same measure; their
+intervals are 95%. The id is the rule's (<code>regaudit show --json</code>).</p>
 {% for f in findings %}<div class="finding {{ f.level }}"><code>{{ f.id }}</code> {{ f.text }}</div>
 {% else %}<p>No finding: the runs hold too little data for any rule.</p>{% endfor %}
 {% if comparisons|length %}<h3 id="comparisons">Differences between groups</h3>
@@ -53,8 +56,9 @@ difference would need (rule ids RA202, RA203).</p>
 
 {% if claims %}<h2 id="claims">The article's claims, on these runs</h2>
 <p>The article regaudit grew from, {{ article }}, makes these claims. Each gets a verdict
-on these runs: supported or contradicted only when a corrected test says so, otherwise not
-shown, with what would show it.</p>
+on these runs: supported or contradicted only when a corrected test says so, negligible when
+an equivalence test puts the effect within the margin, otherwise not shown, with what would
+show it.</p>
 <table>
 <tr><th>claim</th><th>verdict</th><th>evidence</th></tr>
 {% for c in claims %}<tr><td>{{ c.numbers.claim }}</td><td><b>{{ c.numbers.verdict }}</b></td><td>{{ c.text.split(": " + c.numbers.verdict + ". ", 1)[-1] }}</td></tr>
