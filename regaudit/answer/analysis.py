@@ -131,10 +131,12 @@ def simultaneous(estimates, questions, outcomes_, family):
     from regaudit.answer.contrasts import span_of
     from regaudit.answer.statistics import stats
 
-    for key, found in estimates.items():
-        if not (found.se > 0 and found.df > 0):
-            continue
-        half = float(stats.t.ppf(1 - level() / max(1, family) / 2, found.df) * found.se)
+    usable = [(key, found) for key, found in estimates.items() if found.se > 0 and found.df > 0]
+    if not usable:
+        return
+    quantiles = stats.t.ppf(1 - level() / max(1, family) / 2, np.array([f.df for _, f in usable]))
+    for (key, found), quantile in zip(usable, quantiles):
+        half = float(quantile * found.se)
         limit = span_of(found.cells, outcomes_[questions[key].outcome][3])
         found.low, found.high = max(-limit, found.estimate - half), min(limit, found.estimate + half)
 

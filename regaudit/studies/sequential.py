@@ -80,14 +80,14 @@ def _seeds_for(found, n_now, max_seeds, effect, level, sides):
     (at `n_now` seeds) reaches `effect` with 80% power at `level`: its standard error
     shrinking as 1 / sqrt(seeds), its degrees of freedom growing as seeds - 1 (t quantiles,
     the robust model's Satterthwaite df scaled)."""
-    if not effect > 0:
+    if not effect > 0 or max_seeds <= n_now:
         return float("inf")
-    for n in range(n_now + 1, max_seeds + 1):
-        df = found.df * (n - 1) / max(1, n_now - 1)
-        se = found.se * np.sqrt(n_now / n)
-        if (stats.t.ppf(1 - level / sides, df) + stats.t.ppf(POWER, df)) * se <= effect:
-            return n
-    return float("inf")
+    n = np.arange(n_now + 1, max_seeds + 1)
+    df = found.df * (n - 1) / max(1, n_now - 1)
+    se = found.se * np.sqrt(n_now / n)
+    quantiles = stats.t.ppf(np.array([[1 - level / sides], [POWER]]), df)  # one call for every n
+    enough = np.flatnonzero((quantiles[0] + quantiles[1]) * se <= effect)
+    return int(n[enough[0]]) if enough.size else float("inf")
 
 
 def needed(found, n_now, max_seeds, level_end, higher=None, plausible_at=None):

@@ -55,7 +55,7 @@ def one_study(questions, cells, truth, rng, seeds, max_seeds, sd, seed_sd=0.0, m
     `truth` {kind: {cell: true mean}} (a missing cell: 0); `sd` the seed-to-seed standard
     deviation of every cell, or {cell: sd} (heteroscedastic); `balanced`: every variant
     gets the seeds an open question asks for (the policy before racing)."""
-    kinds = {q.outcome for q in questions.values()}
+    kinds = sorted({q.outcome for q in questions.values()})  # a fixed order: the draws reproduce
     spread = sd if isinstance(sd, dict) else {c: sd for c in cells}
     draws = {kind: {c: truth.get(kind, {}).get(c, 0.0) + rng.normal(0, spread[c], max_seeds) for c in cells}
              for kind in kinds}
