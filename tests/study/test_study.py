@@ -248,6 +248,9 @@ def test_a_resumed_study_runs_each_trial_exactly_once(workdir, first):
     assert len(keys) == len(set(keys)) == 4
     printed = json.loads(resumed.stdout)
     assert printed["schema"] == "regaudit.findings/1" and printed["findings"][0]["id"] == "RA260"
+    [parent] = study_runs(workdir, study_id, parent=True)  # reopened, not made again
+    assert parent.info.status == "FINISHED" and {r.data.tags["mlflow.parentRunId"] for r in finished} == {
+        parent.info.run_id}
     assert sorted(printed["runs"]) == sorted(r.info.run_id for r in finished)
 
 
