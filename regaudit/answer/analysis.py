@@ -17,15 +17,14 @@ below it is below what one more seed moves. Losses have no natural unit, so a lo
 contrast is never called negligible.
 """
 
-import contextlib
 import contextvars
 from dataclasses import dataclass
 
 import numpy as np
 
 from regaudit.answer import outcomes
-from regaudit.answer.contrasts import CellModel, holm_family
-from regaudit.answer.statistics import level
+from regaudit.answer.contrasts import CellModel, holm_family, span_of
+from regaudit.answer.statistics import level, scoped, stats
 
 #: the default practical margin of an accuracy contrast (see the module)
 DEFAULT_MARGIN = 0.01
@@ -41,14 +40,9 @@ def margin():
     return _MARGIN.get()
 
 
-@contextlib.contextmanager
 def with_margin(value):
     """Every analysis inside uses `value` as the practical margin of an accuracy."""
-    token = _MARGIN.set(float(value))
-    try:
-        yield
-    finally:
-        _MARGIN.reset(token)
+    return scoped(_MARGIN, float(value))
 
 
 @dataclass
@@ -128,9 +122,6 @@ def simultaneous(estimates, questions, outcomes_, family):
     """Each estimate's interval made simultaneous over the family (Bonferroni at 1 - level
     / family, within the quantity's bounds): an interval that excludes 0 then agrees with
     a Holm-adjusted p below the level."""
-    from regaudit.answer.contrasts import span_of
-    from regaudit.answer.statistics import stats
-
     usable = [(key, found) for key, found in estimates.items() if found.se > 0 and found.df > 0]
     if not usable:
         return
@@ -148,12 +139,13 @@ class Analysis:
 
     def __init__(self, runs, groups):
         self.runs, self.groups = runs, groups
-        self.questions = questions_of(outcomes.group_setups(runs, groups) if len(runs.history) else {})
-        kinds = {q.outcome for q in self.questions.values()} | {OUTCOME}
-        seeds = outcomes.tag_values(runs, SEED_KEY)
-        self._outcomes = {kind: outcome_values(runs, kind) for kind in kinds}
-        self._models = {kind: CellModel(values[1], groups, seeds) if values[1] else None
-                        for kind, values in self._outcomes.items()}
+        #: {group: its runs' common setup} (`outcomes.group_setups`), shared with the rules
+        self.setups = outcomes.group_setups(runs, groups) if len(runs.history) else {}
+        self.questions = questions_of(self.setups)
+        self._seeds = outcomes.tag_values(runs, SEED_KEY)
+        self._outcomes, self._models = {}, {}
+        for kind in {q.outcome for q in self.questions.values()} | {OUTCOME}:
+            self.model(kind)
         self.estimates, self.family = answer(self.questions, self._models, self._outcomes)
 
     def outcome(self, kind):
@@ -165,8 +157,7 @@ class Analysis:
     def model(self, kind):
         if kind not in self._models:
             values = self.outcome(kind)[1]
-            seeds = outcomes.tag_values(self.runs, SEED_KEY)
-            self._models[kind] = CellModel(values, self.groups, seeds) if values else None
+            self._models[kind] = CellModel(values, self.groups, self._seeds) if values else None
         return self._models[kind]
 
     def get(self, key):
@@ -190,15 +181,19 @@ def analyse(runs, groups):
     return _LAST["analysis"]
 
 
+def confidence_text():
+    """'95%' (or '95.14%' at a sequential look's level): the simultaneous intervals' confidence."""
+    confidence = 1 - level()
+    return f"{confidence:.0%}" if round(confidence, 2) == confidence else f"{confidence:.2%}"
+
+
 def contrast_text(found):
     """'+0.0123, simultaneous 95% interval [+0.004, +0.021], Holm-adjusted p = 0.003' of an
     Estimate (its interval simultaneous over the study's contrasts: `simultaneous`)."""
     from regaudit.answer.finding import p_text
 
-    confidence = 1 - level()
-    percent = f"{confidence:.0%}" if round(confidence, 2) == confidence else f"{confidence:.2%}"
-    return (f"{found.estimate:+.3g}, simultaneous {percent} interval [{found.low:+.3g}, {found.high:+.3g}], "
-            f"Holm-adjusted {p_text(found.p_holm)}")
+    return (f"{found.estimate:+.3g}, simultaneous {confidence_text()} interval [{found.low:+.3g}, "
+            f"{found.high:+.3g}], Holm-adjusted {p_text(found.p_holm)}")
 
 
 def model_text(model):

@@ -43,13 +43,18 @@ def level():
 
 
 @contextlib.contextmanager
-def at_level(alpha):
-    """Every test inside tests at `alpha` (a group-sequential look's share of ALPHA)."""
-    token = _LEVEL.set(float(alpha))
+def scoped(variable, value):
+    """`variable` (a ContextVar) set to `value` inside, restored after."""
+    token = variable.set(value)
     try:
         yield
     finally:
-        _LEVEL.reset(token)
+        variable.reset(token)
+
+
+def at_level(alpha):
+    """Every test inside tests at `alpha` (a group-sequential look's share of ALPHA)."""
+    return scoped(_LEVEL, float(alpha))
 
 
 #: Power of the "what could these runs have detected" statements.

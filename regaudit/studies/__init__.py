@@ -146,7 +146,7 @@ def check(model_part, data_part, design):
 def _look(result, counts, max_seeds, echo, spending):
     """One look at the runs so far at its level: the seeds {variant: seeds} to go on to
     (only the variants an open, reachable question needs), or None when none is."""
-    from regaudit.answer.analysis import analyse
+    from regaudit.answer.analysis import OUTCOME, analyse
     from regaudit.answer.statistics import at_level
     from regaudit.read import load_runs
     from regaudit.studies import sequential
@@ -154,14 +154,10 @@ def _look(result, counts, max_seeds, echo, spending):
     runs = load_runs(result.run_ids)
     with at_level(result.level):
         analysis = analyse(runs, runs.group(VARIANT_TAG))
-        higher = analysis.outcome("outcome")[2]
-        improvement = {k: (1 if higher else -1) for k, q in analysis.questions.items() if q.improvement}
-        most = max(counts.values())
-        decision = sequential.decide(analysis.estimates, analysis.family, counts, max_seeds, result.level,
-                                     sequential.look_level(max_seeds, most, max_seeds, spending=spending),
-                                     improvement)
+        decision = sequential.next_look(analysis.estimates, analysis.family, analysis.questions,
+                                        analysis.outcome(OUTCOME)[2], counts, max_seeds, result.level, spending)
     if decision.seeds is not None and echo is not None:
-        echo(f"look {len(result.looks)} at {most} seeds (level {result.level:.3g}): {decision.decided} of "
+        echo(f"look {len(result.looks)} at {max(counts.values())} seeds (level {result.level:.3g}): {decision.decided} of "
              f"{len(analysis.estimates)} questions decided, {decision.open} open and reachable; more seeds "
              f"for {len(decision.seeds)} of {len(counts)} variants")
     return decision.seeds

@@ -134,8 +134,7 @@ def variants(design):
 def trials(design, seeds, first_seed=0):
     """[(variant name, levels, seed)]: every variant with each seed, seed-major (the
     first seed of every variant before any second seed, so an early stop stays balanced)."""
-    return [(variant, levels, seed) for seed in range(first_seed, first_seed + seeds)
-            for variant, levels in variants(design)]
+    return trials_for(design, seeds, first_seed)
 
 
 def trials_for(design, seeds, first_seed=0):

@@ -9,7 +9,6 @@ Holm-corrected with every other question of the study.
 
 from regaudit.answer.analysis import OUTCOME, Question, analyse, asks, contrast_text, model_text
 from regaudit.answer.claim_contrasts import mean_of_interactions
-from regaudit.answer.outcomes import group_setups
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
 from regaudit.answer.levels import INFO, NOTICE
 from regaudit.answer.statistics import level
@@ -62,8 +61,7 @@ def dropout_batchnorm_interaction(runs, groups):
     analysis = analyse(runs, groups)
     measure, _, higher, _, margin_ = analysis.outcome(OUTCOME)
     out = []
-    setups = group_setups(runs, groups) if len(runs.history) else {}
-    for placement, quads in _by_placement(setups).items():
+    for placement, quads in _by_placement(analysis.setups).items():
         found = analysis.get(f"{RULE[0]}:{placement}")
         if found is None:
             continue

@@ -10,7 +10,10 @@ parent rather than making a second one.
 """
 
 from regaudit._version import __version__
+from regaudit.answer.claims import CLAIM_PREFIX
 from regaudit.schema import TAG_PREFIX
+from regaudit.studies.effects import RULE as INTERACTION
+from regaudit.studies.recommend import RULE as RECOMMENDATION
 from regaudit.studies.runs import PARENT, ROLE_TAG, STUDY_TAG, study_runs
 
 RECOMMENDATION_TAG = TAG_PREFIX + "recommendation"
@@ -44,10 +47,6 @@ def open_parent(client, experiment_id, study_id, design, params):
 
 def answer_tags(findings):
     """{tag: value}: the recommendation and each claim's and interaction's verdict."""
-    from regaudit.answer.claims import CLAIM_PREFIX
-    from regaudit.studies.effects import RULE as INTERACTION
-    from regaudit.studies.recommend import RULE as RECOMMENDATION
-
     tags = {}
     for finding in findings:
         numbers = finding.numbers

@@ -13,7 +13,7 @@ smallest difference these seeds could detect (or that they cannot detect any).
 
 import numpy as np
 
-from regaudit.answer.analysis import OUTCOME, Question, analyse, asks, model_text
+from regaudit.answer.analysis import OUTCOME, Question, analyse, asks, confidence_text, model_text
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
 from regaudit.answer.levels import INFO, NOTICE
 from regaudit.answer.statistics import ALPHA, level
@@ -33,10 +33,6 @@ def variant_questions(setups):
     if GIVEN not in variants:
         return []
     return [Question(key_of(v), OUTCOME, {v: 1.0, GIVEN: -1.0}, True) for v in variants if v != GIVEN]
-
-
-def _percent(value):
-    return f"{value:.0%}" if round(value, 2) == value else f"{value:.2%}"
 
 
 def _look():
@@ -107,18 +103,15 @@ def recommendation(runs, groups):
         return [Finding(*RULE, "No recommendation: the model as given and its variants leave no "
                         "degrees of freedom to test with; run the study with --seeds 2 or more.",
                         {"measure": measure}, NOTICE)]
-    for variant, found in tested.items():
-        if found.decided(level()) == "difference" and (found.estimate > 0) == higher:
-            break
-    else:
-        return _keep(tested, analysis, measure, higher, bounds)
     better = {v: e for v, e in tested.items()
               if e.decided(level()) == "difference" and (e.estimate > 0) == higher}
+    if not better:
+        return _keep(tested, analysis, measure, higher, bounds)
     variant = max(better, key=lambda v: better[v].estimate if higher else -better[v].estimate)
     best, model = better[variant], analysis.model(OUTCOME)
     low, high = best.low, best.high  # simultaneous over the study's contrasts
     text = (f"For this model: {variant}: {measure} {best.estimate:+.3g} (simultaneous "
-            f"{_percent(1 - level())} interval [{low:+.3g}, {high:+.3g}] over the study's "
+            f"{confidence_text()} interval [{low:+.3g}, {high:+.3g}] over the study's "
             f"{analysis.family} contrasts, Holm-adjusted {p_text(best.p_holm)}{_look()}, "
             f"{model.counts[variant]} and {model.counts[GIVEN]} seeds, {model_text(model)}) over the "
             f"model as given ({number(model.mean(variant))} against {number(model.mean(GIVEN))}).")

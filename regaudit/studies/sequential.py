@@ -111,6 +111,17 @@ def needed(found, n_now, max_seeds, level_end, higher=None, plausible_at=None):
     return int(min(max_seeds, max(n_now + 1, min(options))))
 
 
+def next_look(estimates, family, questions, higher, counts, max_seeds, level_now,
+              spending=DEFAULT_SPENDING, plausible_at=None):
+    """The Decision after a look at `counts` {variant: seeds}: its `questions` {key:
+    Question} that only ask for a better variant signed by whether a `higher` outcome is
+    better, reachability judged at the level a last look at `max_seeds` has under
+    `spending` (what a study and its simulation both decide by)."""
+    improvement = {k: (1 if higher else -1) for k, q in questions.items() if q.improvement}
+    level_end = look_level(max_seeds, max(counts.values()), max_seeds, spending=spending)
+    return decide(estimates, family, counts, max_seeds, level_now, level_end, improvement, plausible_at)
+
+
 def decide(estimates, family, counts, max_seeds, level_now, level_end, improvement=None,
            plausible_at=None):
     """A look's decision from its estimates {key: Estimate} (Holm over `family`

@@ -18,7 +18,7 @@ from regaudit.answer.analysis import FIRST_LOSS, GAP, OUTCOME, answer, questions
 from regaudit.answer.contrasts import CellModel
 from regaudit.studies import design as designs
 from regaudit.studies.recommend import RULE, key_of
-from regaudit.studies.sequential import DEFAULT_SPENDING, decide, look_level
+from regaudit.studies.sequential import DEFAULT_SPENDING, look_level, next_look
 
 #: the seed article's third model as given: Dropout 0.25 and 0.5, BN after the activation
 ARTICLE_SETUP = {"dropout": True, "batchnorm": True, "rates": [0.25, 0.5], "placement": "after_activation",
@@ -63,7 +63,6 @@ def one_study(questions, cells, truth, rng, seeds, max_seeds, sd, seed_sd=0.0, m
         shared = rng.normal(0, seed_sd, max_seeds)
         for cell in cells:
             draws[kind][cell] = draws[kind][cell] + shared
-    improvement = {k: (1 if higher else -1) for k, q in questions.items() if q.improvement}
     counts, previous = {c: seeds for c in cells}, 0
     while True:
         most = max(counts.values())
@@ -73,13 +72,12 @@ def one_study(questions, cells, truth, rng, seeds, max_seeds, sd, seed_sd=0.0, m
             values = {(c, s): float(draws[kind][c][s]) for c in cells for s in range(counts[c])}
             models[kind] = CellModel(values, {r: r[0] for r in values}, {r: r[1] for r in values})
             bounds, with_margin = KINDS[kind]
-            outcomes_[kind] = (kind, values, higher, (-np.inf, np.inf), margin if with_margin else np.nan)
+            outcomes_[kind] = (kind, values, higher, bounds, margin if with_margin else np.nan)
         estimates, family = answer(questions, models, outcomes_)
         if most >= max_seeds:
             break
-        decision = decide(estimates, family, counts, max_seeds, level,
-                          look_level(max_seeds, most, max_seeds, spending=spending), improvement,
-                          plausible_at)
+        decision = next_look(estimates, family, questions, higher, counts, max_seeds, level, spending,
+                             plausible_at)
         if decision.seeds is None:
             break
         if balanced:  # the policy before racing: every variant gets the seeds one question asks
