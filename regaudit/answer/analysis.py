@@ -24,7 +24,9 @@ import numpy as np
 
 from regaudit.answer import outcomes
 from regaudit.answer.contrasts import CellModel, holm_family, span_of
+from regaudit.answer.finding import finding_rules, p_text
 from regaudit.answer.statistics import level, scoped, stats
+from regaudit.schema import MODEL
 
 #: the default practical margin of an accuracy contrast (see the module)
 DEFAULT_MARGIN = 0.01
@@ -70,16 +72,12 @@ def asks(function):
 
 def questions_of(setups):
     """{key: Question} every declared source asks of groups with these setups."""
-    from regaudit.answer.finding import finding_rules
-
     finding_rules()  # imports every module that declares questions
     return {q.key: q for source in _SOURCES for q in source(setups)}
 
 
 def first_epoch_loss(runs):
     """{run: training loss after the first epoch}: how far one epoch gets."""
-    from regaudit.schema import MODEL
-
     history = runs.history
     if not len(history):
         return {}
@@ -190,8 +188,6 @@ def confidence_text():
 def contrast_text(found):
     """'+0.0123, simultaneous 95% interval [+0.004, +0.021], Holm-adjusted p = 0.003' of an
     Estimate (its interval simultaneous over the study's contrasts: `simultaneous`)."""
-    from regaudit.answer.finding import p_text
-
     return (f"{found.estimate:+.3g}, simultaneous {confidence_text()} interval [{found.low:+.3g}, "
             f"{found.high:+.3g}], Holm-adjusted {p_text(found.p_holm)}")
 
