@@ -54,6 +54,8 @@ class RunSet:
     #: the architecture lint RegAudit ran at train begin: run, id, rule, severity, layer,
     #: message, source (`regaudit.model.lint_rules`)
     lint: pd.DataFrame = field(default_factory=lambda: _empty(LINT_COLUMNS))
+    #: the notebook summary, made on the first display
+    _summary: str = field(default=None, repr=False, compare=False)
 
     @property
     def run_ids(self):
@@ -63,14 +65,25 @@ class RunSet:
         return getattr(self, name)
 
     def _repr_html_(self):
-        """In Jupyter: the report of these runs (grouped by `regaudit.setup`), inline."""
-        import tempfile
+        """In Jupyter: a light summary of these runs' findings (grouped by
+        `regaudit.setup`; a few KB, computed once) with where the full report is."""
+        if self._summary is None:
+            from regaudit.answer.findings import findings
+            from regaudit.reports.publish import ui_address
+            from regaudit.reports.summary import summary_html
 
-        from regaudit.reports.html import inline
-        from regaudit.reports.report import build_report
-
-        with tempfile.TemporaryDirectory() as folder:
-            return inline(build_report(self, os.path.join(folder, "report.html")).path)
+            found = findings(self, self.group())
+            ids = self.run_ids
+            title = f"regaudit: {len(ids)} run{'s' if len(ids) != 1 else ''}"
+            if len(ids) == 1:
+                href = ui_address(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+                                  self.runs["experiment_id"].iloc[0], ids[0])
+                where, title = "regaudit/report/report.html in the run's MLflow artifacts", f"{title} {ids[0]}"
+            else:
+                href, where = None, ("The full report: `regaudit report " + " ".join(ids[:3])
+                                     + (" ..." if len(ids) > 3 else "") + "` writes it and logs it to MLflow.")
+            self._summary = summary_html(found, title, where, href)
+        return self._summary
 
     def group(self, by=DEFAULT_GROUP):
         """{run id: group label} by a tag (`regaudit.setup`, or any tag or param name;

@@ -2,7 +2,11 @@
 named in each docstring), `ax=None` (a new Figure's Axes), the Axes out. The figure
 functions of `regaudit.reports.plots` lay them out in panels."""
 
+import functools
+
+import numpy as np
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 from matplotlib.figure import Figure
 
 from regaudit.measures.activations import P15, P50, P85
@@ -21,11 +25,37 @@ MAX_RUN_LINES = 12
 #: the band of a group drawn as its median (`errorbar` of seaborn)
 RUN_BAND = ("pi", 80)
 AGGREGATED = "runs drawn as each group's median, shaded where 80% of its runs lie"
+#: a group of 2 to MAX_RUN_LINES runs (a study's seeds of one variant) is drawn as its mean
+#: over its runs, shaded one standard error either side: the figure answers "how does this
+#: variant train", not "where did each seed go". (Not the 95% interval: at 2 seeds its t
+#: quantile, 12.7, shades every panel whole; the study's own figures and tests give the
+#: intervals.)
+SEEDS_AGGREGATED = "each group drawn as the mean over its runs, shaded: +-1 standard error"
 
 
 def many_runs(data):
     """Whether a group of `data` (columns `group`, `run`) has more than MAX_RUN_LINES runs."""
     return len(data) > 0 and int(data.groupby("group")["run"].nunique().max()) > MAX_RUN_LINES
+
+
+def seeded(data):
+    """Whether every group of `data` has 2 runs or more (seeds) and none more than
+    MAX_RUN_LINES: drawn as means with their intervals."""
+    if not len(data):
+        return False
+    counts = data.groupby("group")["run"].nunique()
+    return int(counts.min()) >= 2 and int(counts.max()) <= MAX_RUN_LINES
+
+
+def standard_error_band(values, bounds=(-np.inf, np.inf)):
+    """(low, high): the mean of `values` +- one standard error (seaborn's `errorbar`), kept
+    within the quantity's `bounds` (a drift is never below 0, an accuracy within [0, 1])."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean
+    half = float(values.std(ddof=1) / np.sqrt(len(values)))
+    return max(mean - half, bounds[0]), min(mean + half, bounds[1])
 
 
 def _ax(ax, width=4.0, height=3.0):
@@ -46,16 +76,26 @@ def _runs(data, order_by, palette):
         shown.add(group)
 
 
-def group_lines(data, x="epoch", y="value", ax=None, palette=None, style=None):
-    """A line per run (`run`), coloured by `group`, optionally dashed by `style`; a group
-    of more than MAX_RUN_LINES runs as its median and the band of its runs."""
+def group_lines(data, x="epoch", y="value", ax=None, palette=None, style=None,
+                bounds=(-np.inf, np.inf)):
+    """A line per run (`run`), coloured by `group`, optionally dashed by `style`; groups
+    of 2 to MAX_RUN_LINES runs each as their mean +- one standard error (within the
+    quantity's `bounds`); a group of more than MAX_RUN_LINES runs as its median and the
+    band of its runs. Integer epochs on the x axis."""
     ax = _ax(ax)
     if many_runs(data):
         sns.lineplot(data=data, x=x, y=y, hue="group", style=style, estimator="median",
                      errorbar=RUN_BAND, palette=palette, ax=ax, linewidth=1.5)
         return ax
-    sns.lineplot(data=data, x=x, y=y, hue="group", units="run", estimator=None, style=style,
-                 palette=palette, ax=ax, marker="o", markersize=3, linewidth=1.2)
+    if seeded(data):
+        sns.lineplot(data=data, x=x, y=y, hue="group", style=style, estimator=np.mean,
+                     errorbar=functools.partial(standard_error_band, bounds=bounds),
+                     palette=palette, ax=ax, linewidth=1.5, marker="o", markersize=3)
+    else:
+        sns.lineplot(data=data, x=x, y=y, hue="group", units="run", estimator=None, style=style,
+                     palette=palette, ax=ax, marker="o", markersize=3, linewidth=1.2)
+    if x == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return ax
 
 
@@ -70,7 +110,7 @@ def percentile_band(data, ax=None, palette=None):
     """The median (`p50`) as a line and the `p15`-`p85` band shaded over `epoch`, a line
     per `run`, a colour per `group`."""
     ax = _ax(ax)
-    if many_runs(data):  # each group's median run: the medians of its p15, p50 and p85
+    if many_runs(data) or seeded(data):  # each group's median run: the medians of its p15, p50 and p85
         palette = palette or palette_of(dict(zip(data.run, data.group)))
         for group, line in _medians(data, "epoch", (P15, P50, P85)):
             ax.plot(line.epoch, line.p50, color=palette.get(group), linewidth=1.5, label=group)
@@ -87,7 +127,7 @@ def percentile_band(data, ax=None, palette=None):
 def ratio_lines(data, ax=None, palette=None):
     """A ratio over `epoch` on a log scale (so 0.5 and 2 sit as far from 1), with the
     reference line at 1; a line per run, a colour per group."""
-    ax = group_lines(data, ax=ax, palette=palette)
+    ax = group_lines(data, ax=ax, palette=palette, bounds=(0.0, np.inf))
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_yscale("log")
     values = data.value[data.value > 0]
@@ -98,8 +138,8 @@ def ratio_lines(data, ax=None, palette=None):
 
 
 def layer_heatmap(data, ax=None, order=None, cbar=True):
-    """Layer x epoch heatmap of `value`: one row per `layer`, or per layer of `order`
-    (blank rows where `data` has none)."""
+    """Layer x epoch heatmap of `value` (the mean where `data` holds several runs): one
+    row per `layer`, or per layer of `order` (blank rows where `data` has none)."""
     grid = data.pivot_table(index="layer", columns="epoch", values="value")
     if order is not None:  # every row of `order`, blank where this measure has none,
         grid = grid.reindex(list(order))  # so that panels side by side line up

@@ -24,7 +24,9 @@ th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
 th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .notice { border-left: 4px solid #d9822b; background: #fff7ee; }
 .info { border-left: 4px solid #9aa5b1; background: #f7f8fa; }
-.finding { padding: .4em .8em; margin: .4em 0; }
+.finding { padding: .4em .8em; margin: .4em 0; } .answer { font-size: 1.1em; }
+table.rows { margin: .2em 0; font-size: .85em; } table.rows td { border: 0; padding: 0 .8em 0 0; }
+details { margin: .3em 0; } summary { cursor: pointer; color: #444; font-size: .9em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .85em; color: #555; } .meta { color: #666; font-size: .85em; }
 code { background: #f4f4f4; padding: 0 .2em; } .wide { overflow-x: auto; }
@@ -35,34 +37,56 @@ code { background: #f4f4f4; padding: 0 .2em; } .wide { overflow-x: auto; }
 <p class="meta">regaudit {{ version }} &middot; {{ runs.runs|length }} run(s) &middot; grouped by
 <code>{{ group_by }}</code> &middot; created {{ created }}</p>
 
-<h2 id="findings">Findings</h2>
-<p class="meta">A difference is claimed only with a corrected test. The recommendation (RA260),
-the article's claims (RA251-RA256) and the Dropout x BN interaction (RA261) are contrasts of one
-linear model per outcome (robust errors), Holm-corrected together over all of them, with
-intervals simultaneous over them; a contrast within the margin is negligible. Pairs of groups
-(RA202, RA203) use Welch's t-test, Holm-corrected over the pairs of the same measure; their
-intervals are 95%. The id is the rule's (<code>regaudit show --json</code>).</p>
-{% for f in findings %}<div class="finding {{ f.level }}"><code>{{ f.id }}</code> {{ f.text }}</div>
-{% else %}<p>No finding: the runs hold too little data for any rule.</p>{% endfor %}
-{% if comparisons|length %}<h3 id="comparisons">Differences between groups</h3>
-<p class="meta">Each pair once, the group with the higher mean first; "significant" only when
-Holm's p (over the comparisons of that measure) is below 0.05. Otherwise: the smallest
-difference these seeds would detect with 80% power, and the seeds per group the observed
-difference would need (rule ids RA202, RA203).</p>
-<table>
-<tr>{% for c in comparisons.columns %}<th>{{ c }}</th>{% endfor %}</tr>
-{% for row in comparisons.itertuples(index=False) %}<tr>{% for v in row %}<td{% if v is number %} class="num"{% endif %}>{{ fmt(v) }}</td>{% endfor %}</tr>
-{% endfor %}</table>{% endif %}
+{% if answer %}<h2 id="answer">The answer</h2>
+<p class="finding {{ answer.level }} answer"><b>{{ answer.numbers.get("action") or answer.text }}</b></p>
+<details><summary>Evidence (<code>{{ answer.id }}</code>)</summary><p>{{ answer.text }}</p></details>{% endif %}
 
 {% if claims %}<h2 id="claims">The article's claims, on these runs</h2>
+<table>
+<tr><th>id</th><th>claim</th><th>verdict</th><th>effect, simultaneous interval</th></tr>
+{% for c in claims %}<tr><td><code>{{ c.id }}</code></td><td>{{ c.numbers.claim }}</td><td><b>{{ c.numbers.verdict }}</b></td><td>{{ c.brief }}</td></tr>
+{% endfor %}</table>
+<details><summary>Each claim's evidence</summary>
 <p>The article regaudit grew from, {{ article }}, makes these claims. Each gets a verdict
 on these runs: supported or contradicted only when a corrected test says so, negligible when
 an equivalence test puts the effect within the margin, otherwise not shown, with what would
 show it.</p>
+{% for c in claims %}<p><code>{{ c.id }}</code> {{ c.text }}</p>
+{% endfor %}</details>{% endif %}
+
+<h2 id="findings">Findings</h2>
+{% for g in groups %}<div class="finding {{ g.level }}"><code>{{ g.id }}</code> <b>{{ g.title }}</b>
+{% set rows = g.rows() %}<table class="rows">{% for about, brief in rows[:shown_rows] %}<tr><td>{{ about }}</td><td>{{ brief }}</td></tr>
+{% endfor %}</table>
+<details><summary>{% if rows|length > shown_rows %}{{ rows|length - shown_rows }} more, {% endif %}in full</summary>
+{% for f in g.findings %}<p>{% if f.about %}<i>{{ f.about }}</i>: {% endif %}{{ f.text }}</p>
+{% endfor %}</details></div>
+{% else %}<p>No finding: the runs hold too little data for any rule.</p>{% endfor %}
+<details><summary>How the tests work</summary>
+<p>A difference is claimed only with a corrected test. The recommendation (RA260),
+the article's claims (RA251-RA256) and the Dropout x BN interaction (RA261) are contrasts of one
+linear model per outcome (robust errors), Holm-corrected together over all of them, with
+intervals simultaneous over them; a contrast within the margin is negligible. Pairs of groups
+(RA202, RA203) use Welch's t-test, Holm-corrected over the pairs of the same measure; their
+intervals are 95%. The id is the rule's (<code>regaudit show --json</code>).</p></details>
+{% if comparisons|length %}<details id="comparisons"><summary>Differences between groups: {{ comparisons|length }} pair(s) tested</summary>
+<p class="meta">Each pair once, the group with the higher mean first; "significant" only when
+Holm's p (over the comparisons of that measure) is below 0.05. Otherwise: the smallest
+difference these seeds would detect with 80% power, and the seeds per group the observed
+difference would need. Pairs whose means print alike are ties and are not listed.</p>
 <table>
-<tr><th>claim</th><th>verdict</th><th>evidence</th></tr>
-{% for c in claims %}<tr><td>{{ c.numbers.claim }}</td><td><b>{{ c.numbers.verdict }}</b></td><td>{{ c.text.split(": " + c.numbers.verdict + ". ", 1)[-1] }}</td></tr>
-{% endfor %}</table>{% endif %}
+<tr>{% for c in comparisons.columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for row in comparisons.itertuples(index=False) %}<tr>{% for v in row %}<td{% if v is number %} class="num"{% endif %}>{{ fmt(v) }}</td>{% endfor %}</tr>
+{% endfor %}</table></details>{% endif %}
+
+{% for section, figures in sections %}
+<h2>{{ section.title }}</h2>
+<p>{{ section.intro }}</p>
+{% for stem, caption, png in figures %}<figure id="{{ stem }}">
+<img src="data:image/png;base64,{{ b64(png) }}" alt="{{ stem }}">
+<figcaption>{{ caption }}</figcaption>
+</figure>
+{% endfor %}{% endfor %}
 
 {% if lint|length %}<h2 id="lint">Architecture lint, and what was measured there</h2>
 <p>What <code>regaudit lint</code> read off the architecture before training (rules RA1xx),
@@ -78,17 +102,8 @@ next to the audit's measurement at the same layer where one speaks to the rule.<
 {% for row in overview.itertuples(index=False) %}<tr>{% for v in row %}<td{% if v is number %} class="num"{% endif %}>{{ fmt(v) }}</td>{% endfor %}</tr>
 {% endfor %}</table></div>
 
-{% for section, figures in sections %}
-<h2>{{ section.title }}</h2>
-<p>{{ section.intro }}</p>
-{% for stem, caption, png in figures %}<figure id="{{ stem }}">
-<img src="data:image/png;base64,{{ b64(png) }}" alt="{{ stem }}">
-<figcaption>{{ caption }}</figcaption>
-</figure>
-{% endfor %}{% endfor %}
-
 <h2 id="layers">Layers</h2>
-{% for model, used_by, table in layers %}<h3>{{ model }}</h3>
+{% for model, used_by, table in layers %}<h3>{{ model }}{% if layers|length > 1 %}: {{ used_by[0] }}{% if used_by|length > 1 %} and {{ used_by|length - 1 }} more run(s){% endif %}{% endif %}</h3>
 <p class="meta">runs: {{ used_by|join(", ") }}; {{ fmt(table.params.fillna(0).sum()|int) }} parameters{% if heads.get(model) %}; outputs read as: {{ heads[model] }} (from the compiled loss and the output activation){% endif %}</p>
 <table>
 <tr>{% for c in table.columns %}<th>{{ c }}</th>{% endfor %}</tr>
@@ -124,3 +139,50 @@ def inline(path, height=800):
         page = handle.read()
     return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;'
             'border:0"></iframe>')
+
+
+class _Reader:
+    """What a reader sees of a page before its first figure: the text outside folded
+    `<details>` (their `<summary>` lines are seen), styles and scripts left out."""
+
+    def __init__(self):
+        from html.parser import HTMLParser
+
+        reader = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                reader.start(tag)
+
+            def handle_endtag(self, tag):
+                reader.end(tag)
+
+            def handle_data(self, data):
+                reader.data(data)
+
+        self.parser, self.words, self.folded, self.hidden, self.done = Parser(), [], 0, 0, False
+        self.summary = 0
+
+    def start(self, tag):
+        if tag in ("figure", "img"):
+            self.done = True
+        self.folded += tag == "details"
+        self.summary += tag == "summary"
+        self.hidden += tag in ("style", "script", "title", "head")
+
+    def end(self, tag):
+        self.folded -= tag == "details" and self.folded > 0
+        self.summary -= tag == "summary" and self.summary > 0
+        self.hidden -= tag in ("style", "script", "title", "head") and self.hidden > 0
+
+    def data(self, text):
+        if not self.done and not self.hidden and (not self.folded or (self.summary and self.folded == 1)):
+            self.words += text.split()
+
+
+def words_before_figure(page):
+    """The words a reader meets before the page's first figure (folded `<details>` text
+    not counted, their summaries counted): the measure of "the answer read in a minute"."""
+    reader = _Reader()
+    reader.parser.feed(page)
+    return reader.words

@@ -36,16 +36,27 @@ def render_markdown(context, output):
     runs = context["runs"]
     lines = [f"# {md_escape(context['title'])}", "",
              f"regaudit {__version__}, {len(runs.runs)} run(s), grouped by "
-             f"`{context['group_by'].replace('`', '')}`", "", "## Findings", ""]
-    lines += [f"- {'**notice** ' if f.level == 'notice' else ''}`{f.id}` {md_escape(f.text)}"
-              for f in context["findings"]] or ["No finding: the runs hold too little data for any rule."]
-    if len(context["comparisons"]):
-        lines += ["", "### Differences between groups", "", _md_table(context["comparisons"])]
+             f"`{context['group_by'].replace('`', '')}`", ""]
+    answer = context["answer"]
+    if answer is not None:
+        lines += ["## The answer", "", f"**{md_escape(answer.numbers.get('action') or answer.text)}**", "",
+                  f"`{answer.id}` {md_escape(answer.text)}", ""]
     if context["claims"]:
-        lines += ["", "## The article's claims, on these runs", "",
+        lines += ["## The article's claims, on these runs", "",
                   f"The article regaudit grew from, {md_escape(context['article'])}: each claim's "
                   "verdict on these runs.", ""]
         lines += [f"- `{c.id}` {md_escape(c.text)}" for c in context["claims"]]
+        lines += [""]
+    lines += ["## Findings", ""]
+    for group in context["groups"]:
+        lines += [f"- {'**notice** ' if group.level == 'notice' else ''}`{group.id}` "
+                  f"**{md_escape(group.title)}**"]
+        lines += [f"  - {md_escape(f.about) + ': ' if f.about else ''}{md_escape(f.text)}"
+                  for f in group.findings]
+    if not context["groups"]:
+        lines += ["No finding: the runs hold too little data for any rule."]
+    if len(context["comparisons"]):
+        lines += ["", "### Differences between groups", "", _md_table(context["comparisons"])]
     if len(context["lint"]):
         lines += ["", "## Architecture lint, and what was measured there", "",
                   _md_table(context["lint"])]

@@ -20,8 +20,8 @@ from regaudit.measures.registry import prefix
 from regaudit.measures.shift import BN_DROPOUT_VAR_RATIO, BN_VAR_RATIO, DRIFT_W1
 from regaudit.answer import outcomes
 from regaudit.reports.axes import (  # noqa: F401 - the axes-level functions, re-exported
-    AGGREGATED, ensemble_curve, final_bars, group_lines, layer_heatmap, many_runs, palette_of,
-    percentile_band, ratio_lines)
+    AGGREGATED, SEEDS_AGGREGATED, ensemble_curve, final_bars, group_lines, layer_heatmap, many_runs,
+    palette_of, percentile_band, ratio_lines, seeded)
 from regaudit.schema import MODEL, evenly_spaced
 from regaudit.model.tags import repeats_input
 
@@ -115,10 +115,13 @@ def _panel_layers(runs, frame, cap=MAX_LAYER_PANELS):
     return evenly_spaced(order, cap), order, sorted(identity & set(frame.layer))
 
 
-def _title_notes(figure, shown, order, identity, data=None, aggregated=AGGREGATED):
+def _title_notes(figure, shown, order, identity, data=None, aggregated=AGGREGATED,
+                 seeds=SEEDS_AGGREGATED):
     """The figure's title: how many layers it shows, which identity layers it left out,
-    and how groups of many runs are drawn (`aggregated`, when `data` has such a group)."""
-    notes = [aggregated] if data is not None and many_runs(data) else []
+    and how groups of several runs are drawn (`aggregated` for many runs, `seeds` for 2
+    to 12 each, when `data` has such groups)."""
+    notes = ([aggregated] if data is not None and many_runs(data) else
+             [seeds] if data is not None and seeded(data) else [])
     if len(shown) < len(order):
         notes.append(f"{len(shown)} of {len(order)} layers, evenly spaced along the graph "
                      "(every layer is in the layer table and the Parquet tables)")
@@ -144,12 +147,14 @@ def learning_curves(runs, labels, groups):
     for ax, (train, val) in zip(axes, pairs):
         part = history[history.measure.isin([train, val])].copy()
         part["split"] = np.where(part.measure == train, "train", "validation")
-        group_lines(part, ax=ax, palette=palette, style="split")
+        group_lines(part, ax=ax, palette=palette, style="split",
+                    bounds=(0.0, 1.0) if "acc" in train else (-np.inf, np.inf))
         ax.set_title(train)
         ax.set_ylabel(train)
     if name is not None:
         ax = axes[-1]
-        group_lines(_grouped(gaps, labels, groups), ax=ax, palette=palette)
+        group_lines(_grouped(gaps, labels, groups), ax=ax, palette=palette,
+                    bounds=(-1.0, 1.0) if name == outcomes.GEN_GAP_ACC else (-np.inf, np.inf))
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_title(outcomes.GAP_WORDS[name].replace("generalization gap", "gap"))
         ax.set_ylabel(name)
@@ -158,39 +163,53 @@ def learning_curves(runs, labels, groups):
     return figure
 
 
+def _heatmap_rows(runs, acts, labels, groups):
+    """[(panel title, its runs)]: with every group of 2 runs or more (a study's seeds), one
+    row per group averaging its runs; else the first run of each group (each run when
+    ungrouped); at most MAX_PANEL_RUNS rows."""
+    present = [r for r in runs.run_ids if r in set(acts.run)]
+    members = {}
+    for run in present:
+        members.setdefault(groups.get(run, run) if groups else run, []).append(run)
+    if groups and seeded(_grouped(acts[["run"]].drop_duplicates(), labels, groups)):
+        rows = [(f"{group} (mean of {len(ids)} runs)", ids) for group, ids in members.items()]
+    else:
+        rows = [(f"run {labels.get(ids[0], ids[0])}", ids[:1]) for ids in members.values()]
+    return rows[:MAX_PANEL_RUNS]
+
+
 def activation_heatmaps(runs, labels, groups, measures=(MEAN, STD, DEAD_FRAC)):
-    """Layer x epoch heatmaps of activation statistics, one row per run (the first run
-    of each group when runs are grouped; at most MAX_PANEL_RUNS rows), one column per
-    measure (`dead_frac` covers ReLU-family outputs only)."""
+    """Layer x epoch heatmaps of activation statistics, one row per group of seeds (their
+    mean) or per run (the first of each group), each listing its own layers only, one
+    column per measure (`dead_frac` covers ReLU-family outputs only)."""
     acts = runs.activations
     acts = acts[(acts.layer != MODEL) & acts.measure.isin(measures)]
     if not len(acts):
         return None
-    measured = set(acts.run)
-    present = [r for r in runs.run_ids if r in measured]
-    if groups:
-        firsts = {}
-        for run in present:
-            firsts.setdefault(groups.get(run), run)
-        present = list(firsts.values())
-    run_ids = present[:MAX_PANEL_RUNS]
+    rows = _heatmap_rows(runs, acts, labels, groups)
     measures = [m for m in measures if m in set(acts.measure)]
     identity = _identity_layers(runs, acts)
-    order = evenly_spaced([l for l in _layer_order(runs, acts) if l not in identity],
-                          MAX_HEATMAP_LAYERS)
-    height = 0.2 * len(order) + 1.2
-    figure = Figure(figsize=(4.2 * len(measures), height * len(run_ids)), layout="constrained")
-    axes = figure.subplots(len(run_ids), len(measures), squeeze=False)
-    for row, run in enumerate(run_ids):
+    order = [l for l in _layer_order(runs, acts) if l not in identity]
+    # each row's own layers only (a study's variants differ in their layers)
+    own = [evenly_spaced([l for l in order if l in set(acts.layer[acts.run.isin(ids)])],
+                         MAX_HEATMAP_LAYERS) for _, ids in rows]
+    heights = [0.2 * len(layers) + 1.0 for layers in own]
+    figure = Figure(figsize=(4.2 * len(measures), sum(heights) + 0.3 * len(rows)),
+                    layout="constrained")
+    figure.get_layout_engine().set(h_pad=0.12, hspace=0.04)  # a title clear of the ticks above
+    axes = figure.subplots(len(rows), len(measures), squeeze=False,
+                           gridspec_kw={"height_ratios": heights})
+    for row, ((title, ids), layers) in enumerate(zip(rows, own)):
         for col, measure in enumerate(measures):
             ax = axes[row, col]
-            part = acts[(acts.run == run) & (acts.measure == measure)]
+            part = acts[acts.run.isin(ids) & (acts.measure == measure)]
             if not len(part):
                 ax.set_visible(False)
                 continue
-            layer_heatmap(part, ax=ax, order=order)
-            ax.set_title(f"run {labels.get(run, run)}: {measure}", fontsize=8)
-            ax.set_xlabel("epoch" if row == len(run_ids) - 1 else "")
+            layer_heatmap(part, ax=ax, order=layers)  # the mean over the row's runs
+            ax.grid(False)
+            ax.set_title(f"{title}: {measure}", fontsize=8)
+            ax.set_xlabel("epoch" if row == len(rows) - 1 else "")
             if col:
                 ax.set_yticklabels([])
     return figure
@@ -211,7 +230,8 @@ def percentile_bands(runs, labels, groups):
     palette = _palette(groups)
     figure, axes = _figure(len(shown))
     _title_notes(figure, shown, order, identity, wide,
-                 "a group of many runs drawn as the median over its runs of p15, p50 and p85")
+                 "a group of several runs drawn as the median over its runs of p15, p50 and p85",
+                 "a group of several runs drawn as the median over its runs of p15, p50 and p85")
     for ax, layer in zip(axes, shown):
         percentile_band(wide[wide.layer == layer], ax=ax, palette=palette)
         ax.set_title(f"layer {layer}", fontsize=8)
@@ -257,7 +277,7 @@ def drift_per_layer(runs, labels, groups):
     figure, axes = _figure(len(shown))
     _title_notes(figure, shown, order, identity, part)
     for ax, layer in zip(axes, shown):
-        group_lines(part[part.layer == layer], ax=ax, palette=palette)
+        group_lines(part[part.layer == layer], ax=ax, palette=palette, bounds=(0.0, np.inf))
         ax.set_title(f"layer {layer}", fontsize=8)
         ax.set_ylabel(DRIFT_W1)
     _shared_legend(figure, axes)

@@ -34,7 +34,10 @@ def log_report(report, runs, fmt="html", client=None, target=None):
     """Log the report to MLflow: into `target` when given (a study's parent run), into the
     run itself for one run, else into a new run in the first run's experiment tagged with
     the compared run ids. Returns the run id."""
+    from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
+
+    from regaudit.answer.tags import answer_tags
 
     client = client or MlflowClient()
     ids = runs.run_ids
@@ -51,6 +54,9 @@ def log_report(report, runs, fmt="html", client=None, target=None):
         target = created.info.run_id
     folder = "regaudit/report"
     client.log_artifact(target, report.path, artifact_path=folder)
+    tags = answer_tags(report.findings)
+    if tags:  # the answer in the runs table, without opening the report
+        client.log_batch(target, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     if fmt == "md":
         for path in report.figures:
             client.log_artifact(target, path, artifact_path=f"{folder}/{os.path.basename(os.path.dirname(path))}")

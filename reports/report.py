@@ -13,7 +13,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from regaudit.measures.ensemble import DET_ACC, MC_ACC
@@ -21,12 +20,13 @@ from regaudit.measures.timing import AUDIT_SECONDS, EPOCH_SECONDS
 from regaudit.answer import outcomes
 from regaudit.answer.claims import ARTICLE, CLAIM_PREFIX  # the claims' ids: their own section
 from regaudit.errors import RegauditError
-from regaudit.answer.finding import NO_DIFFERENCE, SIGNIFICANT
-from regaudit.answer.findings import COMPARISONS, findings as find
+from regaudit.answer.findings import findings as find
+from regaudit.answer.grouped import answer_id, grouped
 from regaudit.read import DEFAULT_GROUP
 from regaudit.schema import MODEL, TAG_PREFIX
 
 from regaudit.reports import plots, study_plots
+from regaudit.reports.comparisons import comparison_table, is_comparison
 from regaudit.reports.lint_section import lint_table
 from regaudit.reports.html import render_html as _html
 from regaudit.reports.markdown import render_markdown as _markdown
@@ -63,8 +63,9 @@ SECTIONS = (
     Section("Activation statistics", "activations",
             "Every tapped layer's output on the fixed probe, in inference mode.",
             (("activation_heatmaps", plots.activation_heatmaps,
-              "Layer x epoch: mean, standard deviation and fraction of dead ReLU units (the "
-              "first run of each group)."),
+              "Layer x epoch: mean, standard deviation and fraction of dead ReLU units, each "
+              "row with its own layers: a group's mean over its runs when every group has "
+              "several (a study's seeds), else the first run of each group."),
              ("percentile_bands", plots.percentile_bands,
               "Median (line) and 15th-85th percentile band of each layer's values over "
               "training, as in Ioffe & Szegedy (2015), Figure 1."),
@@ -90,6 +91,8 @@ SECTIONS = (
 )
 
 OVERVIEW_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
+#: a finding block's rows shown before its fold (the rest, and every full text, folded)
+SHOWN_ROWS = 2
 ENSEMBLE_METRICS = (DET_ACC, MC_ACC)
 
 
@@ -197,9 +200,27 @@ def layer_tables(runs):
     return out
 
 
+#: the figures' resolution, and the colours of their PNGs: a figure of lines, bands and
+#: a viridis heatmap has fewer distinct colours than this, and a 256-colour PNG is about a
+#: third of a true-colour one (the demo study's report: 1.5 MB to under 0.5 MB)
+DPI = 96
+COLOURS = 256
+
+
 def _png(figure):
+    """The figure as a 256-colour PNG, drawn once by Agg (no true-colour PNG encoded first)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(DPI)
+    canvas.draw()
+    width, height = canvas.get_width_height()
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    small = image.convert("RGB").quantize(COLOURS, method=Image.Quantize.FASTOCTREE,
+                                          dither=Image.Dither.NONE)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=96)
+    small.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -243,11 +264,12 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
     context = {
         "title": _title(runs),
         "runs": runs,
-        "groups": groups,
         "group_by": group_by or DEFAULT_GROUP,
-        "findings": [f for f in found if not f.id.startswith(CLAIM_PREFIX) and not _is_comparison(f)],
-        "comparisons": comparison_table([f for f in found if _is_comparison(f)]),
-        "claims": [f for f in found if f.id.startswith(CLAIM_PREFIX)],
+        "answer": next((f for f in found if f.id == answer_id()), None),
+        "groups": grouped(found),
+        "shown_rows": SHOWN_ROWS,
+        "comparisons": comparison_table([f for f in found if is_comparison(f)]),
+        "claims": sorted((f for f in found if f.id.startswith(CLAIM_PREFIX)), key=lambda f: f.id),
         "article": ARTICLE,
         "lint": lint_table(runs),
         "overview": overview(runs, groups),
@@ -281,34 +303,6 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
             "pass -o with a path in a folder you can write to.") from None
     images = [(stem, png) for _, figs in rendered for stem, _, png in figs]
     return Report(os.path.abspath(output), found, figures, time.perf_counter() - started, images)
-
-
-def _is_comparison(finding):
-    """A group comparison (RA202, RA203 with a test): a row of the comparisons table."""
-    return finding.id in COMPARISONS and "high" in finding.numbers
-
-
-def comparison_table(found):
-    """The group comparisons as a table, one row per pair: the higher group first, its
-    difference, Welch's p, Holm's p over the family, Hedges' g and the result in words."""
-    rows = []
-    for f in found:
-        n = f.numbers
-        if n["significant"]:
-            result = f"higher, {SIGNIFICANT}"
-        else:
-            detectable = n.get("detectable")
-            seeds = n["seeds"]
-            result = NO_DIFFERENCE
-            if detectable is not None and np.isfinite(detectable):
-                result += (f"; {detectable:.3g} detectable at 80% power; "
-                           f"{'> 1000' if seeds > 1000 else seeds} seeds/group for this one")
-        rows.append({"measure": n["measure"], "higher": n["high"], "lower": n["low"],
-                     "means": f"{n['mean_high']:.4g} vs {n['mean_low']:.4g}",
-                     "n": f"{n['n_high']}, {n['n_low']}", "difference": n["difference"],
-                     "Welch p": n["p"], "Holm p": n["p_holm"], "family": n["family"],
-                     "Hedges g": n["g"], "result": result})
-    return pd.DataFrame(rows)
 
 
 def _title(runs):

@@ -28,6 +28,7 @@ from regaudit.answer.claim_contrasts import (
 )
 from regaudit.answer.contrasts import span_of
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
+from regaudit.answer.precision import interval
 from regaudit.answer.statistics import holm, level, mcnemar_exact
 
 ARTICLE = ("\"How do dropout and batch normalization layers affect a DNN model's "
@@ -41,8 +42,12 @@ CLAIM_PREFIX = "RA25"
 
 def _finding(claim_id, rule, claim, verdict, evidence, numbers):
     text = f"Claim \"{claim}\": {verdict}. {evidence}"
+    effect, value = "", numbers.get("estimate", numbers.get("gain"))
+    if all(isinstance(v, float) for v in (value, numbers.get("low"), numbers.get("high"))):
+        effect = (f"{numbers.get('measure', 'Monte-Carlo minus weight-scaled accuracy')} "
+                  f"{interval(value, numbers['low'], numbers['high'], signed=True)}")
     return Finding(claim_id, rule, text, {"claim": claim, "verdict": verdict} | numbers,
-                   NOTICE if verdict == "contradicted" else INFO)
+                   NOTICE if verdict == "contradicted" else INFO, about=claim, brief=effect)
 
 
 @dataclass(frozen=True)

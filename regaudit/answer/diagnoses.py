@@ -17,6 +17,7 @@ from regaudit.model.layer_graph import ancestors
 from regaudit.answer.finding import (
     Finding, finding_rule, names_text, number, per_layer, significance_words, values_text,
 )
+from regaudit.answer.precision import shown
 from regaudit.schema import MODEL
 from regaudit.answer.statistics import compare_groups
 
@@ -86,7 +87,8 @@ def _is_upstream(layers, run, ancestor, layer):
 
 
 @finding_rule("RA210", "RA211", order=50,
-              summary="BatchNormalization statistics that lag the data (RA210: the initial moving variance still weighs) or do not fit it at inference (RA211), next to the group's validation result, with remedies", evidence=(BN_VAR_RATIO, BN_INIT_SHARE))
+              summary="BatchNormalization statistics that lag the data (RA210: the initial moving variance still weighs) or do not fit it at inference (RA211), next to the group's validation result, with remedies", evidence=(BN_VAR_RATIO, BN_INIT_SHARE),
+              titles={"RA210": "BN statistics lag the data", "RA211": "BN statistics do not fit the data"})
 def batchnorm_lag(runs, groups):
     """RA210/RA211, BatchNormalization statistics against the data (Ioffe & Szegedy 2015;
     Li et al. 2019). At the last audit, a BN layer whose input variance over its moving
@@ -158,6 +160,19 @@ def _batchnorm_evidence(runs, groups, group, layer, part, members, known):
             "variance": variance, "lagging": lagging}
 
 
+def _bn_brief(e):
+    """The grouped view of RA210/RA211: the group and layer, the variance ratio seen and
+    (for a lag) the share of the initial value; weight: how far the ratio is from 1."""
+    ratios = list(e["numbers"][BN_VAR_RATIO].values())
+    low, high = min(ratios), max(ratios)
+    ratio = shown(low, 0.01) if shown(low, 0.01) == shown(high, 0.01) else f"{shown(low, 0.01)} to {shown(high, 0.01)}"
+    brief = f"input variance {ratio}x the moving variance"
+    if e["lagging"] and e["share"] is not None:
+        brief += f", {e['share']:.0%} of it the initial value"
+    return {"about": f"'{e['numbers']['group']}', layer {e['numbers']['layer']}", "brief": brief,
+            "weight": float(max(abs(np.log(max(r, 1e-12))) for r in ratios))}
+
+
 def _lag_finding(group, e):
     """RA210: the moving statistics have not caught up (their initial value still weighs)."""
     needed = steps_to_catch_up(e["momentum"], e["variance"])
@@ -180,7 +195,7 @@ def _lag_finding(group, e):
             f"about {remedy} steps), train for {needed} steps or more, or re-estimate the moving "
             "statistics after training (run training batches through the model in training "
             "mode without weight updates, Dropout off).")
-    return Finding("RA210", "batchnorm_lag", text, e["numbers"], NOTICE)
+    return Finding("RA210", "batchnorm_lag", text, e["numbers"], NOTICE, **_bn_brief(e))
 
 
 def _mismatch_finding(group, e, upstream):
@@ -205,11 +220,12 @@ def _mismatch_finding(group, e, upstream):
                                    if e["share"] is not None else
                                    f"{e['left']:.1%} of the initial value is left")
             + f".{cause}{e['link']}" + e["consequence"] + remedies)
-    return Finding("RA211", "batchnorm_mismatch", text, e["numbers"], NOTICE)
+    return Finding("RA211", "batchnorm_mismatch", text, e["numbers"], NOTICE, **_bn_brief(e))
 
 
 @finding_rule("RA212", order=70,
-              summary='Dropout before BatchNormalization: the variance shift of Li et al. (2019), with remedies', evidence=(BN_DROPOUT_VAR_RATIO,))
+              summary='Dropout before BatchNormalization: the variance shift of Li et al. (2019), with remedies', evidence=(BN_DROPOUT_VAR_RATIO,),
+              titles={"RA212": "Dropout before BN shifts its variance"})
 def dropout_before_batchnorm(runs, groups):
     """RA212, the variance shift of Li et al. (2019): at the last audit a BN layer whose
     input variance with the upstream Dropout-like noise on is more than 1.10 times its
@@ -229,12 +245,15 @@ def dropout_before_batchnorm(runs, groups):
             f"{DROPOUT_VAR_LIMIT}), in {where}: the variance shift of Li et al. (2019). Move that "
             "Dropout after the last BatchNormalization, or re-estimate BN's moving statistics "
             "on training batches with Dropout off after training.",
-            {"layer": layer, "values": values, "limit": DROPOUT_VAR_LIMIT}, NOTICE))
+            {"layer": layer, "values": values, "limit": DROPOUT_VAR_LIMIT}, NOTICE,
+            about=f"layer {layer}", brief=f"training variance {amount}x inference's "
+            f"({len(values)} of {total} runs)", weight=max(values.values())))
     return out
 
 
 @finding_rule("RA220", "RA221", order=80,
-              summary='dead ReLU units, saturated sigmoid/tanh units, with remedies', evidence=(DEAD_FRAC, SAT_FRAC))
+              summary='dead ReLU units, saturated sigmoid/tanh units, with remedies', evidence=(DEAD_FRAC, SAT_FRAC),
+              titles={"RA220": "Dead ReLU units", "RA221": "Saturated sigmoid/tanh units"})
 def dead_and_saturated(runs, groups):
     """RA220/RA221: layers with more than 10% dead ReLU units (`dead_frac`: units that
     output exactly zero on every probe sample; logged for ReLU-family outputs only) or
@@ -257,12 +276,14 @@ def dead_and_saturated(runs, groups):
             out.append(Finding(
                 rule, measure, f"Layer {layer} has {amount} {what} at the last audit (more than "
                 f"{limit:.0%}) in {where}. {remedy}",
-                {"layer": layer, "values": values, "limit": limit}, NOTICE))
+                {"layer": layer, "values": values, "limit": limit}, NOTICE, about=f"layer {layer}",
+                brief=f"{amount} {what} ({len(values)} of {total} runs)", weight=max(values.values())))
     return out
 
 
 @finding_rule("RA222", order=20,
-              summary="NaN or infinite values in a layer's outputs, from the first audit where they appeared, with remedies", evidence=(NONFINITE_FRAC,))
+              summary="NaN or infinite values in a layer's outputs, from the first audit where they appeared, with remedies", evidence=(NONFINITE_FRAC,),
+              titles={"RA222": "NaN or infinite outputs"})
 def nonfinite(runs, groups):
     """RA222: layers that produced NaN or infinite values (`nonfinite_frac` > 0) at any
     audit: the first audit where it happened and the largest fraction, per layer across
@@ -281,5 +302,6 @@ def nonfinite(runs, groups):
             f"(runs: {runs_hit}). Its other measures count only the finite values. Lower the "
             "learning rate or clip gradients (clipnorm=1.0), and check the inputs for NaN.",
             dict(layer=layer, max=float(part.value.max()), first_epoch=int(first.epoch)),
-            NOTICE))
+            NOTICE, about=f"layer {layer}", brief=f"up to {part.value.max():.2%} of outputs, from "
+            f"epoch {int(first.epoch)}", weight=float(part.value.max())))
     return out

@@ -21,7 +21,9 @@ def _gain_text(name, gain, top_k, counts):
 
 
 @finding_rule("RA230", "RA231", order=100,
-              summary='Monte-Carlo dropout against the weight-scaled network (exact McNemar test on the same probe samples)', evidence=(MC_ACC, DET_ACC, MC_ONLY_CORRECT, DET_ONLY_CORRECT))
+              summary='Monte-Carlo dropout against the weight-scaled network (exact McNemar test on the same probe samples)', evidence=(MC_ACC, DET_ACC, MC_ONLY_CORRECT, DET_ONLY_CORRECT),
+              titles={"RA230": "MC dropout beats the weight-scaled network",
+                      "RA231": "MC dropout vs the weight-scaled network"})
 def ensemble_gain(runs, groups):
     """RA230/RA231, Monte-Carlo dropout (Gal & Ghahramani 2016) against the weight-scaled
     network Keras predicts with (Srivastava et al. 2014), at each run's last audit, on the
@@ -55,7 +57,9 @@ def ensemble_gain(runs, groups):
             if p_holm < level():
                 out.append(Finding("RA230", "ensemble_gain",
                                    _gain_text(names.get(run, run), gain, top_k, counts), numbers,
-                                   NOTICE))
+                                   NOTICE, about=f"run {names.get(run, run)}",
+                                   brief=f"accuracy {gain:+.3f} with Monte-Carlo dropout, Holm-adjusted "
+                                   f"{p_text(p_holm)}", weight=abs(gain)))
             else:
                 agree.append((names.get(run, run), n, gain, p_holm))
         if agree:
@@ -66,7 +70,9 @@ def ensemble_gain(runs, groups):
                     [f"{name} (gain {gain:+.3f}, n = {n}, {p_text(p)})" for name, n, gain, p in agree],
                     separator="; ")
                 + ". That is not agreement: whether they agree within 0.01 is the last claim's "
-                "question (RA257).", {"runs": [a[0] for a in agree]}))
+                "question (RA257).", {"runs": [a[0] for a in agree]},
+                about=f"{len(agree)} run{'s' if len(agree) > 1 else ''}",
+                brief="no detectable difference (exact McNemar, Holm-corrected)"))
     if untested:
         out.append(Finding(
             "RA231", "ensemble_agreement",
@@ -74,5 +80,6 @@ def ensemble_gain(runs, groups):
             "older than the counts, or a per-position head, whose positions in one sequence "
             "are not independent samples): their Monte-Carlo and weight-scaled accuracies "
             "are in the overview, untested.",
-            {"runs": untested}))
+            {"runs": untested}, about=f"{len(untested)} run{'s' if len(untested) > 1 else ''}",
+            brief="no paired counts: untested"))
     return out

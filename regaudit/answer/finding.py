@@ -24,23 +24,30 @@ DECLARING_MODULES = ("regaudit.answer.findings", "regaudit.answer.diagnoses",
 _RULES = []
 
 
-def finding_rule(*ids, order, summary, evidence=()):
+def finding_rule(*ids, order, summary, evidence=(), titles=None):
     """Declare a finding rule: the decorated `rule(runs, groups)` returns its findings
     (with ids among `ids`), its docstring states what it finds, its threshold and its
     source. `order`: where its findings come in the report (notices first, then by
     order); `summary`: the one line the documentation's table of findings shows;
-    `evidence`: the measures it reads. `finding_rules()`, the report and the documentation
-    read the declarations."""
+    `evidence`: the measures it reads; `titles`: {id: the few words that head its findings'
+    block in the report and the terminal} (default: the summary). `finding_rules()`, the
+    report and the documentation read the declarations."""
     def declare(function):
         declared = {i for rule in _RULES if rule is not function for i in rule.ids}
         if declared & set(ids):
             raise ValueError(f"finding ids {sorted(declared & set(ids))} are declared twice")
         function.ids, function.order, function.summary = ids, order, summary
         function.evidence = tuple(evidence)
+        function.titles = {i: (titles or {}).get(i, summary) for i in ids}
         _RULES.append(function)
         return function
 
     return declare
+
+
+def rule_titles():
+    """{finding id: the title of its block}, from every rule's declaration."""
+    return {i: title for rule in finding_rules() for i, title in rule.titles.items()}
 
 
 def finding_rules():
@@ -55,16 +62,23 @@ def finding_rules():
 @dataclass
 class Finding:
     """One statement: `id` (stable, `RA2xx`), `rule` (its name), `text` in plain words,
-    `numbers` behind it, `level` "notice" (worth acting on) or "info"."""
+    `numbers` behind it, `level` "notice" (worth acting on) or "info". For the grouped
+    view (`regaudit.answer.grouped`): `about`, what it concerns (a variant, a layer, a run,
+    a pair); `brief`, its consequence in a few words with its number; `weight`, how much
+    it matters among its rule's findings (the larger first)."""
 
     id: str
     rule: str
     text: str
     numbers: dict = field(default_factory=dict)
     level: str = INFO
+    about: str = ""
+    brief: str = ""
+    weight: float = 0.0
 
     def as_dict(self):
         return {"id": self.id, "rule": self.rule, "level": self.level, "text": self.text,
+                "about": self.about, "brief": self.brief or one_line(self.text, 90),
                 "numbers": _plain(self.numbers)}
 
 
@@ -90,6 +104,18 @@ def number(value, digits=4):
     return f"{value:.{digits}g}"
 
 
+def one_line(text, width=100):
+    """`text` in at most `width` characters, cut at a word boundary (never inside a number
+    or a name) and marked with " ..." (apart, so a whole number does not read as cut)."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[:width - 4].rstrip()
+    if " " in cut and text[len(cut)] != " ":
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:(") + " ..."
+
+
 def p_text(p):
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
@@ -98,9 +124,11 @@ def seeds_text(seeds):
     return f"more than {MAX_SEEDS}" if seeds > MAX_SEEDS else f"about {seeds}"
 
 
-def comparison_text(c, measure, high_means):
+def comparison_text(c, measure, high_means, span=float("inf")):
     """The sentence of one `statistics.Comparison` on `measure`. `high_means` says what
-    the higher value means ("better", "worse", "more overfitting") and is said once."""
+    the higher value means ("better", "worse", "more overfitting") and is said once;
+    `span`: the widest difference the measure allows (1 for an accuracy), beyond which a
+    detectable difference is not one."""
     values = (f"{number(c.mean_high)} against {number(c.mean_low)}, n = {c.n_high} and "
               f"{c.n_low} runs")
     test = (f"Welch t-test {p_text(c.p)}, Holm-adjusted {p_text(c.p_holm)} over {c.family} "
@@ -108,7 +136,10 @@ def comparison_text(c, measure, high_means):
     if c.significant:
         return (f"'{c.high}' has a higher {measure} than '{c.low}' ({high_means}): "
                 f"difference {number(c.difference)} ({values}; {test}; Hedges' g = {c.g:.2f}).")
-    if np.isfinite(c.detectable):
+    if np.isfinite(c.detectable) and c.detectable >= span:
+        power = (f" These seeds cannot detect any difference in {measure} (it would take more than "
+                 "its whole range): train more seeds.")
+    elif np.isfinite(c.detectable):
         power = (f" With these seeds only a difference of {number(c.detectable)} or more would be "
                  f"detected with {POWER:.0%} power; the observed {number(c.difference)} would need "
                  f"{seeds_text(c.seeds)} seeds per group.")
@@ -138,8 +169,10 @@ NAMES_SHOWN = 8
 
 
 def names_text(names, shown=NAMES_SHOWN, separator=", "):
-    """'a, b, c' or, past `shown` names, 'a, ..., h and 92 more'."""
+    """'a, b, c' or, past `shown` names, 'a, ..., h and 92 more' ("" for none)."""
     names = [str(name) for name in names]
+    if not names:
+        return ""
     if len(names) <= shown:
         return separator.join(names)
     return f"{separator.join(names[:shown])} and {len(names) - shown} more"
@@ -167,6 +200,7 @@ def per_layer(final, flagged, names):
 
 
 __all__ = ["ALPHA", "Finding", "LEVELS", "NAMES_SHOWN", "comparison_text", "names_text", "number",
+           "one_line", "rule_titles",
            "p_text", "per_layer",
            "seeds_text", "significance_words", "values_text", "finding_rule", "finding_rules", "SIGNIFICANT", "NO_DIFFERENCE",
            "NO_TEST"]

@@ -21,18 +21,22 @@ from regaudit.measures.shift import DRIFT_W1, DRIFT_W1_MEAN
 from regaudit.answer import outcomes
 from regaudit.answer.outcomes import GEN_GAP_ACC, GEN_GAP_LOSS
 from regaudit.answer.finding import Finding, comparison_text, finding_rule, finding_rules, number
+from regaudit.answer.precision import interval, shown
 from regaudit.answer.levels import INFO, NOTICE
 from regaudit.schema import MODEL
 from regaudit.model.tags import repeats_input
 from regaudit.answer.statistics import bounded_interval, compare_groups
 
+#: the widest difference a generalization gap allows (an accuracy gap lies in [-1, 1])
+GAP_SPAN = {GEN_GAP_ACC: 2.0}
 #: A training loss that fell by less than this fraction from the first to the last epoch:
 #: the model barely learned, so a small drift says nothing about BatchNormalization.
 LEARNED_DROP = 0.10
 
 
 @finding_rule("RA201", "RA202", order=30,
-              summary='final validation accuracy (else validation loss) per group with its 95% interval; differences between groups')
+              summary='final validation accuracy (else validation loss) per group with its 95% interval; differences between groups',
+              titles={"RA201": "Final outcome per group", "RA202": "Outcome differences"})
 def outcome_by_group(runs, groups):
     """RA201/RA202: per group the mean final outcome (validation accuracy, else validation
     loss) with its 95% t-interval, kept within the outcome's bounds (an accuracy's in
@@ -52,7 +56,9 @@ def outcome_by_group(runs, groups):
                    + "; ".join(parts) + ".",
                    {"measure": measure, "higher_is_better": higher,
                     "groups": {g: dict(mean=m, low=lo, high=hi, n=n)
-                               for g, (m, lo, hi, n) in summary.items()}})]
+                               for g, (m, lo, hi, n) in summary.items()}},
+                   about=f"{len(summary)} group{'s' if len(summary) > 1 else ''}",
+                   brief=_best_text(summary, measure, higher))]
     comparisons = compare_groups(by_group)
     if not comparisons:
         if len(by_group) > 1:
@@ -60,18 +66,43 @@ def outcome_by_group(runs, groups):
                 "RA202", "group_difference",
                 f"No group has two runs or more, so no difference in {measure} between groups "
                 "can be tested; train each setup with several seeds (3 or more) to get one.",
-                {"measure": measure, "groups": len(by_group)}))
+                {"measure": measure, "groups": len(by_group)}, about=f"{len(by_group)} groups",
+                brief="one run per group: no test; train 3 seeds or more"))
         return out
     meaning = "better" if higher else "worse"
     for c in comparisons:
-        out.append(Finding("RA202", "group_difference", comparison_text(c, measure, meaning),
-                           {"measure": measure, "higher_is_better": higher} | c.as_numbers(),
-                           NOTICE if c.significant else INFO))
+        out.append(Finding("RA202", "group_difference",
+                           comparison_text(c, measure, meaning, bounds[1] - bounds[0]),
+                           {"measure": measure, "higher_is_better": higher,
+                            "span": bounds[1] - bounds[0]} | c.as_numbers(),
+                           NOTICE if c.significant else INFO, **comparison_brief(c, measure)))
     return out
 
 
+def _best_text(summary, measure, higher):
+    """'best: 'x' 0.984 [0.972, 0.996]' of {group: (mean, low, high, n)}."""
+    best = (max if higher else min)(summary, key=lambda g: summary[g][0])
+    mean, low, high, n = summary[best]
+    value = interval(mean, low, high) if n > 1 else shown(mean)
+    return f"{'highest' if higher else 'lowest'} {measure}: '{best}' {value}"
+
+
+def comparison_brief(c, measure):
+    """The grouped view of a `statistics.Comparison`: the pair, and the difference with its
+    Holm p, or that none is detectable (weight: significant first, then the difference)."""
+    about = f"'{c.high}' vs '{c.low}'"
+    if c.significant:
+        brief = f"{measure} {shown(c.difference, signed=True)} higher, Holm-adjusted p = {c.p_holm:.2g}"
+    else:
+        brief = "no detectable difference"
+    # a difference shown first; one not shown after its rule's summary (weight 0)
+    return {"about": about, "brief": brief,
+            "weight": (1.0 if c.significant else -1.0) + abs(float(c.difference)) / (1 + abs(float(c.difference)))}
+
+
 @finding_rule("RA203", order=40,
-              summary='the generalization gap per group, and differences between groups', evidence=(GEN_GAP_ACC, GEN_GAP_LOSS))
+              summary='the generalization gap per group, and differences between groups', evidence=(GEN_GAP_ACC, GEN_GAP_LOSS),
+              titles={"RA203": "Generalization gap"})
 def generalization_gap(runs, groups):
     """RA203: the final generalization gap (`regaudit.answer.outcomes`: accuracy - val_accuracy,
     else val_loss - loss) per group with its 95% interval, and the pairs of groups whose
@@ -90,11 +121,15 @@ def generalization_gap(runs, groups):
                    f"Final {words} by group, positive when the model does better on its "
                    "training data: " + "; ".join(parts) + ".",
                    {"measure": name, "groups": {g: dict(mean=m, low=lo, high=hi, n=n)
-                                                for g, (m, lo, hi, n) in summary.items()}})]
+                                                for g, (m, lo, hi, n) in summary.items()}},
+                   about=f"{len(summary)} group{'s' if len(summary) > 1 else ''}",
+                   brief=_best_text(summary, name, False))]
     for c in compare_groups(by_group):
         out.append(Finding("RA203", "generalization_gap",
-                           comparison_text(c, name, "overfits more"),
-                           {"measure": name} | c.as_numbers(), NOTICE if c.significant else INFO))
+                           comparison_text(c, name, "overfits more", GAP_SPAN.get(name, np.inf)),
+                           {"measure": name, "span": GAP_SPAN.get(name, np.inf)} | c.as_numbers(),
+                           NOTICE if c.significant else INFO,
+                           **comparison_brief(c, name)))
     return out
 
 
@@ -111,7 +146,8 @@ def learned(runs):
 
 
 @finding_rule("RA240", "RA241", order=90,
-              summary='the layers that drift most; drift with and without BatchNormalization, next to how much each learned', evidence=(DRIFT_W1, DRIFT_W1_MEAN))
+              summary='the layers that drift most; drift with and without BatchNormalization, next to how much each learned', evidence=(DRIFT_W1, DRIFT_W1_MEAN),
+              titles={"RA240": "Layers that drift most", "RA241": "Drift with vs without BN"})
 def drift(runs, groups):
     """RA240/RA241, layer drift (Ioffe & Szegedy 2015): the three layers whose distribution
     moved most between consecutive audits (mean `drift_w1`; layers that repeat their input
@@ -129,7 +165,8 @@ def drift(runs, groups):
     out = [Finding("RA240", "drift",
                    "The layers whose distribution drifts most between audits (mean W1 over the "
                    "earlier std): " + ", ".join(f"{layer} {value:.3f}" for layer, value in top.items())
-                   + ".", top.to_dict())]
+                   + ".", top.to_dict(), about=", ".join(map(str, top.index)),
+                   brief=f"mean drift_w1 up to {shown(float(top.iloc[0]))}")]
     model = shift[(shift.measure == DRIFT_W1_MEAN) & (shift.layer == MODEL)]
     per_run = model.groupby("run")["value"].mean().to_dict()
     setup = outcomes.setups(runs)
@@ -165,7 +202,10 @@ def drift(runs, groups):
         text += (" The runs " + " and the runs ".join(barely) + " barely learned (training loss "
                  f"down less than {LEARNED_DROP:.0%}), so a low drift there says little.")
     text += " Santurkar et al. (2018) argue BN's benefit does not come from reducing this drift."
-    out.append(Finding("RA241", "drift_batchnorm", text, numbers, level))
+    said = (comparison_brief(comparisons[0], DRIFT_W1_MEAN) if comparisons else
+            {"about": "with vs without BatchNormalization", "brief": "too few runs to test"})
+    out.append(Finding("RA241", "drift_batchnorm", text, numbers, level, about=said["about"],
+                       brief=said["brief"]))
     return out
 
 

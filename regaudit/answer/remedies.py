@@ -14,6 +14,7 @@ from scipy import stats
 
 from regaudit.answer.levels import NOTICE, INFO
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
+from regaudit.answer.precision import interval, shown
 from regaudit.measures.registry import AS_LOGGED, MODEL_WIDE, declare, fill
 from regaudit.schema import MODEL, TABLE_SHIFT
 from regaudit.answer.statistics import bounded_interval, holm, level
@@ -47,7 +48,8 @@ def remedy_pairs(runs, metric):
 
 
 @finding_rule("RA213", order=60,
-              summary='the BatchNormalization remedy, measured: validation before and after re-estimating the moving statistics at train end (paired t-test over the runs)', evidence=(BN_REESTIMATED_BEFORE, BN_REESTIMATED_AFTER))
+              summary='the BatchNormalization remedy, measured: validation before and after re-estimating the moving statistics at train end (paired t-test over the runs)', evidence=(BN_REESTIMATED_BEFORE, BN_REESTIMATED_AFTER),
+              titles={"RA213": "BN statistics re-estimated after training"})
 def batchnorm_reestimated(runs, groups):
     """[RA213 per group with the measured remedy]."""
     if not len(runs.shift):
@@ -98,5 +100,8 @@ def batchnorm_reestimated(runs, groups):
                 text = (f"{head} ({test}): no detectable change with these runs; whether the "
                         "moving statistics cost accuracy here they do not show.")
             severity = NOTICE if better else INFO
-        out.append(Finding(*RULE, text, numbers, severity))
+        out.append(Finding(*RULE, text, numbers, severity, about=f"'{group}'",
+                           brief=f"{metric} from {shown(before.mean())} to {shown(after.mean())}"
+                           + (f" ({interval(mean, low, high, signed=True)})" if len(values) > 1 else ""),
+                           weight=abs(mean)))
     return out

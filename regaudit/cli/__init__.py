@@ -221,6 +221,7 @@ def show(run_ids, experiment, group_by, as_json, verbose):
     import json
 
     from regaudit.answer.findings import findings
+    from regaudit.answer.grouped import groups_json
     from regaudit.read import DEFAULT_GROUP, load_runs
 
     runs = load_runs(run_ids, experiment)
@@ -231,7 +232,8 @@ def show(run_ids, experiment, group_by, as_json, verbose):
             "runs": [{"run_id": r, "name": n, "experiment_id": e} for r, n, e in
                      zip(runs.runs["run"], runs.runs["name"], runs.runs["experiment_id"])],
             "group_by": group_by or DEFAULT_GROUP,
-            "findings": [f.as_dict() for f in found]}, indent=2, allow_nan=False))
+            "findings": [f.as_dict() for f in found], "groups": groups_json(found)},
+            indent=2, allow_nan=False))
         return
     from regaudit.cli.study import finding_lines
 

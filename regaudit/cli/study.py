@@ -11,7 +11,7 @@ import time
 import click
 
 from regaudit.errors import RegauditError
-from regaudit.answer.levels import NOTICE, INFO
+from regaudit.answer.levels import NOTICE
 from regaudit.studies.design import DESIGNS
 
 
@@ -32,38 +32,32 @@ def _claims_table(found):
     return [f"  {i}  {verdict:<12} {claim}" for i, verdict, claim in rows]
 
 
-def one_line(text, width=100):
-    """`text` in at most `width` characters, cut at a word boundary (never inside a number
-    or a name) and marked with " ..." (apart, so a whole number does not read as cut)."""
-    text = " ".join(text.split())
-    if len(text) <= width:
-        return text
-    cut = text[:width - 4].rstrip()
-    if " " in cut and text[len(cut)] != " ":
-        cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:(") + " ..."
-
-
 def finding_lines(found, verbose=False):
-    """Findings as the terminal shows them, one screen: the recommendation (RA260), the
-    article's claims as a table, then every other rule in one line (notices "!" first,
-    "+n more" for its other findings); `verbose`: every finding in full."""
+    """Findings as the terminal shows them, one screen: the recommendation (RA260) as an
+    action, the article's claims as a table, then one line per rule (`regaudit.answer.
+    grouped`: notices "!" first, its most consequential finding, "+n more" for the
+    others); `verbose`: every finding in full."""
+    from regaudit.answer.finding import one_line
+    from regaudit.answer.grouped import grouped
+
     recommendation, claim_prefix = _ids()
-    lines = [f.text for f in found if f.id == recommendation]
+    answer = [f for f in found if f.id == recommendation]
     rest = [f for f in found if f.id != recommendation]
     if verbose:
-        return lines + [f" {'!' if f.level == 'notice' else '-'} [{f.id}] {f.text}" for f in rest]
+        return ([f.text for f in answer]
+                + [f" {'!' if f.level == 'notice' else '-'} [{f.id}] {f.text}" for f in rest])
+    lines = [f.numbers.get("action") or f.text for f in answer]
     table = _claims_table(rest)
     if table:
         lines += ["the article's claims:"] + table
-    rest = [f for f in rest if not f.id.startswith(claim_prefix)]
-    for level, marker in ((NOTICE, "!"), (INFO, "-")):
-        same_level = [f for f in rest if f.level == level]
-        for rule in dict.fromkeys(f.id for f in same_level):
-            group = [f for f in same_level if f.id == rule]
-            more = f" (+{len(group) - 1} more)" if len(group) > 1 else ""
-            lines.append(f" {marker} [{rule}] {one_line(group[0].text)}{more}")
-    if rest:
+    blocks = grouped(rest)
+    for block in blocks:
+        marker = "!" if block.level == NOTICE else "-"
+        about, brief = block.rows()[0]
+        more = f" (+{len(block.findings) - 1} more)" if len(block.findings) > 1 else ""
+        said = f"{block.title}: {about + ': ' if about else ''}{brief}"
+        lines.append(f" {marker} [{block.id}] {one_line(said, 100 - len(more))}{more}")
+    if blocks:
         lines.append("(--verbose: every finding in full; the report has them too)")
     return lines
 
@@ -225,9 +219,12 @@ def study(model, data, design, seeds, max_seeds, margin, spending, epochs, batch
         max_seeds=max_seeds, echo=lambda line: click.echo(line, err=True), margin=margin,
         spending=spending))
     if as_json:
+        from regaudit.answer.grouped import groups_json
+
         click.echo(json.dumps({"schema": "regaudit.findings/1", "study": result.study_id,
                                "runs": result.run_ids, "group_by": "regaudit.variant",
-                               "findings": [f.as_dict() for f in result.findings]},
+                               "findings": [f.as_dict() for f in result.findings],
+                               "groups": groups_json(result.findings)},
                               indent=2, allow_nan=False))
         raise_if_failed(result)
     else:

@@ -63,14 +63,16 @@ class StudyResult:
                 f"{where}")
 
     def _repr_html_(self):
-        """In Jupyter: the study's report, inline."""
-        import html
+        """In Jupyter: the study's answer and findings, a few KB, with a link to its
+        report (the file, which is also in the parent run's MLflow artifacts)."""
+        import pathlib
 
-        from regaudit.reports.html import inline
+        from regaudit.reports.summary import summary_html
 
-        if not self.report or not os.path.isfile(self.report):
-            return f"<p>study {html.escape(self.study_id)}: {len(self.run_ids)} runs, no report</p>"
-        return inline(self.report)
+        title = f"regaudit study {self.study_id}: {len(self.run_ids)} runs in experiment '{self.experiment}'"
+        if self.report and os.path.isfile(self.report):
+            return summary_html(self.findings, title, self.report, pathlib.Path(self.report).as_uri())
+        return summary_html(self.findings, title, "no report was written")
 
 
 def _spec_part(value, what):

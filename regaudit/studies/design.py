@@ -118,6 +118,51 @@ def name(levels):
     return ",".join(parts)
 
 
+def parse(variant):
+    """The levels of a variant's name (`name`'s inverse): {} for the model as given."""
+    if variant == GIVEN:
+        return {}
+    levels = {}
+    for part in str(variant).split(","):
+        factor, _, value = part.partition("=")
+        if value in ("true", "false"):
+            levels[factor] = value == "true"
+        else:
+            try:
+                levels[factor] = float(value)
+            except ValueError:
+                levels[factor] = value
+    return levels
+
+
+#: what each factor's level asks the user to do to their model
+_ACTIONS = {
+    "dropout": lambda v: "remove Dropout" if v == 0 else f"set Dropout's rate to {v:g}",
+    "bn": lambda v: {"none": "remove BatchNormalization",
+                     "after": "put BatchNormalization after the activation",
+                     "before": "put BatchNormalization before the activation"}.get(v, f"bn={v}"),
+    "dropout_after_bn": lambda v: "move Dropout after the last BatchNormalization" if v
+    else "keep Dropout where it is",
+    "spatial": lambda v: "use SpatialDropout" if v else "use plain Dropout",
+    "bn_momentum": lambda v: f"set BatchNormalization's momentum to {v:g}",
+    "lr": lambda v: f"multiply the learning rate by {v:g}",
+}
+
+
+def action(variant, given=None):
+    """What a variant asks of the user's model, in words: 'remove Dropout and put
+    BatchNormalization after the activation' ('keep the model as given' for it). `given`:
+    the model's own levels, where known ({"dropout": 0.5, "bn": "after"}); a level the
+    model already has is not asked for."""
+    levels = parse(variant)
+    changed = {f: v for f, v in levels.items() if (given or {}).get(f) != v}
+    levels = changed or levels
+    if not levels:
+        return "keep the model as given"
+    words = [_ACTIONS[f](v) if f in _ACTIONS else f"{f}={v}" for f, v in levels.items()]
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def variants(design):
     """[(name, levels)]: the model as given first, then every block's combinations, once."""
     out = {GIVEN: {}}

@@ -10,6 +10,7 @@ Holm-corrected with every other question of the study.
 from regaudit.answer.analysis import OUTCOME, Question, analyse, asks, contrast_text, model_text
 from regaudit.answer.claim_contrasts import mean_of_interactions
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
+from regaudit.answer.precision import interval
 from regaudit.answer.levels import INFO, NOTICE
 from regaudit.answer.statistics import level
 
@@ -55,7 +56,8 @@ def interaction_questions(setups):
 
 
 @finding_rule("RA261", order=120,
-              summary='a study\'s answer to "do Dropout and BatchNormalization clash?": Dropout\'s effect with BN minus its effect without, with its interval and Holm-adjusted p')
+              summary='a study\'s answer to "do Dropout and BatchNormalization clash?": Dropout\'s effect with BN minus its effect without, with its interval and Holm-adjusted p',
+              titles={"RA261": "Dropout x BN interaction"})
 def dropout_batchnorm_interaction(runs, groups):
     """[RA261 per BN placement whose four groups the study's model can compare]."""
     analysis = analyse(runs, groups)
@@ -84,5 +86,7 @@ def dropout_batchnorm_interaction(runs, groups):
         out.append(Finding(*RULE, text, found.as_numbers() | {
             "measure": measure, "placement": placement, "groups": [plain, drop, norm, both],
             "verdict": decided or "not shown", "family": analysis.family},
-            NOTICE if decided == "difference" else INFO))
+            NOTICE if decided == "difference" else INFO, about=f"BN {where}",
+            brief=f"{verdict.split(' (')[0]}: {interval(found.estimate, found.low, found.high, signed=True)}",
+            weight=abs(found.estimate)))
     return out

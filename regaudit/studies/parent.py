@@ -3,24 +3,17 @@
 The parent run is named after the study, tagged `regaudit.study` (the study id) and
 `regaudit.study.role` = "parent"; its params are the design and the seeds policy; at the
 end it holds the study's report (`regaudit/report/`), the recommendation
-(`regaudit.recommendation`) and each claim's verdict (`regaudit.claim.RA25x`) as tags, so
+(`regaudit.recommendation`) and each claim's verdict (`regaudit.claim.RA25x`) as tags
+(`regaudit.answer.tags`), so
 the MLflow runs table shows the answer in one expandable row. Each trial is its child
 through MLflow's own `mlflow.parentRunId` tag. A resumed study (`--study-id`) reopens its
 parent rather than making a second one.
 """
 
 from regaudit._version import __version__
-from regaudit.answer.claims import CLAIM_PREFIX
+from regaudit.answer.tags import answer_tags
 from regaudit.schema import TAG_PREFIX
-from regaudit.studies.effects import RULE as INTERACTION
-from regaudit.studies.recommend import RULE as RECOMMENDATION
 from regaudit.studies.runs import PARENT, ROLE_TAG, STUDY_TAG, study_runs
-
-RECOMMENDATION_TAG = TAG_PREFIX + "recommendation"
-CLAIM_TAG = TAG_PREFIX + "claim."
-INTERACTION_TAG = TAG_PREFIX + "interaction."
-#: MLflow's limit on a tag's value is 8,000 characters in 3.x; a recommendation is a paragraph
-TAG_LIMIT = 5000
 
 
 def open_parent(client, experiment_id, study_id, design, params):
@@ -43,20 +36,6 @@ def open_parent(client, experiment_id, study_id, design, params):
                                                          "regaudit/report/"})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     return run.info.run_id
-
-
-def answer_tags(findings):
-    """{tag: value}: the recommendation and each claim's and interaction's verdict."""
-    tags = {}
-    for finding in findings:
-        numbers = finding.numbers
-        if finding.id == RECOMMENDATION[0]:
-            tags[RECOMMENDATION_TAG] = finding.text[:TAG_LIMIT]
-        elif finding.id.startswith(CLAIM_PREFIX) and "verdict" in numbers:
-            tags[CLAIM_TAG + finding.id] = numbers["verdict"]
-        elif finding.id == INTERACTION[0] and "placement" in numbers:
-            tags[INTERACTION_TAG + numbers["placement"]] = numbers.get("verdict", "")
-    return tags
 
 
 def close_parent(client, run_id, findings=(), status="FINISHED", extra=None):

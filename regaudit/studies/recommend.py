@@ -17,7 +17,8 @@ from regaudit.answer.analysis import OUTCOME, Question, analyse, asks, confidenc
 from regaudit.answer.finding import Finding, finding_rule, number, p_text
 from regaudit.answer.levels import INFO, NOTICE
 from regaudit.answer.statistics import ALPHA, level
-from regaudit.studies.design import GIVEN
+from regaudit.answer.precision import interval
+from regaudit.studies.design import GIVEN, action
 
 RULE = ("RA260", "study_recommendation")
 
@@ -58,6 +59,19 @@ def _given_remedy(runs, groups):
             f"({REMEDY[0]}, {len(pairs)} runs): try that remedy before changing the architecture.")
 
 
+def given_levels(setups):
+    """The model as given's own levels in a design's words ({"dropout": rate, "bn":
+    placement}), where its setup says them; {} otherwise."""
+    setup = setups.get(GIVEN)
+    if not setup:
+        return {}
+    out = {"bn": setup["placement"] if setup["batchnorm"] else "none"}
+    rates = set(setup["rates"]) if setup["dropout"] else {0.0}
+    if len(rates) == 1:
+        out["dropout"] = float(rates.pop())
+    return out
+
+
 def _seeds(model):
     low, high = min(model.counts.values()), max(model.counts.values())
     return f"{low} seeds each" if low == high else f"{low} to {high} seeds each"
@@ -74,6 +88,18 @@ def _keep(tested, analysis, measure, higher, bounds):
              "smaller benefit is not excluded" if detectable < span else
              f"these seeds cannot detect any difference in {measure} (it would take more than its "
              "whole range): train more seeds")
+    given = given_levels(analysis.setups)
+    hopeful = max(tested, key=lambda v: tested[v].estimate if higher else -tested[v].estimate)
+    best = tested[hopeful]
+    act = (f"Keep your model as given: no variant is detectably better on {measure} (the best-looking, "
+           f"'{hopeful}', {interval(best.estimate, best.low, best.high, signed=True)})")
+    if worse:
+        act += "; do not " + " or ".join(action(w, given) for w in worse[:3])
+        act += f" (and {len(worse) - 3} more worse variants)" if len(worse) > 3 else ""
+    if detectable >= span and not worse:  # no power at all: no advice either
+        act = (f"No answer yet: these seeds cannot detect any difference in {measure}; train more "
+               f"seeds (the best-looking so far, '{hopeful}': "
+               f"{interval(best.estimate, best.low, best.high, signed=True)})")
     text = (f"Keep the model as given: no variant is detectably better on {measure} ({len(tested)} "
             f"variant{'s' if len(tested) > 1 else ''}, {_seeds(model)}, {model_text(model)}, Holm over "
             f"the study's {analysis.family} contrasts{_look()}); {reach}.")
@@ -83,6 +109,7 @@ def _keep(tested, analysis, measure, higher, bounds):
     if worse:
         text += f" Detectably worse: {', '.join(repr(w) for w in worse)}."
     return [Finding(*RULE, text, {"measure": measure, "variant": None, "detectable": detectable,
+                                  "action": act + ".",
                                   "worse": worse, "negligible": negligible, "comparisons": len(tested),
                                   "family": analysis.family,
                                   "tests": {v: e.as_numbers() for v, e in tested.items()}}, INFO)]
@@ -116,7 +143,10 @@ def recommendation(runs, groups):
             f"{model.counts[variant]} and {model.counts[GIVEN]} seeds, {model_text(model)}) over the "
             f"model as given ({number(model.mean(variant))} against {number(model.mean(GIVEN))}).")
     text += _given_remedy(runs, groups)
+    act = (f"Change your model: {action(variant, given_levels(analysis.setups))} ({measure} "
+           f"{interval(best.estimate, low, high, signed=True)} over the model as given).")
     return [Finding(*RULE, text, {"measure": measure, "variant": variant, "difference": best.estimate,
+                                  "action": act,
                                   "low": low, "high": high, "p_holm": best.p_holm, "level": level(),
                                   "n_variant": model.counts[variant], "n_given": model.counts[GIVEN],
                                   "comparisons": len(tested), "family": analysis.family,

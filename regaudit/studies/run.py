@@ -51,6 +51,10 @@ def check_cluster(address, tracking_uri):
         _reachable(address)
 
 
+#: the logger of Ray's "Token authentication is enabled for this Ray cluster" notice
+RAY_TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
+
+
 def start_ray(address, tracking_uri):
     """Start Ray locally (address None) or join the cluster at `address`."""
     check_cluster(address, tracking_uri)
@@ -58,6 +62,11 @@ def start_ray(address, tracking_uri):
 
     env = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TF_CPP_MIN_LOG_LEVEL": "2",
            "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    if address is None:
+        # a Ray of regaudit's own, token authentication on (Ray's default for a new local
+        # cluster): its notice saying so is not the command's output. A cluster the user
+        # gave keeps every one of Ray's words.
+        logging.getLogger(RAY_TOKEN_NOTICE).setLevel(logging.ERROR)
     try:
         # no address: a Ray of its own on this machine ("local"), never a cluster some
         # `ray start` left running here

@@ -3,6 +3,7 @@ study needs (which trials already have a FINISHED run; runs a killed study left 
 
 from regaudit.answer.outcomes import STUDY_PARAM
 from regaudit.schema import TAG_PREFIX
+from regaudit.tracking.experiments import PARENT, ROLE_TAG  # noqa: F401 - their home
 
 STUDY_TAG = TAG_PREFIX + "study"
 VARIANT_TAG = TAG_PREFIX + "variant"
@@ -10,10 +11,8 @@ SEED_TAG = TAG_PREFIX + "seed"
 TRIAL_TAG = TAG_PREFIX + "study.trial"
 NOTES_TAG = TAG_PREFIX + "study.notes"
 NODE_TAG = TAG_PREFIX + "study.node"
-#: "parent" on the study's parent run (tagged `regaudit.study` too; its trials are its
-#: children through MLflow's own `mlflow.parentRunId`)
-ROLE_TAG = TAG_PREFIX + "study.role"
-PARENT = "parent"
+#: ROLE_TAG is "parent" on the study's parent run (tagged `regaudit.study` too; its trials
+#: are its children through MLflow's own `mlflow.parentRunId`)
 PARENT_RUN_TAG = "mlflow.parentRunId"
 #: the param prefix of a variant's factor levels (`study.dropout`, `study.bn`, ...)
 LEVEL_PARAM = STUDY_PARAM

@@ -6,6 +6,10 @@ from regaudit.schema import TAG_PREFIX
 
 #: The tag that marks a report run (not an audited training run).
 REPORT_TAG = TAG_PREFIX + "report_of"
+#: a study's runs: "parent" marks the study's own run, which holds the report and the
+#: answer, not audit data (`regaudit.studies.parent`)
+ROLE_TAG = TAG_PREFIX + "study.role"
+PARENT = "parent"
 
 
 def tracking_uri():
@@ -74,7 +78,8 @@ def experiment_runs(experiment, client=None):
 
 
 def audited_runs(client=None, experiment_ids=None, max_results=1000):
-    """MLflow Run objects carrying regaudit tags (report runs left out), newest first."""
+    """MLflow Run objects carrying regaudit tags (report runs and study parent runs, which
+    hold reports and no audit, left out), newest first."""
     client = client_of(client)
     try:
         if experiment_ids is None:
@@ -89,7 +94,8 @@ def audited_runs(client=None, experiment_ids=None, max_results=1000):
         raise
     except Exception as error:
         raise mlflow_error(error, "the list of runs") from None
-    return [run for run in runs if REPORT_TAG not in run.data.tags]
+    return [run for run in runs if REPORT_TAG not in run.data.tags
+            and run.data.tags.get(ROLE_TAG) != PARENT]
 
 
 def resolve_run_ids(run_ids=(), experiment=None, client=None):

@@ -55,7 +55,7 @@ def test_an_error_line_is_one_redacted_line_and_a_usage_error_is_a_value_error()
 
 @pytest.mark.parametrize("width", range(12, 120, 7))
 def test_a_finding_cut_to_one_line_keeps_every_word_and_number_whole(width):
-    from regaudit.cli.study import one_line
+    from regaudit.answer.finding import one_line
 
     text = ("Final val_accuracy by group, mean over runs: 'as given' 0.3278 (n = 1); "
             "'dropout=0,bn=none' 0.9253 (n = 1); difference 0.0123456 at layer dense_2, "

@@ -1,18 +1,28 @@
 """`regaudit report`, `runs` and `show` through click's CliRunner on real runs."""
 
 import os
+import re
 
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
+from regaudit.answer.findings import findings
+from regaudit.answer.grouped import grouped
 from regaudit.cli import cli
+from regaudit.read import load_runs
+from regaudit.reports.html import words_before_figure
 from regaudit.tracking.experiments import REPORT_TAG
 
 
 def invoke(study, *args):
     # env: restores MLFLOW_TRACKING_URI after a command that sets it (--tracking-uri)
     return CliRunner().invoke(cli, list(args), env={"MLFLOW_TRACKING_URI": study["uri"]})
+
+
+def find_all(*ids):
+    runs = load_runs(list(ids))
+    return findings(runs, runs.group())
 
 
 def report_runs(ids):
@@ -36,8 +46,17 @@ def test_report_on_one_run_writes_html_and_logs_it_into_that_run(study, tmp_path
         "learning_curves", "activation_heatmaps", "percentile_bands", "dead_and_saturated",
         "drift_per_layer", "batchnorm_shift", "acc_at_k"]
     assert "http://" not in text and "https://" not in text and "<script" not in text
+    # one run's answer read in a minute: at most 300 words before the first figure, no id twice
+    words = words_before_figure(text)
+    assert 0 < len(words) <= 300, " ".join(words)
+    ids = re.findall(r"\bRA\d{3}\b", " ".join(words))
+    assert len(ids) == len(set(ids)), ids
     logged = [a.path for a in MlflowClient().list_artifacts(run_id, "regaudit/report")]
     assert logged == ["regaudit/report/one.html"]
+    tags = MlflowClient().get_run(run_id).data.tags  # the answer in the runs table
+    notices = {f"regaudit.finding.{g.id}" for g in grouped(find_all(run_id)) if g.level == "notice"}
+    assert notices <= set(tags), (notices, sorted(tags))
+    assert {f"regaudit.claim.RA25{i}" for i in range(1, 8)} <= set(tags), sorted(tags)
     experiment = MlflowClient().get_run(run_id).info.experiment_id
     assert (f"open it in the MLflow UI: http://127.0.0.1:5000/#/experiments/{experiment}/runs/"
             f"{run_id}/artifacts") in result.output
@@ -83,7 +102,7 @@ def test_runs_lists_audited_runs_and_show_prints_findings(study):
     shown = invoke(study, "show", run_id)
     assert shown.exit_code == 0, shown.output
     assert shown.output.startswith(f"dropout+batchnorm-seed1 ({run_id})")
-    assert "[RA203] Final generalization gap (accuracy - val_accuracy)" in shown.output
+    assert "[RA203] Generalization gap per group: 1 group: lowest gen_gap_acc:" in shown.output
 
 
 def test_show_json_gives_every_finding_with_its_id_level_text_and_numbers(study):
@@ -97,8 +116,15 @@ def test_show_json_gives_every_finding_with_its_id_level_text_and_numbers(study)
     ids = [f["id"] for f in data["findings"]]
     assert {"RA201", "RA202", "RA203", "RA251", "RA257"} <= set(ids)
     for finding in data["findings"]:
-        assert set(finding) == {"id", "rule", "level", "text", "numbers"}
-        assert finding["level"] in ("notice", "info") and finding["text"]
+        assert set(finding) == {"id", "rule", "level", "text", "about", "brief", "numbers"}
+        assert finding["level"] in ("notice", "info") and finding["text"] and finding["brief"]
+    # the grouped form: each finding but the answer and the claims in exactly one group of its id
+    listed = [i for group in data["groups"] for i in group["findings"]]
+    assert sorted(listed) == [i for i, f in enumerate(data["findings"])
+                              if f["id"] != "RA260" and not f["id"].startswith("RA25")]
+    assert all(data["findings"][i]["id"] == group["id"] for group in data["groups"]
+               for i in group["findings"])
+    assert len({g["id"] for g in data["groups"]}) == len(data["groups"])
     difference = next(f for f in data["findings"] if f["id"] == "RA202")
     assert difference["numbers"]["difference"] >= 0 and difference["numbers"]["family"] == 1
     assert 0 <= difference["numbers"]["p_holm"] <= 1

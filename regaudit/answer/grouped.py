@@ -1,0 +1,75 @@
+"""Findings grouped by rule: what a reader meets first.
+
+A rule that fires once per variant, layer or run gives one block here, not one
+paragraph each: its title, the findings as rows (what each concerns and its consequence
+in a few words), most consequential first, each finding's full text kept for the folded
+part of the report. The recommendation (RA260) and the article's claims (RA25x) have
+their own places (the answer, the claims table) and are not grouped here.
+
+The JSON of `regaudit show --json` carries this form as `groups`, each naming its
+findings by their index in the flat `findings` list (schema `regaudit.findings/1`).
+"""
+
+from dataclasses import dataclass
+
+from regaudit.answer.claims import CLAIM_PREFIX
+from regaudit.answer.finding import names_text, one_line, rule_titles
+from regaudit.answer.levels import NOTICE
+
+
+@dataclass
+class FindingGroup:
+    """One rule id's findings: `title`, `level` (notice when any is), `findings` sorted
+    by consequence (notices first, then by weight)."""
+
+    id: str
+    title: str
+    level: str
+    findings: list
+
+    def rows(self):
+        """[(what it concerns, its consequence in a few words)], most consequential first;
+        findings that say the same in a few words share one row ("'a' vs 'b' and 20
+        more": no detectable difference)."""
+        said = {}
+        for f in self.findings:
+            said.setdefault(f.brief or one_line(f.text, 90), []).append(f.about)
+        return [(names_text([a for a in abouts if a], shown=1), brief) for brief, abouts in said.items()]
+
+    def as_dict(self, index):
+        return {"id": self.id, "title": self.title, "level": self.level,
+                "findings": [index[id(f)] for f in self.findings]}
+
+
+def answer_id():
+    """The recommendation's id (RA260), from its home (`regaudit.studies.recommend`)."""
+    from regaudit.studies.recommend import RULE
+
+    return RULE[0]
+
+
+def is_grouped(finding):
+    """Whether a finding belongs to a group block (not the answer, not a claim)."""
+    return finding.id != answer_id() and not finding.id.startswith(CLAIM_PREFIX)
+
+
+def grouped(found):
+    """[FindingGroup] of `found` (already in report order): one per rule id, the groups
+    holding a notice first, then in the order their first finding came."""
+    titles = rule_titles()
+    blocks = {}
+    for finding in found:
+        if is_grouped(finding):
+            blocks.setdefault(finding.id, []).append(finding)
+    out = []
+    for rule, members in blocks.items():
+        members = sorted(members, key=lambda f: (f.level != NOTICE, -f.weight))
+        level = NOTICE if any(f.level == NOTICE for f in members) else members[0].level
+        out.append(FindingGroup(rule, titles.get(rule, members[0].rule), level, members))
+    return sorted(out, key=lambda g: g.level != NOTICE)
+
+
+def groups_json(found):
+    """The grouped form for the findings' JSON: [{id, title, level, findings: [indices]}]."""
+    index = {id(f): i for i, f in enumerate(found)}
+    return [g.as_dict(index) for g in grouped(found)]
