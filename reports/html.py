@@ -128,19 +128,6 @@ def render_html(context):
     )
 
 
-
-
-def inline(path, height=800):
-    """A report file as an `<iframe srcdoc>` for Jupyter's `_repr_html_` (the page is
-    self-contained: images inlined, no scripts)."""
-    import html
-
-    with open(path, encoding="utf-8") as handle:
-        page = handle.read()
-    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;'
-            'border:0"></iframe>')
-
-
 class _Reader:
     """What a reader sees of a page before its first figure: the text outside folded
     `<details>` (their `<summary>` lines are seen), styles and scripts left out."""

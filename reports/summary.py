@@ -16,7 +16,7 @@ TEMPLATE = """<div class="regaudit-summary" style="font-family: sans-serif; max-
 {% for c in claims %}<tr><td>{{ c.numbers.claim }}</td><td><b>{{ c.numbers.verdict }}</b></td><td>{{ c.brief }}</td></tr>
 {% endfor %}</table>{% endif %}
 {% if groups %}<table><tr><th></th><th style="text-align:left">finding</th><th style="text-align:left">where</th><th style="text-align:left">measured</th></tr>
-{% for g in groups %}{% set about, brief = g.rows()[0] %}<tr><td><code>{{ g.id }}</code>{% if g.level == "notice" %} !{% endif %}</td><td>{{ g.title }}</td><td>{{ about }}{% if g.findings|length > 1 %} (+{{ g.findings|length - 1 }} more){% endif %}</td><td>{{ brief }}</td></tr>
+{% for g in groups %}{% set about, brief, others = g.headline() %}<tr><td><code>{{ g.id }}</code>{% if g.level == "notice" %} !{% endif %}</td><td>{{ g.title }}</td><td>{{ about }}{% if others %} (+{{ others }} more){% endif %}</td><td>{{ brief }}</td></tr>
 {% endfor %}</table>{% else %}<p>No finding: the runs hold too little data for any rule.</p>{% endif %}
 <p>{% if href %}The full report, with the figures and every finding in full: <a href="{{ href }}" target="_blank">{{ where }}</a>{% else %}{{ where }}{% endif %}</p>
 </div>"""

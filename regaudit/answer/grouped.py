@@ -27,14 +27,25 @@ class FindingGroup:
     level: str
     findings: list
 
+    def _said(self):
+        """{brief: [what each finding saying it concerns]}, most consequential first."""
+        said = {}
+        for f in self.findings:
+            said.setdefault(f.brief or one_line(f.text, 90), []).append(f.about)
+        return said
+
     def rows(self):
         """[(what it concerns, its consequence in a few words)], most consequential first;
         findings that say the same in a few words share one row ("'a' vs 'b' and 20
         more": no detectable difference)."""
-        said = {}
-        for f in self.findings:
-            said.setdefault(f.brief or one_line(f.text, 90), []).append(f.about)
-        return [(names_text([a for a in abouts if a], shown=1), brief) for brief, abouts in said.items()]
+        return [(names_text([a for a in abouts if a], shown=1), brief)
+                for brief, abouts in self._said().items()]
+
+    def headline(self):
+        """(what, consequence, how many findings the first row leaves out): the block in
+        one line, for the terminal, the tags and the notebook."""
+        brief, abouts = next(iter(self._said().items()))
+        return self.rows()[0][0], brief, len(self.findings) - len(abouts)
 
     def as_dict(self, index):
         return {"id": self.id, "title": self.title, "level": self.level,

@@ -39,8 +39,8 @@ def answer_tags(findings):
             tags[INTERACTION_TAG + numbers["placement"]] = numbers.get("verdict", "")
     for block in grouped(findings):
         if block.level == NOTICE and block.id != interaction:
-            about, brief = block.rows()[0]
-            more = f" (+{len(block.findings) - 1} more)" if len(block.findings) > 1 else ""
+            about, brief, others = block.headline()
+            more = f" (+{others} more)" if others else ""
             tags[FINDING_TAG + block.id] = one_line(
                 f"{block.title}: {about + ': ' if about else ''}{brief}{more}", TAG_LIMIT)
     return tags

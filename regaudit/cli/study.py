@@ -32,6 +32,10 @@ def _claims_table(found):
     return [f"  {i}  {verdict:<12} {claim}" for i, verdict, claim in rows]
 
 
+#: a terminal line's width at most (a finding's line is cut at a word before it)
+LINE = 120
+
+
 def finding_lines(found, verbose=False):
     """Findings as the terminal shows them, one screen: the recommendation (RA260) as an
     action, the article's claims as a table, then one line per rule (`regaudit.answer.
@@ -53,10 +57,10 @@ def finding_lines(found, verbose=False):
     blocks = grouped(rest)
     for block in blocks:
         marker = "!" if block.level == NOTICE else "-"
-        about, brief = block.rows()[0]
-        more = f" (+{len(block.findings) - 1} more)" if len(block.findings) > 1 else ""
+        about, brief, others = block.headline()
+        more = f" (+{others} more)" if others else ""
         said = f"{block.title}: {about + ': ' if about else ''}{brief}"
-        lines.append(f" {marker} [{block.id}] {one_line(said, 100 - len(more))}{more}")
+        lines.append(f" {marker} [{block.id}] {one_line(said, LINE - 12 - len(more))}{more}")
     if blocks:
         lines.append("(--verbose: every finding in full; the report has them too)")
     return lines

@@ -102,7 +102,7 @@ def test_runs_lists_audited_runs_and_show_prints_findings(study):
     shown = invoke(study, "show", run_id)
     assert shown.exit_code == 0, shown.output
     assert shown.output.startswith(f"dropout+batchnorm-seed1 ({run_id})")
-    assert "[RA203] Generalization gap per group: 1 group: lowest gen_gap_acc:" in shown.output
+    assert "[RA203] Generalization gap: 1 group: lowest gen_gap_acc:" in shown.output
 
 
 def test_show_json_gives_every_finding_with_its_id_level_text_and_numbers(study):
