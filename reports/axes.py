@@ -116,11 +116,13 @@ def percentile_band(data, ax=None, palette=None):
             ax.plot(line.epoch, line.p50, color=palette.get(group), linewidth=1.5, label=group)
             ax.fill_between(line.epoch, line.p15, line.p85, color=palette.get(group), alpha=0.15)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         return ax
     for _, line, group, color, first in _runs(data, "epoch", palette):
         ax.plot(line.epoch, line.p50, color=color, linewidth=1.2, label=group if first else None)
         ax.fill_between(line.epoch, line.p15, line.p85, color=color, alpha=0.15)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return ax
 
 

@@ -28,8 +28,7 @@ def shown(value, error=None, signed=False):
     sign = "+" if signed else ""
     places = decimals_for(error)
     if places is None:
-        text = f"{value:{sign}.{DIGITS}g}"
-        return text if "e" not in text else f"{value:{sign}.{DIGITS}e}"
+        return f"{value:{sign}.{DIGITS}g}"
     return f"{value:{sign}.{min(places, 12)}f}"
 
 

@@ -236,6 +236,9 @@ def test_recommendation_names_the_best_significant_variant_with_its_interval_and
     p = 2 * stats.t.sf(abs(estimate) / se, df)
     assert n["p_holm"] <= min(1, 6 * p) and n["p_holm"] < 0.05
     assert found.text.startswith(f"For this model: bn=before: val_accuracy {estimate:+.3g} (simultaneous 95% interval")
+    # the answer as an action first, at the precision its interval supports
+    assert found.numbers["action"].startswith(
+        "Change your model: put BatchNormalization before the activation (val_accuracy +")
 
 
 def test_no_better_variant_says_keep_the_model_with_what_the_seeds_could_detect():
@@ -243,6 +246,8 @@ def test_no_better_variant_says_keep_the_model_with_what_the_seeds_could_detect(
     [found] = recommendation(runs, groups)
     assert found.numbers["variant"] is None and found.numbers["worse"] == ["bn=none"]
     assert found.text.startswith("Keep the model as given: no variant is detectably better")
+    assert found.numbers["action"].startswith("Keep your model as given: no variant is detectably better")
+    assert found.numbers["action"].endswith("; do not remove BatchNormalization.")
     assert 0 < found.numbers["detectable"] < 1
     one, groups1 = study_runs({"as given": 0.9, "bn=none": 0.8}, n=1)
     assert "no degrees of freedom" in recommendation(one, groups1)[0].text

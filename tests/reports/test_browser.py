@@ -16,6 +16,7 @@ import websocket
 
 from regaudit.read import load_runs
 from regaudit.reports.report import build_report
+from regaudit.reports.html import words_before_figure
 
 XSS_NAME = "<script>alert(1)</script>"  # the name conftest.py gives one run
 
@@ -114,6 +115,19 @@ def test_html_report_renders_in_headless_chromium(study, chromium, tmp_path):
     assert chromium.evaluate("document.scripts.length") == 0
     assert chromium.evaluate(f"document.body.innerText.includes({json.dumps(XSS_NAME)})")
     assert chromium.evaluate("document.querySelectorAll('h2').length") == 9  # claims, lint
+    # what a reader sees before the first figure, as Chromium lays it out (closed <details>
+    # hidden), is what the report's own count says
+    seen = chromium.evaluate(
+        "(() => { const first = document.querySelector('figure'); const words = [];"
+        " const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);"
+        " while (walker.nextNode()) { const node = walker.currentNode;"
+        "  if (first && (first.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_FOLLOWING)) break;"
+        "  if (!node.parentElement.checkVisibility()) continue;"
+        "  words.push(...node.textContent.split(/\\s+/).filter(Boolean)); }"
+        " return words; })()")
+    with open(report.path, encoding="utf-8") as handle:
+        counted = words_before_figure(handle.read())
+    assert seen == counted and 0 < len(counted) <= 500, (len(seen), len(counted))
     # the overview table fits the page: nothing hidden behind a horizontal scroll
     fits = chromium.evaluate(
         "(() => { const box = document.querySelector('#overview + .wide');"

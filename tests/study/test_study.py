@@ -162,8 +162,10 @@ def regaudit(workdir, *args, store="mlflow.db"):
 
 
 def answered(text):
-    """The recommendation is there: a variant named, or the model kept."""
-    return "For this model" in text or "Keep the model as given" in text
+    """The recommendation is there, as an action: change the model, keep it, or train
+    more seeds (its full text, with `--verbose` and in the report, says why)."""
+    return any(words in text for words in ("Change your model: ", "Keep your model as given",
+                                           "No answer yet: "))
 
 
 def client(workdir):
