@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from regaudit.answer.levels import FINDING_LEVELS, INFO
+from regaudit.answer.precision import shown
 from regaudit.answer.statistics import ALPHA, MAX_SEEDS, POWER
 
 #: levels, most important first: "notice" is worth acting on, "info" is context
@@ -129,19 +130,20 @@ def comparison_text(c, measure, high_means, span=float("inf")):
     the higher value means ("better", "worse", "more overfitting") and is said once;
     `span`: the widest difference the measure allows (1 for an accuracy), beyond which a
     detectable difference is not one."""
-    values = (f"{number(c.mean_high)} against {number(c.mean_low)}, n = {c.n_high} and "
+    error = c.sd * np.sqrt(1 / c.n_high + 1 / c.n_low) if np.isfinite(c.sd) and c.sd > 0 else None
+    values = (f"{shown(c.mean_high, error)} against {shown(c.mean_low, error)}, n = {c.n_high} and "
               f"{c.n_low} runs")
     test = (f"Welch t-test {p_text(c.p)}, Holm-adjusted {p_text(c.p_holm)} over {c.family} "
             f"comparison{'s' if c.family > 1 else ''}")
     if c.significant:
         return (f"'{c.high}' has a higher {measure} than '{c.low}' ({high_means}): "
-                f"difference {number(c.difference)} ({values}; {test}; Hedges' g = {c.g:.2f}).")
+                f"difference {shown(c.difference, error)} ({values}; {test}; Hedges' g = {c.g:.2f}).")
     if np.isfinite(c.detectable) and c.detectable >= span:
         power = (f" These seeds cannot detect any difference in {measure} (it would take more than "
                  "its whole range): train more seeds.")
     elif np.isfinite(c.detectable):
-        power = (f" With these seeds only a difference of {number(c.detectable)} or more would be "
-                 f"detected with {POWER:.0%} power; the observed {number(c.difference)} would need "
+        power = (f" With these seeds only a difference of {shown(c.detectable)} or more would be "
+                 f"detected with {POWER:.0%} power; the observed {shown(c.difference, error)} would need "
                  f"{seeds_text(c.seeds)} seeds per group.")
     else:
         power = " The seeds gave identical values, so the runs cannot say what they could detect."
