@@ -5,7 +5,7 @@ render it, and the notebook view, on runs already in MLflow.
         --experiment regaudit-demo [--group-by regaudit.variant] [--repeats 3]
 
 Each figure is drawn once and encoded both ways in the same process: the true-colour PNG
-`savefig` writes (the report before) and the 256-colour PNG the report writes now, so the
+`savefig` writes (the report before) and the 64-colour PNG the report writes now, so the
 size and time ratios are paired on the same figures. The notebook view: the summary
 `_repr_html_` now shows against the whole report it embedded before. Prints a table and
 writes benchmarks/report_reading.json. Not a test.
@@ -83,7 +83,7 @@ def main():
         "runs": len(runs.run_ids), "groups": len(set(groups.values())),
         "report_bytes": len(page.encode()), "report_seconds": round(seconds, 2),
         "words_before_first_figure": len(words_before_figure(page)),
-        "figure_bytes_true_colour": before, "figure_bytes_256_colours": now,
+        "figure_bytes_true_colour": before, "figure_bytes_now": now,
         "figure_bytes_ratio": round(now / before, 3),
         "encode_seconds_ratio": round(sum(f["now"]["seconds"] for f in figures.values())
                                       / sum(f["before"]["seconds"] for f in figures.values()), 3),

@@ -56,7 +56,7 @@ show it.</p>
 
 <h2 id="findings">Findings</h2>
 {% for g in groups %}<div class="finding {{ g.level }}"><code>{{ g.id }}</code> <b>{{ g.title }}</b>
-{% set rows = g.rows() %}<table class="rows">{% for about, brief in rows[:shown_rows] %}<tr><td>{{ about }}</td><td>{{ brief }}</td></tr>
+{% set rows = g.rows() %}{% set shown_rows = shown_rows if g.level == "notice" else 1 %}<table class="rows">{% for about, brief in rows[:shown_rows] %}<tr><td>{{ about }}</td><td>{{ brief }}</td></tr>
 {% endfor %}</table>
 <details><summary>{% if rows|length > shown_rows %}{{ rows|length - shown_rows }} more, {% endif %}in full</summary>
 {% for f in g.findings %}<p>{% if f.about %}<i>{{ f.about }}</i>: {% endif %}{{ f.text }}</p>
@@ -66,7 +66,9 @@ show it.</p>
 <p>A difference is claimed only with a corrected test. The recommendation (RA260),
 the article's claims (RA251-RA256) and the Dropout x BN interaction (RA261) are contrasts of one
 linear model per outcome (robust errors), Holm-corrected together over all of them, with
-intervals simultaneous over them; a contrast within the margin is negligible. Pairs of groups
+intervals simultaneous over them; a contrast within the margin is negligible. Holm's
+step-down test is more powerful than the simultaneous intervals, so a verdict can rest on its
+p while the contrast's simultaneous interval still reaches past 0. Pairs of groups
 (RA202, RA203) use Welch's t-test, Holm-corrected over the pairs of the same measure; their
 intervals are 95%. The id is the rule's (<code>regaudit show --json</code>).</p></details>
 {% if comparisons|length %}<details id="comparisons"><summary>Differences between groups: {{ comparisons|length }} pair(s) tested</summary>

@@ -43,8 +43,7 @@ class Section:
 
 SECTIONS = (
     Section("Study", "history",
-            "The variants of a study against their levels: each point a variant's mean over "
-            "its seeds, with its 95% t-interval (within the quantity's bounds).",
+            "Each variant's mean over its seeds, with its 95% t-interval.",
             (("dose_response", study_plots.dose_response,
               "Validation outcome and generalization gap against the dropout rate, a line per "
               "BatchNormalization setting (variants at the model's learning rate)."),
@@ -91,7 +90,8 @@ SECTIONS = (
 )
 
 OVERVIEW_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
-#: a finding block's rows shown before its fold (the rest, and every full text, folded)
+#: a notice block's rows shown before its fold (an info block's: 1; the rest, and every
+#: full text, folded)
 SHOWN_ROWS = 2
 ENSEMBLE_METRICS = (DET_ACC, MC_ACC)
 
@@ -200,15 +200,16 @@ def layer_tables(runs):
     return out
 
 
-#: the figures' resolution, and the colours of their PNGs: a figure of lines, bands and
-#: a viridis heatmap has fewer distinct colours than this, and a 256-colour PNG is about a
-#: third of a true-colour one (the demo study's report: 1.5 MB to under 0.5 MB)
+#: the figures' resolution, and the colours of their PNGs: 64 colours keep a figure's
+#: lines, bands and viridis heatmaps apart (looked at in Chromium), and the PNG is about a
+#: quarter of a true-colour one (the default demo study's report: 1.5 MB to 474 KB; 256
+#: colours: 528 KB; `benchmarks/report_reading.py`)
 DPI = 96
-COLOURS = 256
+COLOURS = 64
 
 
 def _png(figure):
-    """The figure as a 256-colour PNG, drawn once by Agg (no true-colour PNG encoded first)."""
+    """The figure as a COLOURS-colour PNG, drawn once by Agg (no true-colour PNG encoded first)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 

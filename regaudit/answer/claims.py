@@ -46,6 +46,11 @@ def _finding(claim_id, rule, claim, verdict, evidence, numbers):
     if all(isinstance(v, float) for v in (value, numbers.get("low"), numbers.get("high"))):
         effect = (f"{numbers.get('measure', 'Monte-Carlo minus weight-scaled accuracy')} "
                   f"{interval(value, numbers['low'], numbers['high'], signed=True)}")
+        held = numbers.get("p_equal_holm") if verdict == "negligible" else numbers.get("p_holm")
+        if verdict != "not shown" and isinstance(held, float):
+            # the verdict's own test: Holm's step-down can decide where the simultaneous
+            # interval, which is wider, still reaches past 0
+            effect += f", Holm {p_text(held)}"
     return Finding(claim_id, rule, text, {"claim": claim, "verdict": verdict} | numbers,
                    NOTICE if verdict == "contradicted" else INFO, about=claim, brief=effect)
 

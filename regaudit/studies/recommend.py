@@ -43,20 +43,31 @@ def _look():
     return f", tested at {level():.3g}, this look's share of {ALPHA:g} in the sequential plan"
 
 
-def _given_remedy(runs, groups):
-    """A sentence on the model as given with its BN statistics re-estimated (RA213), when
-    that was measured and raised its validation-probe accuracy; else ""."""
-    from regaudit.answer.remedies import RULE as REMEDY, remedy_pairs
+def given_remedy(runs, groups):
+    """(before, after, runs): the model as given's validation-probe accuracy before and
+    after its BN statistics were re-estimated (RA213), when that was measured and raised
+    it; else None."""
+    from regaudit.answer.remedies import remedy_pairs
 
     pairs = [p for run, p in remedy_pairs(runs, "accuracy").items() if groups.get(run) == GIVEN]
     if not pairs:
-        return ""
+        return None
     before, after = np.mean(pairs, axis=0)
-    if after <= before:
+    return (float(before), float(after), len(pairs)) if after > before else None
+
+
+def _given_remedy(runs, groups):
+    """A sentence on the model as given with its BN statistics re-estimated (RA213), when
+    that was measured and raised its validation-probe accuracy; else ""."""
+    from regaudit.answer.remedies import RULE as REMEDY
+
+    remedy = given_remedy(runs, groups)
+    if remedy is None:
         return ""
+    before, after, count = remedy
     return (f" With its BatchNormalization statistics re-estimated after training, the model as "
             f"given scores {number(after)} instead of {number(before)} on the validation probe "
-            f"({REMEDY[0]}, {len(pairs)} runs): try that remedy before changing the architecture.")
+            f"({REMEDY[0]}, {count} runs): try that remedy before changing the architecture.")
 
 
 def given_levels(setups):
@@ -77,7 +88,7 @@ def _seeds(model):
     return f"{low} seeds each" if low == high else f"{low} to {high} seeds each"
 
 
-def _keep(tested, analysis, measure, higher, bounds):
+def _keep(tested, analysis, measure, higher, bounds, runs, groups):
     """The finding when no variant is detectably better: keep the model as given."""
     alpha, model = level(), analysis.model(OUTCOME)
     worse = [v for v, e in tested.items() if e.decided(alpha) == "difference"]
@@ -100,6 +111,10 @@ def _keep(tested, analysis, measure, higher, bounds):
         act = (f"No answer yet: these seeds cannot detect any difference in {measure}; train more "
                f"seeds (the best-looking so far, '{hopeful}': "
                f"{interval(best.estimate, best.low, best.high, signed=True)})")
+    remedy = given_remedy(runs, groups)
+    if remedy:  # the cheapest action, where it was measured to help
+        act += (f". Re-estimating its BatchNormalization statistics after training raised its "
+                f"validation probe from {number(remedy[0], 3)} to {number(remedy[1], 3)}")
     text = (f"Keep the model as given: no variant is detectably better on {measure} ({len(tested)} "
             f"variant{'s' if len(tested) > 1 else ''}, {_seeds(model)}, {model_text(model)}, Holm over "
             f"the study's {analysis.family} contrasts{_look()}); {reach}.")
@@ -133,7 +148,7 @@ def recommendation(runs, groups):
     better = {v: e for v, e in tested.items()
               if e.decided(level()) == "difference" and (e.estimate > 0) == higher}
     if not better:
-        return _keep(tested, analysis, measure, higher, bounds)
+        return _keep(tested, analysis, measure, higher, bounds, runs, groups)
     variant = max(better, key=lambda v: better[v].estimate if higher else -better[v].estimate)
     best, model = better[variant], analysis.model(OUTCOME)
     low, high = best.low, best.high  # simultaneous over the study's contrasts
