@@ -42,6 +42,8 @@ code { background: #f4f4f4; padding: 0 .2em; } .wide { overflow-x: auto; }
 <details><summary>Evidence (<code>{{ answer.id }}</code>)</summary><p>{{ answer.text }}</p></details>{% endif %}
 
 {% if claims %}<h2 id="claims">The article's claims, on these runs</h2>
+{% set decided = claims|rejectattr("numbers.verdict", "equalto", "not shown")|list %}
+{% if not decided %}<details><summary>None of the {{ claims|length }} claims can be judged on these runs: each is not shown (what would show it, in full)</summary>{% endif %}
 <table>
 <tr><th>id</th><th>claim</th><th>verdict</th><th>effect, simultaneous interval</th></tr>
 {% for c in claims %}<tr><td><code>{{ c.id }}</code></td><td>{{ c.numbers.claim }}</td><td><b>{{ c.numbers.verdict }}</b></td><td>{{ c.brief }}</td></tr>
@@ -52,7 +54,7 @@ on these runs: supported or contradicted only when a corrected test says so, neg
 an equivalence test puts the effect within the margin, otherwise not shown, with what would
 show it.</p>
 {% for c in claims %}<p><code>{{ c.id }}</code> {{ c.text }}</p>
-{% endfor %}</details>{% endif %}
+{% endfor %}</details>{% if not decided %}</details>{% endif %}{% endif %}
 
 <h2 id="findings">Findings</h2>
 {% for g in groups %}<div class="finding {{ g.level }}"><code>{{ g.id }}</code> <b>{{ g.title }}</b>
