@@ -68,6 +68,8 @@ class RunSet:
         """In Jupyter: a light summary of these runs' findings (grouped by
         `regaudit.setup`; a few KB, computed once) with where the full report is."""
         if self._summary is None:
+            import mlflow
+
             from regaudit.answer.findings import findings
             from regaudit.reports.publish import ui_address
             from regaudit.reports.summary import summary_html
@@ -76,8 +78,7 @@ class RunSet:
             ids = self.run_ids
             title = f"regaudit: {len(ids)} run{'s' if len(ids) != 1 else ''}"
             if len(ids) == 1:
-                href = ui_address(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
-                                  self.runs["experiment_id"].iloc[0], ids[0])
+                href = ui_address(mlflow.get_tracking_uri(), self.runs["experiment_id"].iloc[0], ids[0])
                 where, title = "regaudit/report/report.html in the run's MLflow artifacts", f"{title} {ids[0]}"
             else:
                 href, where = None, ("The full report: `regaudit report " + " ".join(ids[:3])

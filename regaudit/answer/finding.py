@@ -77,10 +77,14 @@ class Finding:
     brief: str = ""
     weight: float = 0.0
 
+    @property
+    def short(self):
+        """Its consequence in a few words: `brief`, else its text cut to one line."""
+        return self.brief or one_line(self.text, 90)
+
     def as_dict(self):
         return {"id": self.id, "rule": self.rule, "level": self.level, "text": self.text,
-                "about": self.about, "brief": self.brief or one_line(self.text, 90),
-                "numbers": _plain(self.numbers)}
+                "about": self.about, "brief": self.short, "numbers": _plain(self.numbers)}
 
 
 def _plain(value):

@@ -31,7 +31,7 @@ class FindingGroup:
         """{brief: [what each finding saying it concerns]}, most consequential first."""
         said = {}
         for f in self.findings:
-            said.setdefault(f.brief or one_line(f.text, 90), []).append(f.about)
+            said.setdefault(f.short, []).append(f.about)
         return said
 
     def rows(self):
@@ -45,7 +45,14 @@ class FindingGroup:
         """(what, consequence, how many findings the first row leaves out): the block in
         one line, for the terminal, the tags and the notebook."""
         brief, abouts = next(iter(self._said().items()))
-        return self.rows()[0][0], brief, len(self.findings) - len(abouts)
+        return names_text([a for a in abouts if a], shown=1), brief, len(self.findings) - len(abouts)
+
+    def line(self, width):
+        """'title: what: consequence (+n more)' in at most `width` characters, cut at a
+        word: the terminal's line and the MLflow tag of the block."""
+        about, brief, others = self.headline()
+        more = f" (+{others} more)" if others else ""
+        return one_line(f"{self.title}: {about + ': ' if about else ''}{brief}", width - len(more)) + more
 
     def as_dict(self, index):
         return {"id": self.id, "title": self.title, "level": self.level,

@@ -39,8 +39,5 @@ def answer_tags(findings):
             tags[INTERACTION_TAG + numbers["placement"]] = numbers.get("verdict", "")
     for block in grouped(findings):
         if block.level == NOTICE and block.id != interaction:
-            about, brief, others = block.headline()
-            more = f" (+{others} more)" if others else ""
-            tags[FINDING_TAG + block.id] = one_line(
-                f"{block.title}: {about + ': ' if about else ''}{brief}{more}", TAG_LIMIT)
+            tags[FINDING_TAG + block.id] = block.line(TAG_LIMIT)
     return tags

@@ -41,7 +41,6 @@ def finding_lines(found, verbose=False):
     action, the article's claims as a table, then one line per rule (`regaudit.answer.
     grouped`: notices "!" first, its most consequential finding, "+n more" for the
     others); `verbose`: every finding in full."""
-    from regaudit.answer.finding import one_line
     from regaudit.answer.grouped import grouped
 
     recommendation, claim_prefix = _ids()
@@ -57,10 +56,7 @@ def finding_lines(found, verbose=False):
     blocks = grouped(rest)
     for block in blocks:
         marker = "!" if block.level == NOTICE else "-"
-        about, brief, others = block.headline()
-        more = f" (+{others} more)" if others else ""
-        said = f"{block.title}: {about + ': ' if about else ''}{brief}"
-        lines.append(f" {marker} [{block.id}] {one_line(said, LINE - 12 - len(more))}{more}")
+        lines.append(f" {marker} [{block.id}] {block.line(LINE - 12)}")
     if blocks:
         lines.append("(--verbose: every finding in full; the report has them too)")
     return lines

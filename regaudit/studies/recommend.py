@@ -102,15 +102,16 @@ def _keep(tested, analysis, measure, higher, bounds, runs, groups):
     given = given_levels(analysis.setups)
     hopeful = max(tested, key=lambda v: tested[v].estimate if higher else -tested[v].estimate)
     best = tested[hopeful]
-    act = (f"Keep your model as given: no variant is detectably better on {measure} (the best-looking, "
-           f"'{hopeful}', {interval(best.estimate, best.low, best.high, signed=True)})")
+    closest = interval(best.estimate, best.low, best.high, signed=True)
+    if detectable >= span and not worse:  # no power at all: no advice either
+        act = (f"No answer yet: these seeds cannot detect any difference in {measure}; train more "
+               f"seeds (the best-looking so far, '{hopeful}': {closest})")
+    else:
+        act = (f"Keep your model as given: no variant is detectably better on {measure} (the "
+               f"best-looking, '{hopeful}', {closest})")
     if worse:
         act += "; do not " + " or ".join(action(w, given) for w in worse[:3])
         act += f" (and {len(worse) - 3} more worse variants)" if len(worse) > 3 else ""
-    if detectable >= span and not worse:  # no power at all: no advice either
-        act = (f"No answer yet: these seeds cannot detect any difference in {measure}; train more "
-               f"seeds (the best-looking so far, '{hopeful}': "
-               f"{interval(best.estimate, best.low, best.high, signed=True)})")
     remedy = given_remedy(runs, groups)
     if remedy:  # the cheapest action, where it was measured to help
         act += (f". Re-estimating its BatchNormalization statistics after training raised its "
