@@ -40,7 +40,7 @@ def many_runs(data):
 
 def seeded(data):
     """Whether every group of `data` has 2 runs or more (seeds) and none more than
-    MAX_RUN_LINES: drawn as means with their intervals."""
+    MAX_RUN_LINES: drawn as each group's mean (`SEEDS_AGGREGATED`)."""
     if not len(data):
         return False
     counts = data.groupby("group")["run"].nunique()
@@ -115,12 +115,10 @@ def percentile_band(data, ax=None, palette=None):
         for group, line in _medians(data, "epoch", (P15, P50, P85)):
             ax.plot(line.epoch, line.p50, color=palette.get(group), linewidth=1.5, label=group)
             ax.fill_between(line.epoch, line.p15, line.p85, color=palette.get(group), alpha=0.15)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        return ax
-    for _, line, group, color, first in _runs(data, "epoch", palette):
-        ax.plot(line.epoch, line.p50, color=color, linewidth=1.2, label=group if first else None)
-        ax.fill_between(line.epoch, line.p15, line.p85, color=color, alpha=0.15)
+    else:
+        for _, line, group, color, first in _runs(data, "epoch", palette):
+            ax.plot(line.epoch, line.p50, color=color, linewidth=1.2, label=group if first else None)
+            ax.fill_between(line.epoch, line.p15, line.p85, color=color, alpha=0.15)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return ax

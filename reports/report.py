@@ -18,10 +18,10 @@ import pandas as pd
 from regaudit.measures.ensemble import DET_ACC, MC_ACC
 from regaudit.measures.timing import AUDIT_SECONDS, EPOCH_SECONDS
 from regaudit.answer import outcomes
-from regaudit.answer.claims import ARTICLE, CLAIM_PREFIX  # the claims' ids: their own section
+from regaudit.answer.claims import ARTICLE
 from regaudit.errors import RegauditError
 from regaudit.answer.findings import findings as find
-from regaudit.answer.grouped import answer_id, grouped
+from regaudit.answer.grouped import answer_of, claims_of, grouped
 from regaudit.read import DEFAULT_GROUP
 from regaudit.schema import MODEL, TAG_PREFIX
 
@@ -266,11 +266,11 @@ def build_report(runs, output, fmt="html", group_by=None, progress=None):
         "title": _title(runs),
         "runs": runs,
         "group_by": group_by or DEFAULT_GROUP,
-        "answer": next((f for f in found if f.id == answer_id()), None),
+        "answer": answer_of(found),
         "groups": grouped(found),
         "shown_rows": SHOWN_ROWS,
         "comparisons": comparison_table([f for f in found if is_comparison(f)]),
-        "claims": sorted((f for f in found if f.id.startswith(CLAIM_PREFIX)), key=lambda f: f.id),
+        "claims": claims_of(found),
         "article": ARTICLE,
         "lint": lint_table(runs),
         "overview": overview(runs, groups),

@@ -6,8 +6,7 @@ what its most consequential finding concerns and says, how many more), then wher
 full report is. No figure, no script; every run-derived string escaped by jinja2.
 """
 
-from regaudit.answer.grouped import answer_id, grouped
-from regaudit.answer.claims import CLAIM_PREFIX
+from regaudit.answer.grouped import answer_of, claims_of, grouped
 
 TEMPLATE = """<div class="regaudit-summary" style="font-family: sans-serif; max-width: 60em">
 <p><b>{{ title }}</b></p>
@@ -28,8 +27,8 @@ def summary_html(found, title, where, href=None):
     import jinja2
 
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    answer = next((f for f in found if f.id == answer_id()), None)
+    answer = answer_of(found)
     return environment.from_string(TEMPLATE).render(
         title=title, answer=(answer.numbers.get("action") or answer.text) if answer else "",
-        claims=sorted((f for f in found if f.id.startswith(CLAIM_PREFIX)), key=lambda f: f.id),
+        claims=claims_of(found),
         groups=grouped(found), where=where, href=href)

@@ -66,6 +66,16 @@ def answer_id():
     return RULE[0]
 
 
+def answer_of(found):
+    """The recommendation among `found` (RA260), or None."""
+    return next((f for f in found if f.id == answer_id()), None)
+
+
+def claims_of(found):
+    """The article's claims among `found` (RA251-RA257), in their own order."""
+    return sorted((f for f in found if f.id.startswith(CLAIM_PREFIX)), key=lambda f: f.id)
+
+
 def is_grouped(finding):
     """Whether a finding belongs to a group block (not the answer, not a claim)."""
     return finding.id != answer_id() and not finding.id.startswith(CLAIM_PREFIX)
