@@ -29,9 +29,9 @@ CHILD = textwrap.dedent('''
     import numpy as np, keras
     sys.path.insert(0, {tests!r})
     import user_models
-    from regaudit.callbacks import seed_models
-    from regaudit.callbacks.probe import ProbePass
-    from regaudit.callbacks.probe_choice import ProbeData
+    from regaudit.callbacks.demo import seed_models
+    from regaudit.callbacks.probe.probe_pass import ProbePass
+    from regaudit.callbacks.probe.choice import ProbeData
 
     def timed(function, repeats):
         seconds = []

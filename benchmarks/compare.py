@@ -48,7 +48,7 @@ from scale import predict_seconds, sample_audit_memory  # noqa: E402
 
 
 def seed_model():
-    from regaudit.callbacks.seed_models import dropout_batchnorm_cnn
+    from regaudit.callbacks.demo.seed_models import dropout_batchnorm_cnn
 
     model = dropout_batchnorm_cnn()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -106,7 +106,7 @@ def naive_callback(probe_size=512, seed=0):
     class Naive(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             rng = np.random.default_rng(seed)
-            from regaudit.callbacks.probe_choice import find_fit_data
+            from regaudit.callbacks.probe.choice import find_fit_data
 
             found = find_fit_data(self.model)
             x = found["validation_data"][0] if found and found.get("validation_data") else found["x"]

@@ -71,7 +71,7 @@ def timed_fit(x, y, epochs, callbacks, seed, build=None):
     compiled model; default the seed article's third model)."""
     import keras
 
-    from regaudit.callbacks.seed_models import dropout_batchnorm_cnn
+    from regaudit.callbacks.demo.seed_models import dropout_batchnorm_cnn
 
     keras.utils.set_random_seed(seed)
     if build is None:
@@ -103,7 +103,7 @@ def main():
 
     x, y = mnist_shaped(args.samples, args.mnist)
     from regaudit.callbacks.activation_stats import ActivationFamily
-    from regaudit.callbacks.audit import Audit
+    from regaudit.callbacks.audit.hooks import Audit
     from regaudit.callbacks.covariate_shift import ShiftFamily
 
     class ActivationsAndShift(Audit):

@@ -32,7 +32,7 @@ def audited_source(folder):
 
     from regaudit import RegAudit
     from regaudit.callbacks.demo import load_digits_28
-    from regaudit.callbacks.seed_models import dropout_batchnorm_cnn
+    from regaudit.callbacks.demo.seed_models import dropout_batchnorm_cnn
 
     (x, y), (xv, yv) = load_digits_28(0)
     keras.utils.set_random_seed(0)

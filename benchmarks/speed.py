@@ -71,7 +71,7 @@ CHILD = LOADER + textwrap.dedent('''
     if scenario == "short":
         sys.path.insert(0, {here!r})
         from overhead import mnist_shaped
-        from regaudit.callbacks.seed_models import dropout_batchnorm_cnn
+        from regaudit.callbacks.demo.seed_models import dropout_batchnorm_cnn
         x, y = mnist_shaped(20_000)
         keras.utils.set_random_seed(0)
         model = dropout_batchnorm_cnn()

@@ -28,7 +28,7 @@ DATA = "regaudit.callbacks.demo:load_digits_28"
 
 
 def by_hand(trials, spec):
-    from regaudit.callbacks.study_trial import train_trial
+    from regaudit.callbacks.study.trial import train_trial
 
     started = time.perf_counter()
     for variant, levels, seed in trials:

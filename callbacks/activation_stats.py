@@ -6,8 +6,8 @@ from regaudit.measures.activations import ACTIVATION_MEASURES, DEAD_FRAC, histog
 from regaudit.measures.registry import is_headline
 from regaudit.schema import HISTOGRAM_COLUMNS, MODEL, TABLE_ACTIVATIONS, TABLE_HISTOGRAMS
 
-from regaudit.callbacks.arguments import ARGUMENTS_DOC
-from regaudit.callbacks.audit import Audit
+from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC
+from regaudit.callbacks.audit.hooks import Audit
 
 
 class ActivationFamily:
@@ -67,7 +67,7 @@ class ActivationStats(Audit):
     """Records per-layer activation statistics on a fixed probe batch and logs them to
     MLflow (metrics `regaudit/<layer>/<measure>`, everything in Parquet under `regaudit/`).
 
-    Arguments: see `regaudit.callbacks.arguments.ARGUMENTS_DOC` (appended below).
+    Arguments: see `regaudit.callbacks.audit.arguments.ARGUMENTS_DOC` (appended below).
 
     Example:
 

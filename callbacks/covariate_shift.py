@@ -8,9 +8,9 @@ from regaudit.measures.registry import is_headline
 from regaudit.model.regularizers import is_batchnorm
 from regaudit.schema import MODEL, TABLE_SHIFT
 
-from regaudit.callbacks.arguments import ARGUMENTS_DOC
-from regaudit.callbacks.audit import Audit
-from regaudit.callbacks.gradient_ics import gradient_ics
+from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC
+from regaudit.callbacks.audit.hooks import Audit
+from regaudit.callbacks.families.gradient_ics import gradient_ics
 
 
 

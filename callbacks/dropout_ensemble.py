@@ -13,9 +13,9 @@ from regaudit.errors import RegauditWarning
 from regaudit.measures.registry import is_headline
 from regaudit.schema import MODEL, TABLE_ENSEMBLE, TAG_PREFIX
 
-from regaudit.callbacks.arguments import ARGUMENTS_DOC
-from regaudit.callbacks.audit import Audit
-from regaudit.callbacks.probe_choice import ProbeData
+from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC
+from regaudit.callbacks.audit.hooks import Audit
+from regaudit.callbacks.probe.choice import ProbeData
 
 
 

@@ -1,11 +1,11 @@
 """`RegAudit`: every regaudit measure family in one callback, sharing one probe pass."""
 
 from regaudit.callbacks.activation_stats import ActivationFamily
-from regaudit.callbacks.arguments import ARGUMENTS_DOC
-from regaudit.callbacks.audit import Audit
+from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC
+from regaudit.callbacks.audit.hooks import Audit
 from regaudit.callbacks.covariate_shift import ShiftFamily
 from regaudit.callbacks.dropout_ensemble import EnsembleFamily
-from regaudit.callbacks.remedy import RemedyFamily
+from regaudit.callbacks.families.remedy import RemedyFamily
 
 
 class RegAudit(Audit):
@@ -14,10 +14,10 @@ class RegAudit(Audit):
     (`CovariateShift`: drift, train vs validation, BatchNormalization variance shift) and
     the effective dropout ensemble (`DropoutEnsemble`: Monte-Carlo dropout against the
     weight-scaled network), logged to MLflow, and at train end the BatchNormalization
-    remedy measured (`regaudit.callbacks.remedy`: moving statistics re-estimated on a
+    remedy measured (`regaudit.callbacks.families.remedy`: moving statistics re-estimated on a
     copy, validation metrics before and after). One probe pass serves every measure family.
 
-    Arguments: see `regaudit.callbacks.arguments.ARGUMENTS_DOC` (appended below).
+    Arguments: see `regaudit.callbacks.audit.arguments.ARGUMENTS_DOC` (appended below).
 
     The callback joins the active MLflow run (also the one `mlflow.keras.autolog()` opens)
     or starts one, and ends only a run it started.

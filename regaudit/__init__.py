@@ -34,11 +34,11 @@ __all__ = ["RegauditError", "RegauditWarning", "UsageError", "__version__", *_KE
 
 def __getattr__(name):
     if name == "lint":
-        from regaudit.callbacks.lint_model import lint
+        from regaudit.callbacks.lint import lint
 
         return lint
     if name == "reestimate_batchnorm":
-        from regaudit.callbacks.remedy import reestimate_batchnorm
+        from regaudit.callbacks.families.remedy import reestimate_batchnorm
 
         return reestimate_batchnorm
     if name in _KERAS_SIDE:

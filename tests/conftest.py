@@ -49,7 +49,7 @@ def _clean_keras_and_plots():
         sys.modules["keras"].backend.clear_session()
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
-    fits = sys.modules.get("regaudit.callbacks.fits")
+    fits = sys.modules.get("regaudit.callbacks.audit.fits")
     if fits is not None:  # a fit a test made raise is not a fit the next test must end
         fits._AUDITING.clear()
     if "mlflow" in sys.modules:

@@ -1,4 +1,4 @@
-"""RA213: the BatchNormalization remedy, measured (`regaudit.callbacks.remedy`).
+"""RA213: the BatchNormalization remedy, measured (`regaudit.callbacks.families.remedy`).
 
 At train end `RegAudit` re-estimates BN's moving statistics on a copy of the model (the
 training probe through it in training mode, every noise source off, cumulative averages)

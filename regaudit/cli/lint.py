@@ -103,7 +103,7 @@ def lint(target, as_json, ignore, fail_on, steps, batch_size):
         raise UsageError(f"regaudit lint: unknown rule id(s) {', '.join(sorted(ignored - RULE_IDS))} "
                          f"for --ignore; the rules are {', '.join(sorted(RULE_IDS))}.")
     model = _load_model(target)
-    from regaudit.callbacks.lint_model import lint as lint_model
+    from regaudit.callbacks.lint import lint as lint_model
 
     found = lint_model(model, steps=steps, batch_size=batch_size, ignore=ignored)
     tally = counts(found)

@@ -1,7 +1,7 @@
 """One walk over a model's layer graph, as its layer rows describe it (no TensorFlow).
 
 A row is a dict (the layer table of `model.json`, lint's rows) or an object with the same
-attributes (`regaudit.callbacks.taps.TapInfo`): `name`, `layer_class`, `sources` (the
+attributes (`regaudit.callbacks.probe.taps.TapInfo`): `name`, `layer_class`, `sources` (the
 names of the layers feeding it; None when the connections are unknown), `regularizer`
 (`regaudit.model.regularizers.regularizer_of`). The tags, the lint rules, the diagnoses and
 the activation family walk the graph only through these functions.

@@ -5,7 +5,7 @@ The rules read layer rows, the same rows `model.json` stores (`name`, `layer_cla
 `parent`, `sources` or None when the connections are unknown, `activation`, `rate`,
 `momentum`, `regularizer` and `noise_sources` from `regaudit.model.regularizers`, `shape`
 per sample, plus `use_bias`, `center`, `noise_shape` and `is_output`). The Keras side
-(`regaudit.callbacks.lint_model`) makes them from a model; `regaudit.lint(model)` is the
+(`regaudit.callbacks.lint`) makes them from a model; `regaudit.lint(model)` is the
 entry point. Each rule is one small function whose docstring states the rule, its
 threshold and its source; `lint_rows(..., ignore={"RA102"})` switches rules off by id.
 """

@@ -139,7 +139,7 @@ def check(model_part, data_part, design):
     """{variant: [notes]}: the data function called and every variant built once in this
     process, before any trial starts, so a model that needs a builder, a builder or data
     that fails, is said in one line here, not in every trial."""
-    from regaudit.callbacks.study_trial import check_variants, load_data
+    from regaudit.callbacks.study.trial import check_variants, load_data
 
     load_data(data_part)
     return check_variants(model_part, designs.variants(design))

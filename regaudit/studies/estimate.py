@@ -47,7 +47,7 @@ def time_one_trial(model_part, data, batch_size=32):
     import mlflow
 
     from regaudit.callbacks import RegAudit
-    from regaudit.callbacks.study_trial import build, load_data
+    from regaudit.callbacks.study.trial import build, load_data
 
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import keras, mlflow"], capture_output=True,

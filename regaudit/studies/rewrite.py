@@ -23,7 +23,7 @@ Levels (`apply(config, levels)` with any subset of):
 - `spatial` (bool): element-wise Dropout on conv feature maps becomes SpatialDropout1D/2D/3D.
 - `bn_momentum`: every BN's momentum.
 
-The learning-rate factor is a compile setting (`regaudit.callbacks.study_trial`).
+The learning-rate factor is a compile setting (`regaudit.callbacks.study.trial`).
 """
 
 import copy

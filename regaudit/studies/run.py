@@ -2,7 +2,7 @@
 
 On one machine Ray starts locally (no server to set up); `address` joins an existing
 cluster. Each trial is one Ray Tune trial (`_trainable`) that trains one variant with one
-seed (`regaudit.callbacks.study_trial.train_trial`) as its own MLflow run. Trials that
+seed (`regaudit.callbacks.study.trial.train_trial`) as its own MLflow run. Trials that
 already have a FINISHED run are not started (a resumed study), runs a killed study left
 RUNNING are marked KILLED first, and Ray retries a crashed trial once (`FailureConfig`),
 the crashed attempt's run ending FAILED. Progress goes to stderr: one updating line on a
@@ -25,7 +25,7 @@ def _trainable(config):
     import ray
     from ray import tune
 
-    from regaudit.callbacks.study_trial import train_trial
+    from regaudit.callbacks.study.trial import train_trial
 
     result = train_trial(config["spec"], config["trial"], tune.get_context().get_trial_id() or "",
                          ray.get_runtime_context().get_node_id() or "")

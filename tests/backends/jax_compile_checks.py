@@ -1,4 +1,4 @@
-"""Checks of JAX's compiled pass (`regaudit.callbacks.jax_compile`), run with
+"""Checks of JAX's compiled pass (`regaudit.callbacks.backends.jax_compile`), run with
 KERAS_BACKEND=jax by test_jax_compile.py; prints one line per check that held.
 
 1. weights changed after the pass was compiled (as training does) are the weights the
@@ -13,8 +13,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from regaudit.callbacks.probe import ProbePass
-from regaudit.callbacks.probe_choice import ProbeData
+from regaudit.callbacks.probe.probe_pass import ProbePass
+from regaudit.callbacks.probe.choice import ProbeData
 
 assert keras.backend.backend() == "jax"
 rng = np.random.default_rng(0)

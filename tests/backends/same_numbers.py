@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "callbacks"))
 import keras  # noqa: E402
 
 import user_models  # noqa: E402
-from regaudit.callbacks import seed_models  # noqa: E402
+from regaudit.callbacks.demo import seed_models  # noqa: E402
 
 PROBE = 48
 
@@ -88,8 +88,8 @@ def save(directory):
 
 
 def measure(directory, name, out):
-    from regaudit.callbacks.probe import ProbePass
-    from regaudit.callbacks.probe_choice import ProbeData
+    from regaudit.callbacks.probe.probe_pass import ProbePass
+    from regaudit.callbacks.probe.choice import ProbeData
     from regaudit.measures import shift
 
     if name.startswith("keras_hub"):

@@ -15,15 +15,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "regaudit"))
 
 from summaries import chunk_summary  # noqa: E402
 
-from regaudit.callbacks import draws, host_reductions  # noqa: E402
-from regaudit.callbacks.reductions import fast_path_held, to_summary  # noqa: E402
+from regaudit.callbacks.backends import draws  # noqa: E402
+
+from regaudit.callbacks.backends import host_reductions
+from regaudit.callbacks.backends.reductions import fast_path_held, to_summary  # noqa: E402
 
 def _jax_reductions(exact):
     """`device_reductions` with each function compiled by `jax.jit`, as inside JAX's
     pass: the fast path, and where it does not hold (a non-finite value) the batch again
     on the exact path, as `ProbePass.run` does; or the exact path alone."""
     jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'regaudit[jax]')")
-    from regaudit.callbacks import device_reductions
+    from regaudit.callbacks.backends import jax_reductions as device_reductions
 
     class Compiled:
         @staticmethod

@@ -11,7 +11,7 @@ a LayerNorm output, the variance of an almost constant unit) is compared against
 size of those values: mean, min, max, quantiles and reservoir values against
 |value| + sd; the sum of |x| against n (|mean| + sd); sums of squares against the raw second moment n (mean^2 + var); third and
 fourth central sums against n (|mean| + sd)^3 and ^4. Dropout masks are the same bits on
-every backend (`regaudit.callbacks.draws`), so the ensemble's drop counts are equal, and
+every backend (`regaudit.callbacks.backends.draws`), so the ensemble's drop counts are equal, and
 each backend's drop fraction is within its binomial interval of the nominal rate.
 """
 

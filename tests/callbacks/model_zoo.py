@@ -11,7 +11,7 @@ from keras import layers
 from scipy import stats
 
 from regaudit.measures.activations import ACTIVATION_MEASURES
-from regaudit.callbacks import seed_models
+from regaudit.callbacks.demo import seed_models
 
 # the core tests' numpy summaries (tests/regaudit/summaries.py)
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "regaudit"))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from regaudit import ActivationStats, DropoutEnsemble, RegAudit, UsageError
-from regaudit.callbacks.arguments import ARGUMENTS_DOC, CONSTRAINTS
-from regaudit.callbacks.audit import Audit
+from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC, CONSTRAINTS
+from regaudit.callbacks.audit.hooks import Audit
 
 BAD = {
     "probe_size": [0, -3, 2.5, True, "512"],

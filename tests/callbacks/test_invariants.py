@@ -63,7 +63,7 @@ def test_fit_with_the_callback_ends_with_the_same_weights(tmp_path):
         os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///{tmp_path}/m.db"
         tf.config.experimental.enable_op_determinism()
         from regaudit import RegAudit
-        from regaudit.callbacks.seed_models import dropout_batchnorm_cnn
+        from regaudit.callbacks.demo.seed_models import dropout_batchnorm_cnn
 
         def train(callbacks):
             keras.utils.set_random_seed(11)
@@ -278,7 +278,7 @@ def test_host_families_run_beside_the_families_that_call_the_model():
     audit's thread."""
     import threading
 
-    from regaudit.callbacks.context import measure_families
+    from regaudit.callbacks.audit.context import measure_families
 
     started = threading.Event()
 

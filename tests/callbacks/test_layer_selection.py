@@ -10,7 +10,7 @@ import pytest
 
 import regaudit
 from regaudit import RegAudit, UsageError
-from regaudit.callbacks.selection import LayerSelection
+from regaudit.callbacks.audit.selection import LayerSelection
 from regaudit.schema import evenly_spaced
 
 
@@ -122,7 +122,7 @@ def test_bad_max_metric_layers_is_one_line_at_construction(value):
 
 def test_reservoir_shrinks_with_depth_within_its_budget_and_floor():
     from regaudit.measures.activations import RESERVOIR_SIZE
-    from regaudit.callbacks.taps import RESERVOIR_BUDGET, RESERVOIR_FLOOR, reservoir_size_for
+    from regaudit.callbacks.probe.taps import RESERVOIR_BUDGET, RESERVOIR_FLOOR, reservoir_size_for
 
     def stack(depth):
         return keras.Sequential([keras.Input((2,))] + [keras.layers.Dense(2) for _ in range(depth)])

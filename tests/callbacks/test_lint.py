@@ -167,7 +167,7 @@ def lint_here(*args, cwd=None, monkeypatch=None):
 
 @pytest.fixture(scope="module")
 def seed_files(tmp_path_factory):
-    from regaudit.callbacks import seed_models
+    from regaudit.callbacks.demo import seed_models
 
     folder = tmp_path_factory.mktemp("seed")
     paths = {}
@@ -239,7 +239,7 @@ def test_regaudit_lints_at_train_begin_and_the_report_sets_it_beside_the_measure
     from mlflow.tracking import MlflowClient
 
     from regaudit.callbacks import RegAudit
-    from regaudit.callbacks.seed_models import dropout_batchnorm_cnn
+    from regaudit.callbacks.demo.seed_models import dropout_batchnorm_cnn
     from regaudit.reports.report import build_report
 
     rng = np.random.default_rng(0)

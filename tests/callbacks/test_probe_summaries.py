@@ -8,8 +8,8 @@ import tensorflow as tf
 from regaudit import RegAudit
 from regaudit.tracking.reader import download_tables
 
-from regaudit.callbacks import reductions
-from regaudit.callbacks.reductions import _fast_moments, _fused_moments, _moments, central_moments
+from regaudit.callbacks.backends import reductions
+from regaudit.callbacks.backends.reductions import _fast_moments, _fused_moments, _moments, central_moments
 from model_zoo import reference_measures, tap_outputs
 
 
@@ -123,7 +123,7 @@ def test_huge_values_stay_on_the_fast_path_and_non_finite_ones_take_the_float64_
 
 
 def test_fusing_pays_only_where_its_compilation_is_repaid():
-    from regaudit.callbacks.schedule import Every, as_schedule, planned_audits
+    from regaudit.callbacks.audit.schedule import Every, as_schedule, planned_audits
 
     assert planned_audits(Every(epochs=1), {"epochs": 30, "steps": 50}) == 31
     assert planned_audits(Every(epochs=5, at_start=False), {"epochs": 12}) == 2

@@ -11,7 +11,7 @@ import pytest
 from keras import layers
 
 from regaudit.callbacks import RegAudit
-from regaudit.callbacks.remedy import reestimate_batchnorm
+from regaudit.callbacks.families.remedy import reestimate_batchnorm
 
 
 def bn_mlp():
@@ -80,7 +80,7 @@ def test_regaudit_measures_the_remedy_at_train_end_before_and_after(mlflow_store
     before = model.evaluate(xv, yv, verbose=0, return_dict=True)  # the validation probe is all of it
     assert metrics["regaudit/model/bn_reestimated_val_accuracy_before"] == pytest.approx(before["accuracy"])
     assert metrics["regaudit/model/bn_reestimated_val_loss_before"] == pytest.approx(before["loss"], rel=1e-5)
-    from regaudit.callbacks.probe_choice import _draw
+    from regaudit.callbacks.probe.choice import _draw
 
     train_probe = _draw(x[:64], y[:64], "train", 32, 0 + 1)  # as large as the probe, seed + 1
     repaired = reestimate_batchnorm(model, train_probe.inputs, seed=0)

@@ -15,7 +15,7 @@ from regaudit import RegAudit
 from regaudit.measures.shift import DRIFT_MEASURES
 from regaudit.tracking.reader import download_tables
 
-from regaudit.callbacks.probe import ProbePass
+from regaudit.callbacks.probe.probe_pass import ProbePass
 
 SAMPLES, BATCH = 128, 32
 STEPS = SAMPLES // BATCH  # optimizer steps per epoch

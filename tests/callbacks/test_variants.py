@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from regaudit.callbacks.seed_models import cnn
-from regaudit.callbacks.variants import build_variant, roles
+from regaudit.callbacks.demo.seed_models import cnn
+from regaudit.callbacks.study.variants import build_variant, roles
 from regaudit.studies.rewrite import NeedsBuilder
 
 

@@ -41,7 +41,7 @@ def test_a_bad_option_is_one_line_on_stderr_and_exit_2():
 
 
 def test_an_error_line_is_one_redacted_line_and_a_usage_error_is_a_value_error():
-    from regaudit.callbacks.schedule import Every
+    from regaudit.callbacks.audit.schedule import Every
     from regaudit.errors import UsageError, error_line
 
     line = error_line(RuntimeError("cannot reach http://alice:s3cret@host:5000/api\nTraceback (most recent call last)"))

@@ -94,7 +94,7 @@ def test_the_scripts_end_waits_for_a_report_at_most_exit_wait_when_the_server_ha
     exit hook waits for it at most EXIT_WAIT seconds (not MLflow's minutes of retries) and
     says that `regaudit sync RUN` logs it later."""
     from regaudit import RegAudit
-    from regaudit.callbacks import train_end_report
+    from regaudit.callbacks.audit import train_end_report
 
     audit = RegAudit(probe_size=16, mc_samples=2, report=False)
     fit([audit], rng, epochs=1)

@@ -20,7 +20,7 @@ def study(mlflow_store):
 
     from regaudit.callbacks import RegAudit
     from regaudit.callbacks.demo import load_digits_28
-    from regaudit.callbacks.seed_models import cnn
+    from regaudit.callbacks.demo.seed_models import cnn
 
     (x, y), (xv, yv) = load_digits_28(0)
     x, y, xv, yv = x[:192], y[:192], xv[:64], yv[:64]

@@ -10,7 +10,7 @@ import mlflow
 
 from regaudit.callbacks import RegAudit
 from regaudit.callbacks.demo import load_digits_28
-from regaudit.callbacks.seed_models import cnn
+from regaudit.callbacks.demo.seed_models import cnn
 from regaudit.read import load_runs
 from regaudit.reports.report import build_report
 

@@ -9,10 +9,10 @@ import keras
 from regaudit.measures.activations import BOUNDED_ACTIVATIONS
 from regaudit.model.regularizers import is_batchnorm
 
-from regaudit.callbacks import backend
-from regaudit.callbacks.graph import run_graph
-from regaudit.callbacks.reductions import UNCHANGED, UNCHANGED_MARK, fuses
-from regaudit.callbacks.taps import NOT_SELECTED, TapInfo, activation_name, unmeasured_reason
+from regaudit.callbacks.backends import backend
+from regaudit.callbacks.probe.graph import run_graph
+from regaudit.callbacks.backends.reductions import UNCHANGED, UNCHANGED_MARK, fuses
+from regaudit.callbacks.probe.taps import NOT_SELECTED, TapInfo, activation_name, unmeasured_reason
 
 
 def batch_axis_test(rows):

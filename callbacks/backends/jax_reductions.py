@@ -19,7 +19,7 @@ import numpy as np
 
 from regaudit.measures.activations import SAT_MARGIN
 
-from regaudit.callbacks import host_reductions
+from regaudit.callbacks.backends import host_reductions
 
 
 def _float64(function):

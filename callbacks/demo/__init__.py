@@ -32,7 +32,7 @@ def load_digits_28(seed=0, validation_fraction=0.2):
 def article_model():
     """The article's Example 3 (Conv2D, BN, MaxPooling, Dropout(0.25), Conv2D, BN, Flatten,
     Dropout(0.5), Dense softmax), compiled with Adam and sparse categorical cross-entropy."""
-    from regaudit.callbacks.seed_models import cnn
+    from regaudit.callbacks.demo.seed_models import cnn
 
     model = cnn()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

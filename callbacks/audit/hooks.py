@@ -20,19 +20,19 @@ from regaudit.schema import MODEL, TABLE_ACTIVATIONS, TABLE_HISTORY
 from regaudit.tracking.store import is_pending
 from regaudit.measures.timing import AUDIT_SECONDS
 
-from regaudit.callbacks import fits
-from regaudit.callbacks.arguments import ARGUMENTS_DOC, check_arguments, check_known
-from regaudit.callbacks.audit_setup import SetsUpTheAudit
-from regaudit.callbacks.audit_writes import WritesTheAudit
-from regaudit.callbacks import keras_internals as internals
-from regaudit.callbacks.context import AuditContext, Settings, measure_families
-from regaudit.callbacks.probe_choice import check_probe
-from regaudit.callbacks.schedule import as_schedule
-from regaudit.callbacks.selection import MAX_METRIC_LAYERS, LayerSelection
-from regaudit.callbacks.stochastic import kept_seed_state
-from regaudit.callbacks.run_opener import OpensItsRun
-from regaudit.callbacks.train_end_report import start_report
-from regaudit.callbacks.write_warnings import WriteWarnings
+from regaudit.callbacks.audit import fits
+from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC, check_arguments, check_known
+from regaudit.callbacks.audit.setup import SetsUpTheAudit
+from regaudit.callbacks.audit.writes import WritesTheAudit
+from regaudit.callbacks.backends import keras_internals as internals
+from regaudit.callbacks.audit.context import AuditContext, Settings, measure_families
+from regaudit.callbacks.probe.choice import check_probe
+from regaudit.callbacks.audit.schedule import as_schedule
+from regaudit.callbacks.audit.selection import MAX_METRIC_LAYERS, LayerSelection
+from regaudit.callbacks.probe.stochastic import kept_seed_state
+from regaudit.callbacks.audit.run_opener import OpensItsRun
+from regaudit.callbacks.audit.train_end_report import start_report
+from regaudit.callbacks.audit.write_warnings import WriteWarnings
 
 
 class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callback):
@@ -231,7 +231,7 @@ class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callbac
 
     def end_unended(self, status):
         """End, as `status`, the run regaudit started for a fit that did not reach its end
-        (`regaudit.callbacks.fits`); True when there was one."""
+        (`regaudit.callbacks.audit.fits`); True when there was one."""
         if self._opener is not None:
             self._opened()
         self._active = False

@@ -10,10 +10,10 @@ noise source on (`twin.LazyTile`).
 import keras
 import numpy as np
 
-from regaudit.callbacks import backend
-from regaudit.callbacks import keras_internals as internals
-from regaudit.callbacks.graph import run_graph
-from regaudit.callbacks.twin import LazyTile, noise_twin
+from regaudit.callbacks.backends import backend
+from regaudit.callbacks.backends import keras_internals as internals
+from regaudit.callbacks.probe.graph import run_graph
+from regaudit.callbacks.probe.twin import LazyTile, noise_twin
 
 
 class EnsemblePass:

@@ -40,7 +40,7 @@ def copy_model(model):
 
     import keras
 
-    from regaudit.callbacks.variants import compile_like, rebuild
+    from regaudit.callbacks.study.variants import compile_like, rebuild
 
     # new layers draw their default seeds from Python's and numpy's global generators:
     # the user's next layers get the seeds they would have got without the copy

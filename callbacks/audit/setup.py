@@ -9,18 +9,18 @@ from regaudit.errors import RegauditWarning, UsageError
 from regaudit.schema import (SCHEMA_VERSION, TAG_PREFIX, evenly_spaced)
 from regaudit.model.tags import regularization_tags
 
-from regaudit.callbacks import keras_internals as internals
-from regaudit.callbacks.lint_model import train_lint
-from regaudit.callbacks.describe import layer_table, meta
-from regaudit.callbacks.probe import ProbePass
-from regaudit.callbacks.taps import NO_BATCH_AXIS
-from regaudit.callbacks.probe_choice import ProbeUnavailable, choose_probe, choose_train_probe
-from regaudit.callbacks.schedule import planned_audits
-from regaudit.callbacks.run_opener import RunOpener, in_background
+from regaudit.callbacks.backends import keras_internals as internals
+from regaudit.callbacks.lint import train_lint
+from regaudit.callbacks.audit.describe import layer_table, meta
+from regaudit.callbacks.probe.probe_pass import ProbePass
+from regaudit.callbacks.probe.taps import NO_BATCH_AXIS
+from regaudit.callbacks.probe.choice import ProbeUnavailable, choose_probe, choose_train_probe
+from regaudit.callbacks.audit.schedule import planned_audits
+from regaudit.callbacks.audit.run_opener import RunOpener, in_background
 
 
 class SetsUpTheAudit:
-    """The audit's set-up at train begin (a mixin of `regaudit.callbacks.audit.Audit`)."""
+    """The audit's set-up at train begin (a mixin of `regaudit.callbacks.audit.hooks.Audit`)."""
 
     def _setup(self):
         self.probe_pass = self._probe_pass()
@@ -53,7 +53,7 @@ class SetsUpTheAudit:
         files.append(("meta.json", meta(self)))
         self._measuring = self.probe_pass is not None
         self._active = True
-        #: whether this fit's run opened in the background (`regaudit.callbacks.run_opener`)
+        #: whether this fit's run opened in the background (`regaudit.callbacks.audit.run_opener`)
         self.opened_in_background = in_background()
         if self.opened_in_background:  # the run opens as the model trains
             self._opener = RunOpener(lambda: self._open_run(tags, files, activate=False))

@@ -18,17 +18,21 @@ import numpy as np
 from regaudit.model.regularizers import regularizer_of, sources_of
 from regaudit.measures.shift import ChannelMoments
 
-from regaudit.callbacks import backend, host_reductions, reductions
-from regaudit.callbacks import keras_internals as internals
-from regaudit.callbacks.graph import run_graph
-from regaudit.callbacks.probe_choice import ProbeData  # noqa: F401 - re-exported
-from regaudit.callbacks.probe_ensemble import EnsemblePass
-from regaudit.callbacks.stochastic import drawing_generators, stochastic_layers
-from regaudit.callbacks.probe_trace import SummaryTrace
-from regaudit.callbacks.reductions import UNCHANGED_MARK, fast_path_held, merge_channels, to_summary
-from regaudit.callbacks.stochastic import kept_seed_state
-from regaudit.callbacks.taps import reservoir_size_for
-from regaudit.callbacks.twin import noise_twin
+from regaudit.callbacks.backends import backend
+
+from regaudit.callbacks.backends import host_reductions
+
+from regaudit.callbacks.backends import reductions
+from regaudit.callbacks.backends import keras_internals as internals
+from regaudit.callbacks.probe.graph import run_graph
+from regaudit.callbacks.probe.choice import ProbeData  # noqa: F401 - re-exported
+from regaudit.callbacks.probe.ensemble_pass import EnsemblePass
+from regaudit.callbacks.probe.stochastic import drawing_generators, stochastic_layers
+from regaudit.callbacks.probe.trace import SummaryTrace
+from regaudit.callbacks.backends.reductions import UNCHANGED_MARK, fast_path_held, merge_channels, to_summary
+from regaudit.callbacks.probe.stochastic import kept_seed_state
+from regaudit.callbacks.probe.taps import reservoir_size_for
+from regaudit.callbacks.probe.twin import noise_twin
 
 
 class ProbePass(EnsemblePass):
@@ -267,7 +271,7 @@ def _reductions():
     if backend.is_tensorflow():
         return reductions
     if backend.NAME == "jax":
-        from regaudit.callbacks import device_reductions
+        from regaudit.callbacks.backends import jax_reductions as device_reductions
 
         return device_reductions
     return host_reductions

@@ -17,7 +17,7 @@ import numpy as np
 
 from regaudit.measures.shift import ics_cos, ics_l2
 
-from regaudit.callbacks import backend
+from regaudit.callbacks.backends import backend
 
 
 def _learning_rate(optimizer):

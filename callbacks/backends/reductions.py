@@ -13,7 +13,7 @@ import numpy as np
 from regaudit.measures.activations import SAT_MARGIN, TapSummary
 from regaudit.measures.shift import ChannelMoments
 
-from regaudit.callbacks import backend
+from regaudit.callbacks.backends import backend
 
 if backend.is_tensorflow():  # the graph reductions (JAX: device_reductions, PyTorch: host_reductions)
     import tensorflow as tf

@@ -5,9 +5,9 @@ import keras
 from regaudit import __version__
 from regaudit.schema import SCHEMA_VERSION
 
-from regaudit.callbacks import backend
-from regaudit.callbacks import keras_internals as internals
-from regaudit.callbacks.lint_model import layer_row
+from regaudit.callbacks.backends import backend
+from regaudit.callbacks.backends import keras_internals as internals
+from regaudit.callbacks.lint import layer_row
 
 
 def layer_table(model, probe_pass, metric_layers):
@@ -36,7 +36,7 @@ def layer_table(model, probe_pass, metric_layers):
         rows.append(row | {
             "params": int(layer.count_params()) if getattr(layer, "built", False) else 0,
             "audited": name in audited,
-            # why not: `regaudit.callbacks.taps.UNMEASURED_REASONS`
+            # why not: `regaudit.callbacks.probe.taps.UNMEASURED_REASONS`
             "reason": None if name in audited else reasons.get(name),
             "stochastic": name in stochastic,
             "metrics": name in metric_layers,

@@ -7,8 +7,8 @@ import keras
 
 from regaudit.measures.activations import RESERVOIR_SIZE
 
-from regaudit.callbacks import backend
-from regaudit.callbacks import keras_internals as internals
+from regaudit.callbacks.backends import backend
+from regaudit.callbacks.backends import keras_internals as internals
 
 
 def activation_name(layer):

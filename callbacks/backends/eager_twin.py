@@ -7,9 +7,11 @@ draws are `draws`' on both: the same masks as TensorFlow's twin."""
 import numpy as np
 from keras import ops
 
-from regaudit.callbacks import backend, draws
-from regaudit.callbacks import keras_internals as internals
-from regaudit.callbacks.twin import NoiseTwin
+from regaudit.callbacks.backends import backend
+
+from regaudit.callbacks.backends import draws
+from regaudit.callbacks.backends import keras_internals as internals
+from regaudit.callbacks.probe.twin import NoiseTwin
 
 
 class EagerNoiseTwin(NoiseTwin):

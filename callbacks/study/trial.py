@@ -76,7 +76,7 @@ def build(model_spec, levels):
     config rewrite, or from a builder called with the levels as keyword arguments."""
     import keras
 
-    from regaudit.callbacks.variants import build_variant, compile_like
+    from regaudit.callbacks.study.variants import build_variant, compile_like
 
     structural = {k: v for k, v in levels.items() if k != "lr"}
     if isinstance(model_spec, str) and model_spec.endswith((".keras", ".h5")):

@@ -12,8 +12,8 @@ import numpy as np
 
 from regaudit.measures.activations import SAT_MARGIN
 
-from regaudit.callbacks import backend
-from regaudit.callbacks.reductions import UNCHANGED, UNCHANGED_MARK
+from regaudit.callbacks.backends import backend
+from regaudit.callbacks.backends.reductions import UNCHANGED, UNCHANGED_MARK
 
 
 def _units(x):

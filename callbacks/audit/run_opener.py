@@ -26,7 +26,7 @@ from regaudit.schema import MODEL, metric_key
 from regaudit.tracking.storage import RunWriter
 from regaudit.tracking.store import activate_run, join_or_start_run
 
-from regaudit.callbacks import fits
+from regaudit.callbacks.audit import fits
 
 
 def in_background():
@@ -68,7 +68,7 @@ class RunOpener:
 
 
 class OpensItsRun:
-    """The part of `regaudit.callbacks.audit.Audit` that opens the fit's run (inline or
+    """The part of `regaudit.callbacks.audit.hooks.Audit` that opens the fit's run (inline or
     with a `RunOpener`) and takes it over in the fit's thread: `run_id`, the writer, the
     run's first tags and files, the writes held while it opens."""
 

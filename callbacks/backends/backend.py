@@ -142,7 +142,7 @@ def compiled(function, signature, variables=(), static=()):
 
         return tf.function(function, input_signature=signature(), autograph=False).get_concrete_function()
     if NAME == "jax":
-        from regaudit.callbacks.jax_compile import jax_compiled
+        from regaudit.callbacks.backends.jax_compile import jax_compiled
 
         return jax_compiled(function, variables, static)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from regaudit.errors import UsageError
 
-from regaudit.callbacks import backend
+from regaudit.callbacks.backends import backend
 
 
 class ProbeUnavailable(UsageError):

@@ -18,7 +18,7 @@ FINAL_REPLAY_ROUNDS = 5
 
 
 class WritesTheAudit:
-    """The audit's writes (a mixin of `regaudit.callbacks.audit.Audit`)."""
+    """The audit's writes (a mixin of `regaudit.callbacks.audit.hooks.Audit`)."""
 
     def _record_history(self, epoch, logs):
         """Keras' epoch logs (loss, accuracy, val_*, ...) and the epoch's wall time as

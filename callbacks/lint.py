@@ -19,11 +19,11 @@ from regaudit.errors import RegauditWarning, UsageError
 from regaudit.model.lint_rules import RULE_IDS, counts, lint_rows
 from regaudit.model.regularizers import is_attention, is_batchnorm, is_rnn, regularizer_of, sources_of
 
-from regaudit.callbacks import backend
-from regaudit.callbacks import keras_internals as internals
-from regaudit.callbacks.graph import is_graph_model, run_graph
-from regaudit.callbacks.stochastic import kept_seed_state
-from regaudit.callbacks.taps import activation_name
+from regaudit.callbacks.backends import backend
+from regaudit.callbacks.backends import keras_internals as internals
+from regaudit.callbacks.probe.graph import is_graph_model, run_graph
+from regaudit.callbacks.probe.stochastic import kept_seed_state
+from regaudit.callbacks.probe.taps import activation_name
 
 
 def layer_facts(layer):

@@ -22,8 +22,10 @@ from keras import ops
 
 from regaudit.model.regularizers import is_rnn, rnn_cells
 
-from regaudit.callbacks import backend, draws
-from regaudit.callbacks import keras_internals as internals
+from regaudit.callbacks.backends import backend
+
+from regaudit.callbacks.backends import draws
+from regaudit.callbacks.backends import keras_internals as internals
 
 if backend.is_tensorflow():
     import tensorflow as tf
@@ -47,7 +49,7 @@ def noise_twin(seed, sources):
     `eager_twin`'s (JAX's inside its compiled pass, PyTorch's eager)."""
     if backend.is_tensorflow():
         return NoiseTwin(seed, sources)
-    from regaudit.callbacks import eager_twin
+    from regaudit.callbacks.backends import eager_twin
 
     return (eager_twin.CompiledNoiseTwin if backend.NAME == "jax" else eager_twin.EagerNoiseTwin)(seed, sources)
 

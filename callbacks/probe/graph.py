@@ -27,7 +27,7 @@ import keras
 
 from regaudit.model.regularizers import is_rnn
 
-from regaudit.callbacks import keras_internals as internals
+from regaudit.callbacks.backends import keras_internals as internals
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The measure families: what each audit computes from the probe pass."""

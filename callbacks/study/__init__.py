@@ -1,0 +1,1 @@
+"""The Keras side of a study's trial: the variant built, trained and audited."""
