@@ -31,7 +31,8 @@ def main():
     import keras
     import tensorflow as tf
 
-    from regaudit.callbacks.probe.probe_pass import ProbeData, ProbePass
+    from regaudit.callbacks.probe.choice import ProbeData
+    from regaudit.callbacks.probe.probe_pass import ProbePass
     from regaudit.callbacks.demo.seed_models import dropout_batchnorm_cnn
 
     keras.utils.set_random_seed(0)

@@ -102,9 +102,9 @@ def main():
     from regaudit import ActivationStats, RegAudit
 
     x, y = mnist_shaped(args.samples, args.mnist)
-    from regaudit.callbacks.activation_stats import ActivationFamily
+    from regaudit.callbacks.families.activations import ActivationFamily
     from regaudit.callbacks.audit.hooks import Audit
-    from regaudit.callbacks.covariate_shift import ShiftFamily
+    from regaudit.callbacks.families.shift import ShiftFamily
 
     class ActivationsAndShift(Audit):
         family_types = (ActivationFamily, ShiftFamily)

@@ -120,7 +120,7 @@ def audit_application(name, size=224, probe_size=64, steps=2, batch_size=4, seed
         "audit_per_predict": seconds[-1] / predict,
         "peak_added_mb": max(memory) / 2**20,
         "metric_keys": len(keys),
-        "per_layer_metric_layers": len(callback._metric_layers),
+        "per_layer_metric_layers": len(callback.run.metric_layers),
         "rows_per_audit": per_audit,
         "run_id": callback.run_id,
     }

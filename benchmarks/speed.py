@@ -106,7 +106,7 @@ CHILD = LOADER + textwrap.dedent('''
         mlflow.end_run()
     out = {{"started": started, "fit": time.time() - started}}
     if audited:
-        writer = callbacks[0].writer
+        writer = callbacks[0].run.writer
         out.update(spooled=writer.spooled, lost=writer.lost, audits=len(callbacks[0].audits))
     print("RESULT " + json.dumps(out), flush=True)
 ''')

@@ -120,14 +120,9 @@ def _run_once(model, specs, run):
     """`run(inputs)` once: on TensorFlow a symbolic trace (`get_concrete_function` on
     input specs: nothing is computed); on JAX and PyTorch, one eager call in inference
     on a row of zeros (a free axis of length 2), the model's seed state kept."""
-    is_spec = lambda s: isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], tuple)  # noqa: E731
-    if backend.is_tensorflow():
-        import tensorflow as tf
-
-        to_spec = lambda s: tf.TensorSpec(s[0], s[1])  # noqa: E731
-        inputs = [to_spec(s) for s in specs] if not is_spec(specs) else to_spec(specs)
-        tf.function(run, autograph=False).get_concrete_function(inputs)
+    if backend.trace(run, specs):  # TensorFlow: traced symbolically, nothing computed
         return
+    is_spec = lambda s: isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], tuple)  # noqa: E731
     zeros = lambda s: np.zeros([1] + [2 if d is None else d for d in s[0][1:]], s[1])  # noqa: E731
     inputs = [zeros(s) for s in specs] if not is_spec(specs) else zeros(specs)
     with kept_seed_state(model), backend.inference():

@@ -1,11 +1,11 @@
 """`RegAudit`: every regaudit measure family in one callback, sharing one probe pass."""
 
-from regaudit.callbacks.activation_stats import ActivationFamily
 from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC
 from regaudit.callbacks.audit.hooks import Audit
-from regaudit.callbacks.covariate_shift import ShiftFamily
-from regaudit.callbacks.dropout_ensemble import EnsembleFamily
+from regaudit.callbacks.families.activations import ActivationFamily
+from regaudit.callbacks.families.ensemble import EnsembleFamily
 from regaudit.callbacks.families.remedy import RemedyFamily
+from regaudit.callbacks.families.shift import ShiftFamily
 
 
 class RegAudit(Audit):

@@ -71,7 +71,7 @@ class RunSet:
             import mlflow
 
             from regaudit.answer.findings import findings
-            from regaudit.reports.publish import ui_address
+            from regaudit.tracking.experiments import ui_address
             from regaudit.reports.summary import summary_html
 
             found = findings(self, self.group())
@@ -225,7 +225,7 @@ def load_runs(run_ids=(), experiment=None, client=None, progress=None, runs=None
     client = client_of(client)
     ids, found = resolve_runs(run_ids, experiment, client)
     known = {run.info.run_id: run for run in list(runs or ()) + found}
-    from regaudit.tracking.store import is_http
+    from regaudit.tracking.reach import is_http
 
     threads = min(LOAD_THREADS if is_http(client.tracking_uri) else 1, len(ids))
     with ThreadPoolExecutor(threads, thread_name_prefix="regaudit-load") as pool:

@@ -1,34 +1,11 @@
-"""Where a report goes: logged back to MLflow, and the MLflow UI address to open it at."""
+"""Where a report goes: logged back to MLflow (the MLflow UI address to open it at is
+`regaudit.tracking.experiments.ui_address`)."""
 
 import os
-from urllib.parse import urlsplit, urlunsplit
 
 from regaudit import __version__
 from regaudit.tracking.experiments import REPORT_TAG
 from regaudit.schema import TAG_PREFIX
-
-#: Where `mlflow ui` / `mlflow server` listen by default.
-DEFAULT_UI = "http://127.0.0.1:5000"
-
-
-def ui_base(tracking_uri):
-    """The MLflow UI's address for a tracking URI: the server itself for http(s) URIs
-    (credentials, query and fragment removed, so no secret is ever printed), else where
-    `mlflow ui --backend-store-uri <uri>` listens by default."""
-    parts = urlsplit(str(tracking_uri or ""))
-    if parts.scheme in ("http", "https"):
-        host = parts.hostname or ""
-        netloc = f"[{host}]" if ":" in host else host
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-    return DEFAULT_UI
-
-
-def ui_address(tracking_uri, experiment_id, run_id):
-    """The MLflow UI page of a run's artifacts, where regaudit/report/report.html opens."""
-    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
-
 
 def log_report(report, runs, fmt="html", client=None, target=None):
     """Log the report to MLflow: into `target` when given (a study's parent run), into the

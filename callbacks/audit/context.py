@@ -1,13 +1,9 @@
-"""What a measure family receives: its whole interface to the audit.
+"""What a measure family receives: its whole interface to the audit (`AuditContext`), and
+the families run at one audit (`measure_families`).
 
-A measure family is a small object with `name`, `needs` (a set among "train_probe",
-"twin"), `measure(context) -> (tables, metrics)` at every audit and, optionally,
-`finish(context) -> (tables, metrics)` at train end with the last audit's context, and
-`on_host(context) -> bool`, True when this audit's `measure` only computes on the host
-from the pass's summaries (it never calls the model): such a family runs beside the
-families that call the model (`measure_families`). It reads everything it needs from the
-`AuditContext` and returns rows and metrics; the callback writes them. No family touches
-the callback.
+A measure family (`regaudit.callbacks.families.base.Family`) reads everything it needs
+from the `AuditContext` and returns rows and metrics; the audit writes them. No family
+touches the callback or the probe pass.
 """
 
 import threading
@@ -30,24 +26,31 @@ class Settings:
 class AuditContext:
     """One audit as a family sees it.
 
-    `summaries` / `batchnorm`: the main probe's tap summaries and BN-input moments;
-    `train_summaries`: the training probe's (when a family needs it and the main probe is
-    the validation data, else None); `twin_batchnorm`: BN-input moments with every noise
-    source on; `probe_pass`, `model`, `train_probe`, `settings`; `gradient_ics_due`:
-    whether the gradient ICS runs at this audit. `measure` runs a measure under the
-    guard of invariant 2; `row` makes a row of the tidy long form; `set_tags` sets run
-    tags.
+    The pass's result (`regaudit.callbacks.probe.probe_pass.PassResult`): `summaries` /
+    `batchnorm`, the main probe's tap summaries and BN-input moments; `train_summaries`,
+    the training probe's (when a family needs it and the main probe is the validation
+    data, else None); `twin_batchnorm`, BN-input moments with every noise source on. What
+    the pass found: `taps` (summarized), `all_taps` (every floating-point output),
+    `noise_sources` (in call order), `reservoir_index` (tap -> reservoir positions). The
+    fit: `model`, `probe` and `train_probe` (`ProbeData`), `settings`; `run_ensemble(T,
+    active, probe)`, the Monte-Carlo ensemble (`EnsembleDraw`); the audit: `epoch`,
+    `step`, `run_id`, `gradient_ics_due` (whether the gradient ICS runs now). `measure`
+    runs a measure under the guard of invariant 2; `row` makes a row of the tidy long
+    form; `set_tags` sets run tags.
     """
 
-    def __init__(self, *, model, probe_pass, train_probe, settings, passes, epoch, step, run_id,
+    def __init__(self, *, model, probe_pass, result, settings, epoch, step, run_id,
                  guard, switched_off, set_tags, gradient_ics_due=False):
         self.model = model
-        self.probe_pass = probe_pass
-        self.train_probe = train_probe
+        self.probe = probe_pass.probe
+        self.train_probe = probe_pass.train_probe
         self.settings = settings
-        self.summaries, self.batchnorm, self.twin_batchnorm = passes["main"]
-        self.train_summaries = passes.get("train", (None,))[0]
+        self.result = result
         self.taps = probe_pass.taps
+        self.all_taps = probe_pass.all_taps
+        self.noise_sources = probe_pass.noise_sources
+        self.reservoir_index = probe_pass.reservoir_index
+        self.run_ensemble = probe_pass.run_ensemble
         self.epoch = epoch
         self.step = step
         self.gradient_ics_due = gradient_ics_due
@@ -58,6 +61,22 @@ class AuditContext:
         #: results by the identity of the summaries they came from, for this audit only
         #: (the summaries live as long as the context, so no id is reused meanwhile)
         self.memo = {}
+
+    @property
+    def summaries(self):
+        return self.result.summaries
+
+    @property
+    def batchnorm(self):
+        return self.result.batchnorm
+
+    @property
+    def twin_batchnorm(self):
+        return self.result.twin_batchnorm
+
+    @property
+    def train_summaries(self):
+        return self.result.train_summaries
 
     def measure(self, layer, measure, function, *args):
         """`function(*args)`, or None when it failed now or before on this layer. A
@@ -72,7 +91,7 @@ class AuditContext:
 
     def row(self, layer, layer_class, measure, value, probe=None):
         """One row of the tidy long form (schema.COLUMNS)."""
-        values = (self.run_id, self.epoch, self.step, probe or self.probe_pass.probe.source,
+        values = (self.run_id, self.epoch, self.step, probe or self.probe.source,
                   layer, layer_class, measure, value)
         return dict(zip(COLUMNS, values))
 

@@ -6,36 +6,40 @@ the probe at `on_train_begin`, compiles one probe pass shared by all families, a
 the schedule, writes each audit to MLflow before the hook returns (so a run killed at
 epoch k keeps every audit up to k), and keeps the two invariants that matter most to a
 user: the audit never changes the model, and a failing measure never stops training.
+
+`Audit` is the Keras hooks and the callback's arguments; it composes the parts of a fit:
+`Guards` (invariant 2), `AuditRun` (the MLflow run), `Measurement` (the families on the
+probe pass), `KerasLogs` (Keras' epoch logs) and `Clock` (where the schedule is).
 """
 
 import inspect
 import os
-import time
 import warnings
 
 import keras
 
-from regaudit.errors import RegauditError, RegauditWarning, error_line
-from regaudit.schema import MODEL, TABLE_ACTIVATIONS, TABLE_HISTORY
+from regaudit.errors import RegauditWarning, error_line
+from regaudit.schema import TABLE_HISTORY
 from regaudit.tracking.store import is_pending
-from regaudit.measures.timing import AUDIT_SECONDS
 
 from regaudit.callbacks.audit import fits
 from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC, check_arguments, check_known
-from regaudit.callbacks.audit.setup import SetsUpTheAudit
-from regaudit.callbacks.audit.writes import WritesTheAudit
-from regaudit.callbacks.backends import keras_internals as internals
-from regaudit.callbacks.audit.context import AuditContext, Settings, measure_families
-from regaudit.callbacks.probe.choice import check_probe
+from regaudit.callbacks.audit.clock import Clock
+from regaudit.callbacks.audit.context import Settings
+from regaudit.callbacks.audit.guards import Guards
+from regaudit.callbacks.audit.keras_logs import KerasLogs
+from regaudit.callbacks.audit.measurement import Measurement
+from regaudit.callbacks.audit.run import AuditRun
 from regaudit.callbacks.audit.schedule import as_schedule
 from regaudit.callbacks.audit.selection import MAX_METRIC_LAYERS, LayerSelection
-from regaudit.callbacks.probe.stochastic import kept_seed_state
-from regaudit.callbacks.audit.run_opener import OpensItsRun
+from regaudit.callbacks.audit.setup import metric_layers, probe_pass_for, run_opening
 from regaudit.callbacks.audit.train_end_report import start_report
-from regaudit.callbacks.audit.write_warnings import WriteWarnings
+from regaudit.callbacks.backends import keras_internals as internals
+from regaudit.callbacks.probe.choice import check_probe
+from regaudit.callbacks.probe.stochastic import kept_seed_state
 
 
-class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callback):
+class Audit(keras.callbacks.Callback):
     """Base of the regaudit callbacks.
     """ + ARGUMENTS_DOC
 
@@ -83,12 +87,35 @@ class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callbac
         self.report_thread = None
         self._ics_schedule = (
             None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics, "gradient_ics", also="True, False, "))
-        self._run_id = None
-        self._opener = None  # `RunOpener`: the fit's run opening in the background
-        self._held = []  # writes made before it was open: (tables, metrics, epoch, step)
-        self.probe_pass = None
-        self._active = self._started_run = False
-        self._log_keras = True  # Keras' epoch logs as run metrics (unless MLflow logs them)
+        #: the parts of a fit (`_reset`): what the audit measures, its run, its guards,
+        #: Keras' logs, the schedule's position
+        self.measurement = None
+        self.run = None
+        self.guards = Guards(strict)
+        self.logs = KerasLogs()
+        self.clock = Clock()
+
+    # -- what users and tests read -------------------------------------------------------
+
+    @property
+    def run_id(self):
+        """The MLflow run this fit's audits go to (a run still opening in the background
+        is waited for); `pending-<hex>` while the tracking store could not create it."""
+        return None if self.run is None else self.run.run_id
+
+    @property
+    def probe_pass(self):
+        """The fit's compiled `ProbePass`, None before train begin or without a probe."""
+        return None if self.measurement is None else self.measurement.probe_pass
+
+    @property
+    def families(self):
+        return [] if self.measurement is None else self.measurement.families
+
+    @property
+    def audits(self):
+        """One {"epoch", "step", "seconds"} per audit written in the last fit."""
+        return [] if self.measurement is None else self.measurement.audits
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -107,111 +134,100 @@ class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callbac
                 RegauditWarning, stacklevel=2)
             return
         # read here, in the hook Keras' CallbackList calls: who else logs Keras' metrics
-        self._log_keras = not fits.others_log_keras_metrics(internals.fit_callbacks(self))
-        self._safely("setup", self._setup)
+        self.logs.as_metrics = not fits.others_log_keras_metrics(internals.fit_callbacks(self))
+        self.guards.step("setup", self._setup)
+
+    def _setup(self):
+        probe_pass = probe_pass_for(self, self.measurement.needs)
+        self.measurement.probe_pass = probe_pass
+        logged = metric_layers(probe_pass, self.max_metric_layers)
+        tags, files = run_opening(self, probe_pass, logged)
+        self.run = AuditRun(self.write_timeout, self.schedule.unit, self.guards, logged)
+        self.guards.on = True
+        self.run.open(tags, files)
 
     def on_train_batch_begin(self, batch, logs=None):
         # begin, not end: overriding *_batch_end would stop Keras' async dispatch
-        if not self._active or not self._measuring or self.schedule.unit != "step":
+        if not self._measuring or self.schedule.unit != "step":
             return
-        step = self._epoch_base_step + batch
-        # a bucket crossed, not step % N == 0: with steps_per_execution > 1 Keras calls
-        # this hook only every few steps
-        if step // self.schedule.steps > self._last_step_bucket:
-            self._last_step_bucket = step // self.schedule.steps
-            self._audit(epoch=self._epoch, step=step)
+        step = self.clock.crossed(batch)
+        if step is not None:
+            self._audit(epoch=self.clock.epoch, step=step)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        if self._before_first_step:
+        self.clock.epoch = epoch
+        if self.clock.before_first_step:
             self._start(epoch)
-        self._epoch_started = time.perf_counter()
+        self.logs.start_epoch()
 
     def _start(self, epoch):
         """At the first epoch of the fit, where the model really is: `fit(initial_epoch=)`
         and `BackupAndRestore` (whose `on_train_begin` restores the weights, the optimizer's
         iterations and the epoch, before or after this callback's) are known only now. The
         audit before the first step is labelled with that epoch and optimizer step."""
-        self._before_first_step = False
-        if not self._active:
-            return
-        self._epoch_base_step = self._global_step()
-        self._last_step_bucket = self._epoch_base_step // (getattr(self.schedule, "steps", None) or 1)
+        self.clock.start(self._global_step())
         if self._measuring and self.schedule.at_start:
-            step = self._epoch_base_step
+            step = self.clock.base_step
             # a resumed fit in a run an earlier fit audited up to here: that audit is
             # measured again (the next audit's drift is taken against it), not written
-            repeat = self._mlflow_step(epoch, step) in self._steps_written
+            repeat = self.run.mlflow_step(epoch, step) in self.run.steps_written
             self._audit(epoch=epoch, step=step, write=not repeat)
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self._active or not self._opened():
+        if not self.guards.on or not self.run.opened():
             return
-        self._epoch_base_step = self._global_step()
-        self._record_history(epoch, logs)
+        self.clock.base_step = self._global_step()
+        mlflow_step = self.run.mlflow_step(epoch + 1, self.clock.base_step)
+        self.logs.record(epoch, logs, self.run.run_id, self.clock.base_step, mlflow_step,
+                         getattr(self.model, "optimizer", None))
         if self._measuring and self.schedule.unit == "epoch" and self.schedule(epoch + 1):
-            self._audit(epoch=epoch + 1, step=self._epoch_base_step)
-        else:  # no audit now: the epoch's logs go out on their own
-            tables = {TABLE_HISTORY: self._history} if not self._measuring else {}
-            self._safely("MLflow write", self._write, tables, {}, epoch + 1, self._epoch_base_step)
-            if not self._measuring:
-                self._history = []
+            self._audit(epoch=epoch + 1, step=self.clock.base_step)
+        elif not self._measuring:  # no audit: the epoch's logs go out on their own
+            self._write({TABLE_HISTORY: self.logs.take_rows()}, {}, epoch + 1, self.clock.base_step)
+        else:  # no audit now: the run metrics go out, the rows with the next audit
+            self._write({}, {}, epoch + 1, self.clock.base_step)
 
     def on_train_end(self, logs=None):
         fits.release(self)
-        if self._active and self._opened():
-            self.writer.begin(self.write_timeout, final=True)
-            if self._history:
-                self._safely("MLflow write", self.write_tables, {TABLE_HISTORY: self._history})
-                self._history = []
-            context = self._last_context
-            for family in self.families:
-                if hasattr(family, "finish") and context is not None:
-                    with kept_seed_state(self.model):
-                        done = self._guarded(MODEL, f"{family.name} at train end", family.finish, context)
-                    tables, metrics = done if done is not None else ({}, {})
-                    if tables:
-                        self._safely("MLflow write", self.write_tables, tables)
-                    if metrics:
-                        self._safely("MLflow write", self.write_metrics, metrics, context)
-            self._safely("MLflow write", self._finish_writes)
-        if self._started_run:
-            self._started_run = False
-            self._safely("end of run", self.writer.end, "FINISHED", self.write_timeout)
-        if self._active:
-            self.run_id = self.writer.run_id
+        run, guards = self.run, self.guards
+        if guards.on and run.opened():
+            run.writer.begin(run.timeout, final=True)
+            rows = self.logs.take_rows()
+            if rows:
+                guards.step("MLflow write", run.write_tables, {TABLE_HISTORY: rows})
+            for tables, metrics, context in self.measurement.finish(self.model):
+                if tables:
+                    guards.step("MLflow write", run.write_tables, tables)
+                if metrics:
+                    guards.step("MLflow write", run.write_metrics, metrics, context.epoch, context.step)
+            guards.step("MLflow write", run.finish_writes)
+        if run is not None and run.started:
+            guards.step("end of run", run.end, "FINISHED")
         if self.report and self.run_id is not None and self.audits:
-            if is_pending(self.run_id) or self.writer.spool_pending():
+            if is_pending(self.run_id) or run.writer.spool_pending():
                 # a report now would read a run without its spooled audits: it stays due
                 # (tag regaudit.report) and `regaudit sync` logs it once they are sent
-                self._write_warnings.report_waits(self.run_id)
+                run.warnings.report_waits(self.run_id)
             else:
                 self.report_thread = start_report(self.run_id)
 
     # -- the audit -------------------------------------------------------------------
 
+    @property
+    def _measuring(self):
+        """Whether this fit's audits run: the audit is on and a probe pass could be built."""
+        return self.guards.on and self.probe_pass is not None
+
     def _reset(self):
-        self._active = False
-        self._opener, self._held = None, []
-        #: False when the model runs but no probe pass can (no probe, no `call`)
-        self._measuring = False
-        self._off = set()
-        self._started_run = False
-        self._audit_index = 0
-        self._epoch = 0
-        self._epoch_base_step = 0
-        self._last_step_bucket = 0
-        self._before_first_step = True
-        #: MLflow steps an earlier fit already audited in this run (a resumed fit)
-        self._steps_written = set()
-        self.families = [family_type() for family_type in self.family_types]
-        self.audits = []
-        self._history = []  # Keras' epoch logs not yet written
-        self._keras_logs = []  # (MLflow step, {key: value}) not yet written as run metrics
-        self._last_context = None  # the last audit's, for the families' finish
-        self.train_probe = None
-        self._write_warnings = WriteWarnings()
-        self._epoch_started = time.perf_counter()
+        families = [family_type() for family_type in self.family_types]
+        settings = Settings(seed=self.seed, mc_samples=self.mc_samples,
+                            ensemble_probe_size=self.ensemble_probe_size,
+                            probe_batch_size=self.probe_batch_size)
+        self.guards = Guards(self.strict)
+        self.measurement = Measurement(families, settings, self.guards)
+        self.run = None
+        self.logs = KerasLogs()
+        self.clock = Clock(getattr(self.schedule, "steps", None))
 
     def _global_step(self):
         optimizer = getattr(self.model, "optimizer", None)
@@ -220,7 +236,15 @@ class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callbac
     def _audit(self, epoch, step, write=True):
         try:
             with kept_seed_state(self.model):  # a layer random in inference draws
-                self._audit_once(epoch, step, write)
+                measured = self.measurement.audit(
+                    self.model, epoch, step, self.run.known_id,
+                    self.run.set_tags, self.gradient_ics_due(epoch, step), write)
+            if measured is not None:
+                tables, metrics = measured
+                rows = self.logs.take_rows()
+                if rows:
+                    tables[TABLE_HISTORY] = rows
+                self._write(tables, metrics, epoch, step)
         except KeyboardInterrupt:
             # Ctrl-C during an audit: its own state restores itself on the way out (every
             # model change it makes is undone in `finally` blocks), what was written stays,
@@ -229,54 +253,26 @@ class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callbac
             self.end_unended("KILLED")
             raise
 
+    def _write(self, tables, metrics, epoch, step):
+        self.guards.step("MLflow write", self.run.write, tables, metrics, epoch, step,
+                         self.logs.take_metrics())
+
     def end_unended(self, status):
         """End, as `status`, the run regaudit started for a fit that did not reach its end
         (`regaudit.callbacks.audit.fits`); True when there was one."""
-        if self._opener is not None:
-            self._opened()
-        self._active = False
-        if not self._started_run:
+        run = self.run
+        if run is not None:
+            run.opened()
+        self.guards.on = False
+        if run is None:
             return False
-        self._started_run = False
         try:  # called from a new fit's start, an interrupt and the exit hook: never raises
-            self.writer.end(status, self.write_timeout)
+            return run.end(status)
         except Exception as error:  # noqa: BLE001 - said in one line; training goes on
-            warnings.warn(f"regaudit: run {self.run_id} could not be ended as {status} "
+            warnings.warn(f"regaudit: run {run.run_id} could not be ended as {status} "
                           f"({type(error).__name__}: {error_line(error)}); end it in MLflow's UI.",
                           RegauditWarning, stacklevel=2)
-        return True
-
-    def _audit_once(self, epoch, step, write=True):
-        if not write:
-            # measured for the families' state (the drift baseline), not written
-            passes = self._safely("probe pass", self._run_passes)
-            if passes is not None:
-                context = self._context(passes, epoch, step)
-                for family in self.families:
-                    self._guarded(MODEL, family.name, family.measure, context)
-                self._last_context = context
-            return
-        started = time.perf_counter()
-        passes = self._safely("probe pass", self._run_passes)
-        if passes is None:
-            return
-        context = self._context(passes, epoch, step)
-        self._last_context = context
-        tables, metrics = {}, {}
-        for measured in measure_families(self.families, context, self._guarded):
-            family_tables, family_metrics = measured if measured is not None else ({}, {})
-            for table, rows in family_tables.items():
-                tables.setdefault(table, []).extend(rows)
-            metrics.update(family_metrics)
-        seconds = time.perf_counter() - started
-        # the audit's own cost, in the table and as regaudit/model/audit_seconds
-        tables.setdefault(TABLE_ACTIVATIONS, []).append(
-            context.row(MODEL, "Model", AUDIT_SECONDS, seconds))
-        metrics[(MODEL, AUDIT_SECONDS)] = seconds
-        if self._history:
-            tables[TABLE_HISTORY], self._history = self._history, []
-        self._safely("MLflow write", self._write, tables, metrics, epoch, step)
-        self.audits.append({"epoch": epoch, "step": step, "seconds": seconds})
+            return True
 
     def gradient_ics_due(self, epoch, step):
         """Whether the gradient ICS runs at this audit (`gradient_ics=` argument)."""
@@ -285,60 +281,6 @@ class Audit(SetsUpTheAudit, WritesTheAudit, OpensItsRun, keras.callbacks.Callbac
             return self.gradient_ics is True
         count = epoch if schedule.unit == "epoch" else step
         return schedule(count) or (count == 0 and schedule.at_start)
-
-    def _context(self, passes, epoch, step):
-        """What the families get of this audit (`context.AuditContext`)."""
-        settings = Settings(seed=self.seed, mc_samples=self.mc_samples,
-                            ensemble_probe_size=self.ensemble_probe_size,
-                            probe_batch_size=self.probe_batch_size)
-        return AuditContext(
-            model=self.model, probe_pass=self.probe_pass, train_probe=self.train_probe,
-            settings=settings, passes=passes, epoch=epoch, step=step, run_id=self._run_id,
-            guard=self._guarded, switched_off=self._off, set_tags=self._set_tags,
-            gradient_ics_due=self.gradient_ics_due(epoch, step))
-
-    def _run_passes(self):
-        """The probe pass: the probe, the training probe and the twin, as the families
-        need them, in the same calls."""
-        summaries, batchnorm, twin, train = self.probe_pass.run(twin="twin" in self._needs)
-        return {"main": (summaries, batchnorm, twin), "train": (train,)}
-
-    # -- guards ----------------------------------------------------------------------
-
-    def _guarded(self, layer, measure, function, *args):
-        if (layer, measure) in self._off:
-            return None
-        try:
-            return function(*args)
-        except Exception as error:
-            if self.strict:
-                raise
-            self._off.add((layer, measure))
-            warnings.warn(
-                f"regaudit: measure '{measure}' failed on layer '{layer}' "
-                f"({type(error).__name__}: {error}); it is switched off for this layer "
-                "and training goes on.",
-                RegauditWarning,
-                stacklevel=2,
-            )
-            return None
-
-    def _safely(self, what, function, *args):
-        """Run a whole step of the audit; on failure warn once and switch the audit off."""
-        try:
-            return function(*args)
-        except Exception as error:
-            if self.strict:
-                raise
-            self._active = False
-            detail = str(error) if isinstance(error, RegauditError) else f"{type(error).__name__}: {error}"
-            warnings.warn(
-                f"regaudit: {what} failed ({detail}); the audit is switched off for this "
-                "fit and training goes on.",
-                RegauditWarning,
-                stacklevel=2,
-            )
-            return None
 
 
 #: the arguments every regaudit callback accepts, in their order (named by an unknown

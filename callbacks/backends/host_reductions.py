@@ -12,8 +12,7 @@ import numpy as np
 
 from regaudit.measures.activations import SAT_MARGIN
 
-from regaudit.callbacks.backends import backend
-from regaudit.callbacks.backends.reductions import UNCHANGED, UNCHANGED_MARK
+from regaudit.callbacks.backends.common import UNCHANGED, UNCHANGED_MARK, to_numpy
 
 
 def _units(x):
@@ -91,7 +90,7 @@ def summaries(x, reservoir_rows, bounds, exact=True, light=False, fuse=False):
     """`reductions.summaries` on the host: `x` a backend tensor; `reservoir_rows` flat
     positions in this batch (numpy) or None. `exact` and `fuse` have no meaning here
     (every batch is exact)."""
-    x = np.asarray(backend.to_numpy(x))
+    x = np.asarray(to_numpy(x))
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float32)  # float16/bfloat16 (mixed precision): measure in float32
     out = moments(x)
@@ -119,7 +118,7 @@ def channel_moments(x, axis, mode=None, xp=np):
     values of a BN input, in float64."""
     if mode == UNCHANGED:
         return zero_moments({"x": x.shape[axis]}, UNCHANGED_MARK, xp)["x"]
-    x = (np.asarray(backend.to_numpy(x)) if xp is np else x).astype(xp.float64)
+    x = (np.asarray(to_numpy(x)) if xp is np else x).astype(xp.float64)
     x = xp.moveaxis(x, axis % x.ndim, -1)
     x = xp.reshape(x, (-1, x.shape[-1]))
     finite = xp.isfinite(x)

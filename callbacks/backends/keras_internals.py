@@ -127,17 +127,6 @@ def no_rnn_masks():
     return rnn_masks(lambda cell, x, which: None)
 
 
-def current_graph():
-    """The graph being built now: a layer call made in another one (Keras' build-by-run
-    scratch graph, a tf.cond or while-loop body) cannot hand its tensors out. None on
-    JAX and PyTorch, which have no graph of their own (JAX's trace is one function)."""
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    return tf.compat.v1.get_default_graph()
-
-
 def sublayers(layer):
     """Every layer inside `layer`, recursively (itself excluded)."""
     return layer._flatten_layers(include_self=False) if hasattr(layer, "_flatten_layers") else []

@@ -43,41 +43,22 @@ def _loss(model, x, y):
 
 
 def _gradients(model, x, y, variables):
-    """The loss's gradients with respect to `variables` (numpy), in inference mode: a
-    `tf.GradientTape`, `torch.autograd.grad`, or `jax.grad` through a `StatelessScope`
-    (the variables' values passed in: nothing is assigned)."""
-    if backend.NAME == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            loss = _loss(model, x, y)
-        grads = tape.gradient(loss, variables)
-    elif backend.NAME == "torch":
-        import torch
-
-        with torch.enable_grad():
-            grads = torch.autograd.grad(_loss(model, x, y), [v.value for v in variables])
-    else:
-        import jax
-
-        def loss_of(values):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return _loss(model, x, y)
-
-        grads = jax.grad(loss_of)([v.value for v in variables])
-    return [backend.host(g) for g in grads]
+    """The loss's gradients with respect to `variables` (numpy), in inference mode
+    (`backend.gradients`: a `tf.GradientTape`, `torch.autograd.grad`, or `jax.grad`
+    through a `StatelessScope`: nothing is assigned)."""
+    return backend.gradients(lambda: _loss(model, x, y), variables)
 
 
-def gradient_ics(model, probe_pass, batch_size):
-    """{layer: (ics_l2, ics_cos, layer class)} on the first probe mini-batch of
-    `batch_size` samples; empty when the probe has no labels or the model no optimizer."""
-    probe = probe_pass.probe
+def gradient_ics(model, probe, taps, batch_size):
+    """{layer: (ics_l2, ics_cos, layer class)} of the weighted layers among `taps` on the
+    first mini-batch of `batch_size` samples of `probe` (a `ProbeData`); empty when the
+    probe has no labels or the model no optimizer."""
     if probe.targets is None or getattr(model, "optimizer", None) is None:
         return {}
     size = min(batch_size, probe.size)
     x = keras.tree.map_structure(lambda a: a[:size], probe.inputs)
     y = keras.tree.map_structure(lambda a: a[:size], probe.targets)
-    layers = _weighted_layers(probe_pass.taps)
+    layers = _weighted_layers(taps)
     rate = _learning_rate(model.optimizer)
     # compute_loss may update per-output loss trackers: keep them as they were
     tracked = list(model.metrics_variables)

@@ -25,6 +25,8 @@ from regaudit.measures.registry import fill
 from regaudit.answer.remedies import BN_REESTIMATED_AFTER, BN_REESTIMATED_BEFORE
 from regaudit.schema import MODEL, TABLE_SHIFT, TAG_PREFIX
 
+from regaudit.callbacks.families.base import Family
+
 #: the run tag that says why a BN model's remedy was not measured
 TAG = TAG_PREFIX + "remedy"
 
@@ -105,7 +107,7 @@ def _reestimate(copy, data, batches, batch_size, seed):
             bn.momentum = momenta[id(bn)]
 
 
-class RemedyFamily:
+class RemedyFamily(Family):
     """At train end: BN re-estimated on the training probe, the validation probe's
     metrics before and after (`bn_reestimated_<metric>_before/_after`)."""
 
@@ -116,7 +118,7 @@ class RemedyFamily:
         return {}, {}
 
     def finish(self, context):
-        model, probe, train = context.model, context.probe_pass.probe, context.train_probe
+        model, probe, train = context.model, context.probe, context.train_probe
         if not batchnorm_layers(model) or train is None or probe.source != "val" or \
                 probe.targets is None or not getattr(model, "compiled", False):
             return {}, {}

@@ -1,11 +1,13 @@
 """The Monte-Carlo dropout ensemble over the probe: `ProbePass`'s second compiled function.
 
-`EnsemblePass` is a part of `probe.ProbePass` (a mixin: it uses the pass's model, probe,
-noise sources, seed and compilation): `replicas + 1` copies of each probe chunk run in one
-call, the first with every noise source off (the deterministic prediction), the others
-with the sources `active` selects drawing `twin`'s noise, copies made only from the first
-noise source on (`twin.LazyTile`).
+`EnsemblePass` (held by `probe_pass.ProbePass`, which hands it the model, the seed, the
+noise sources its traces find and its `noisy` test): `replicas + 1` copies of each probe
+chunk run in one call, the first with every noise source off (the deterministic
+prediction), the others with the sources `active` selects drawing `twin`'s noise, copies
+made only from the first noise source on (`twin.LazyTile`).
 """
+
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -13,11 +15,43 @@ import numpy as np
 from regaudit.callbacks.backends import backend
 from regaudit.callbacks.backends import keras_internals as internals
 from regaudit.callbacks.probe.graph import run_graph
-from regaudit.callbacks.probe.twin import LazyTile, noise_twin
+from regaudit.callbacks.probe.twin import LazyTile, NoiseTwin
+
+
+class EnsembleDraw(NamedTuple):
+    """One run of the ensemble (`EnsemblePass.run`), per flattened model output."""
+
+    #: the deterministic prediction [n, ...]
+    outputs: list
+    #: the Monte-Carlo members [T, n, ...]
+    members: list
+    #: per noise source, the numerator and denominator of its drop measure (inputs zeroed
+    #: and seen for a mask) [sources, 2]
+    counts: np.ndarray
+    #: the Keras mask of these rows (False at padding positions: `Embedding(mask_zero=True)`
+    #: and the layers it flows through), or None where the output carries none
+    masks: list
 
 
 class EnsemblePass:
-    """The ensemble's compiled function and its runner, for `probe.ProbePass`."""
+    """The ensemble's compiled function and its runner.
+
+    Args:
+        model: the built Keras model.
+        seed: the audit seed (the twin's draws).
+        noise_sources: the model's noise sources in call order, as the probe pass's traces
+            fill them (the order of `active`).
+        noisy: whether a noise source sits in a layer (`ProbePass.noisy`).
+        batch_size: probe rows per call.
+    """
+
+    def __init__(self, model, seed, noise_sources, noisy, batch_size):
+        self.model = model
+        self.seed = seed
+        self.noise_sources = noise_sources
+        self.noisy = noisy
+        self.batch_size = batch_size
+        self._compiled = None
 
     def _compile_ensemble(self):
         """Monte-Carlo dropout, batched: `replicas + 1` copies of the probe chunk, the
@@ -27,7 +61,7 @@ class EnsemblePass:
         source runs once on the chunk. Returns the flattened model outputs
         [replicas + 1, batch, ...] and, per noise source, the numerator and denominator
         of its drop measure (`NoiseTwin.counts`)."""
-        control = noise_twin(self.seed, self.noise_sources)
+        control = NoiseTwin(self.seed, self.noise_sources)
 
         def ensemble(inputs, start, offset, active, replicas):
             batch = backend.rows(keras.tree.flatten(inputs)[0])
@@ -45,35 +79,34 @@ class EnsemblePass:
 
         return ensemble
 
-    def _ensemble_specs(self):
+    def _specs(self, probe):
         """(inputs, start, offset, active, replicas)."""
-        return backend.signature(self.probe.inputs, ([], "int32"), ([], "int32"),
+        return backend.signature(probe.inputs, ([], "int32"), ([], "int32"),
                                  ([None], "float32"), ([], "int32"))
 
-    @property
-    def dropout_taps(self):
-        """The noise sources' names in call order (the order of `active`), selected or
-        not: the ensemble is the whole model's."""
-        return [source.name for source in self.noise_sources]
+    def _batches(self, probe):
+        for start in range(0, probe.size, self.batch_size):
+            chunk = keras.tree.map_structure(lambda a: a[start : start + self.batch_size], probe.inputs)
+            yield chunk, backend.constant(start, "int32")
 
-    def run_ensemble(self, samples, active=None, probe=None, max_rows=4096):
-        """(deterministic outputs, members, drop counts): per flattened model output the
-        deterministic prediction [n, ...] and `samples` Monte-Carlo members [T, n, ...]
-        over the probe (or `probe`, no larger); per noise source the numerator and
-        denominator of its drop measure (inputs zeroed and seen for a mask). The samples
-        run batched, at most `max_rows` rows per call."""
-        if self._ensemble is None:
-            self._ensemble = self._compiled(self._compile_ensemble(), self._ensemble_specs, static=(3,))
-        layers = len(self.dropout_taps)
+    def run(self, probe, samples, active=None, max_rows=4096):
+        """The ensemble over `probe` as an `EnsembleDraw`: per flattened model output the
+        deterministic prediction and `samples` Monte-Carlo members, per noise source its
+        drop counts (`active`: a float per source, > 0 on; None: all on). The samples run
+        batched, at most `max_rows` rows per call."""
+        if self._compiled is None:
+            self._compiled = backend.compiled(self._compile_ensemble(), lambda: self._specs(probe),
+                                              self.model.variables, static=(3,))
+        layers = len(self.noise_sources)
         active = np.ones(layers, np.float32) if active is None else np.asarray(active, np.float32)
         det, members, counts, masks = [], [], np.zeros((layers, 2)), []
-        for chunk, start in self.batches(probe):
+        for chunk, start in self._batches(probe):
             rows = len(keras.tree.flatten(chunk)[0])
             block = max(1, min(samples, max_rows // rows - 1))
             parts = []
             for offset in range(0, samples, block):
                 replicas = min(block, samples - offset)
-                out = self._ensemble(chunk, start, backend.constant(offset, "int32"),
+                out = self._compiled(chunk, start, backend.constant(offset, "int32"),
                                      backend.constant(active, "float32"),
                                      backend.constant(replicas, "int32"))
                 values = [backend.host(o) for o in out["outputs"]]
@@ -83,14 +116,10 @@ class EnsemblePass:
                 parts.append([v[1:] for v in values])
                 counts += backend.host(out["counts"])
             members.append([np.concatenate(p, axis=0) for p in zip(*parts)])
-        det = [np.concatenate(d, axis=0) for d in zip(*det)]
-        members = [np.concatenate(m, axis=1) for m in zip(*members)]
-        #: per flattened output, the Keras mask of these rows (False at padding
-        #: positions: `Embedding(mask_zero=True)` and the layers it flows through), or
-        #: None where the output carries none
-        self.output_masks = [None if parts[0].size == 0 else np.concatenate(parts, axis=0)
-                             for parts in zip(*masks)]
-        return det, members, counts
+        return EnsembleDraw(
+            [np.concatenate(d, axis=0) for d in zip(*det)],
+            [np.concatenate(m, axis=1) for m in zip(*members)], counts,
+            [None if parts[0].size == 0 else np.concatenate(parts, axis=0) for parts in zip(*masks)])
 
 
 def _output_mask(output, batch):

@@ -27,6 +27,7 @@ import keras
 
 from regaudit.model.regularizers import is_rnn
 
+from regaudit.callbacks.backends import backend
 from regaudit.callbacks.backends import keras_internals as internals
 
 
@@ -71,7 +72,7 @@ class _Walk:
         #: (name prefix, layer) of the intercepted calls being run
         self.stack = []
         #: the traced function's graph: calls made in any other graph are not tapped
-        self.graph = internals.current_graph()
+        self.graph = backend.current_graph()
 
     def unique(self, name):
         index = self.calls.get(name, 0)
@@ -159,7 +160,7 @@ class _Walk:
 
     def intercept(self, layer, args, kwargs):
         """A sublayer call made inside a layer the walk is running."""
-        if internals.current_graph() is not self.graph:
+        if backend.current_graph() is not self.graph:
             return internals.original_call(layer, *args, **kwargs)
         prefix, parent = self.stack[-1] if self.stack else ("", None)
         # one entry per flattened input, None where no tap made it (a raw op's output)

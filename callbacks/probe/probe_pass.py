@@ -4,13 +4,15 @@
 reduced on the host: `backend`) that runs the model in inference mode over the
 probe (`probe_choice`) in mini-batches through `graph.run_graph`, which sees every layer
 call, nested ones included, and returns per tapped tensor only summaries
-(`reductions`, `device_reductions`, `host_reductions`): exact streaming moments, min/max, zero and non-finite counts, per-unit
+(`backend.reductions`: `tensorflow_reductions`, `jax_reductions`, `host_reductions`): exact streaming moments, min/max, zero and non-finite counts, per-unit
 sums, and a fixed reservoir of at most 65,536 values whose positions are drawn once, so
 every audit compares the same samples and units. In the same call, the twin (`twin`:
 every noise source on, BatchNormalization in inference mode) gives the BN inputs'
 moments with the noise on; a second function samples the Monte-Carlo dropout ensemble
 (`probe_ensemble`).
 """
+
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -20,22 +22,34 @@ from regaudit.measures.shift import ChannelMoments
 
 from regaudit.callbacks.backends import backend
 
-from regaudit.callbacks.backends import host_reductions
 
-from regaudit.callbacks.backends import reductions
 from regaudit.callbacks.backends import keras_internals as internals
 from regaudit.callbacks.probe.graph import run_graph
-from regaudit.callbacks.probe.choice import ProbeData  # noqa: F401 - re-exported
 from regaudit.callbacks.probe.ensemble_pass import EnsemblePass
 from regaudit.callbacks.probe.stochastic import drawing_generators, stochastic_layers
 from regaudit.callbacks.probe.trace import SummaryTrace
-from regaudit.callbacks.backends.reductions import UNCHANGED_MARK, fast_path_held, merge_channels, to_summary
+from regaudit.callbacks.probe.summaries import fast_path_held, merge_channels, to_summary
 from regaudit.callbacks.probe.stochastic import kept_seed_state
 from regaudit.callbacks.probe.taps import reservoir_size_for
-from regaudit.callbacks.probe.twin import noise_twin
+from regaudit.callbacks.probe.twin import NoiseTwin
+from regaudit.callbacks.probe.layout import Layout, Reservoir
+from regaudit.callbacks.backends.common import UNCHANGED_MARK
 
 
-class ProbePass(EnsemblePass):
+class PassResult(NamedTuple):
+    """One run of the probe pass: what an audit measures."""
+
+    #: {tap name: `regaudit.measures.activations.TapSummary`} of the probe
+    summaries: dict
+    #: {BN layer: `regaudit.measures.shift.ChannelMoments` of its input}
+    batchnorm: dict
+    #: the same with every noise source on (the twin), or None when not asked for
+    twin_batchnorm: dict | None
+    #: {tap name: light TapSummary} of the training probe, or None without one
+    train_summaries: dict | None
+
+
+class ProbePass:
     """One compiled function over the probe that returns summaries for every tap.
 
     Args:
@@ -51,7 +65,7 @@ class ProbePass(EnsemblePass):
         select: `LayerSelection` of the taps to summarize (the model still runs whole);
             None: every tap.
         planned_audits: the audits the fit will run, when known: the taps whose
-            reductions see enough values over them are XLA-fused (`reductions.fuses`).
+            reductions see enough values over them are XLA-fused (`backend.fuses`).
             None: none is.
         twin: whether the audits will ask for the twin (`run(twin=True)`): on JAX and
             PyTorch the set-up runs the pass once, and on JAX that compiles the variant
@@ -68,37 +82,19 @@ class ProbePass(EnsemblePass):
         self.train_probe = train_probe
         self.batch_size = int(batch_size)
         self.seed = seed
-        self.reservoir_size = int(reservoir_size or reservoir_size_for(model))
         self.select = select
         self.planned_audits = planned_audits
-        #: the taps whose reductions are XLA-fused (`reductions.fuses`)
-        self.fused = set()
-        #: the summarized taps, in graph order
-        self.taps = []
-        #: every floating-point layer output, summarized or not (the layer table, the tags)
-        self.all_taps = []
-        self.reservoir_index = {}
-        self._tables = {}
-        self._ensemble = None
-        #: tap name -> the tap whose tensor it returned unchanged (inference-mode Dropout)
-        self.aliases = {}
-        self.batchnorm_alias = {}
-        self._bn_inputs = {}
-        self._bn_channels = {}
-        #: every noise source the model's calls bring (`regaudit.model.regularizers.Source`), in
-        #: call order: the order of the ensemble's `active` and of its drop measures
-        self.noise_sources = []
-        #: {reason: [layer outputs]} of the outputs not measured for a reason the user
-        #: did not choose (`NOT_FLOAT`, `NO_BATCH_AXIS`)
-        self.unmeasured = {}
+        #: what the traces found: taps, noise sources, aliases, unmeasured outputs
+        self.layout = Layout()
+        self.reservoir = Reservoir(reservoir_size or reservoir_size_for(model), probe.size,
+                                   self.batch_size, seed)
+        #: the BN inputs of the trace running now (the twin reuses the ones it shares)
+        self.bn_inputs = {}
         self._noisy = {}
-        #: where the reductions run: in TensorFlow's graph, in JAX's compiled pass, on the
-        #: host in float64 (PyTorch: `backend`)
-        self.ops = _reductions()
         drawn = set()
         with drawing_generators(drawn):
             self._concrete = self._compiled(self._compile(), self._specs, static=(1, 2))
-            if not backend.is_tensorflow():  # the taps are met by running the pass once
+            if backend.RUNS_PASS_AT_SETUP:  # the taps are met by running the pass once
                 with kept_seed_state(model):
                     self._concrete(*next(self._chunks()), bool(twin))
         #: the layer calls that draw random numbers in inference (`stochastic`): every
@@ -106,7 +102,59 @@ class ProbePass(EnsemblePass):
         owners = {id(layer) for layer in stochastic_layers(model, drawn)}
         self.stochastic = [tap.name for tap in self.all_taps if id(tap.layer) in owners]
         self._exact = None  # the float64 fallback, compiled the first time a batch needs it
-        self.output_masks = []
+        #: the Monte-Carlo dropout ensemble over the probe, compiled at its first run
+        self.ensemble = EnsemblePass(model, seed, self.layout.noise_sources, self.noisy, self.batch_size)
+
+    # what the traces found (`Layout`), as the pass's own names
+
+    @property
+    def taps(self):
+        """The summarized taps (`taps.TapInfo`), in graph order."""
+        return self.layout.taps
+
+    @property
+    def all_taps(self):
+        """Every floating-point layer output, summarized or not (the layer table, the tags)."""
+        return self.layout.all_taps
+
+    @property
+    def noise_sources(self):
+        """Every noise source of the model's calls, in call order (`Layout`)."""
+        return self.layout.noise_sources
+
+    @property
+    def unmeasured(self):
+        """{reason: [layer outputs]} not measured for a reason the user did not choose."""
+        return self.layout.unmeasured
+
+    @property
+    def aliases(self):
+        """Tap name -> the tap whose tensor it returned unchanged (inference-mode Dropout)."""
+        return self.layout.aliases
+
+    @property
+    def fused(self):
+        """The taps whose reductions are XLA-fused (`backend.fuses`)."""
+        return self.layout.fused
+
+    @property
+    def reservoir_index(self):
+        """Tap name -> its reservoir positions [probe rows, k] (`Reservoir.index`)."""
+        return self.reservoir.index
+
+    @property
+    def reservoir_size(self):
+        return self.reservoir.size
+
+    @property
+    def dropout_taps(self):
+        """The noise sources' names in call order (the order of `active`), selected or
+        not: the ensemble is the whole model's."""
+        return [source.name for source in self.noise_sources]
+
+    def run_ensemble(self, samples, active=None, probe=None, max_rows=4096):
+        """`EnsemblePass.run` over this pass's probe (or `probe`, no larger)."""
+        return self.ensemble.run(probe or self.probe, samples, active, max_rows)
 
     def _compiled(self, function, specs, static):
         """`backend.compiled` over this model's variables; `static`: the positions of the
@@ -125,7 +173,7 @@ class ProbePass(EnsemblePass):
             self._noisy[key] = any(sources_of(sub, "", parent) for sub, parent in parents)
         return self._noisy[key]
 
-    def _register(self, tap):
+    def register(self, tap):
         """The tap's regularizer and noise sources, once per call name."""
         noise = tuple(sources_of(tap.layer, tap.name, tap.parent_layer))
         known = {source.name for source in self.noise_sources}
@@ -136,78 +184,44 @@ class ProbePass(EnsemblePass):
         """The pass's input signature on TensorFlow: (inputs, start, split, with_twin)."""
         return backend.signature(self.probe.inputs, ([], "int32"), ([], "int32"), ([], "bool"))
 
-    def _reservoir_rows(self, tap_index, x, rows):
-        """Positions drawn once per tap: k of each sample's values, k = R // probe size.
-        Stored as flat positions within a probe mini-batch (`(row % batch size) * values
-        per sample + position`); `rows`: the probe rows of this batch."""
-        per_sample = int(np.prod(x.shape[1:])) if all(d is not None for d in x.shape[1:]) else None
-        if per_sample is None or per_sample == 0:
-            return None
-        name = self.taps[tap_index].name
-        if name not in self.reservoir_index:
-            size = self.probe.size
-            k = min(per_sample, max(1, self.reservoir_size // size))
-            rng = np.random.default_rng([self.seed, tap_index])
-            if k == per_sample:
-                positions = np.tile(np.arange(per_sample), (size, 1))
-            else:
-                positions = np.stack([np.sort(rng.choice(per_sample, k, replace=False)) for _ in range(size)])
-            self.reservoir_index[name] = positions
-        if name not in self._tables:
-            positions = self.reservoir_index[name]
-            flat = (np.arange(len(positions)) % self.batch_size)[:, None] * per_sample + positions
-            dtype = np.int32 if flat.max(initial=0) < 2**31 - 1 else np.int64
-            self._tables[name] = backend.captured_table(flat.astype(dtype))
-        return backend.gather_rows(self._tables[name], rows)
-
     def _compile(self, exact=False):
         """The pass: the model in inference mode with a summary of every tap and the
         moments of every BatchNormalization input; with `with_twin`, in the same call,
         the twin (`twin.NoiseTwin`: every noise source on, the other layers shared,
         everything before the first noise source reused from the inference walk) and its
         BN inputs. What one trace records is `probe_trace.SummaryTrace`."""
-        control = noise_twin(self.seed, self.noise_sources)
+        control = NoiseTwin(self.seed, self.noise_sources)
 
         def summarize(inputs, start, split, with_twin):
             """`inputs`: the probe's rows [:split], then the training probe's."""
-            for registry in (self.taps, self.all_taps, self.noise_sources, self.unmeasured):
-                registry.clear()  # the float64 pass traces again
-            self.aliases.clear()
-            self.batchnorm_alias.clear()
+            self.layout.clear()  # the float64 pass traces again
             trace = SummaryTrace(self, inputs, start, split, exact)
             run_graph(self.model, inputs, trace.on_output, cache=trace.cache, noisy=self.noisy)
-            inference_inputs = dict(self._bn_inputs)
-            self._bn_inputs.clear()
+            inference_inputs = dict(self.bn_inputs)
+            self.bn_inputs.clear()
             twin_moments = {}
-            if self.has_dropout and self._bn_channels:
+            channels = self.layout.bn_channels
+            if self.has_dropout and channels:
                 twin_moments = backend.cond(
                     with_twin, lambda: trace.twin(control, inference_inputs),
-                    lambda: self.ops.zero_moments(self._bn_channels))
+                    lambda: backend.reductions.zero_moments(channels))
             return {"taps": trace.taps, "train_taps": trace.train_taps,
                     "batchnorm": trace.batchnorm, "twin_batchnorm": twin_moments}
 
         return summarize
 
-    def _batchnorm_input(self, tap, x, seen, batchnorm, own):
+    def batchnorm_input(self, tap, x, seen, batchnorm, own):
         """A BN input's per-channel moments on the probe's rows (`own(x)`): the producing
         tap's per-unit sums when the BN normalizes the last axis of a tensor already
         summarized, else computed."""
-        self._bn_inputs[tap.name] = x
-        self._bn_channels[tap.name] = x.shape[tap.layer.axis]
+        self.bn_inputs[tap.name] = x
+        self.layout.bn_channels[tap.name] = x.shape[tap.layer.axis]
         producer = seen.get(id(x))
         rank = len(x.shape)
         if producer is not None and tap.layer.axis % rank == rank - 1:
-            self.batchnorm_alias[tap.name] = producer
+            self.layout.batchnorm_alias[tap.name] = producer
         else:
-            batchnorm[tap.name] = self.ops.channel_moments(own(x), tap.layer.axis)
-
-    def batches(self, probe=None):
-        probe = probe or self.probe
-        for start in range(0, probe.size, self.batch_size):
-            chunk = keras.tree.map_structure(
-                lambda a: a[start : start + self.batch_size], probe.inputs
-            )
-            yield chunk, backend.constant(start, "int32")
+            batchnorm[tap.name] = backend.reductions.channel_moments(own(x), tap.layer.axis)
 
     def _chunks(self):
         """(inputs, start, split) per mini-batch: the probe's rows, then as many of the
@@ -222,9 +236,8 @@ class ProbePass(EnsemblePass):
             yield main, backend.constant(start, "int32"), backend.constant(split, "int32")
 
     def run(self, twin=False):
-        """The pass over the whole probe: ({tap name: TapSummary}, {BN layer:
-        ChannelMoments of its input}, {BN layer: ChannelMoments of its input with every
-        noise source on} or None, {tap name: light TapSummary of the training probe} or None)."""
+        """The pass over the whole probe, as a `PassResult`; `twin`: with the BN inputs'
+        moments with every noise source on."""
         summaries, train_summaries, batchnorm, twin_batchnorm, unchanged = {}, {}, {}, {}, set()
         # the compiled pass is asked as the caller asks (one JAX compilation per value);
         # without a noise source it computes no twin either way
@@ -251,13 +264,13 @@ class ProbePass(EnsemblePass):
             summaries[name] = summaries[same]
             if train_summaries:
                 train_summaries[name] = train_summaries[same]
-        for name, producer in self.batchnorm_alias.items():
+        for name, producer in self.layout.batchnorm_alias.items():
             source = summaries[producer]
             batchnorm[name] = ChannelMoments(source.unit_finite, source.unit_sum, source.unit_m2)
         for name in unchanged:
             twin_batchnorm[name] = batchnorm[name]
-        return (summaries, batchnorm, (twin_batchnorm if twin else None),
-                (train_summaries if self.train_probe is not None else None))
+        return PassResult(summaries, batchnorm, twin_batchnorm if twin else None,
+                          train_summaries if self.train_probe is not None else None)
 
     def _exact_pass(self):
         """The pass with every summary in float64, non-finite values left out: for a
@@ -265,17 +278,6 @@ class ProbePass(EnsemblePass):
         if self._exact is None:
             self._exact = self._compiled(self._compile(exact=True), self._specs, static=(1, 2))
         return self._exact
-
-def _reductions():
-    """The reductions of this backend's pass (`backend`)."""
-    if backend.is_tensorflow():
-        return reductions
-    if backend.NAME == "jax":
-        from regaudit.callbacks.backends import jax_reductions as device_reductions
-
-        return device_reductions
-    return host_reductions
-
 
 def _tap_values(out):
     """The pass's tap summaries as numpy, converted once: {"taps"|"train_taps": {tap: {field: array}}}."""

@@ -9,11 +9,12 @@ source's index, so every audit draws the same noise and no seed state of the mod
 Everything else, BatchNormalization above all, stays in inference mode. `LazyTile` makes
 the Monte-Carlo copies of a batch only from the first noise source on.
 
-The noise formulas are written once in `keras.ops` and every draw comes from `draws`
-(the same bits on every backend); what differs by backend is how a shape, a stream's key
-and a count are made: `NoiseTwin` in TensorFlow's graph (dynamic batch axis, the probe
-position a tensor), and `eager_twin`'s on JAX (static shapes, traced positions) and
-PyTorch (everything concrete).
+The noise formulas are written once here in `keras.ops`, and every draw comes from
+`regaudit.callbacks.backends.draws` (the same bits on every backend); what differs by
+backend is how a shape, a stream's key and a count are made, the backend's `TwinOps`
+(`backends.tensorflow_twin`: TensorFlow's graph, a dynamic batch axis, the probe position
+a tensor; `backends.jax_twin`: static shapes, traced positions; `backends.eager_twin`:
+PyTorch, everything concrete), which `NoiseTwin` holds.
 """
 
 import keras
@@ -23,35 +24,10 @@ from keras import ops
 from regaudit.model.regularizers import is_rnn, rnn_cells
 
 from regaudit.callbacks.backends import backend
-
-from regaudit.callbacks.backends import draws
 from regaudit.callbacks.backends import keras_internals as internals
-
-if backend.is_tensorflow():
-    import tensorflow as tf
 
 #: AlphaDropout's constants (Klambauer et al. 2017; Keras' AlphaDropout)
 _ALPHA_P = -1.6732632423543772848170429916717 * 1.0507009873554804934193349852946
-
-
-def _noise_shape(layer, x):
-    shape = internals.spatial_noise_shape(layer, x)  # SpatialDropout: whole channels
-    if shape is None:
-        shape = getattr(layer, "noise_shape", None)
-    if shape is None:
-        return tf.shape(x)
-    dynamic = tf.shape(x)
-    return tf.stack([dynamic[i] if d is None else tf.cast(d, tf.int32) for i, d in enumerate(shape)])
-
-
-def noise_twin(seed, sources):
-    """The twin's noise for this backend: `NoiseTwin` in TensorFlow's graph, else
-    `eager_twin`'s (JAX's inside its compiled pass, PyTorch's eager)."""
-    if backend.is_tensorflow():
-        return NoiseTwin(seed, sources)
-    from regaudit.callbacks.backends import eager_twin
-
-    return (eager_twin.CompiledNoiseTwin if backend.NAME == "jax" else eager_twin.EagerNoiseTwin)(seed, sources)
 
 
 class NoiseTwin:
@@ -71,6 +47,8 @@ class NoiseTwin:
         self.sources = sources
         self.start = self.offset = self.active = self.det_rows = None
         self.counts = {}
+        #: the backend's tensor operations (`backend.TwinOps`)
+        self.ops = backend.TwinOps()
 
     def _index(self):
         return {source.name: (i, source) for i, source in enumerate(self.sources)}
@@ -80,7 +58,7 @@ class NoiseTwin:
         if name in index:
             position, source = index[name]
             def noise(proceed, x, *args, **kwargs):
-                out = self._like(self._layer_noise(position, source, layer, x), x)
+                out = self.ops.like(self._layer_noise(position, source, layer, x), x)
                 # a Dropout passes its input's mask on (padding stays padding downstream)
                 mask = kwargs.get("mask", internals.get_keras_mask(x))
                 if mask is not None:
@@ -92,59 +70,19 @@ class NoiseTwin:
             return self._rnn(layer, name, index)
         return None
 
-    # how this twin draws, shapes and counts: TensorFlow's graph (dynamic batch axis)
-
-    def _noise_shape(self, layer, x):
-        return _noise_shape(layer, x)
-
-    def _shape(self, x):
-        return tf.shape(x)
-
-    def _like(self, out, x):
-        """`out` with `x`'s static shape: a mask drawn at the dynamic `tf.shape` has no
-        static axes, and a layer after the noise may need one (a LayerNormalization over a
-        feature axis of size 1 after a Dropout)."""
-        if not tf.executing_eagerly():
-            out.set_shape(x.shape)
-        return out
-
-    def _entries(self, x):
-        return tf.cast(tf.size(x), tf.float64)
-
-    def _shape_entries(self, shape):
-        return tf.cast(tf.reduce_prod(shape), tf.float64)
-
-    def _uniform(self, shape, key, like):
-        return _graph_draw("uniform")(shape, key)
-
-    def _normal(self, shape, key, like, mean=0.0, stddev=1.0):
-        return ops.cast(_graph_draw("normal")(shape, key), like.dtype) * stddev + mean
-
-    def _square_sum(self, x):
-        return tf.reduce_sum(tf.cast(x, tf.float64) ** 2)
-
-    def _dropped(self, on, keep):
-        """Entries where the source is on and the mask drops."""
-        return tf.math.count_nonzero(on & ~keep)
+    # how this twin draws, shapes and counts: the backend's (`backend.TwinOps`)
 
     def _stream(self, index, part=0):
         """The key of this source's draws at this probe position and replica block."""
-        offset = 0 if self.offset is None else self.offset
-        return draws.key_tensor(self.seed, self.start, offset, index, part)
+        return self.ops.stream(self.seed, self.start, 0 if self.offset is None else self.offset, index, part)
 
     def _switch(self, index, shape):
         """Boolean, broadcastable to `shape`: rows past `det_rows`, source active."""
-        row_shape = tf.concat([[-1], tf.ones([tf.size(shape) - 1], tf.int32)], axis=0)
-        rows = tf.reshape(tf.range(shape[0]), row_shape)
-        on = rows >= (0 if self.det_rows is None else self.det_rows)
-        return on if self.active is None else on & (self.active[index] > 0)
+        return self.ops.switch(shape, self.det_rows, self.active, index)
 
     def _count(self, index, numerator, on, entries_shape, per_entry=1.0):
-        if self.det_rows is None:
-            return
-        seen = tf.cast(tf.math.count_nonzero(tf.broadcast_to(on, entries_shape)), tf.float64)
-        part = tf.stack([tf.cast(numerator, tf.float64) * per_entry, seen * per_entry])
-        self.counts[index] = part if index not in self.counts else self.counts[index] + part
+        if self.det_rows is not None:
+            self.counts[index] = self.ops.counted(self.counts.get(index), numerator, on, entries_shape, per_entry)
 
     def _layer_noise(self, index, source, layer, x):
         """The noise of a Dropout-family layer: the function named by its kind's
@@ -155,11 +93,11 @@ class NoiseTwin:
         """(kept as x's dtype, where this source is on) for a mask of `rate`, counting
         the inputs it zeroes (each mask entry stands for size(x) / size(mask) inputs:
         SpatialDropout)."""
-        shape = self._noise_shape(layer, x)
-        keep = self._uniform(shape, self._stream(index), x) >= rate
+        shape = self.ops.noise_shape(layer, x)
+        keep = self.ops.uniform(shape, self._stream(index), x) >= rate
         on = self._switch(index, shape)
-        per_entry = self._entries(x) / self._shape_entries(shape)
-        self._count(index, self._dropped(on, keep), on, shape, per_entry)
+        per_entry = self.ops.entries(x) / self.ops.shape_entries(shape)
+        self._count(index, self.ops.dropped(on, keep), on, shape, per_entry)
         return ops.cast(keep, x.dtype), on
 
     def _mask(self, index, rate, layer, x):
@@ -173,33 +111,33 @@ class NoiseTwin:
         a = ((1 - rate) * (1 + rate * _ALPHA_P**2)) ** -0.5
         b = -a * _ALPHA_P * rate
         noisy = a * (x * kept + _ALPHA_P * (1 - kept)) + b
-        return ops.where(ops.broadcast_to(on, self._shape(noisy)), noisy, x)
+        return ops.where(ops.broadcast_to(on, self.ops.shape(noisy)), noisy, x)
 
     def _multiply(self, index, rate, layer, x):
         """GaussianDropout: x * m, m ~ N(1, rate / (1 - rate))."""
-        shape = self._shape(x)
+        shape = self.ops.shape(x)
         on = self._switch(index, shape)
-        noise = self._normal(shape, self._stream(index), x, mean=1.0, stddev=np.sqrt(rate / (1.0 - rate)))
+        noise = self.ops.normal(shape, self._stream(index), x, mean=1.0, stddev=np.sqrt(rate / (1.0 - rate)))
         noise = ops.where(on, noise, ops.ones_like(noise))
-        self._count(index, self._square_sum(noise - 1), on, shape)
+        self._count(index, self.ops.square_sum(noise - 1), on, shape)
         return x * noise
 
     def _add(self, index, rate, layer, x):
         """GaussianNoise: x + n, n ~ N(0, stddev^2) (`rate` is the stddev)."""
-        shape = self._shape(x)
+        shape = self.ops.shape(x)
         on = self._switch(index, shape)
-        noise = self._normal(shape, self._stream(index), x, stddev=rate)
+        noise = self.ops.normal(shape, self._stream(index), x, stddev=rate)
         noise = ops.where(on, noise, ops.zeros_like(noise))
-        self._count(index, self._square_sum(noise), on, shape)
+        self._count(index, self.ops.square_sum(noise), on, shape)
         return x + noise
 
     def _rnn_mask(self, index, source, step_input, part):
-        shape = self._shape(step_input)
-        keep = self._uniform(shape, self._stream(index, part), step_input) >= source.rate
+        shape = self.ops.shape(step_input)
+        keep = self.ops.uniform(shape, self._stream(index, part), step_input) >= source.rate
         on = self._switch(index, shape)
-        self._count(index, self._dropped(on, keep), on, shape)
+        self._count(index, self.ops.dropped(on, keep), on, shape)
         kept = ops.cast(keep, step_input.dtype) / ops.cast(1.0 - source.rate, step_input.dtype)
-        return self._like(ops.where(on, kept, ops.ones_like(kept)), step_input)
+        return self.ops.like(ops.where(on, kept, ops.ones_like(kept)), step_input)
 
     def _rnn(self, layer, name, index):
         """The RNN layer run with `training=True` (only its masks depend on it) and masks
@@ -227,23 +165,6 @@ class NoiseTwin:
                 return proceed(*args, **kwargs)
 
         return run
-
-
-#: TensorFlow's compiled draws, by kind
-_GRAPH_DRAWS = {}
-
-
-def _graph_draw(kind):
-    """`draws.uniform` or `draws.normal` over a tensor of a given (dynamic) shape, XLA-fused
-    inside TensorFlow's pass: the hash's dozen int32 ops read and write the tensor once
-    (measured on the seed CNN's audit: 0.87 s fused, 1.37 s not, 1.10 s with TensorFlow's
-    own Philox draws)."""
-    if kind not in _GRAPH_DRAWS:
-        draw = getattr(draws, kind)
-        _GRAPH_DRAWS[kind] = tf.function(
-            lambda shape, key: draw(tf.reshape(tf.range(tf.reduce_prod(shape)), shape), key),
-            jit_compile=True, autograph=False)
-    return _GRAPH_DRAWS[kind]
 
 
 class LazyTile:

@@ -101,7 +101,8 @@ def report(run_ids, experiment, group_by, output, fmt, no_log):
     """Write a comparative report of audited runs: findings, overview, figures and layer
     tables; log it back to MLflow (into the run, or into a new comparison run)."""
     from regaudit.read import default_output
-    from regaudit.reports.publish import log_report, ui_address
+    from regaudit.reports.publish import log_report
+    from regaudit.tracking.experiments import ui_address
     from regaudit.reports.report import build_report, figure_count
 
     runs = _load(run_ids, experiment)
@@ -264,7 +265,7 @@ def demo(epochs, seeds, max_concurrent, output, study_id, verbose):
     from regaudit import studies
     from regaudit.callbacks.demo import DEMO_EXPERIMENT, DESIGN
     from regaudit.cli.study import conclude, resumable
-    from regaudit.reports.publish import ui_address
+    from regaudit.tracking.experiments import ui_address
 
     started = time.perf_counter()
     result = resumable(lambda: studies.study(

@@ -1,5 +1,7 @@
 """Which runs: the audited runs of an experiment or of the whole store, run ids resolved,
-and one-line errors for what MLflow could not give. Loading them is `regaudit.read`."""
+one-line errors for what MLflow could not give, and the MLflow UI address of a run. Loading them is `regaudit.read`."""
+
+from urllib.parse import urlsplit, urlunsplit
 
 from regaudit.errors import RegauditError, error_line
 from regaudit.schema import TAG_PREFIX
@@ -10,6 +12,29 @@ REPORT_TAG = TAG_PREFIX + "report_of"
 #: answer, not audit data (`regaudit.studies.parent`)
 ROLE_TAG = TAG_PREFIX + "study.role"
 PARENT = "parent"
+
+
+#: Where `mlflow ui` / `mlflow server` listen by default.
+DEFAULT_UI = "http://127.0.0.1:5000"
+
+
+def ui_base(tracking_uri):
+    """The MLflow UI's address for a tracking URI: the server itself for http(s) URIs
+    (credentials, query and fragment removed, so no secret is ever printed), else where
+    `mlflow ui --backend-store-uri <uri>` listens by default."""
+    parts = urlsplit(str(tracking_uri or ""))
+    if parts.scheme in ("http", "https"):
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return DEFAULT_UI
+
+
+def ui_address(tracking_uri, experiment_id, run_id):
+    """The MLflow UI page of a run's artifacts, where regaudit/report/report.html opens."""
+    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
 
 
 def tracking_uri():

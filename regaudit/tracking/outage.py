@@ -2,7 +2,7 @@
 outage costs nothing after its first failure.
 
 A write that fails for lack of a store (refused, unreachable, no answer within its time
-budget: `store.Unreachable`, not a `store.Refused` write) marks the store away. From then
+budget: `reach.Unreachable`, not a `reach.Refused` write) marks the store away. From then
 on, every bounded write of any run goes straight to the spool, while a daemon thread
 probes the store every PROBE_SECONDS (an http(s) server's `GET /health`, else one small
 query), each probe bounded by PROBE_TIMEOUT; the first probe that answers marks the store
@@ -19,6 +19,8 @@ back since the last probe gets them at once.
 
 import threading
 import time
+
+from regaudit.tracking.reach import Unreachable, bounded_call, check_health, is_http
 
 #: seconds between two probes of a store that is away
 PROBE_SECONDS = 2.0
@@ -68,8 +70,6 @@ def mark_up(uri):
 
 def _ask(uri, timeout):
     """(None, seconds) when the store answers within `timeout`, else (the reason, seconds)."""
-    from regaudit.tracking.store import Unreachable, bounded_call, check_health
-
     started = time.monotonic()
     try:
         bounded_call(lambda: check_health(uri, timeout), timeout)
@@ -85,8 +85,6 @@ def check(uri, timeout, fresh=False):
     server not known away is asked for its health once, within `timeout` (a refused
     connection answers in milliseconds, where MLflow's own requests would retry for the
     whole budget); other stores are not asked."""
-    from regaudit.tracking.store import is_http
-
     with _LOCK:
         known = _AWAY.get(uri)
     if known is not None:

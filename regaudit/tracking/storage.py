@@ -10,8 +10,9 @@ import time
 
 from regaudit.errors import error_line
 from regaudit.schema import ARTIFACT_DIR, part_file_name, table_part_path
-from regaudit.tracking.store import (
-    Refused, Unreachable, bounded_call, failure_of, quick_requests, is_pending, open_store_once)
+from regaudit.tracking.reach import (
+    Refused, Unreachable, bounded_call, failure_of, open_store_once, quick_requests)
+from regaudit.tracking.store import is_pending
 
 #: MLflow accepts at most 1,000 metrics in one log_batch call.
 MAX_BATCH = 1000

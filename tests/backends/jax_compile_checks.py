@@ -64,14 +64,14 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     guarded = ProbePass(build(guard=True), probe, batch_size=16)
     summaries, *_ = guarded.run()
-    det, members, counts = guarded.run_ensemble(4)
+    det, members, counts, _ = guarded.run_ensemble(4)
 said = [str(w.message) for w in caught if "cannot be compiled with jax.jit" in str(w.message)]
 assert len(said) == 2, said  # one per compiled function: the pass, the ensemble
 reference, *_ = plain.run()
 for name in ("hidden", "out"):
     for field in ("mean", "m2", "min", "max"):
         assert np.isclose(getattr(summaries[name], field), getattr(reference[name], field), rtol=1e-6), (name, field)
-ref_det, ref_members, ref_counts = plain.run_ensemble(4)
+ref_det, ref_members, ref_counts, _ = plain.run_ensemble(4)
 np.testing.assert_allclose(members[0], ref_members[0], rtol=1e-6, atol=1e-6)
 np.testing.assert_array_equal(counts, ref_counts)
 print("untraceable model audited op by op")

@@ -101,7 +101,7 @@ def measure(directory, name, out):
     before = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
     probe_pass = ProbePass(model, probe, batch_size=32, seed=0)
     summaries, batchnorm, twin, _ = probe_pass.run(twin=True)
-    det, members, counts = probe_pass.run_ensemble(16)
+    det, members, counts, _ = probe_pass.run_ensemble(16)
     after = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
     values = {"unchanged": np.array(all(np.array_equal(a, b) for a, b in zip(before, after)))}
     for tap, s in summaries.items():

@@ -1,5 +1,5 @@
 """The reductions off TensorFlow, PyTorch's on the host (`host_reductions`) and JAX's
-compiled ones (`device_reductions`, under `jax.jit` as in JAX's pass), against the slow
+compiled ones (`jax_reductions`, under `jax.jit` as in JAX's pass), against the slow
 numpy reference (`tests/regaudit/summaries.py`), finite and non-finite batches alike, and
 regaudit's own draws (`draws`) against their pure-Python reference and their laws."""
 
@@ -18,7 +18,7 @@ from summaries import chunk_summary  # noqa: E402
 from regaudit.callbacks.backends import draws  # noqa: E402
 
 from regaudit.callbacks.backends import host_reductions
-from regaudit.callbacks.backends.reductions import fast_path_held, to_summary  # noqa: E402
+from regaudit.callbacks.probe.summaries import fast_path_held, to_summary  # noqa: E402
 
 def _jax_reductions(exact):
     """`device_reductions` with each function compiled by `jax.jit`, as inside JAX's

@@ -103,7 +103,7 @@ class Recorder(keras.callbacks.Callback):
     def capture(self):
         return {
             "val": tap_outputs(self.model, self.audit.probe_pass.probe.inputs),
-            "train": tap_outputs(self.model, self.audit.train_probe.inputs),
+            "train": tap_outputs(self.model, self.audit.probe_pass.train_probe.inputs),
             "bn": {layer.name: (layer.moving_mean.numpy(), layer.moving_variance.numpy())
                    for layer in self.model.layers if isinstance(layer, layers.BatchNormalization)},
         }
@@ -133,7 +133,7 @@ def test_shift_measures_in_mlflow_equal_numpy_on_the_same_probe_tensors(tiny_mod
     recorder = Recorder(audit)
     model.fit(x, y, epochs=2, batch_size=32, validation_data=(xv, yv),
               callbacks=[audit, recorder], verbose=0)
-    assert audit.train_probe.size == 48 and audit.train_probe.source == "train"
+    assert audit.probe_pass.train_probe.size == 48 and audit.probe_pass.train_probe.source == "train"
 
     table = download_tables(audit.run_id)["shift"]
     final = table[table.epoch == 2].set_index(["layer", "measure"])["value"]

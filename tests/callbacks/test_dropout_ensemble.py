@@ -36,7 +36,7 @@ def test_with_rate_zero_every_sample_equals_the_deterministic_prediction(rng):
     model = mlp(0.0)
     x = rng.normal(size=(300, 12)).astype("float32")
     callback = attached(model, x, ensemble_probe_size=300)
-    det, members, _ = callback.probe_pass.run_ensemble(8)
+    det, members, _, _ = callback.probe_pass.run_ensemble(8)
     assert members[0].shape == (8, 300, 3)
     for member in members[0]:
         np.testing.assert_array_equal(member, det[0])
@@ -48,7 +48,7 @@ def test_measured_drop_fraction_lies_in_the_binomial_interval(rng):
     model = mlp(rate)
     x = rng.normal(size=(256, 12)).astype("float32")
     callback = attached(model, x, ensemble_probe_size=256, mc_samples=8)
-    _, _, counts = callback.probe_pass.run_ensemble(8, probe=callback.probe_pass.probe)
+    _, _, counts, _ = callback.probe_pass.run_ensemble(8, probe=callback.probe_pass.probe)
     zeroed, nonzero = counts[0]
     low, high = stats.binom.interval(0.999, int(nonzero), rate)
     assert nonzero > 10_000
@@ -64,7 +64,7 @@ def test_members_differ_and_the_model_state_does_not_move(rng):
     x = rng.normal(size=(64, 12)).astype("float32")
     seed_state = model.get_layer("drop").seed_generator.state.numpy()
     callback = attached(model, x)
-    _, members, _ = callback.probe_pass.run_ensemble(4)
+    _, members, _, _ = callback.probe_pass.run_ensemble(4)
     assert not np.array_equal(members[0][0], members[0][1])
     np.testing.assert_array_equal(model.get_layer("drop").seed_generator.state.numpy(), seed_state)
 
@@ -130,7 +130,7 @@ def test_regression_outputs_get_predictive_variance(rng):
     callback = attached(model, x, rng.normal(size=(64, 2)))
     table = download_tables(callback.run_id)["ensemble"].query("layer == 'model'")
     assert set(table.measure) == {"pred_var", "det_mc_mse"}
-    det, members, _ = callback.probe_pass.run_ensemble(callback.mc_samples)
+    det, members, _, _ = callback.probe_pass.run_ensemble(callback.mc_samples)
     assert table.set_index("measure")["value"]["pred_var"] == pytest.approx(
         np.mean(members[0].astype(np.float64).var(axis=0)), rel=1e-6)
 
@@ -171,7 +171,7 @@ def test_a_timeseries_transformer_keeps_its_static_axes_and_every_source_is_meas
     callback = attached(model, x[:64], y[:64], mc_samples=8)
     sources = callback.probe_pass.noise_sources
     assert [s.kind for s in sources] == ["attention_dropout", "dropout", "dropout"] * 2 + ["dropout"]
-    det, members, counts = callback.probe_pass.run_ensemble(8)
+    det, members, counts, _ = callback.probe_pass.run_ensemble(8)
     for source, (dropped, seen) in zip(sources, counts):
         assert seen > 0 and 0 < dropped / seen < 1, source
     assert not np.allclose(members[0][0], det[0]) and not np.allclose(members[0][0], members[0][1])

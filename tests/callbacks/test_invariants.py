@@ -187,7 +187,7 @@ def test_ctrl_c_during_an_audit_leaves_the_model_as_it_was_and_ends_the_run_kill
     from mlflow.tracking import MlflowClient
 
     from regaudit import RegAudit
-    from regaudit.callbacks.activation_stats import ActivationFamily
+    from regaudit.callbacks.families.activations import ActivationFamily
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),

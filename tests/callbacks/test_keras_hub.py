@@ -66,7 +66,7 @@ def test_a_bert_classifier_has_all_eight_sources_measured():
     # dropout; the embeddings' dropout; the classifier's dropout
     assert len(sources) == 8, sources
     assert kinds.count("attention_dropout") == 2 and kinds.count("dropout") == 6
-    det, members, counts = callback.probe_pass.run_ensemble(8)
+    det, members, counts, _ = callback.probe_pass.run_ensemble(8)
     for source, (zeroed, seen) in zip(sources, counts):
         low, high = stats.binom.interval(0.999, int(seen), source.rate)
         assert low <= zeroed <= high, (source, zeroed / seen)

@@ -207,7 +207,7 @@ class Active(keras.callbacks.Callback):
 history = model.fit(x, y, validation_split=0.25, epochs=3, batch_size=16, verbose=0,
                     callbacks=[audit, Active()]).history
 import mlflow
-print("RESULT " + json.dumps({"run_id": audit.run_id, "background": audit.opened_in_background,
+print("RESULT " + json.dumps({"run_id": audit.run_id, "background": audit.run.opened_in_background,
                               "active": active.get("run"), "after": mlflow.active_run() is None,
                               "val_loss": history["val_loss"]}))
 '''

@@ -55,7 +55,7 @@ def _check_measures(final, name, values, reservoir_rows, bounds=None):
 
 
 def _drops_at_rate(probe_pass):
-    det, members, counts = probe_pass.run_ensemble(8)
+    det, members, counts, _ = probe_pass.run_ensemble(8)
     for source, (zeroed, seen) in zip(probe_pass.noise_sources, counts):
         low, high = stats.binom.interval(0.999, int(seen), source.rate)
         assert seen > 0 and low <= zeroed <= high, (source, zeroed / max(seen, 1))

@@ -8,8 +8,9 @@ import tensorflow as tf
 from regaudit import RegAudit
 from regaudit.tracking.reader import download_tables
 
-from regaudit.callbacks.backends import reductions
-from regaudit.callbacks.backends.reductions import _fast_moments, _fused_moments, _moments, central_moments
+from regaudit.callbacks.backends import tensorflow_reductions as reductions
+from regaudit.callbacks.backends.tensorflow_reductions import _fast_moments, _fused_moments, _moments
+from regaudit.callbacks.probe.summaries import central_moments
 from model_zoo import reference_measures, tap_outputs
 
 

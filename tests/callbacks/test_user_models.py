@@ -98,7 +98,7 @@ def test_every_layer_call_is_measured_and_every_source_drops_at_its_rate(name):
     for source, (pattern, kind) in zip(sources, expected):
         assert re.fullmatch(pattern, source.name) and source.kind == kind, (source, pattern)
 
-    det, members, counts = probe_pass.run_ensemble(8)
+    det, members, counts, _ = probe_pass.run_ensemble(8)
     per_entry = {"spatial": 6.0}
     for source, (numerator, denominator) in zip(sources, counts):
         low, high = _interval(source, numerator, denominator, per_entry.get(source.name, 1.0))

@@ -125,7 +125,7 @@ def test_probabilities_from_logits_and_binary_heads_match_scipy():
 
 
 def test_keras_loss_objects_are_read_for_their_from_logits_flag():
-    from regaudit.callbacks.dropout_ensemble import _loss_of
+    from regaudit.callbacks.families.output_heads import loss_of as _loss_of
 
     assert _loss_of(keras.losses.SparseCategoricalCrossentropy(from_logits=True), 0, "out") == (
         "SparseCategoricalCrossentropy", True, None)

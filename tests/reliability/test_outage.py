@@ -74,8 +74,8 @@ def test_a_hanging_server_is_waited_for_once_and_then_probed_in_the_background(s
         # one wait (the run's creation: its health check gets no answer within 2 s), then
         # every audit's writes straight to the spool: 5 audits, history, tags, the end
         assert outage.away(hanging.uri) is not None
-        assert audit.writer.lost == 0 and audit.writer.spooled > 0
-        kinds = [entry["kind"] for entry in Spool(audit.writer.spool.run_id).pending()]
+        assert audit.run.writer.lost == 0 and audit.run.writer.spooled > 0
+        kinds = [entry["kind"] for entry in Spool(audit.run.writer.spool.run_id).pending()]
         assert kinds[0] == "create_run" and kinds[-1] == "end_run"
         assert kinds.count("artifact") >= 5 * 4  # activations, shift, ensemble, bn per audit
         # no connection per audit: the first check, one probe per PROBE_SECONDS, train end
@@ -97,8 +97,8 @@ def test_a_refused_connection_marks_the_store_away_at_once_and_nothing_is_lost(s
     audit = audited_fit(rng, epochs=3, write_timeout=30.0)
     elapsed = time.monotonic() - started
     assert "refused" in (outage.away(uri) or "").lower()
-    assert audit.writer.lost == 0
-    pending = Spool(audit.writer.spool.run_id).pending()
+    assert audit.run.writer.lost == 0
+    pending = Spool(audit.run.writer.spool.run_id).pending()
     tables = [e["payload"]["artifact_path"] for e in pending if e["kind"] == "artifact"]
     assert tables.count("regaudit/activations") == 4  # every audit kept
     # the 30 s budget never waited out: MLflow's retries against a refused port would

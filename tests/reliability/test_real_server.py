@@ -74,7 +74,7 @@ def test_server_stopped_after_epoch_1_and_restarted_at_epoch_3_loses_nothing(ser
         tiny_model().fit(x, y, validation_split=0.25, epochs=5, batch_size=16, verbose=0,
                          callbacks=[Outage(), audit])
     elapsed = time.perf_counter() - started
-    assert audit.writer.spooled > 0  # the outage was real
+    assert audit.run.writer.spooled > 0  # the outage was real
     assert spooled_run_ids() == []  # and everything was replayed by train end
     tables = assert_every_audit_once(audit.run_id, range(6))
     assert len(tables["activations"]) == 6 * len(tables["activations"][tables["activations"].epoch == 0])
@@ -249,7 +249,7 @@ def test_the_database_restarted_mid_fit_loses_nothing(server, spool_dir, rng):
     audit = RegAudit(probe_size=32, mc_samples=4, write_timeout=3, report=False)
     tiny_model().fit(x, y, validation_split=0.25, epochs=5, batch_size=16, verbose=0,
                      callbacks=[DatabaseOutage(), audit])
-    assert audit.writer.spooled > 0 and spooled_run_ids() == []
+    assert audit.run.writer.spooled > 0 and spooled_run_ids() == []
     assert_every_audit_once(audit.run_id, range(6))
 
 

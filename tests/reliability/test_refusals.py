@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from regaudit import RegAudit
 from regaudit.tracking.spool import Spool, spooled_run_ids
 from regaudit.tracking.storage import RunWriter
-from regaudit.tracking.store import Refused
+from regaudit.tracking.reach import Refused
 
 
 def tiny():

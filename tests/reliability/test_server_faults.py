@@ -74,10 +74,10 @@ def test_a_server_hanging_from_epoch_1_through_train_end_loses_nothing(live_serv
     assert audit.report_thread is None  # not rendered from a run without its audits
     # the spool's id: the run's, or the pending id it had when the first (1 s) create was
     # too slow, on a loaded machine, before a later audit created it
-    assert spooled_run_ids() == [audit.writer.spool.run_id]
+    assert spooled_run_ids() == [audit.run.writer.spool.run_id]
     assert elapsed < 60  # bounded waits, not MLflow's minutes of retries
     output = sync(live_server)
-    assert f"run {audit.writer.spool.run_id}:" in output and ", 0 left" in output
+    assert f"run {audit.run.writer.spool.run_id}:" in output and ", 0 left" in output
     assert "its train-end report, logged now" in output
     time.sleep(1)  # the requests that hung have been answered by now
     run_id = final_run_id(audit, output)
@@ -141,10 +141,10 @@ def test_a_spool_at_its_bound_or_unwritable_while_the_server_hangs_is_one_warnin
         assert len(history.history["loss"]) == 3 and "switched off" not in " ".join(messages)
         lost = [m for m in messages if "cannot keep audit writes" in m]
         assert len(lost) == 1, messages
-        assert audit.writer.lost > 0 and "write(s) are lost" in lost[0]
+        assert audit.run.writer.lost > 0 and "write(s) are lost" in lost[0]
         if case == "bound":
             assert "reached its bound" in lost[0]
-            assert audit.writer.spooled > 0
+            assert audit.run.writer.spooled > 0
             # train end says both: what waits in the spool, and every write lost in the fit
             at_end = [m for m in messages if "could not reach MLflow by train end" in m]
             assert len(at_end) == 1 and " other write(s) could not be kept" in at_end[0]
@@ -221,7 +221,7 @@ INTERRUPTED = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_real_server import tiny_model
     from regaudit import RegAudit
-    from regaudit.callbacks.activation_stats import ActivationFamily
+    from regaudit.callbacks.families.activations import ActivationFamily
 
     folder, where = {folder!r}, {where!r}
 
