@@ -34,7 +34,7 @@ class AuditContext:
     `noise_sources` (in call order), `reservoir_index` (tap -> reservoir positions). The
     fit: `model`, `probe` and `train_probe` (`ProbeData`), `settings`; `run_ensemble(T,
     active, probe)`, the Monte-Carlo ensemble (`EnsembleDraw`); the audit: `epoch`,
-    `step`, `run_id`, `gradient_ics_due` (whether the gradient ICS runs now). `measure`
+    `step`, `run_id`, `gradient_ics_due` (whether the gradient ICS runs now). `guarded`
     runs a measure under the guard of invariant 2; `row` makes a row of the tidy long
     form; `set_tags` sets run tags.
     """
@@ -78,7 +78,7 @@ class AuditContext:
     def train_summaries(self):
         return self.result.train_summaries
 
-    def measure(self, layer, measure, function, *args):
+    def guarded(self, layer, measure, function, *args):
         """`function(*args)`, or None when it failed now or before on this layer. A
         measure of summaries already computed at this audit is not computed again (an
         inference-mode Dropout shares its input's summary object)."""

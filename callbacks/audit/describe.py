@@ -66,7 +66,7 @@ def meta(callback):
             "at_start": schedule.at_start,
         },
         "taps": 0 if probe_pass is None else len(probe_pass.taps),
-        # the taps whose reductions the pass XLA-fuses (`reductions.fuses`), and the
+        # the taps whose reductions the pass XLA-fuses (`backend.fuses`), and the
         # audits planned when that was decided
         "fused_taps": [] if probe_pass is None else sorted(probe_pass.fused),
         "planned_audits": None if probe_pass is None else probe_pass.planned_audits,

@@ -26,7 +26,7 @@ class Guards:
         self.on = False
         self.off = set()
 
-    def measure(self, layer, measure, function, *args):
+    def guarded(self, layer, measure, function, *args):
         """`function(*args)`, or None when it raised now or before on this layer."""
         if (layer, measure) in self.off:
             return None

@@ -46,15 +46,15 @@ class Measurement:
             return None
         context = AuditContext(
             model=model, probe_pass=self.probe_pass, result=result, settings=self.settings,
-            epoch=epoch, step=step, run_id=run_id, guard=self.guards.measure,
+            epoch=epoch, step=step, run_id=run_id, guard=self.guards.guarded,
             switched_off=self.guards.off, set_tags=set_tags, gradient_ics_due=gradient_ics_due)
         self.last_context = context
         if not write:
             for family in self.families:
-                self.guards.measure(MODEL, family.name, family.measure, context)
+                self.guards.guarded(MODEL, family.name, family.measure, context)
             return None
         tables, metrics = {}, {}
-        for measured in measure_families(self.families, context, self.guards.measure):
+        for measured in measure_families(self.families, context, self.guards.guarded):
             family_tables, family_metrics = measured if measured is not None else ({}, {})
             for table, rows in family_tables.items():
                 tables.setdefault(table, []).extend(rows)
@@ -75,7 +75,7 @@ class Measurement:
         done = []
         for family in self.families:
             with kept_seed_state(model):
-                out = self.guards.measure(MODEL, f"{family.name} at train end", family.finish, context)
+                out = self.guards.guarded(MODEL, f"{family.name} at train end", family.finish, context)
             tables, metrics = out if out is not None else ({}, {})
             done.append((tables, metrics, context))
         return done

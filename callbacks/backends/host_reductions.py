@@ -1,7 +1,7 @@
-"""The probe pass's reductions on the host, in float64: PyTorch's eager pass (`backend`).
+"""The probe pass's reductions on the host, in float64: PyTorch's eager pass (`torch`).
 
-The same summaries as `reductions` (which runs them in the TensorFlow graph), with the
-same keys, so `reductions.to_summary` and `reductions.merge_channels` take either: exact
+The same summaries as `tensorflow_reductions` (which runs them in the TensorFlow graph), with the
+same keys, so `probe.summaries.to_summary` and `merge_channels` take either: exact
 moments in float64 with non-finite values left out, min/max of the finite values,
 per-unit sums and centred sums of squares, zero, non-finite and near-bound counts, and
 the reservoir's values at fixed flat positions. In float64 from the first value, so no
@@ -20,7 +20,7 @@ def _units(x):
 
 
 def moments(x):
-    """`reductions._moments` in numpy: `x` any float array."""
+    """`tensorflow_reductions._moments` in numpy: `x` any float array."""
     flat = x.reshape(-1, _units(x))
     if np.isfinite(flat).all():
         return _finite_moments(flat)
@@ -30,7 +30,7 @@ def moments(x):
 def masked_moments(flat, xp=np):
     """The moments of the finite values of a [values, units] array, every value widened
     to float64, in the array module `xp` (numpy here, `jax.numpy` in
-    `device_reductions`)."""
+    `jax_reductions`)."""
     mask = xp.isfinite(flat)
     wide = xp.where(mask, flat.astype(xp.float64), 0.0)
     n = xp.sum(mask, dtype=xp.float64)
@@ -87,7 +87,7 @@ def _finite_moments(flat):
 
 
 def summaries(x, reservoir_rows, bounds, exact=True, light=False, fuse=False):
-    """`reductions.summaries` on the host: `x` a backend tensor; `reservoir_rows` flat
+    """`tensorflow_reductions.summaries` on the host: `x` a backend tensor; `reservoir_rows` flat
     positions in this batch (numpy) or None. `exact` and `fuse` have no meaning here
     (every batch is exact)."""
     x = np.asarray(to_numpy(x))
@@ -106,15 +106,15 @@ def summaries(x, reservoir_rows, bounds, exact=True, light=False, fuse=False):
 
 
 def zero_moments(channels, count=0.0, xp=np):
-    """`reductions.zero_moments` in the array module `xp`."""
+    """`tensorflow_reductions.zero_moments` in the array module `xp`."""
     return {name: {"count": xp.full((c,), count, xp.float64), "sum": xp.zeros((c,), xp.float64),
                    "m2": xp.zeros((c,), xp.float64)}
             for name, c in channels.items()}
 
 
 def channel_moments(x, axis, mode=None, xp=np):
-    """`reductions.channel_moments` in the array module `xp` (numpy here, `jax.numpy` in
-    `device_reductions`): per-channel count, sum and centred sum of squares of the finite
+    """`tensorflow_reductions.channel_moments` in the array module `xp` (numpy here, `jax.numpy` in
+    `jax_reductions`): per-channel count, sum and centred sum of squares of the finite
     values of a BN input, in float64."""
     if mode == UNCHANGED:
         return zero_moments({"x": x.shape[axis]}, UNCHANGED_MARK, xp)["x"]

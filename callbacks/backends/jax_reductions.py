@@ -1,9 +1,9 @@
-"""The probe pass's reductions on JAX, inside the compiled pass (`backend`).
+"""The probe pass's reductions on JAX, inside the compiled pass (`jax`).
 
-TensorFlow's reductions (`reductions`) in `jax.numpy`, with the same keys, so
-`reductions.to_summary` and `reductions.merge_channels` take either: a float32 batch
+TensorFlow's reductions (`tensorflow_reductions`) in `jax.numpy`, with the same keys, so
+`probe.summaries.to_summary` and `merge_channels` take either: a float32 batch
 takes the fast path (per-unit sums of scaled powers, float32 along one short axis, then
-float64: `reductions.central_moments` finishes them on the host), a batch with a
+float64: `probe.summaries.central_moments` finishes them on the host), a batch with a
 non-finite value the exact one (every value widened to float64, non-finite ones left
 out). The float64 sums run with 64-bit types switched on for these functions only
 (`jax.enable_x64`: JAX computes in float32 by default, and the model stays so). Widening
@@ -41,7 +41,7 @@ def moments(x):
 
 
 def _power_of_two_scale(peak):
-    """`reductions._power_of_two_scale` in jax.numpy: 2^-e with 2^(e-1) <= peak < 2^e,
+    """`tensorflow_reductions._power_of_two_scale` in jax.numpy: 2^-e with 2^(e-1) <= peak < 2^e,
     from its exponent bits (multiplying by it is exact in float32)."""
     exponent = jnp.floor(jnp.log(peak) * (1.0 / np.log(2.0))).astype(jnp.int32) + 1
     exponent = jnp.clip(exponent, -125, 126)
@@ -49,11 +49,11 @@ def _power_of_two_scale(peak):
 
 
 def _fast_moments(x, light=False):
-    """`reductions._fast_moments` in jax.numpy, the same outputs for
-    `reductions.central_moments`: per-unit sums of powers of the deviations from the
+    """`tensorflow_reductions._fast_moments` in jax.numpy, the same outputs for
+    `probe.summaries.central_moments`: per-unit sums of powers of the deviations from the
     unit's float32 mean, scaled by a power of two, summed in float32 along one short axis
     and then in float64. For a float32 tensor whose values are all finite
-    (`reductions.fast_path_held`; else the batch is summarized again by `moments`)."""
+    (`probe.summaries.fast_path_held`; else the batch is summarized again by `moments`)."""
     units = x.shape[-1] if x.ndim > 1 else 1
     w = jnp.reshape(x, (-1, x.shape[-2], units) if x.ndim >= 3 else (1, -1, units))
     shift = jnp.mean(w, axis=(0, 1))
@@ -79,8 +79,8 @@ def _fast_moments(x, light=False):
 
 @_float64
 def summaries(x, reservoir_rows, bounds, exact=False, light=False, fuse=False):
-    """`reductions.summaries` on JAX: a float32 tensor takes `_fast_moments` (the host
-    checks `reductions.fast_path_held` and sends a batch with a non-finite value through
+    """`tensorflow_reductions.summaries` on JAX: a float32 tensor takes `_fast_moments` (the host
+    checks `probe.summaries.fast_path_held` and sends a batch with a non-finite value through
     the `exact` pass), float64 tensors and the `exact` pass take `moments`.
     `reservoir_rows`: flat positions in this batch (an int array) or None. `fuse` has no
     meaning here (XLA compiles the whole pass)."""
@@ -105,12 +105,12 @@ def summaries(x, reservoir_rows, bounds, exact=False, light=False, fuse=False):
 
 @_float64
 def zero_moments(channels, count=0.0):
-    """`reductions.zero_moments` on JAX."""
+    """`tensorflow_reductions.zero_moments` on JAX."""
     return host_reductions.zero_moments(channels, count, jnp)
 
 
 @_float64
 def channel_moments(x, axis, mode=None):
-    """`reductions.channel_moments` on JAX (`host_reductions.channel_moments` in
+    """`tensorflow_reductions.channel_moments` on JAX (`host_reductions.channel_moments` in
     jax.numpy, float64)."""
     return host_reductions.channel_moments(x, axis, mode, jnp)

@@ -28,12 +28,12 @@ class ActivationFamily(Family):
             for measure, function in ACTIVATION_MEASURES.items():
                 if measure == DEAD_FRAC and not relu.get(tap.name):
                     continue  # "units that never fire" means nothing for a softmax or a BN
-                value = context.measure(tap.name, measure, function, summary)
+                value = context.guarded(tap.name, measure, function, summary)
                 if value is None:
                     continue
                 values[(tap.name, measure)] = value
                 rows.append(context.row(tap.name, tap.layer_class, measure, value))
-            counted = context.measure(tap.name, "histogram", histogram, summary)
+            counted = context.guarded(tap.name, "histogram", histogram, summary)
             if counted is not None:
                 histograms.extend(self._histogram_rows(context, tap, *counted))
         summary_values = model_summary(values)

@@ -106,7 +106,7 @@ class EnsembleFamily(Family):
         are not independent, so a test over positions would overstate the evidence;
         `probe_positions` says how many positions counted."""
         positions = p_det.shape[:-1]
-        labels = None if target is None else heads_module.positionclass_labels(
+        labels = None if target is None else heads_module.position_labels(
             target, positions, p_det.shape[-1])
         keep = heads_module.position_mask(positions, keras_mask, labels,
                                           ignore_class(context.model, index), weights)
@@ -122,14 +122,14 @@ class EnsembleFamily(Family):
         if not self._present(context):
             return {}, {}
         probe = self._probe(context)
-        sampled = context.measure(MODEL, "mc_sampling", context.run_ensemble,
+        sampled = context.guarded(MODEL, "mc_sampling", context.run_ensemble,
                                   context.settings.mc_samples, None, probe)
         if sampled is None:
             return {}, {}
         det, members, counts, masks = sampled
         values = self._output_measures(context, probe, det, members, masks)
         for source, (numerator, denominator) in zip(context.noise_sources, counts):
-            values[(source.name, source.measure)] = ensemble.drop_frac(numerator, denominator)
+            values[(source.name, source.drop_measure)] = ensemble.drop_frac(numerator, denominator)
         rows = [context.row(layer, self._layer_class(context, layer), measure, value)
                 for (layer, measure), value in values.items()]
         self.measured = True

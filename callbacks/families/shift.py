@@ -32,7 +32,7 @@ class ShiftFamily(Family):
         rows, values = [], {}
 
         def add(tap_name, layer_class, measure, function, *args, probe=None):
-            value = context.measure(tap_name, measure, function, *args)
+            value = context.guarded(tap_name, measure, function, *args)
             if value is not None:
                 values[(tap_name, measure)] = value
                 rows.append(context.row(tap_name, layer_class, measure, value, probe=probe))
@@ -77,7 +77,7 @@ class ShiftFamily(Family):
         val_size = context.probe.size
         key = ("tv_pvalues", id(train), id(val))  # an aliased tap shares both summaries
         if key not in context.memo:
-            context.memo[key] = context.measure(
+            context.memo[key] = context.guarded(
                 tap.name, shift.TV_P, shift.unit_pvalues, train, val,
                 (rows[:train_size] % units).ravel(), (rows[:val_size] % units).ravel())
         pvalues = context.memo[key]

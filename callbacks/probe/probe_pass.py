@@ -1,8 +1,8 @@
 """The compiled passes over the probe: summaries of every layer call, the twin, the ensemble.
 
 `ProbePass` compiles one function (`tf.function`, `jax.jit`; on PyTorch an eager pass
-reduced on the host: `backend`) that runs the model in inference mode over the
-probe (`probe_choice`) in mini-batches through `graph.run_graph`, which sees every layer
+reduced on the host: `regaudit.callbacks.backends`) that runs the model in inference mode over the
+probe (`choice`) in mini-batches through `graph.run_graph`, which sees every layer
 call, nested ones included, and returns per tapped tensor only summaries
 (`backend.reductions`: `tensorflow_reductions`, `jax_reductions`, `host_reductions`): exact streaming moments, min/max, zero and non-finite counts, per-unit
 sums, and a fixed reservoir of at most 65,536 values whose positions are drawn once, so
@@ -189,7 +189,7 @@ class ProbePass:
         moments of every BatchNormalization input; with `with_twin`, in the same call,
         the twin (`twin.NoiseTwin`: every noise source on, the other layers shared,
         everything before the first noise source reused from the inference walk) and its
-        BN inputs. What one trace records is `probe_trace.SummaryTrace`."""
+        BN inputs. What one trace records is `trace.SummaryTrace`."""
         control = NoiseTwin(self.seed, self.noise_sources)
 
         def summarize(inputs, start, split, with_twin):

@@ -2,7 +2,7 @@
 it records of every layer call while `graph.run_graph` walks the model in inference mode,
 and the twin's walk with every noise source on. On TensorFlow, Python that runs while
 the function traces, never per batch; the same on JAX (`jax.jit`, once per batch
-shape); on PyTorch, the eager pass itself (`backend`), its reductions on the host."""
+shape); on PyTorch, the eager pass itself (`backends.torch`), its reductions on the host."""
 
 import keras
 
@@ -38,7 +38,7 @@ class SummaryTrace:
         """The probe's rows of a tensor (not the training probe's)."""
         return tensor[:self.split] if self.with_train else tensor
 
-    def measure(self, info, tensor):
+    def summarize(self, info, tensor):
         """Register a measured tap and summarize its tensor (and the training probe's)."""
         probe_pass = self.pass_
         probe_pass.layout.taps.append(info)
@@ -94,7 +94,7 @@ class SummaryTrace:
                 layer=tap.layer, regularizer=regularizer, noise=noise, reason=reason)
             probe_pass.layout.all_taps.append(info)
             if reason is None:
-                self.measure(info, tensor)
+                self.summarize(info, tensor)
             elif reason != NOT_SELECTED:
                 probe_pass.layout.unmeasured.setdefault(reason, []).append(name)
 

@@ -12,16 +12,15 @@ import numpy as np
 from regaudit.answer.levels import FINDING_LEVELS, INFO
 from regaudit.answer.precision import shown
 from regaudit.answer.statistics import ALPHA, MAX_SEEDS, POWER
+from regaudit.discovery import import_declaring
 
 #: levels, most important first: "notice" is worth acting on, "info" is context
 LEVELS = FINDING_LEVELS
 
 
-#: the modules that declare finding rules; `finding_rules()` imports them all
-DECLARING_MODULES = ("regaudit.answer.findings", "regaudit.answer.diagnoses",
-                     "regaudit.answer.ensemble_findings", "regaudit.answer.remedies",
-                     "regaudit.answer.claims", "regaudit.studies.effects",
-                     "regaudit.studies.recommend")
+#: how a module that declares finding rules reads (`regaudit.discovery` finds and
+#: imports them all for `finding_rules()`)
+DECLARES = r"@finding_rule\("
 _RULES = []
 
 
@@ -53,10 +52,7 @@ def rule_titles():
 
 def finding_rules():
     """Every declared finding rule, in report order."""
-    import importlib
-
-    for module in DECLARING_MODULES:
-        importlib.import_module(module)
+    import_declaring(DECLARES)
     return sorted(_RULES, key=lambda rule: rule.order)
 
 

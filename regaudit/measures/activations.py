@@ -263,9 +263,18 @@ def _quantile_doc(q):
             "& Szegedy (2015, Fig. 1) follow over training.")
 
 
+#: measure name -> function of a TapSummary, filled by `_declare`. Order is the order of
+#: the tables.
+ACTIVATION_MEASURES = {}
+
+
 def _declare(name, function, unit=ACTIVATION, headline=False, doc=None):
-    return declare(name, table=TABLE_ACTIVATIONS, scope=LAYER, unit=unit, doc=doc or function,
-                   headline=headline)
+    """Declare a per-layer activation measure computed by `function` (a TapSummary ->
+    float) and give it its place in ACTIVATION_MEASURES: the measure is named once."""
+    declared = declare(name, table=TABLE_ACTIVATIONS, scope=LAYER, unit=unit, doc=doc or function,
+                       headline=headline)
+    ACTIVATION_MEASURES[declared] = function
+    return declared
 
 
 MEAN = _declare("mean", mean, headline=True)
@@ -276,7 +285,7 @@ ABS_MEAN = _declare("abs_mean", abs_mean)
 RMS = _declare("rms", rms)
 SKEW = _declare("skew", skew, unit=UNITLESS)
 KURTOSIS = _declare("kurtosis", kurtosis, unit=UNITLESS)
-PERCENTILES = {q: _declare(f"p{round(q * 100):02d}", None, doc=_quantile_doc(q))
+PERCENTILES = {q: _declare(f"p{round(q * 100):02d}", partial(quantile, q=q), doc=_quantile_doc(q))
                for q in (0.01, 0.15, 0.50, 0.85, 0.99)}
 ZERO_FRAC = _declare("zero_frac", zero_frac, unit=FRACTION)
 NONFINITE_FRAC = _declare("nonfinite_frac", nonfinite_frac, unit=FRACTION)
@@ -285,15 +294,6 @@ SAT_FRAC = _declare("sat_frac", sat_frac, unit=FRACTION, headline=True)
 UNIT_MEAN_SPREAD = _declare("unit_mean_spread", unit_mean_spread)
 UNIT_STD_SPREAD = _declare("unit_std_spread", unit_std_spread)
 P15, P50, P85 = PERCENTILES[0.15], PERCENTILES[0.50], PERCENTILES[0.85]
-
-#: measure name -> function of a TapSummary. Order is the order of the tables.
-ACTIVATION_MEASURES = {
-    MEAN: mean, STD: std, MIN: minimum, MAX: maximum, ABS_MEAN: abs_mean, RMS: rms,
-    SKEW: skew, KURTOSIS: kurtosis,
-    **{name: partial(quantile, q=q) for q, name in PERCENTILES.items()},
-    ZERO_FRAC: zero_frac, NONFINITE_FRAC: nonfinite_frac, DEAD_FRAC: dead_frac,
-    SAT_FRAC: sat_frac, UNIT_MEAN_SPREAD: unit_mean_spread, UNIT_STD_SPREAD: unit_std_spread,
-}
 
 DEAD_FRAC_MEAN = declare(
     "dead_frac_mean", table=TABLE_ACTIVATIONS, scope=MODEL_WIDE, unit=FRACTION, headline=True,

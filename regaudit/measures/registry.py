@@ -17,11 +17,12 @@ A name with a `<placeholder>` is a template (`acc_at_k:<k>`): `fill` makes its n
 `lookup` finds the declaration of any name it makes.
 """
 
-import importlib
 import inspect
 import re
 import sys
 from dataclasses import dataclass
+
+from regaudit.discovery import import_declaring
 
 #: Scopes: where one value of the measure belongs.
 LAYER = "layer"  # one value per tapped layer (its output, or a BN layer's input)
@@ -45,12 +46,9 @@ UNITLESS = "unitless"
 COSINE = "cosine in [-1, 1]"
 AS_LOGGED = "the unit of the Keras metric or loss"
 
-#: The modules that declare measures; `measures()` imports them all.
-DECLARING_MODULES = (
-    "regaudit.measures.activations", "regaudit.measures.shift", "regaudit.measures.ensemble",
-    "regaudit.model.regularizers", "regaudit.answer.outcomes", "regaudit.answer.remedies",
-    "regaudit.measures.timing",
-)
+#: how a module that declares measures reads: it imports `declare` from here
+#: (`regaudit.discovery` finds and imports them all for `measures()`)
+DECLARES = r"from regaudit\.measures\.registry import (\([^)]*|[^\n(]*)\bdeclare\b"
 
 _PLACEHOLDER = re.compile(r"<(\w+)>")
 
@@ -125,8 +123,7 @@ _COMPLETE = []  # set once every declaring module is imported
 def measures():
     """{name: Measure} of every declared measure, in declaration order."""
     if not _COMPLETE:
-        for module in DECLARING_MODULES:
-            importlib.import_module(module)
+        import_declaring(DECLARES)
         _COMPLETE.append(True)
     return dict(_DECLARED)
 

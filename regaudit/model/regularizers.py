@@ -91,7 +91,7 @@ class Source:
     rate: float
 
     @property
-    def measure(self):
+    def drop_measure(self):
         """The measure of what it dropped (`drop_frac_measured` or `noise_var_measured`)."""
         return KINDS[self.kind].measure
 

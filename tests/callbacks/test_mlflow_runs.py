@@ -214,7 +214,7 @@ print("RESULT " + json.dumps({"run_id": audit.run_id, "background": audit.run.op
 
 
 def test_a_script_that_never_imports_mlflow_opens_the_run_while_it_trains(tmp_path, monkeypatch):
-    """The README's script: the run opens in the background (`run_opener`), the audit
+    """The README's script: the run opens in the background (`audit.run.RunOpener`), the audit
     before the first step is held and written once it is open; the run ends up exactly
     as one opened at once: every audit once, Keras' metrics once, MLflow's active run
     during the fit, FINISHED and no longer active after."""

@@ -60,7 +60,7 @@ def fitted(name, **options):
 def _interval(source, numerator, denominator, entries_per_value):
     """The 99.9% interval of the source's measured drop: binomial for a mask (over its
     mask entries), chi-square for Gaussian noise."""
-    if source.measure == DROP_FRAC:
+    if source.drop_measure == DROP_FRAC:
         n = int(round(denominator / entries_per_value))
         low, high = stats.binom.interval(0.999, n, source.rate)
         return low / n, high / n
@@ -114,7 +114,7 @@ def test_every_layer_call_is_measured_and_every_source_drops_at_its_rate(name):
     table = download_tables(callback.run_id)["ensemble"]
     final = table[table.epoch == table.epoch.max()].set_index(["layer", "measure"])["value"]
     for source in sources:
-        assert (source.name, source.measure) in final.index
+        assert (source.name, source.drop_measure) in final.index
 
 
 @pytest.mark.parametrize("name, head", [("text_transformer", "logits"), ("binary_logit", "binary_logits"),

@@ -30,7 +30,7 @@ class MyDropout(layers.Dropout):
 ])
 def test_every_dropout_family_class_is_one_noise_source_with_its_nominal_drop(layer, kind, measure, nominal):
     (source,) = sources_of(layer, "block/noise")
-    assert (source.name, source.kind, source.measure) == ("block/noise", kind, measure)
+    assert (source.name, source.kind, source.drop_measure) == ("block/noise", kind, measure)
     assert source.nominal == pytest.approx(nominal)
     assert noise_kind(layer) == kind and regularizer_of(layer) == kind
 
