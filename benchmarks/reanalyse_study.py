@@ -39,7 +39,7 @@ def main():
     import mlflow
 
     from regaudit.answer.analysis import OUTCOME, analyse
-    from regaudit.answer.findings import findings
+    from regaudit.answer.run_findings import findings
     from regaudit.answer.statistics import at_level
     from regaudit.read import load_runs
     from regaudit.studies.runs import SEED_TAG, VARIANT_TAG, study_runs

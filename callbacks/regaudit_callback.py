@@ -4,7 +4,7 @@ from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC
 from regaudit.callbacks.audit.hooks import Audit
 from regaudit.callbacks.families.activations import ActivationFamily
 from regaudit.callbacks.families.ensemble import EnsembleFamily
-from regaudit.callbacks.families.remedy import RemedyFamily
+from regaudit.callbacks.families.bn_reestimation import RemedyFamily
 from regaudit.callbacks.families.shift import ShiftFamily
 
 
@@ -14,7 +14,7 @@ class RegAudit(Audit):
     (`CovariateShift`: drift, train vs validation, BatchNormalization variance shift) and
     the effective dropout ensemble (`DropoutEnsemble`: Monte-Carlo dropout against the
     weight-scaled network), logged to MLflow, and at train end the BatchNormalization
-    remedy measured (`regaudit.callbacks.families.remedy`: moving statistics re-estimated on a
+    remedy measured (`regaudit.callbacks.families.bn_reestimation`: moving statistics re-estimated on a
     copy, validation metrics before and after). One probe pass serves every measure family.
 
     Arguments: see `regaudit.callbacks.audit.arguments.ARGUMENTS_DOC` (appended below).

@@ -38,7 +38,7 @@ def __getattr__(name):
 
         return lint
     if name == "reestimate_batchnorm":
-        from regaudit.callbacks.families.remedy import reestimate_batchnorm
+        from regaudit.callbacks.families.bn_reestimation import reestimate_batchnorm
 
         return reestimate_batchnorm
     if name in _KERAS_SIDE:

@@ -70,7 +70,7 @@ class RunSet:
         if self._summary is None:
             import mlflow
 
-            from regaudit.answer.findings import findings
+            from regaudit.answer.run_findings import findings
             from regaudit.tracking.experiments import ui_address
             from regaudit.reports.summary import summary_html
 
@@ -131,7 +131,7 @@ def _final_history(history):
 def _downloaded(run_id, client, run, tags):
     """The run's regaudit/ artifacts ({table or JSON name: content}), checked: readable by
     this version, and holding regaudit data."""
-    from regaudit.tracking.reader import download_tables
+    from regaudit.tracking.artifacts import download_tables
 
     try:
         tables = download_tables(run_id, client, run.info.artifact_uri)

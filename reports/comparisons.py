@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from regaudit.answer.finding import NO_DIFFERENCE, SIGNIFICANT
-from regaudit.answer.findings import COMPARISONS
+from regaudit.answer.run_findings import COMPARISONS
 from regaudit.answer.precision import same_at, shown
 
 

@@ -52,7 +52,7 @@ def log_run_report(run_id, client=None):
 
     from regaudit.read import load_run
     from regaudit.reports.report import build_report
-    from regaudit.tracking.storage import RunWriter
+    from regaudit.tracking.writer import RunWriter
 
     client = client or MlflowClient()
     with tempfile.TemporaryDirectory(prefix="regaudit-") as folder:

@@ -20,7 +20,7 @@ from regaudit.measures.timing import AUDIT_SECONDS, EPOCH_SECONDS
 from regaudit.answer import outcomes
 from regaudit.answer.claims import ARTICLE
 from regaudit.errors import RegauditError
-from regaudit.answer.findings import findings as find
+from regaudit.answer.run_findings import findings as find
 from regaudit.answer.grouped import answer_of, claims_of, grouped
 from regaudit.read import DEFAULT_GROUP
 from regaudit.schema import MODEL, TAG_PREFIX

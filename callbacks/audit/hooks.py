@@ -20,7 +20,7 @@ import keras
 
 from regaudit.errors import RegauditWarning, error_line
 from regaudit.schema import TABLE_HISTORY
-from regaudit.tracking.store import is_pending
+from regaudit.tracking.run_opening import is_pending
 
 from regaudit.callbacks.audit import fits
 from regaudit.callbacks.audit.arguments import ARGUMENTS_DOC, check_arguments, check_known

@@ -25,8 +25,8 @@ import pandas as pd
 from regaudit.measures.timing import AUDIT_SECONDS
 from regaudit.errors import RegauditWarning
 from regaudit.schema import MODEL, metric_key
-from regaudit.tracking.storage import RunWriter
-from regaudit.tracking.store import activate_run, join_or_start_run
+from regaudit.tracking.writer import RunWriter
+from regaudit.tracking.run_opening import activate_run, join_or_start_run
 
 from regaudit.callbacks.audit import fits
 from regaudit.callbacks.audit.write_warnings import WriteWarnings

@@ -6,7 +6,7 @@ import os
 import warnings
 
 from regaudit.errors import RegauditWarning
-from regaudit.tracking.store import is_pending
+from regaudit.tracking.run_opening import is_pending
 
 #: share of the spool's size bound at which the audit warns that it is filling up
 SPOOL_WARN_SHARE = 0.8

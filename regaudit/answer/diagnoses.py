@@ -1,6 +1,6 @@
 """Diagnoses: a measured cause, the effect it explains, and a remedy a user can act on.
 
-Each rule is `rule(runs, groups) -> list[Finding]` (see `regaudit.answer.findings`); its
+Each rule is `rule(runs, groups) -> list[Finding]` (see `regaudit.answer.run_findings`); its
 threshold and source are in its docstring and a module constant.
 """
 

@@ -163,7 +163,7 @@ def sync(run_ids):
     """Send audit writes kept in the local spool (the tracking server was away) to
     MLflow: the given runs, else every spooled run. Exit 1 if some could not be sent."""
     from regaudit.tracking.spool import spool_root, spooled_run_ids
-    from regaudit.tracking.storage import RunWriter
+    from regaudit.tracking.writer import RunWriter
 
     ids = list(run_ids) or spooled_run_ids()
     if not ids:
@@ -221,7 +221,7 @@ def show(run_ids, experiment, group_by, as_json, verbose):
     per rule, notices (!) first, each with its rule id."""
     import json
 
-    from regaudit.answer.findings import findings
+    from regaudit.answer.run_findings import findings
     from regaudit.answer.grouped import groups_json
     from regaudit.read import DEFAULT_GROUP, load_runs
 

@@ -47,7 +47,7 @@ def given_remedy(runs, groups):
     """(before, after, runs): the model as given's validation-probe accuracy before and
     after its BN statistics were re-estimated (RA213), when that was measured and raised
     it; else None."""
-    from regaudit.answer.remedies import remedy_pairs
+    from regaudit.answer.remedy_findings import remedy_pairs
 
     pairs = [p for run, p in remedy_pairs(runs, "accuracy").items() if groups.get(run) == GIVEN]
     if not pairs:
@@ -59,7 +59,7 @@ def given_remedy(runs, groups):
 def _given_remedy(runs, groups):
     """A sentence on the model as given with its BN statistics re-estimated (RA213), when
     that was measured and raised its validation-probe accuracy; else ""."""
-    from regaudit.answer.remedies import RULE as REMEDY
+    from regaudit.answer.remedy_findings import RULE as REMEDY
 
     remedy = given_remedy(runs, groups)
     if remedy is None:

@@ -11,7 +11,7 @@ from regaudit import RegAudit
 from regaudit.measures.activations import ACTIVATION_MEASURES
 from regaudit.measures.registry import headline_names
 from regaudit.schema import metric_key
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 from model_zoo import MODEL_FACTORIES, data_for, reference_measures, tap_outputs
 
@@ -180,7 +180,7 @@ def test_dead_units_are_counted_where_they_arise_and_ra220_names_only_that_layer
     and RA220 names it once, not again for each layer that passes its channels on."""
     from keras import layers
 
-    from regaudit.answer.findings import findings
+    from regaudit.answer.run_findings import findings
     from regaudit.read import load_runs
 
     keras.utils.set_random_seed(1)

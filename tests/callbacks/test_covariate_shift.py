@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from regaudit import CovariateShift, RegAudit
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 from model_zoo import data_for, tap_outputs
 from test_invariants import model_state

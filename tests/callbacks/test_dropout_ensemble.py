@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from regaudit import DropoutEnsemble, RegAudit, RegauditWarning
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 from model_zoo import data_for
 

@@ -12,7 +12,7 @@ import pytest
 
 from regaudit import RegAudit, RegauditWarning
 from regaudit.measures import activations
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 from model_zoo import data_for
 

@@ -19,7 +19,7 @@ keras_hub = pytest.importorskip(
     "keras_hub", reason="keras-hub is not installed (pip install --no-deps keras-hub, as .ci/run does)")
 
 from regaudit import RegAudit  # noqa: E402
-from regaudit.tracking.reader import download_tables  # noqa: E402
+from regaudit.tracking.artifacts import download_tables  # noqa: E402
 
 BUILD = """
 import keras, keras_hub, numpy as np

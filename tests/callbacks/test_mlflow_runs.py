@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from regaudit import Every, RegAudit
 from regaudit.errors import UsageError
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 from model_zoo import data_for
 
@@ -145,7 +145,7 @@ def test_two_regaudit_callbacks_in_one_fit_write_once(rng):
     from mlflow.tracking import MlflowClient
 
     from regaudit.callbacks import ActivationStats, RegAudit
-    from regaudit.tracking.reader import download_tables
+    from regaudit.tracking.artifacts import download_tables
 
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="relu"),
                               keras.layers.Dropout(0.2), keras.layers.Dense(2, activation="softmax")])

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from regaudit import RegAudit, RegauditWarning
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 import nested_models
 from model_zoo import reference_measures

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from regaudit import RegAudit
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 from regaudit.callbacks.backends import tensorflow_reductions as reductions
 from regaudit.callbacks.backends.tensorflow_reductions import _fast_moments, _fused_moments, _moments

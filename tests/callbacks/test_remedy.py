@@ -11,7 +11,7 @@ import pytest
 from keras import layers
 
 from regaudit.callbacks import RegAudit
-from regaudit.callbacks.families.remedy import reestimate_batchnorm
+from regaudit.callbacks.families.bn_reestimation import reestimate_batchnorm
 
 
 def bn_mlp():
@@ -88,7 +88,7 @@ def test_regaudit_measures_the_remedy_at_train_end_before_and_after(mlflow_store
     assert metrics["regaudit/model/bn_reestimated_val_loss_after"] == pytest.approx(after["loss"], rel=1e-5)
 
     from regaudit.read import load_runs
-    from regaudit.answer.remedies import batchnorm_reestimated
+    from regaudit.answer.remedy_findings import batchnorm_reestimated
 
     runs = load_runs([run.info.run_id])
     [found] = batchnorm_reestimated(runs, {run.info.run_id: "bn"})

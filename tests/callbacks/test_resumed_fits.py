@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from regaudit import RegAudit
 from regaudit.measures.shift import DRIFT_MEASURES
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 from regaudit.callbacks.probe.probe_pass import ProbePass
 

@@ -13,7 +13,7 @@ from scipy import stats
 
 from regaudit import RegAudit, RegauditWarning
 from regaudit.model.regularizers import DROP_FRAC, is_rnn
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 import nested_models
 import user_models

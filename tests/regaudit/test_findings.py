@@ -7,7 +7,7 @@ from scipy import stats
 
 from regaudit.answer import diagnoses as D
 from regaudit.answer import ensemble_findings
-from regaudit.answer import findings as F
+from regaudit.answer import run_findings as F
 from regaudit.answer import statistics as S
 from regaudit.read import RunSet
 from regaudit.schema import COLUMNS, HISTOGRAM_COLUMNS

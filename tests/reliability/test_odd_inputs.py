@@ -7,7 +7,7 @@ import pytest
 
 from regaudit import RegAudit, RegauditWarning
 from regaudit.errors import UsageError
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 
 @pytest.fixture(autouse=True)

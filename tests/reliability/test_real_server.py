@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from regaudit.cli import cli
 from regaudit.tracking.spool import spooled_run_ids
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 
 KEYS = ["epoch", "probe", "layer", "measure"]
 

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from regaudit import RegAudit
 from regaudit.tracking.spool import Spool, spooled_run_ids
-from regaudit.tracking.storage import RunWriter
+from regaudit.tracking.writer import RunWriter
 from regaudit.tracking.reach import Refused
 
 

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from regaudit.cli import cli
 from regaudit.tracking.spool import Spool, spooled_run_ids
-from regaudit.tracking.reader import download_tables
+from regaudit.tracking.artifacts import download_tables
 from test_real_server import assert_every_audit_once, tiny_model, wait_for
 
 

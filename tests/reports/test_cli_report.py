@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from regaudit.answer.findings import findings
+from regaudit.answer.run_findings import findings
 from regaudit.answer.grouped import grouped
 from regaudit.cli import cli
 from regaudit.read import load_runs

@@ -33,10 +33,10 @@ def test_load_run_returns_every_table_in_long_form(study):
 def test_load_runs_downloads_once_per_run_and_never_reads_metric_histories(study, monkeypatch):
     """One read per run: the experiment's search gives each run's record (no `get_run`),
     one download of its regaudit/ folder gives its tables, no metric history is read."""
-    import regaudit.tracking.reader
+    import regaudit.tracking.artifacts
 
     calls = {"download": 0, "history": 0, "get_run": 0}
-    original = regaudit.tracking.reader._download
+    original = regaudit.tracking.artifacts._download
 
     def counting(*args, **kwargs):
         calls["download"] += 1
@@ -52,7 +52,7 @@ def test_load_runs_downloads_once_per_run_and_never_reads_metric_histories(study
         calls["get_run"] += 1
         return get_run(self, *args, **kwargs)
 
-    monkeypatch.setattr(regaudit.tracking.reader, "_download", counting)
+    monkeypatch.setattr(regaudit.tracking.artifacts, "_download", counting)
     monkeypatch.setattr(MlflowClient, "get_metric_history", history)
     monkeypatch.setattr(MlflowClient, "get_run", counted_get_run)
     runs = regaudit.load_runs(experiment=study["experiment"])

@@ -9,7 +9,7 @@ docstring and a module constant. Rules say nothing when their data is missing.
 Rule ids (stable, for CI gates on `regaudit show --json`):
 RA201 outcome by group, RA202 group difference, RA203 generalization gap,
 RA210-RA222 diagnoses (`regaudit.answer.diagnoses`; RA213, the BN remedy measured, in
-`regaudit.answer.remedies`), RA230-RA231 dropout ensemble,
+`regaudit.answer.remedy_findings`), RA230-RA231 dropout ensemble,
 RA240-RA241 drift, RA251-RA257 the seed article's claims (`regaudit.answer.claims`), RA260 a
 study's recommendation (`regaudit.studies.recommend`, runs grouped by variant), RA261 the
 Dropout x BN interaction (`regaudit.studies.effects`).

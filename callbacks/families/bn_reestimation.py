@@ -22,7 +22,7 @@ import numpy as np
 from regaudit.errors import error_line
 from regaudit.model import regularizers
 from regaudit.measures.registry import fill
-from regaudit.answer.remedies import BN_REESTIMATED_AFTER, BN_REESTIMATED_BEFORE
+from regaudit.answer.remedy_findings import BN_REESTIMATED_AFTER, BN_REESTIMATED_BEFORE
 from regaudit.schema import MODEL, TABLE_SHIFT, TAG_PREFIX
 
 from regaudit.callbacks.families.base import Family

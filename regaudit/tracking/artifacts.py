@@ -1,6 +1,6 @@
 """Reading a run back: its regaudit/ folder downloaded from its artifact store in one go,
 its per-audit Parquet parts joined into one table each, its JSON artifacts parsed. The
-writing side is `regaudit.tracking.storage`."""
+writing side is `regaudit.tracking.writer`."""
 
 import json
 import os

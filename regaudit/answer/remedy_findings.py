@@ -1,4 +1,4 @@
-"""RA213: the BatchNormalization remedy, measured (`regaudit.callbacks.families.remedy`).
+"""RA213: the BatchNormalization remedy, measured (`regaudit.callbacks.families.bn_reestimation`).
 
 At train end `RegAudit` re-estimates BN's moving statistics on a copy of the model (the
 training probe through it in training mode, every noise source off, cumulative averages)

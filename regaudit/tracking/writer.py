@@ -1,7 +1,7 @@
 """The MLflow side of an audit: write a run's metrics, tags, tables and artifacts within a
 time budget (else into the spool), replay the spool, end the run. Reaching the store
-(opening it, starting a run, bounded calls) is `regaudit.tracking.store`; reading a run back,
-`regaudit.tracking.reader`."""
+(opening it, starting a run, bounded calls) is `regaudit.tracking.run_opening`; reading a run back,
+`regaudit.tracking.artifacts`."""
 
 import json
 import os
@@ -12,7 +12,7 @@ from regaudit.errors import error_line
 from regaudit.schema import ARTIFACT_DIR, part_file_name, table_part_path
 from regaudit.tracking.reach import (
     Refused, Unreachable, bounded_call, failure_of, open_store_once, quick_requests)
-from regaudit.tracking.store import is_pending
+from regaudit.tracking.run_opening import is_pending
 
 #: MLflow accepts at most 1,000 metrics in one log_batch call.
 MAX_BATCH = 1000
