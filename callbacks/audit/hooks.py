@@ -87,13 +87,9 @@ class Audit(keras.callbacks.Callback):
         self.report_thread = None
         self._ics_schedule = (
             None if isinstance(gradient_ics, bool) else as_schedule(gradient_ics, "gradient_ics", also="True, False, "))
-        #: the parts of a fit (`_reset`): what the audit measures, its run, its guards,
-        #: Keras' logs, the schedule's position
-        self.measurement = None
-        self.run = None
-        self.guards = Guards(strict)
-        self.logs = KerasLogs()
-        self.clock = Clock()
+        #: the parts of a fit, made anew at each train begin (`_reset`): what the audit
+        #: measures, its run, its guards, Keras' logs, the schedule's position
+        self._reset()
 
     # -- what users and tests read -------------------------------------------------------
 
@@ -219,6 +215,7 @@ class Audit(keras.callbacks.Callback):
         return self.guards.on and self.probe_pass is not None
 
     def _reset(self):
+        """The parts of a fit, fresh: its families, guards, measurement, logs and clock; no run."""
         families = [family_type() for family_type in self.family_types]
         settings = Settings(seed=self.seed, mc_samples=self.mc_samples,
                             ensemble_probe_size=self.ensemble_probe_size,
